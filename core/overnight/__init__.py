@@ -1,0 +1,71 @@
+"""overnight: offline batch generation with LLM batch APIs.
+
+Submit a dataset's prompts to a provider's batch API, walk away, and collect every row
+later from the same script, in order, without paying twice or losing a row.
+"""
+
+from overnight.errors import (
+    ConfigurationError,
+    InvalidRequest,
+    MissingCredentials,
+    NotFinished,
+    OfflineBatchGenerationNotFinished,
+    OvernightError,
+    PipelineNotFinished,
+    ProviderError,
+    ProviderNotFound,
+    RowProblem,
+    StaleCache,
+    StoreError,
+    UnconfirmedSubmission,
+    ValidationError,
+)
+from overnight.hookspecs import hookimpl
+from overnight.models import (
+    Capabilities,
+    ChatRequest,
+    Chunk,
+    GenerationParams,
+    JobRef,
+    JobState,
+    JobStatus,
+    Limits,
+    Message,
+    ProviderInfo,
+    Result,
+    ResultStatus,
+    Usage,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "Capabilities",
+    "ChatRequest",
+    "Chunk",
+    "ConfigurationError",
+    "GenerationParams",
+    "InvalidRequest",
+    "JobRef",
+    "JobState",
+    "JobStatus",
+    "Limits",
+    "Message",
+    "MissingCredentials",
+    "NotFinished",
+    "OfflineBatchGenerationNotFinished",
+    "OvernightError",
+    "PipelineNotFinished",
+    "ProviderError",
+    "ProviderInfo",
+    "ProviderNotFound",
+    "Result",
+    "ResultStatus",
+    "RowProblem",
+    "StaleCache",
+    "StoreError",
+    "UnconfirmedSubmission",
+    "Usage",
+    "ValidationError",
+    "hookimpl",
+]

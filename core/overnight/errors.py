@@ -1,0 +1,195 @@
+"""The one exception hierarchy of overnight.
+
+Every error a user can meet derives from :class:`OvernightError`, and every message
+says what happened and what to do next. Messages never contain API keys.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Sequence
+
+
+class OvernightError(Exception):
+    """Base class of every error raised by overnight."""
+
+
+class ConfigurationError(OvernightError):
+    """The pipeline, an LLM or a plugin is configured in a way that cannot work."""
+
+
+class ProviderNotFound(ConfigurationError):
+    """No installed plugin serves the requested provider."""
+
+    def __init__(self, provider: str, installed: Sequence[str]) -> None:
+        self.provider = provider
+        self.installed = tuple(installed)
+        listed = ", ".join(sorted(self.installed)) or "none"
+        super().__init__(
+            f"No installed plugin serves the provider {provider!r} "
+            f"(installed providers: {listed}). "
+            f"Install it with `pip install overnight-{provider}`, "
+            "then check with `overnight plugins`."
+        )
+
+
+class MissingCredentials(ConfigurationError):
+    """A provider needs an API key that was not given."""
+
+
+class ValidationError(OvernightError):
+    """Input rows that cannot be sent; raised before anything is submitted.
+
+    ``problems`` lists every bad row found, each naming the step, the row and the field.
+    """
+
+    def __init__(self, problems: Sequence["RowProblem"], *, limit: int = 20) -> None:
+        self.problems = tuple(problems)
+        shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
+        more = len(self.problems) - limit
+        if more > 0:
+            shown += f"\n  ... and {more} more"
+        super().__init__(
+            f"{len(self.problems)} input row(s) cannot be sent; nothing was submitted.\n"
+            f"{shown}\nFix the input (or the step's parameters) and run again."
+        )
+
+
+class RowProblem:
+    """One bad input row: which step, which row, which field, and why."""
+
+    __slots__ = ("step", "row", "field", "message")
+
+    def __init__(self, step: str, row: int | None, field: str | None, message: str) -> None:
+        self.step = step
+        self.row = row
+        self.field = field
+        self.message = message
+
+    def __str__(self) -> str:
+        where = f"step {self.step!r}"
+        if self.row is not None:
+            where += f", row {self.row}"
+        if self.field:
+            where += f", field {self.field!r}"
+        return f"{where}: {self.message}"
+
+    def __repr__(self) -> str:
+        return f"RowProblem({self})"
+
+
+class InvalidRequest(OvernightError):
+    """Raised by a plugin's ``build_request`` when a request cannot be expressed.
+
+    ``field`` names the offending option (e.g. ``"stop"``, ``"response_format"``) so the
+    core can report the row and the field.
+    """
+
+    def __init__(self, message: str, *, field: str | None = None) -> None:
+        self.field = field
+        super().__init__(message)
+
+
+class ProviderError(OvernightError):
+    """A provider call failed in a way retrying now will not fix."""
+
+
+class StoreError(OvernightError):
+    """The state store cannot be used (locked, corrupt, or from a newer version)."""
+
+
+class UnconfirmedSubmission(OvernightError):
+    """A previous run may have created a provider job whose id was never recorded.
+
+    overnight will not resubmit silently, since that could pay twice.
+    """
+
+    def __init__(self, provider: str, tags: Sequence[str]) -> None:
+        self.provider = provider
+        self.tags = tuple(tags)
+        super().__init__(
+            f"A previous run started {len(self.tags)} {provider} job(s) but stopped before "
+            f"recording their ids (tags: {', '.join(self.tags)}), and the {provider} plugin "
+            "cannot look jobs up by tag. Check the provider's console for these jobs. "
+            "If they do not exist, resubmit with `overnight forget-unconfirmed` or "
+            "`Pipeline.run(resubmit_unconfirmed=True)`; if they do, cancel them first or accept "
+            "paying twice."
+        )
+
+
+class StaleCache(OvernightError):
+    """The cache is disabled but the store already holds paid work for these requests."""
+
+
+class NotFinished(OvernightError):
+    """Base of the "not finished" exceptions: batch jobs are still running.
+
+    Catch this to tell "come back later" apart from real failures.
+    """
+
+
+class OfflineBatchGenerationNotFinished(NotFinished):
+    """Raised by an LLM whose offline batch jobs are still pending.
+
+    ``jobs_ids`` holds the remote ids of the pending jobs; ``counts`` maps a state to
+    a number of requests (e.g. ``{"pending": 90, "done": 10}``).
+    """
+
+    def __init__(
+        self,
+        jobs_ids: Sequence[str],
+        *,
+        provider: str = "",
+        counts: dict[str, int] | None = None,
+        step: str | None = None,
+        interrupted: bool = False,
+    ) -> None:
+        self.jobs_ids = tuple(jobs_ids)
+        self.provider = provider
+        self.counts = dict(counts or {})
+        self.step = step
+        self.interrupted = interrupted
+        super().__init__(self.summary())
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        who = f"step {self.step!r}: " if self.step else ""
+        head = "polling stopped by the user; " if self.interrupted else ""
+        return (
+            f"{head}{who}{len(self.jobs_ids)} {self.provider} batch job(s) still running"
+            + (f" ({counts})" if counts else "")
+            + ". State is saved; run the pipeline again later to collect the results."
+        )
+
+
+class PipelineNotFinished(NotFinished):
+    """Raised by ``Pipeline.run()`` while any batch step is still waiting on its jobs.
+
+    ``pending`` holds one :class:`OfflineBatchGenerationNotFinished` per waiting step.
+    """
+
+    def __init__(
+        self, pipeline: str, pending: Sequence[OfflineBatchGenerationNotFinished], *, hint: str = ""
+    ) -> None:
+        self.pipeline = pipeline
+        self.pending = tuple(pending)
+        self.interrupted = any(p.interrupted for p in self.pending)
+        lines = [f"Pipeline {pipeline!r} is not finished: batch jobs are still running."]
+        lines += [f"  - {p.summary()}" for p in self.pending]
+        lines.append(
+            hint
+            or "Everything is saved. Run the same script again to check and collect "
+            "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
+        )
+        super().__init__("\n".join(lines))
+
+    @property
+    def jobs_ids(self) -> tuple[str, ...]:
+        return tuple(j for p in self.pending for j in p.jobs_ids)
+
+
+def redact(text: str, secrets: Sequence[Any]) -> str:
+    """Replace every secret found in ``text`` by a placeholder."""
+    for secret in secrets:
+        if isinstance(secret, str) and len(secret) >= 4:
+            text = text.replace(secret, "***")
+    return text

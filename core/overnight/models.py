@@ -1,0 +1,215 @@
+"""The data model shared by the core and the provider plugins.
+
+Values are frozen attrs classes. They are provider-neutral: a plugin translates them
+to and from its provider's wire format. What a plugin needs to remember about a job
+that the core does not understand travels in :attr:`JobRef.data`, an opaque JSON dict.
+"""
+
+from __future__ import annotations
+
+import enum
+from typing import Any, Callable, Iterator, Mapping
+
+import attrs
+from attrs import field, frozen
+
+
+def _tuple(value: Any) -> tuple:
+    return tuple(value) if value is not None else ()
+
+
+def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
+    return dict(value or {})
+
+
+# --- what the core sends --------------------------------------------------------------
+
+
+@frozen
+class Message:
+    """One chat message. ``role`` is ``system``, ``user`` or ``assistant``."""
+
+    role: str
+    content: str
+
+
+#: The generation options every provider plugin must understand (or refuse clearly).
+STANDARD_PARAMS = frozenset(
+    {"max_tokens", "temperature", "top_p", "stop", "response_format", "seed"}
+)
+
+
+@frozen
+class GenerationParams:
+    """Generation options in the core's vocabulary.
+
+    ``response_format`` follows OpenAI's shape: ``{"type": "json_object"}`` or
+    ``{"type": "json_schema", "json_schema": {"name": ..., "schema": {...}}}``.
+    ``extra`` carries provider-specific options the provider declared in
+    :attr:`ProviderInfo.extra_params`; plugins pass them through.
+    """
+
+    max_tokens: int | None = None
+    temperature: float | None = None
+    top_p: float | None = None
+    stop: tuple[str, ...] | None = field(
+        default=None, converter=lambda v: None if v is None else ((v,) if isinstance(v, str) else tuple(v))
+    )
+    response_format: dict[str, Any] | None = None
+    seed: int | None = None
+    extra: dict[str, Any] = field(factory=dict, converter=_mapping)
+
+
+@frozen
+class ChatRequest:
+    """One provider-neutral chat request: a single generation for a single input row.
+
+    ``custom_id`` is the request's content-addressed key, unique within a job; results
+    are matched back to requests by it, never by position.
+    """
+
+    custom_id: str
+    model: str
+    messages: tuple[Message, ...] = field(converter=_tuple)
+    params: GenerationParams = field(factory=GenerationParams)
+
+
+@frozen
+class Chunk:
+    """One chunk of requests to submit as one provider job.
+
+    ``lines()`` yields, in order, the provider-specific request dicts that the plugin's
+    ``build_request`` returned; it can be called more than once (each call streams
+    them again from the store), so a plugin can retry an upload.
+    """
+
+    tag: str
+    model: str
+    count: int
+    bytes: int
+    lines: Callable[[], Iterator[dict[str, Any]]] = field(eq=False, repr=False)
+
+
+# --- what a provider declares ---------------------------------------------------------
+
+
+@frozen
+class Limits:
+    """A provider's per-job limits; the core chunks requests to fit them.
+
+    ``max_bytes`` bounds the serialised JSONL of one job (one line per request, as
+    ``build_request`` returns it); ``max_line_bytes`` bounds a single request and is
+    checked before anything is submitted. ``completion_window`` is in seconds.
+    """
+
+    max_requests: int
+    max_bytes: int
+    max_line_bytes: int | None = None
+    completion_window: int = 24 * 3600
+
+
+@frozen
+class Capabilities:
+    """What a provider can do beyond submit, check and fetch."""
+
+    cancel: bool = False
+    #: The plugin can find a job by the tag it attached at submit (crash recovery).
+    find_by_tag: bool = False
+
+
+@frozen
+class ProviderInfo:
+    """How a plugin declares one provider it serves (see ``register_providers``)."""
+
+    name: str
+    limits: Limits
+    capabilities: Capabilities = field(factory=Capabilities)
+    #: Provider-specific generation options accepted in ``GenerationParams.extra``.
+    extra_params: frozenset[str] = field(factory=frozenset, converter=frozenset)
+    #: Standard options the provider cannot honour; using one is a validation error.
+    unsupported_params: frozenset[str] = field(factory=frozenset, converter=frozenset)
+    #: Environment variables that hold secrets; their values are redacted from errors.
+    secret_env: tuple[str, ...] = field(default=(), converter=_tuple)
+    description: str = ""
+
+
+# --- what a provider reports ----------------------------------------------------------
+
+
+@frozen
+class JobRef:
+    """A reference to one provider job.
+
+    ``tag`` is the idempotency tag the core gave at submit; ``data`` is the plugin's
+    own JSON-serialisable state (e.g. an input file id), stored and handed back as is.
+    """
+
+    provider: str
+    remote_id: str
+    tag: str
+    data: dict[str, Any] = field(factory=dict, converter=_mapping)
+
+
+class JobState(str, enum.Enum):
+    """A job's state in the core's vocabulary."""
+
+    RUNNING = "running"  # queued, validating, in progress, finalizing, cancelling
+    FINISHED = "finished"  # done; results can be fetched
+    FAILED = "failed"  # rejected as a whole (e.g. input validation); nothing was run
+    EXPIRED = "expired"  # window passed; finished requests can be fetched
+    CANCELLED = "cancelled"  # cancelled; finished requests can be fetched
+
+    @property
+    def terminal(self) -> bool:
+        return self is not JobState.RUNNING
+
+
+@frozen
+class JobStatus:
+    """The state of a job with its request counts (0 when the provider does not say)."""
+
+    state: JobState = field(converter=JobState)
+    total: int = 0
+    completed: int = 0
+    failed: int = 0
+    #: The provider's own status word, for display.
+    raw_status: str = ""
+    #: Why a job failed, in the provider's words.
+    message: str | None = None
+
+
+class ResultStatus(str, enum.Enum):
+    SUCCEEDED = "succeeded"
+    #: The provider rejected or failed this request; the core retries it up to a bound.
+    ERRORED = "errored"
+    #: Not run because the job expired or was cancelled; the core resubmits it.
+    UNFINISHED = "unfinished"
+
+
+@frozen
+class Usage:
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+@frozen
+class Result:
+    """The outcome of one request, matched to it by ``custom_id``."""
+
+    custom_id: str
+    status: ResultStatus = field(converter=ResultStatus)
+    text: str | None = None
+    error: str | None = None
+    usage: Usage | None = None
+    finish_reason: str | None = None
+    #: The provider's raw per-request body, kept for debugging and for extra fields.
+    raw: dict[str, Any] | None = None
+
+    @property
+    def ok(self) -> bool:
+        return self.status is ResultStatus.SUCCEEDED
+
+
+def evolve(instance: Any, **changes: Any) -> Any:
+    """Return a copy of a frozen value with some fields changed."""
+    return attrs.evolve(instance, **changes)

@@ -1,0 +1,158 @@
+"""Plugin discovery: load provider plugins from the ``overnight`` entry-point group.
+
+A plugin that fails to import (or to declare its providers) is recorded in
+:attr:`PluginRegistry.failures` and skipped; the others keep working. Only this module
+and :mod:`overnight.providers` touch the pluggy plugin manager.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import threading
+from typing import TYPE_CHECKING, Any, Iterable
+
+import pluggy
+from attrs import frozen
+
+from overnight import hookspecs
+from overnight.errors import ConfigurationError, ProviderNotFound
+from overnight.models import ProviderInfo
+
+if TYPE_CHECKING:
+    from overnight.providers import Provider
+
+log = logging.getLogger(__name__)
+
+ENTRY_POINT_GROUP = "overnight"
+
+
+@frozen
+class PluginFailure:
+    """A plugin that could not be loaded, and why."""
+
+    name: str
+    package: str | None
+    error: str
+
+
+@frozen
+class PluginEntry:
+    """A loaded plugin and the providers it declared."""
+
+    name: str
+    package: str | None
+    version: str | None
+    providers: tuple[ProviderInfo, ...]
+
+
+class PluginRegistry:
+    """The loaded plugins and the providers they serve.
+
+    ``plugins`` are registered directly (tests, in-script plugins); with
+    ``entrypoints=True`` the installed plugins are loaded too.
+    """
+
+    def __init__(self, plugins: Iterable[Any] = (), *, entrypoints: bool = True) -> None:
+        self._pm = pluggy.PluginManager(hookspecs.PROJECT)
+        self._pm.add_hookspecs(hookspecs)
+        self.failures: list[PluginFailure] = []
+        self.entries: list[PluginEntry] = []
+        self._owner: dict[str, Any] = {}
+        self._infos: dict[str, ProviderInfo] = {}
+        if entrypoints:
+            self._load_entrypoints()
+        for plugin in plugins:
+            self.register(plugin)
+
+    def _load_entrypoints(self) -> None:
+        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+            dist = ep.dist.name if ep.dist else None
+            version = ep.dist.version if ep.dist else None
+            try:
+                plugin = ep.load()
+            except Exception as exc:  # a broken plugin must not take the host down
+                self._fail(ep.name, dist, exc)
+                continue
+            self.register(plugin, name=ep.name, package=dist, version=version)
+
+    def _fail(self, name: str, package: str | None, exc: BaseException) -> None:
+        error = f"{type(exc).__name__}: {exc}"
+        log.warning("overnight plugin %r could not be loaded and is skipped: %s", name, error)
+        self.failures.append(PluginFailure(name=name, package=package, error=error))
+
+    def register(
+        self,
+        plugin: Any,
+        *,
+        name: str | None = None,
+        package: str | None = None,
+        version: str | None = None,
+    ) -> None:
+        """Register a plugin object (a module or any object with ``@hookimpl`` functions)."""
+        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        try:
+            self._pm.register(plugin, name=name)
+            impls = [i for i in self._pm.hook.register_providers.get_hookimpls() if i.plugin is plugin]
+            infos = tuple(info for impl in impls for info in (impl.function() or ()))
+            for info in infos:
+                if not isinstance(info, ProviderInfo):
+                    raise ConfigurationError(f"register_providers returned {info!r}, not a ProviderInfo")
+                if info.name in self._infos:
+                    raise ConfigurationError(
+                        f"provider {info.name!r} is already served by plugin "
+                        f"{self._pm.get_name(self._owner[info.name])!r}"
+                    )
+        except Exception as exc:
+            if self._pm.is_registered(plugin):
+                self._pm.unregister(plugin)
+            self._fail(name, package, exc)
+            return
+        for info in infos:
+            self._infos[info.name] = info
+            self._owner[info.name] = plugin
+        self.entries.append(PluginEntry(name=name, package=package, version=version, providers=infos))
+
+    @property
+    def provider_names(self) -> list[str]:
+        return sorted(self._infos)
+
+    def info(self, provider: str) -> ProviderInfo:
+        try:
+            return self._infos[provider]
+        except KeyError:
+            raise ProviderNotFound(provider, self.provider_names) from None
+
+    def provider(self, name: str) -> "Provider":
+        """The typed facade through which the core calls the plugin serving ``name``."""
+        from overnight.providers import Provider
+
+        info = self.info(name)
+        owner = self._owner[name]
+        others = [p for p in self._pm.get_plugins() if p is not owner]
+        return Provider(info, lambda hook: self._pm.subset_hook_caller(hook, remove_plugins=others))
+
+
+_default: PluginRegistry | None = None
+_default_lock = threading.Lock()
+
+
+def get_registry() -> PluginRegistry:
+    """The process-wide registry, loaded from entry points on first use."""
+    global _default
+    with _default_lock:
+        if _default is None:
+            _default = PluginRegistry()
+        return _default
+
+
+def set_registry(registry: PluginRegistry | None) -> PluginRegistry | None:
+    """Replace the process-wide registry (``None`` reloads from entry points on next use).
+
+    Returns the previous one, so tests can restore it.
+    """
+    global _default
+    with _default_lock:
+        previous, _default = _default, registry
+        return previous
+

@@ -1,0 +1,93 @@
+"""The typed facade through which the core calls a provider plugin.
+
+One :class:`Provider` is bound to one provider name and the one plugin that declared
+it. It checks what plugins return, and keeps secrets out of the errors they raise.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from typing import Any, Callable, Iterator, Mapping
+
+from overnight.errors import ConfigurationError, OvernightError, ProviderError, redact
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+
+_SECRET_WORDS = ("key", "token", "secret", "password")
+
+
+class Provider:
+    """Calls the hooks of the plugin that serves :attr:`info.name`, and nothing else."""
+
+    def __init__(self, info: ProviderInfo, hook: Callable[[str], Any]) -> None:
+        self.info = info
+        self.name = info.name
+        self._hook = hook
+
+    def _secrets(self, options: Mapping[str, Any] | None) -> list[str]:
+        found = [os.environ.get(var, "") for var in self.info.secret_env]
+        for name, value in (options or {}).items():
+            if any(word in name.lower() for word in _SECRET_WORDS) and isinstance(value, str):
+                found.append(value)
+        return [s for s in found if s]
+
+    @contextlib.contextmanager
+    def _guard(self, options: Mapping[str, Any] | None) -> Iterator[None]:
+        """Re-raise an error whose message would leak a secret, redacted and unchained."""
+        try:
+            yield
+        except Exception as exc:
+            secrets = self._secrets(options)
+            text = str(exc)
+            if secrets and redact(text, secrets) != text:
+                cls = type(exc) if isinstance(exc, OvernightError) else ProviderError
+                raise cls(f"{self.name}: {redact(text, secrets)}") from None
+            raise
+
+    def _call(self, hook: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        with self._guard(options):
+            if options is not None:
+                kwargs["options"] = options
+            return self._hook(hook)(provider=self.name, **kwargs)
+
+    # -- the contract ------------------------------------------------------------------
+
+    def validate_options(self, options: Mapping[str, Any]) -> None:
+        self._call("validate_options", options)
+
+    def build_request(self, request: ChatRequest) -> dict[str, Any]:
+        line = self._call("build_request", request=request)
+        if not isinstance(line, dict):
+            raise ConfigurationError(
+                f"the {self.name} plugin does not implement build_request (got {line!r})"
+            )
+        return line
+
+    def submit(self, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+        ref = self._call("submit", options, chunk=chunk)
+        if not isinstance(ref, JobRef) or not ref.remote_id:
+            raise ProviderError(f"the {self.name} plugin's submit returned {ref!r}, not a JobRef")
+        return ref
+
+    def check(self, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
+        status = self._call("check", options, job=job)
+        if not isinstance(status, JobStatus):
+            raise ProviderError(f"the {self.name} plugin's check returned {status!r}, not a JobStatus")
+        return status
+
+    def fetch(self, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
+        results = self._call("fetch", options, job=job)
+        if results is None:
+            raise ProviderError(f"the {self.name} plugin's fetch returned nothing for {job.remote_id}")
+        with self._guard(options):
+            yield from results
+
+    def cancel(self, job: JobRef, options: Mapping[str, Any]) -> None:
+        if not self.info.capabilities.cancel:
+            raise ConfigurationError(f"the {self.name} plugin cannot cancel jobs")
+        self._call("cancel", options, job=job)
+
+    def find_job(self, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+        if not self.info.capabilities.find_by_tag:
+            raise ConfigurationError(f"the {self.name} plugin cannot find jobs by tag")
+        return self._call("find_job", options, tag=tag)
