@@ -1,0 +1,404 @@
+"""The resumable executor of one batch step: plan → reconcile → submit → check → fetch →
+retry → assemble.
+
+Each run of a pipeline runs it again from the top; everything it learns is committed
+to the store as it goes, so a run can stop (or be killed) at any point and the next
+run carries on without paying twice or losing a row. The invariants it keeps are those
+of DESIGN.md:
+
+* an intent (tag + membership) is committed before submit, the remote id right after;
+  an intent without an id is resolved by asking the plugin to find the job by its tag,
+  and when it cannot, the run stops rather than resubmit silently;
+* results are matched by custom id; errored requests are retried in new jobs up to
+  ``max_attempts``, unfinished ones (expired/cancelled jobs) are resubmitted; every
+  planned request ends as exactly one result, successful or an explicit error;
+* while any job runs, the step raises :class:`OfflineBatchGenerationNotFinished`;
+* every request is validated by the plugin before the first submission;
+* requests and results stream through the store in bounded batches.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import hashlib
+import json
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Mapping
+
+from attrs import frozen
+
+from overnight import polling, store as st
+from overnight._serialization import dumps
+from overnight.errors import (
+    InvalidRequest,
+    OfflineBatchGenerationNotFinished,
+    OvernightError,
+    ProviderError,
+    RowProblem,
+    StaleCache,
+    StoreError,
+    UnconfirmedSubmission,
+    ValidationError,
+)
+from overnight.faultpoints import fault_point
+from overnight.models import (
+    STANDARD_PARAMS,
+    ChatRequest,
+    Chunk,
+    GenerationParams,
+    JobRef,
+    JobState,
+    Result,
+    ResultStatus,
+    evolve,
+)
+from overnight.providers import Provider
+from overnight.store import Store, result_from_json
+
+#: Results are written to the store in transactions of this many.
+FETCH_BATCH = 1000
+#: Most problems listed in one ValidationError (the count covers them all).
+MAX_PROBLEMS = 1000
+#: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
+MAX_POLL_ERRORS = 5
+
+
+@frozen
+class PlannedRequest:
+    """One generation to make: ``sample`` of input ``row``."""
+
+    row: int
+    sample: int
+    request: ChatRequest
+
+
+@frozen
+class RowResult:
+    """The outcome of one planned request, in plan order."""
+
+    row: int
+    sample: int
+    result: Result
+
+
+def request_key(provider: str, request: ChatRequest, sample: int) -> str:
+    """The content address of a request: provider, model, body and sample index."""
+    body = dumps({"model": request.model, "messages": request.messages, "params": request.params})
+    digest = hashlib.sha256(f"{provider}\0{body}\0{sample}".encode())
+    return digest.hexdigest()[:40]
+
+
+def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str, str]]:
+    """``(field, message)`` for every option the provider cannot take."""
+    info = provider.info
+    problems = []
+    for name in sorted(STANDARD_PARAMS & info.unsupported_params):
+        if getattr(params, name) is not None:
+            problems.append((name, f"the {info.name} provider does not support {name!r}"))
+    for name in sorted(set(params.extra) - info.extra_params):
+        known = sorted(STANDARD_PARAMS | info.extra_params)
+        problems.append((name, f"unknown generation option for {info.name}; known: {', '.join(known)}"))
+    return problems
+
+
+class BatchExecutor:
+    """Runs one batch step's plan against one provider, resumably."""
+
+    def __init__(
+        self,
+        store: Store,
+        provider: Provider,
+        options: Mapping[str, Any],
+        *,
+        step: str,
+        plan_id: str,
+        max_attempts: int = 3,
+        max_unfinished: int = 5,
+        reuse_paid: bool = True,
+        resubmit_unconfirmed: bool = False,
+        block_until_done: float | None = None,
+        backoff: polling.Backoff = polling.Backoff(),
+        lock_timeout: float = 30.0,
+    ) -> None:
+        self.store = store
+        self.provider = provider
+        self.options = options
+        self.step = step
+        self.plan_id = plan_id
+        self.max_attempts = max_attempts
+        self.max_unfinished = max_unfinished
+        self.reuse_paid = reuse_paid
+        self.resubmit_unconfirmed = resubmit_unconfirmed
+        self.block_until_done = block_until_done
+        self.backoff = backoff
+        self.lock_timeout = lock_timeout
+
+    # -- the whole step --------------------------------------------------------------------
+
+    def run(self, planned: Iterable[PlannedRequest]) -> Iterator[RowResult]:
+        """Advance the step as far as it goes now; return its results in plan order.
+
+        Raises :class:`ValidationError` (nothing submitted) or
+        :class:`OfflineBatchGenerationNotFinished` (state saved) instead.
+        """
+        with self._lock():
+            if not self.store.plan_complete(self.plan_id):
+                self.plan(planned)
+            if not self.reuse_paid and self.store.paid_count(self.plan_id):
+                raise StaleCache(
+                    f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
+                    "already paid for by a previous run, and the cache is disabled. Choose: "
+                    "run(..., paid_results='reuse') to use them, or change the requests "
+                    "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
+                )
+            if self.block_until_done:
+                self._poll(self.block_until_done)
+            elif self._advance():
+                raise self._not_finished()
+        return self._assemble()
+
+    # -- plan ------------------------------------------------------------------------------
+
+    def plan(self, planned: Iterable[PlannedRequest]) -> int:
+        """Validate and store every request; raise ValidationError, storing nothing, if any is bad."""
+        problems: list[RowProblem] = []
+        # A bad option is bad on every row: report it once, not once per row.
+        option_problems: dict[tuple[str, str], None] = {}
+        count = 0
+
+        def items() -> Iterator[tuple[int, int, str, str, str, int]]:
+            nonlocal count
+            param_checks: dict[str, list[tuple[str, str]]] = {}
+            limits = self.provider.info.limits
+            for p in planned:
+                req = p.request
+                key = request_key(self.provider.name, req, p.sample)
+                req = evolve(req, custom_id=key)
+                params = dumps(req.params)
+                if params not in param_checks:
+                    param_checks[params] = check_params(self.provider, req.params)
+                    option_problems.update(dict.fromkeys(param_checks[params]))
+                try:
+                    line = json.dumps(self.provider.build_request(req), ensure_ascii=False, separators=(",", ":"))
+                except InvalidRequest as exc:
+                    self._problem(problems, p.row, exc.field, str(exc))
+                    continue
+                size = len(line.encode()) + 1
+                cap = min(limits.max_line_bytes or limits.max_bytes, limits.max_bytes)
+                if size > cap:
+                    self._problem(
+                        problems, p.row, "prompt",
+                        f"the request is {size:,} bytes, over the {self.provider.name} limit of {cap:,} bytes per request",
+                    )
+                    continue
+                count += 1
+                yield p.row, p.sample, key, req.model, line, size
+
+        self.store.write_plan(self.plan_id, self.provider.name, self.step, items())
+        problems[:0] = [RowProblem(self.step, None, f, m) for f, m in option_problems]
+        if problems:
+            self.store.drop_plan(self.plan_id)
+            raise ValidationError(problems)
+        return count
+
+    def _problem(self, problems: list[RowProblem], row: int | None, field: str | None, message: str) -> None:
+        if len(problems) < MAX_PROBLEMS:
+            problems.append(RowProblem(self.step, row, field, message))
+
+    # -- reconcile, check, fetch, submit ----------------------------------------------------
+
+    def _advance(self) -> list[dict[str, Any]]:
+        """One pass over the step's jobs; returns the jobs still open afterwards."""
+        for job in self.store.open_jobs(self.plan_id):
+            if job["state"] == st.INTENT:
+                job["ref"] = self._reconcile(job)
+            if job["ref"] is not None:
+                self._check(job)
+        self._submit_pending()
+        return self.store.open_jobs(self.plan_id)
+
+    def _reconcile(self, job: dict[str, Any]) -> JobRef | None:
+        """An intent without a remote id: the job may or may not exist at the provider."""
+        if self.provider.info.capabilities.find_by_tag:
+            ref = self.provider.find_job(job["tag"], self.options)
+            if ref is not None:
+                self.store.confirm_job(job["id"], ref)
+                polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted run; not submitting again")
+                return ref
+            self.store.abandon_intent(job["id"])
+        elif self.resubmit_unconfirmed:
+            self.store.abandon_intent(job["id"])
+        else:
+            raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
+        return None
+
+    def _check(self, job: dict[str, Any]) -> None:
+        ref = job["ref"]
+        status = self.provider.check(ref, self.options)
+        self.store.update_job(job["id"], status)
+        if not status.state.terminal:
+            return
+        if status.state is JobState.FAILED:
+            reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
+            self.store.close_job(job["id"], self.max_attempts, self.max_unfinished, failure=reason)
+            return
+        batch: list[Result] = []
+        for result in self.provider.fetch(ref, self.options):
+            batch.append(result)
+            if len(batch) >= FETCH_BATCH:
+                self._record(job["id"], batch)
+                batch = []
+                fault_point("mid_fetch")
+        self._record(job["id"], batch)
+        self.store.close_job(job["id"], self.max_attempts, self.max_unfinished)
+
+    def _record(self, job_id: int, results: list[Result]) -> None:
+        self.store.record_results(job_id, results, self.max_attempts, self.max_unfinished)
+
+    def _submit_pending(self) -> None:
+        limits = self.provider.info.limits
+        while True:
+            keys: list[str] = []
+            nbytes = 0
+            model = None
+            for row in self.store.pending_lines(self.plan_id):
+                if keys and (
+                    len(keys) >= limits.max_requests
+                    or nbytes + row["bytes"] > limits.max_bytes
+                    or row["model"] != model
+                ):
+                    break
+                keys.append(row["key"])
+                nbytes += row["bytes"]
+                model = row["model"]
+            if not keys:
+                return
+            self._submit(keys, model or "", nbytes)
+
+    def _submit(self, keys: list[str], model: str, nbytes: int) -> None:
+        tag = f"ovn-{uuid.uuid4().hex[:24]}"
+        job_id = self.store.create_intent(
+            tag=tag, provider=self.provider.name, model=model, step=self.step,
+            plan_id=self.plan_id, keys=keys, nbytes=nbytes,
+        )
+        fault_point("after_intent")
+        chunk = Chunk(
+            tag=tag, model=model, count=len(keys), bytes=nbytes,
+            lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
+        )
+        try:
+            ref = self.provider.submit(chunk, self.options)
+        except Exception as exc:
+            raise ProviderError(
+                f"step {self.step!r}: submitting a {self.provider.name} job of {len(keys)} requests "
+                f"failed ({type(exc).__name__}: {exc}). The intent is saved under tag {tag}; "
+                "run again to check whether the provider created it and to carry on."
+            ) from exc
+        fault_point("after_create")
+        self.store.confirm_job(job_id, ref)
+        polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
+
+    # -- waiting ---------------------------------------------------------------------------
+
+    def _poll(self, seconds: float) -> None:
+        deadline = time.monotonic() + seconds
+        delays = self.backoff.delays()
+        errors = 0
+        with polling.interruptible() as stop:
+            while True:
+                try:
+                    open_jobs = self._advance()
+                    errors = 0
+                except OvernightError:
+                    raise
+                except Exception as exc:  # the SDK gave up on a transient fault; try later
+                    errors += 1
+                    if errors >= MAX_POLL_ERRORS:
+                        raise
+                    polling.report(f"{self.step}: check failed ({type(exc).__name__}); retrying")
+                    open_jobs = self.store.open_jobs(self.plan_id)
+                if not open_jobs and not errors:
+                    return
+                remaining = deadline - time.monotonic()
+                if stop.is_set() or remaining <= 0:
+                    raise self._not_finished(interrupted=stop.is_set())
+                delay = min(next(delays), remaining)
+                polling.report(self._progress(open_jobs) + f"; next check in {delay:.0f}s (Ctrl+C to stop)")
+                fault_point("during_poll")
+                if polling.wait(stop, delay):
+                    raise self._not_finished(interrupted=True)
+
+    def _progress(self, open_jobs: list[dict[str, Any]]) -> str:
+        counts = self.store.plan_counts(self.plan_id)
+        total = sum(counts.values())
+        return (
+            f"{self.step}: {len(open_jobs)} {self.provider.name} job(s) running, "
+            f"{counts.get(st.DONE, 0)}/{total} requests done, {counts.get(st.FAILED, 0)} failed"
+        )
+
+    def _not_finished(self, interrupted: bool = False) -> OfflineBatchGenerationNotFinished:
+        jobs = self.store.open_jobs(self.plan_id)
+        counts = self.store.plan_counts(self.plan_id)
+        return OfflineBatchGenerationNotFinished(
+            [j["remote_id"] or j["tag"] for j in jobs],
+            provider=self.provider.name,
+            counts={
+                "done": counts.get(st.DONE, 0),
+                "pending": counts.get(st.QUEUED, 0) + counts.get(st.NEW, 0),
+                "failed": counts.get(st.FAILED, 0),
+            },
+            step=self.step,
+            interrupted=interrupted,
+        )
+
+    # -- assemble --------------------------------------------------------------------------
+
+    def _assemble(self) -> Iterator[RowResult]:
+        for row, sample, state, text in self.store.plan_results(self.plan_id):
+            result = result_from_json(text)
+            if state not in (st.DONE, st.FAILED) or result is None:
+                raise StoreError(
+                    f"step {self.step!r}: row {row} has no result although no job is open "
+                    "(the store changed under this run?). Run again."
+                )
+            if state == st.FAILED and result.status is not ResultStatus.ERRORED:
+                result = evolve(result, status=ResultStatus.ERRORED)
+            fault_point("during_assembly")
+            yield RowResult(row=row, sample=sample, result=result)
+
+    # -- one run per step at a time --------------------------------------------------------
+
+    @contextlib.contextmanager
+    def _lock(self) -> Iterator[None]:
+        """Hold the step's lock file so two processes never submit the same plan twice."""
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
+            yield
+            return
+        lock_dir = Path(self.store.cache_dir) / "locks"
+        lock_dir.mkdir(parents=True, exist_ok=True)
+        with open(lock_dir / f"{self.plan_id[:40]}.lock", "w") as handle:
+            deadline = time.monotonic() + self.lock_timeout
+            announced = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"step {self.step!r} is being run by another overnight process right now "
+                            f"(lock {handle.name}). Let it finish, then run again."
+                        ) from None
+                    if not announced:
+                        polling.report(f"{self.step}: another run holds this step; waiting for it")
+                        announced = True
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
+

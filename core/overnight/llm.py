@@ -1,0 +1,136 @@
+"""``LLM("provider/model", ...)``: which provider and model a task uses, and how.
+
+The LLM holds the model name, the generation options and the client options (API
+key, base URL, ...). Client options go to the provider plugin at call time and are
+never persisted or part of a signature.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Iterator, Mapping
+
+from overnight import plugins
+from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished
+from overnight.executor import BatchExecutor, PlannedRequest, RowResult
+from overnight.models import STANDARD_PARAMS, GenerationParams, evolve
+from overnight.polling import Backoff
+from overnight.providers import Provider
+from overnight.store import Store
+
+
+class LLM:
+    """A model served through a provider's batch API.
+
+    ``model`` is ``"provider/model"`` (e.g. ``"openai/gpt-4o-mini"``); the provider is
+    served by an installed plugin (``pip install overnight-<provider>``).
+    ``offline_batch_generation_block_until_done`` makes a run wait up to that many
+    seconds, polling with backoff, instead of stopping as soon as jobs are submitted.
+    ``generation_kwargs`` holds ``max_tokens``, ``temperature``, ``top_p``, ``stop``,
+    ``response_format``, ``seed`` and any option the provider declares. Other keyword
+    arguments (``api_key``, ``base_url``, ...) are client options for the plugin.
+
+    After a run that did not finish, :attr:`jobs_ids` holds the pending remote job ids.
+    """
+
+    def __init__(
+        self,
+        model: str,
+        *,
+        use_offline_batch_generation: bool = True,
+        offline_batch_generation_block_until_done: float | None = None,
+        generation_kwargs: Mapping[str, Any] | None = None,
+        max_attempts: int = 3,
+        poll_interval: float = 5.0,
+        **client_options: Any,
+    ) -> None:
+        provider, sep, model_name = model.partition("/")
+        if not sep or not provider or not model_name:
+            raise ConfigurationError(
+                f"LLM model {model!r} must be written 'provider/model', e.g. 'openai/gpt-4o-mini'."
+            )
+        if not use_offline_batch_generation:
+            raise ConfigurationError(
+                "overnight generates through providers' batch APIs only: "
+                "pass use_offline_batch_generation=True (the default)."
+            )
+        if max_attempts < 1:
+            raise ConfigurationError("max_attempts must be at least 1")
+        self.model = model
+        self.provider = provider
+        self.model_name = model_name
+        self.use_offline_batch_generation = True
+        self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
+        self.generation_kwargs = dict(generation_kwargs or {})
+        self.max_attempts = max_attempts
+        self.poll_interval = poll_interval
+        self.client_options = dict(client_options)
+        self.jobs_ids: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # never shows client options: they may hold a key
+        return f"LLM({self.model!r}, generation_kwargs={self.generation_kwargs!r})"
+
+    def load(self) -> Provider:
+        """Resolve the provider plugin and check the client options; no network."""
+        provider = plugins.get_registry().provider(self.provider)
+        provider.validate_options(self.client_options)
+        return provider
+
+    def params(self) -> GenerationParams:
+        """The generation options, split into standard ones and provider extras."""
+        kwargs = dict(self.generation_kwargs)
+        extra = {k: kwargs.pop(k) for k in list(kwargs) if k not in STANDARD_PARAMS}
+        return GenerationParams(**kwargs, extra=extra)
+
+    def signature(self) -> dict[str, Any]:
+        """What identifies this LLM's outputs, for step caching (no secrets)."""
+        return {
+            "model": self.model,
+            "generation_kwargs": self.generation_kwargs,
+            "max_attempts": self.max_attempts,
+        }
+
+    def generate_offline(
+        self,
+        planned: Iterable[PlannedRequest],
+        *,
+        store: Store,
+        step: str,
+        plan_id: str,
+        reuse_paid: bool = True,
+        resubmit_unconfirmed: bool = False,
+        block_until_done: float | None = None,
+    ) -> Iterator[RowResult]:
+        """Run the batch step's requests; results come back in plan order.
+
+        Each request's model and generation options are set from this LLM; the caller
+        gives the messages.
+
+        Raises :class:`~overnight.ValidationError` before any submission when a request
+        is bad, and :class:`~overnight.OfflineBatchGenerationNotFinished` while jobs run.
+        """
+        provider = self.load()
+        wait = block_until_done if block_until_done is not None else self.offline_batch_generation_block_until_done
+        executor = BatchExecutor(
+            store,
+            provider,
+            self.client_options,
+            step=step,
+            plan_id=plan_id,
+            max_attempts=self.max_attempts,
+            reuse_paid=reuse_paid,
+            resubmit_unconfirmed=resubmit_unconfirmed,
+            block_until_done=wait,
+            backoff=Backoff(initial=self.poll_interval),
+        )
+        params = self.params()
+        requests = (
+            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params))
+            for p in planned
+        )
+        try:
+            results = executor.run(requests)
+        except OfflineBatchGenerationNotFinished as exc:
+            self.jobs_ids = exc.jobs_ids
+            raise
+        self.jobs_ids = ()
+        return results

@@ -1,0 +1,249 @@
+"""The executor's invariants, through the LLM, against the fake provider plugin."""
+
+from __future__ import annotations
+
+import pytest
+
+from fakeprovider import reply_to
+from overnight import (
+    ChatRequest,
+    Message,
+    OfflineBatchGenerationNotFinished,
+    ProviderNotFound,
+    UnconfirmedSubmission,
+    ValidationError,
+    Limits,
+    MissingCredentials,
+)
+from overnight.executor import PlannedRequest
+from overnight.llm import LLM
+from overnight.store import Store
+
+
+def plan(prompts, samples=1, model="m"):
+    return [
+        PlannedRequest(row=i, sample=s, request=ChatRequest("", model, [Message("user", p)]))
+        for i, p in enumerate(prompts)
+        for s in range(samples)
+    ]
+
+
+def generate(prompts, *, plan_id="plan-1", llm=None, **kwargs):
+    llm = llm or LLM("fake/m")
+    store = Store.open()
+    try:
+        return list(llm.generate_offline(plan(prompts), store=store, step="gen", plan_id=plan_id, **kwargs))
+    finally:
+        store.close()
+
+
+PROMPTS = [f"question number {i}" for i in range(25)]
+
+
+def test_submit_then_not_finished_then_done_in_order(fake):
+    with pytest.raises(OfflineBatchGenerationNotFinished) as first:
+        generate(PROMPTS)
+    assert len(first.value.jobs_ids) == 1
+    assert first.value.counts["pending"] == 25
+    with pytest.raises(OfflineBatchGenerationNotFinished) as second:
+        generate(PROMPTS)
+    assert second.value.jobs_ids == first.value.jobs_ids
+    fake.advance()
+    results = generate(PROMPTS)
+    assert [r.row for r in results] == list(range(25))
+    assert [r.result.text for r in results] == [f"echo: {p}" for p in PROMPTS]
+    assert all(r.result.usage.output_tokens > 0 for r in results)
+    assert len(fake.jobs()) == 1  # checked twice, submitted once
+
+
+def test_llm_keeps_pending_job_ids(fake):
+    llm = LLM("fake/m")
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS, llm=llm)
+    assert llm.jobs_ids == (fake.jobs()[0]["id"],)
+
+
+def test_chunks_follow_declared_limits(fake):
+    fake.limits = Limits(max_requests=10, max_bytes=1_000_000, max_line_bytes=2_000)
+    from overnight.plugins import PluginRegistry, set_registry
+
+    set_registry(PluginRegistry([fake], entrypoints=False))
+    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
+        generate(PROMPTS)
+    assert [len(j["lines"]) for j in fake.jobs()] == [10, 10, 5]
+    assert len(exc.value.jobs_ids) == 3
+    fake.advance()
+    assert [r.result.text for r in generate(PROMPTS)] == [f"echo: {p}" for p in PROMPTS]
+
+
+def test_identical_requests_are_paid_once(fake):
+    prompts = ["same"] * 5 + ["other"]
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(prompts)
+    assert fake.submitted_requests == 2
+    fake.advance()
+    assert [r.result.text for r in generate(prompts)] == ["echo: same"] * 5 + ["echo: other"]
+    # A second pipeline with the same requests reuses them without a new job.
+    assert [r.result.text for r in generate(prompts, plan_id="plan-2")] == ["echo: same"] * 5 + ["echo: other"]
+    assert len(fake.jobs()) == 1
+
+
+def test_changed_prompt_resubmits_only_changed_rows(fake):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS)
+    fake.advance()
+    generate(PROMPTS)
+    changed = PROMPTS[:3] + ["a brand new question"] + PROMPTS[4:]
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(changed, plan_id="plan-changed")
+    assert [len(j["lines"]) for j in fake.jobs()] == [25, 1]
+    fake.advance()
+    assert generate(changed, plan_id="plan-changed")[3].result.text == "echo: a brand new question"
+
+
+def test_num_generations_are_distinct_requests(fake):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        list(LLM("fake/m").generate_offline(plan(["hi"], samples=3), store=Store.open(), step="g", plan_id="p"))
+    assert fake.submitted_requests == 3
+
+
+def test_request_errors_are_retried_then_reported(fake):
+    fake.set_faults(errors={"*": 99})  # every request fails every time
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS[:4])
+    for _ in range(2):
+        fake.advance()
+        with pytest.raises(OfflineBatchGenerationNotFinished):
+            generate(PROMPTS[:4])
+    fake.advance()
+    results = generate(PROMPTS[:4])
+    assert len(fake.jobs()) == 3  # max_attempts=3
+    assert [r.row for r in results] == [0, 1, 2, 3]
+    assert all(not r.result.ok and r.result.error == "fake server error" for r in results)
+
+
+def test_request_error_then_success_on_retry(fake):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(["x"])
+    key = fake.jobs()[0]["lines"][0]["custom_id"]
+    # Start afresh with a fault on that key, once.
+    fake2_prompts = ["x", "y"]
+    fake.set_faults(errors={key: 1})
+    fake.advance()
+    generate(["x"])  # job 0 had no fault: done
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(["y"], plan_id="p-y")
+    fake.advance()
+    assert generate(["y"], plan_id="p-y")[0].result.ok
+    assert [r.result.ok for r in generate(fake2_prompts, plan_id="p-xy")] == [True, True]
+
+
+def test_expired_job_keeps_finished_rows_and_resubmits_the_rest(fake):
+    fake.set_faults(expire_after=10)
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS)
+    fake.set_faults()
+    fake.advance()
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS)
+    jobs = fake.jobs()
+    assert [len(j["lines"]) for j in jobs] == [25, 15]
+    first_done = {l["custom_id"] for l in jobs[0]["lines"][:10]}
+    assert not first_done & {l["custom_id"] for l in jobs[1]["lines"]}
+    fake.advance()
+    assert [r.result.text for r in generate(PROMPTS)] == [f"echo: {p}" for p in PROMPTS]
+
+
+def test_failed_job_is_retried_as_a_whole(fake):
+    fake.set_faults(fail=True)
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS[:3])
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS[:3])  # the failure is seen and the chunk goes out again
+    assert len(fake.jobs()) == 2
+    fake.advance()
+    assert all(r.result.ok for r in generate(PROMPTS[:3]))
+
+
+def test_crash_after_create_is_recovered_by_tag(fake):
+    fake.set_faults(crash_after_create=True)
+    with pytest.raises(Exception, match="connection reset"):
+        generate(PROMPTS)
+    assert len(fake.jobs()) == 1
+    fake.advance()
+    results = generate(PROMPTS)  # finds the job by its tag; does not submit again
+    assert len(fake.jobs()) == 1
+    assert [r.result.text for r in results] == [f"echo: {p}" for p in PROMPTS]
+
+
+def test_crash_without_find_by_tag_stops_with_clear_message(fake, registry, tmp_path):
+    from fakeprovider import FakeProvider
+    from overnight.plugins import PluginRegistry, set_registry
+
+    blind = FakeProvider(tmp_path / "blind", find_by_tag=False)
+    set_registry(PluginRegistry([blind], entrypoints=False))
+    blind.set_faults(crash_after_create=True)
+    with pytest.raises(Exception, match="connection reset"):
+        generate(PROMPTS)
+    with pytest.raises(UnconfirmedSubmission, match="cannot look jobs up by tag") as exc:
+        generate(PROMPTS)
+    assert "resubmit_unconfirmed" in str(exc.value)
+    assert len(blind.jobs()) == 1
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS, resubmit_unconfirmed=True)
+    assert len(blind.jobs()) == 2
+
+
+def test_provider_not_installed(fake):
+    with pytest.raises(ProviderNotFound, match=r"pip install overnight-acme") as exc:
+        generate(PROMPTS, llm=LLM("acme/m"))
+    assert "fake" in str(exc.value)
+
+
+def test_missing_key_is_reported_before_any_work(fake, monkeypatch):
+    monkeypatch.delenv("FAKE_API_KEY")
+    with pytest.raises(MissingCredentials, match="FAKE_API_KEY"):
+        generate(PROMPTS)
+    assert fake.submitted_requests == 0
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"seed": 3}, "seed"),  # declared unsupported by the provider
+        ({"frobnicate": 1}, "frobnicate"),  # unknown option
+        ({"stop": ["a", "b", "c"]}, "stop"),  # refused by the plugin's build_request
+    ],
+)
+def test_bad_options_are_refused_before_submission(fake, kwargs, field):
+    with pytest.raises(ValidationError) as exc:
+        generate(PROMPTS, llm=LLM("fake/m", generation_kwargs=kwargs))
+    assert any(p.field == field for p in exc.value.problems)
+    assert f"field {field!r}" in str(exc.value)
+    assert fake.submitted_requests == 0
+
+
+def test_over_limit_line_names_the_row(fake):
+    prompts = ["short", "x " * 5000, "short too"]
+    with pytest.raises(ValidationError) as exc:
+        generate(prompts)
+    assert [(p.row, p.field) for p in exc.value.problems] == [(1, "prompt")]
+    assert "row 1" in str(exc.value) and "bytes" in str(exc.value)
+    assert fake.submitted_requests == 0
+    # Fixing the input is enough: the failed plan left nothing behind.
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(["short", "long-ish", "short too"])
+    assert fake.submitted_requests == 3
+
+
+def test_secret_never_reaches_the_store(fake, overnight_home):
+    llm = LLM("fake/m", api_key="sk-super-secret-123456")
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS, llm=llm)
+    fake.advance()
+    generate(PROMPTS, llm=llm)
+    for path in overnight_home.rglob("*"):
+        if path.is_file():
+            assert b"sk-super-secret-123456" not in path.read_bytes()
+            assert b"fk-test-secret-0000" not in path.read_bytes()
+    assert "sk-super" not in repr(llm)
