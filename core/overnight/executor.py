@@ -120,7 +120,7 @@ class BatchExecutor:
         resubmit_unconfirmed: bool = False,
         block_until_done: float | None = None,
         backoff: polling.Backoff = polling.Backoff(),
-        lock_timeout: float = 30.0,
+        lock_timeout: float = 600.0,
     ) -> None:
         self.store = store
         self.provider = provider
@@ -146,17 +146,17 @@ class BatchExecutor:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
-            if not self.reuse_paid and self.store.paid_count(self.plan_id):
-                raise StaleCache(
-                    f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
-                    "already paid for by a previous run, and the cache is disabled. Choose: "
-                    "run(..., paid_results='reuse') to use them, or change the requests "
-                    "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
-                )
-            if self.block_until_done:
-                self._poll(self.block_until_done)
-            elif self._advance():
-                raise self._not_finished()
+        if not self.reuse_paid and self.store.paid_count(self.plan_id):
+            raise StaleCache(
+                f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
+                "already paid for by a previous run, and the cache is disabled. Choose: "
+                "run(..., paid_results='reuse') to use them, or change the requests "
+                "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
+            )
+        if self.block_until_done:
+            self._poll(self.block_until_done)
+        elif self._advance():
+            raise self._not_finished()
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -210,14 +210,19 @@ class BatchExecutor:
     # -- reconcile, check, fetch, submit ----------------------------------------------------
 
     def _advance(self) -> list[dict[str, Any]]:
-        """One pass over the step's jobs; returns the jobs still open afterwards."""
-        for job in self.store.open_jobs(self.plan_id):
-            if job["state"] == st.INTENT:
-                job["ref"] = self._reconcile(job)
-            if job["ref"] is not None:
-                self._check(job)
-        self._submit_pending()
-        return self.store.open_jobs(self.plan_id)
+        """One pass over the step's jobs; returns the jobs still open afterwards.
+
+        Each pass holds the store's lock, so two processes never submit the same
+        request twice, whichever pipelines they run.
+        """
+        with self._lock():
+            for job in self.store.open_jobs(self.plan_id):
+                if job["state"] == st.INTENT:
+                    job["ref"] = self._reconcile(job)
+                if job["ref"] is not None:
+                    self._check(job)
+            self._submit_pending()
+            return self.store.open_jobs(self.plan_id)
 
     def _reconcile(self, job: dict[str, Any]) -> JobRef | None:
         """An intent without a remote id: the job may or may not exist at the provider."""
@@ -372,15 +377,13 @@ class BatchExecutor:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """Hold the step's lock file so two processes never submit the same plan twice."""
+        """Hold the store's lock file (briefly: one plan or one pass at a time)."""
         try:
             import fcntl
         except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
             yield
             return
-        lock_dir = Path(self.store.cache_dir) / "locks"
-        lock_dir.mkdir(parents=True, exist_ok=True)
-        with open(lock_dir / f"{self.plan_id[:40]}.lock", "w") as handle:
+        with open(Path(self.store.cache_dir) / "overnight.lock", "w") as handle:
             deadline = time.monotonic() + self.lock_timeout
             announced = False
             while True:
@@ -390,11 +393,11 @@ class BatchExecutor:
                 except BlockingIOError:
                     if time.monotonic() > deadline:
                         raise StoreError(
-                            f"step {self.step!r} is being run by another overnight process right now "
-                            f"(lock {handle.name}). Let it finish, then run again."
+                            f"step {self.step!r}: another overnight process has held the store "
+                            f"({handle.name}) for {self.lock_timeout:.0f}s. Let it finish, then run again."
                         ) from None
                     if not announced:
-                        polling.report(f"{self.step}: another run holds this step; waiting for it")
+                        polling.report(f"{self.step}: another overnight process is using the store; waiting for it")
                         announced = True
                     time.sleep(0.2)
             try:

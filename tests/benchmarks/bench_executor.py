@@ -1,0 +1,110 @@
+"""Benchmark: the executor's time and peak memory for N requests (default 1,000,000).
+
+    python tests/benchmarks/bench_executor.py [N]
+
+Uses an in-process provider that answers instantly and keeps its jobs on disk, so the
+figures are the core's own: planning (validation + store), submission (streaming lines
+out of the store), fetching (streaming results in) and assembly. The goal is a flat
+memory profile: the executor under 300 MB RSS at 1,000,000 requests.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import resource
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+from overnight import (
+    Capabilities,
+    ChatRequest,
+    JobRef,
+    JobState,
+    JobStatus,
+    Limits,
+    Message,
+    ProviderInfo,
+    Result,
+    Usage,
+    hookimpl,
+)
+from overnight.executor import PlannedRequest
+from overnight.llm import LLM
+from overnight.plugins import PluginRegistry, set_registry
+from overnight.store import Store
+from overnight.errors import OfflineBatchGenerationNotFinished
+
+
+class InstantProvider:
+    """Jobs are files of custom ids; every job is finished when checked."""
+
+    def __init__(self, directory: Path) -> None:
+        self.dir = directory
+
+    @hookimpl
+    def register_providers(self):
+        return [ProviderInfo(name="instant", limits=Limits(50_000, 200_000_000), capabilities=Capabilities(find_by_tag=False))]
+
+    @hookimpl
+    def build_request(self, provider, request):
+        return {"custom_id": request.custom_id, "messages": [{"role": m.role, "content": m.content} for m in request.messages]}
+
+    @hookimpl
+    def submit(self, provider, chunk, options):
+        path = self.dir / f"{chunk.tag}.ids"
+        with open(path, "w") as out:
+            for line in chunk.lines():
+                out.write(line["custom_id"] + "\n")
+        return JobRef(provider=provider, remote_id=chunk.tag, tag=chunk.tag)
+
+    @hookimpl
+    def check(self, provider, job, options):
+        return JobStatus(state=JobState.FINISHED)
+
+    @hookimpl
+    def fetch(self, provider, job, options):
+        with open(self.dir / f"{job.remote_id}.ids") as ids:
+            for cid in ids:
+                yield Result(custom_id=cid.strip(), status="succeeded", text="ok", usage=Usage(5, 1), finish_reason="stop")
+
+
+def rss_mb() -> float:
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(n: int) -> None:
+    with tempfile.TemporaryDirectory() as tmp:
+        os.environ["OVERNIGHT_HOME"] = tmp
+        set_registry(PluginRegistry([InstantProvider(Path(tmp))], entrypoints=False))
+        planned = (
+            PlannedRequest(i, 0, ChatRequest("", "m", [Message("user", f"Question {i}: what is {i} squared?")]))
+            for i in range(n)
+        )
+        store = Store.open()
+        llm = LLM("instant/m")
+        start = time.perf_counter()
+        try:
+            llm.generate_offline(planned, store=store, step="bench", plan_id="bench")
+        except OfflineBatchGenerationNotFinished as exc:
+            jobs = len(exc.jobs_ids)
+        t_submit = time.perf_counter() - start
+        print(f"requests           {n:>12,}")
+        print(f"plan+submit        {t_submit:>11.1f}s  ({jobs} jobs, peak RSS {rss_mb():.0f} MB)")
+        start = time.perf_counter()
+        results = llm.generate_offline(iter(()), store=store, step="bench", plan_id="bench")
+        t_fetch = time.perf_counter() - start
+        print(f"check+fetch        {t_fetch:>11.1f}s  (peak RSS {rss_mb():.0f} MB)")
+        start = time.perf_counter()
+        count = sum(1 for r in results if r.result.ok)
+        t_assemble = time.perf_counter() - start
+        assert count == n, (count, n)
+        print(f"assemble           {t_assemble:>11.1f}s  (peak RSS {rss_mb():.0f} MB)")
+        print(f"store size         {Path(store.path).stat().st_size / 1e6:>11.0f} MB")
+        print(f"peak RSS (process) {rss_mb():>11.0f} MB")
+
+
+if __name__ == "__main__":
+    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
