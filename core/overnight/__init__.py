@@ -69,3 +69,38 @@ __all__ = [
     "ValidationError",
     "hookimpl",
 ]
+
+# The pipeline DSL (imported after the data model: these modules build on it).
+from overnight.dataset import Dataset
+from overnight.llm import LLM
+from overnight.pipeline import Pipeline
+from overnight.steps import (
+    FilterRows,
+    KeepColumns,
+    LoadDataFromCSV,
+    LoadDataFromDicts,
+    LoadDataFromHub,
+    LoadDataFromJSONL,
+    LoadDataFromParquet,
+    MapStep,
+    Step,
+    StepContext,
+)
+from overnight.tasks import TextGeneration
+
+__all__ += [
+    "Dataset",
+    "FilterRows",
+    "KeepColumns",
+    "LLM",
+    "LoadDataFromCSV",
+    "LoadDataFromDicts",
+    "LoadDataFromHub",
+    "LoadDataFromJSONL",
+    "LoadDataFromParquet",
+    "MapStep",
+    "Pipeline",
+    "Step",
+    "StepContext",
+    "TextGeneration",
+]

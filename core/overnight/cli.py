@@ -1,0 +1,418 @@
+"""The ``overnight`` command.
+
+Exit status: 0 done; 1 error (message on stderr, no traceback; for ``plugins``: a
+plugin failed to load); 75 (EX_TEMPFAIL) when batch jobs are still running; 2 for a
+bad command line; 130 when interrupted.
+Tracebacks are printed only for unexpected exceptions (bugs), never for overnight's
+own errors.
+
+``overnight quickstart [ARGS...]`` calls ``overnight.quickstart.quickstart(argv)``
+(``argv``: the remaining arguments, a list of str; it returns an exit status or None).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import runpy
+import sys
+import time
+import traceback
+from pathlib import Path
+from typing import Any, Callable, Sequence
+
+import attrs
+
+from overnight.errors import NotFinished, OvernightError
+
+EXIT_OK = 0
+EXIT_ERROR = 1
+EXIT_USAGE = 2
+#: EX_TEMPFAIL (sysexits.h): try again later.
+EXIT_PENDING = 75
+EXIT_INTERRUPTED = 130
+
+#: Job states after which there is nothing left to cancel.
+_TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned"}
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    """Entry point of the ``overnight`` command; returns the exit status."""
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.cache_dir is not None:
+        # Through the environment, so a script run by `overnight run` uses it too.
+        os.environ["OVERNIGHT_HOME"] = str(Path(args.cache_dir).expanduser().resolve())
+    if not getattr(args, "handler", None):
+        parser.print_help(sys.stderr)
+        return EXIT_USAGE
+    try:
+        return int(args.handler(args) or EXIT_OK)
+    except NotFinished as exc:
+        print(str(exc), file=sys.stderr)
+        return EXIT_PENDING
+    except OvernightError as exc:
+        print(f"overnight: error: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except KeyboardInterrupt:
+        print("overnight: interrupted", file=sys.stderr)
+        return EXIT_INTERRUPTED
+
+
+def _parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="overnight",
+        description="Offline batch generation with LLM batch APIs: submit, walk away, collect later.",
+    )
+    parser.add_argument(
+        "--cache-dir",
+        metavar="DIR",
+        help="where the state store and step outputs live (default: $OVERNIGHT_HOME, else the user cache directory)",
+    )
+    sub = parser.add_subparsers(title="commands", metavar="COMMAND")
+
+    run = sub.add_parser("run", help="run a pipeline script (exit 75 while batch jobs are pending)")
+    run.add_argument("script", help="the Python script that builds and runs the pipeline")
+    run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    run.set_defaults(handler=cmd_run)
+
+    status = sub.add_parser("status", help="recent runs and the batch jobs still open")
+    status.add_argument("--limit", type=int, default=10, help="how many runs to show (default: 10)")
+    status.add_argument("--json", action="store_true", help="print JSON")
+    status.set_defaults(handler=cmd_status)
+
+    jobs = sub.add_parser("jobs", help="list batch jobs (open ones unless --all)")
+    jobs.add_argument("--all", action="store_true", help="include finished, failed and cancelled jobs")
+    jobs.add_argument("--json", action="store_true", help="print JSON")
+    jobs.set_defaults(handler=cmd_jobs)
+
+    cancel = sub.add_parser("cancel", help="ask the provider to cancel a batch job")
+    cancel.add_argument("job", help="the job's id, tag or remote id (see `overnight jobs`)")
+    cancel.set_defaults(handler=cmd_cancel)
+
+    plugins = sub.add_parser("plugins", help="installed provider plugins, their limits, and load failures")
+    plugins.add_argument("--json", action="store_true", help="print JSON")
+    plugins.set_defaults(handler=cmd_plugins)
+
+    sandbox = sub.add_parser("sandbox", help="the local emulator of the providers' batch APIs")
+    sandbox_sub = sandbox.add_subparsers(title="sandbox commands", metavar="COMMAND")
+    serve = sandbox_sub.add_parser("serve", help="serve the emulator over HTTP")
+    serve.add_argument("--host", default="127.0.0.1")
+    serve.add_argument("--port", type=int, default=8080)
+    serve.add_argument("--state-dir", help="where the emulator keeps its state (default: <cache dir>/sandbox)")
+    serve.add_argument("--speed", type=float, default=1.0, help="how much faster than real time jobs progress")
+    serve.set_defaults(handler=cmd_sandbox_serve)
+    sandbox.set_defaults(handler=lambda args: _usage(sandbox))
+
+    quickstart = sub.add_parser("quickstart", help="try overnight end to end with no API key", add_help=False)
+    quickstart.add_argument("quickstart_args", nargs=argparse.REMAINDER)
+    quickstart.set_defaults(handler=cmd_quickstart)
+    return parser
+
+
+def _usage(parser: argparse.ArgumentParser) -> int:
+    parser.print_help(sys.stderr)
+    return EXIT_USAGE
+
+
+# --- run --------------------------------------------------------------------------------
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    script = Path(args.script)
+    if not script.is_file():
+        print(f"overnight: error: no such script: {script}", file=sys.stderr)
+        return EXIT_ERROR
+    saved_argv, saved_path = sys.argv[:], sys.path[:]
+    sys.argv = [str(script), *args.script_args]
+    sys.path.insert(0, str(script.resolve().parent))  # as `python script.py` would
+    try:
+        runpy.run_path(str(script), run_name="__main__")
+    except SystemExit as exc:
+        return _exit_status(exc.code)
+    except (NotFinished, OvernightError, KeyboardInterrupt):
+        raise  # main() reports these without a traceback
+    except Exception:
+        traceback.print_exc()
+        return EXIT_ERROR
+    finally:
+        sys.argv = saved_argv
+        sys.path[:] = saved_path
+    return EXIT_OK
+
+
+def _exit_status(code: Any) -> int:
+    if code is None:
+        return EXIT_OK
+    if isinstance(code, int):
+        return code
+    print(code, file=sys.stderr)
+    return EXIT_ERROR
+
+
+# --- status and jobs --------------------------------------------------------------------
+
+
+def _open_store() -> Any:
+    from overnight.store import Store
+
+    return Store.open()
+
+
+def _span(seconds: float) -> str:
+    seconds = max(0, int(seconds))
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if seconds >= size:
+            return f"{seconds // size}{unit}"
+    return f"{seconds}s"
+
+
+def _age(timestamp: Any) -> str:
+    return _span(time.time() - timestamp) if isinstance(timestamp, (int, float)) else "-"
+
+
+def _table(rows: list[list[Any]], header: list[str]) -> str:
+    cells = [header] + [["-" if v is None else str(v) for v in row] for row in rows]
+    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
+    return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
+
+
+def _job_json(job: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in job.items() if k != "ref"}
+    ref = job.get("ref")
+    out["ref"] = attrs.asdict(ref) if ref is not None and attrs.has(type(ref)) else ref
+    return out
+
+
+def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+    return [
+        [
+            j.get("id"),
+            j.get("provider"),
+            j.get("remote_id") or "(unconfirmed)",
+            j.get("step"),
+            j.get("state"),
+            j.get("requests"),
+            j.get("completed", j.get("done")),
+            j.get("failed", j.get("errored")),
+            _age(j.get("created_at")),
+        ]
+        for j in jobs
+    ]
+
+
+_JOB_HEADER = ["ID", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
+
+
+def cmd_status(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        runs = store.list_runs(limit=args.limit)
+        jobs = store.list_jobs(active_only=True)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps({"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs]}, indent=2))
+        return EXIT_OK
+    print(f"State store: {store.cache_dir}")
+    if not runs:
+        print("No runs yet. Start one with `overnight run SCRIPT`.")
+    else:
+        print(f"\nRuns (latest {len(runs)}):")
+        rows = [
+            [
+                r.get("id"),
+                r.get("pipeline"),
+                r.get("state"),
+                _age(r.get("started_at")) + " ago",
+                _duration(r.get("started_at"), r.get("finished_at")),
+            ]
+            for r in runs
+        ]
+        print(_table(rows, ["RUN", "PIPELINE", "STATE", "STARTED", "TOOK"]))
+    if jobs:
+        print(f"\nBatch jobs still open ({len(jobs)}):")
+        print(_table(_job_rows(jobs), _JOB_HEADER))
+        print("\nRun the pipeline's script again to check these jobs and collect their results.")
+    elif runs:
+        print("\nNo batch job is open.")
+    return EXIT_OK
+
+
+def _duration(start: Any, end: Any) -> str:
+    if not isinstance(start, (int, float)) or not isinstance(end, (int, float)):
+        return "-"
+    seconds = max(0.0, end - start)
+    return f"{seconds:.1f}s" if seconds < 60 else _span(seconds)
+
+
+def cmd_jobs(args: argparse.Namespace) -> int:
+    store = _open_store()
+    try:
+        jobs = store.list_jobs(active_only=not args.all)
+    finally:
+        store.close()
+    if args.json:
+        print(json.dumps([_job_json(j) for j in jobs], indent=2))
+        return EXIT_OK
+    if not jobs:
+        print("No batch jobs." if args.all else "No open batch jobs (use --all to list every job).")
+        return EXIT_OK
+    print(_table(_job_rows(jobs), _JOB_HEADER))
+    return EXIT_OK
+
+
+def cmd_cancel(args: argparse.Namespace) -> int:
+    from overnight.plugins import get_registry
+
+    store = _open_store()
+    try:
+        job = store.get_job(args.job)
+    finally:
+        store.close()
+    if job is None:
+        print(
+            f"overnight: error: no job {args.job!r} in the state store at {store.cache_dir}; "
+            "list them with `overnight jobs --all`",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    ref = job.get("ref")
+    label = f"{job.get('provider')} job {job.get('remote_id') or job.get('tag')}"
+    if ref is None:
+        print(
+            f"overnight: error: {label} was never confirmed by the provider, so there is no remote job "
+            "to cancel. Check the provider's console.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
+    if job.get("state") in _TERMINAL:
+        print(f"{label} is already {job['state']}; nothing to cancel.")
+        return EXIT_OK
+    get_registry().provider(ref.provider).cancel(ref, options={})
+    print(
+        f"Cancellation requested for {label} (step {job.get('step')!r}, {job.get('requests')} requests).\n"
+        "Results it finished are still collected the next time the pipeline runs; "
+        "requests it did not finish are resubmitted then."
+    )
+    return EXIT_OK
+
+
+# --- plugins ----------------------------------------------------------------------------
+
+
+def _plugins_data() -> dict[str, Any]:
+    from overnight.plugins import get_registry
+
+    registry = get_registry()
+
+    def provider(info: Any) -> dict[str, Any]:
+        return {
+            "name": info.name,
+            "description": info.description,
+            "limits": attrs.asdict(info.limits),
+            "capabilities": attrs.asdict(info.capabilities),
+            "extra_params": sorted(info.extra_params),
+            "unsupported_params": sorted(info.unsupported_params),
+        }
+
+    return {
+        "plugins": [
+            {
+                "name": e.name,
+                "package": e.package,
+                "version": e.version,
+                "providers": [provider(p) for p in e.providers],
+            }
+            for e in registry.entries
+        ],
+        "failures": [{"name": f.name, "package": f.package, "error": f.error} for f in registry.failures],
+    }
+
+
+def _size(n: int | None) -> str:
+    if n is None:
+        return "-"
+    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+        if n >= size:
+            return f"{n / size:g} {unit}"
+    return f"{n} B"
+
+
+def cmd_plugins(args: argparse.Namespace) -> int:
+    data = _plugins_data()
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_ERROR if data["failures"] else EXIT_OK
+    if not data["plugins"]:
+        print("No provider plugin is installed. Install one, e.g. `pip install overnight-openai`.")
+    for plugin in data["plugins"]:
+        origin = f"{plugin['package']} {plugin['version']}" if plugin["package"] else "registered in-process"
+        print(f"{plugin['name']} ({origin})")
+        for p in plugin["providers"]:
+            limits, caps = p["limits"], p["capabilities"]
+            can = [name.replace("_", " ") for name, on in caps.items() if on]
+            print(
+                f"  provider {p['name']}: up to {limits['max_requests']:,} requests and "
+                f"{_size(limits['max_bytes'])} per job, {_size(limits.get('max_line_bytes'))} per request, "
+                f"completion window {_span(limits['completion_window'])}; "
+                f"can: {', '.join(can) or 'submit, check and fetch only'}"
+            )
+            if p["extra_params"]:
+                print(f"    extra generation options: {', '.join(p['extra_params'])}")
+            if p["unsupported_params"]:
+                print(f"    unsupported options: {', '.join(p['unsupported_params'])}")
+    if data["failures"]:
+        print("\nPlugins that failed to load (skipped):")
+        for f in data["failures"]:
+            print(f"  {f['name']} ({f['package'] or 'unknown package'}): {f['error']}")
+        print("Reinstall or upgrade them; the other plugins work meanwhile.")
+    return EXIT_ERROR if data["failures"] else EXIT_OK
+
+
+# --- sandbox and quickstart -------------------------------------------------------------
+
+#: Modules whose absence means "the sandbox extra is not installed" rather than a bug.
+_SANDBOX_DEPS = {"starlette", "uvicorn", "multipart", "python_multipart"}
+
+
+def cmd_sandbox_serve(args: argparse.Namespace) -> int:
+    try:
+        from overnight.sandbox import serve
+    except ImportError as exc:
+        missing = exc.name or ""
+        if missing == "overnight.sandbox" or missing.split(".")[0] in _SANDBOX_DEPS:
+            print(
+                f"overnight: error: the sandbox is not installed ({exc}). "
+                "Install it with `pip install 'overnight[sandbox]'`.",
+                file=sys.stderr,
+            )
+            return EXIT_ERROR
+        raise
+    state_dir = args.state_dir
+    if state_dir is None:
+        from overnight.store import default_cache_dir
+
+        state_dir = default_cache_dir() / "sandbox"
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed)
+
+
+def cmd_quickstart(args: argparse.Namespace) -> int:
+    try:
+        from overnight.quickstart import quickstart
+    except ImportError as exc:
+        if exc.name not in ("overnight.quickstart",):
+            raise
+        print("overnight: error: this version of overnight has no quickstart.", file=sys.stderr)
+        return EXIT_ERROR
+    return _call(quickstart, list(args.quickstart_args))
+
+
+def _call(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> int:
+    result = fn(*args, **kwargs)
+    return result if isinstance(result, int) else EXIT_OK
+
+
+if __name__ == "__main__":  # python -m overnight.cli
+    sys.exit(main())

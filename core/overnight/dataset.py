@@ -1,0 +1,242 @@
+"""Materialised step outputs: JSON Lines files, read back as streams.
+
+Every step's output is one JSONL file, written to a temporary name and renamed into
+place only when complete, so a file under its final name is always a finished output.
+:class:`Dataset` is what ``Pipeline.run()`` returns: a view of one such file that
+streams rows from disk (memory stays flat) and exports them.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import datetime
+import decimal
+import json
+import os
+import shutil
+import tempfile
+from array import array
+from itertools import islice
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence, overload
+
+from overnight.errors import ConfigurationError, RowProblem, ValidationError
+
+
+def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
+    with open(path, encoding="utf-8") as handle:
+        for line in handle:
+            if line.strip():
+                yield json.loads(line)
+
+
+class Rows:
+    """A step's input: its predecessors' outputs, concatenated in order.
+
+    Each iteration streams the rows from disk again, so a step can read its input
+    more than once (e.g. validate every row, then send them).
+    """
+
+    def __init__(self, paths: Sequence[Path]) -> None:
+        self.paths = tuple(paths)
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        for path in self.paths:
+            yield from read_jsonl(path)
+
+
+def _json_default(value: Any) -> Any:
+    # Values loaders commonly produce (Parquet dates, decimals) get a faithful text form.
+    if isinstance(value, (datetime.datetime, datetime.date, datetime.time)):
+        return value.isoformat()
+    if isinstance(value, decimal.Decimal):
+        return str(value)
+    if isinstance(value, (set, frozenset, tuple)):
+        return list(value)
+    raise TypeError(f"a {type(value).__name__} cannot be saved as JSON")
+
+
+def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str) -> int:
+    """Write ``rows`` to ``path`` through a temporary file; return the row count.
+
+    If anything fails (including a "not finished" exception raised mid-stream), the
+    temporary file is removed and ``path`` is left as it was.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    count = 0
+    try:
+        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+            for count, row in enumerate(rows, start=1):
+                if not isinstance(row, dict):
+                    raise ConfigurationError(
+                        f"step {step!r} produced a {type(row).__name__} as row {count - 1}; rows must be dicts"
+                    )
+                try:
+                    line = json.dumps(row, ensure_ascii=False, default=_json_default)
+                except (TypeError, ValueError) as exc:
+                    bad = _bad_column(row)
+                    raise ValidationError(
+                        [RowProblem(step, count - 1, bad, f"{exc}; convert it to text or a number first (e.g. with a MapStep)")]
+                    ) from None
+                handle.write(line + "\n")
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(OSError):
+            os.unlink(tmp)
+        raise
+    return count
+
+
+def _bad_column(row: dict[str, Any]) -> str | None:
+    for key, value in row.items():
+        try:
+            json.dumps(value, default=_json_default)
+        except (TypeError, ValueError):
+            return str(key)
+    return None
+
+
+class Dataset:
+    """The rows of one step's output, streamed from its JSONL file (:attr:`path`).
+
+    Supports ``len()``, iteration, ``ds[i]``, ``ds[i:j]`` (a list), ``ds["column"]``
+    (a list of that column's values) and exports to JSONL, Parquet, pandas and
+    Hugging Face ``datasets``.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
+        self.path = Path(path)
+        self.name = name or self.path.stem
+        self._stat: tuple[int, int] | None = None
+        self._offsets: array | None = None
+        self._columns: list[str] | None = None
+
+    def __repr__(self) -> str:
+        return f"Dataset(name={self.name!r}, rows={len(self)}, path={str(self.path)!r})"
+
+    # -- reading -------------------------------------------------------------------------
+
+    def _fresh(self) -> None:
+        """Forget cached facts if the file was replaced (e.g. a run with use_cache=False)."""
+        st = self.path.stat()
+        key = (st.st_size, st.st_mtime_ns)
+        if key != self._stat:
+            self._stat, self._offsets, self._columns = key, None, None
+
+    def _index(self) -> array:
+        self._fresh()
+        if self._offsets is None:
+            offsets, position = array("q"), 0
+            with open(self.path, "rb") as handle:
+                for line in handle:
+                    if line.strip():
+                        offsets.append(position)
+                    position += len(line)
+            self._offsets = offsets
+        return self._offsets
+
+    def __len__(self) -> int:
+        return len(self._index())
+
+    def __iter__(self) -> Iterator[dict[str, Any]]:
+        return read_jsonl(self.path)
+
+    @overload
+    def __getitem__(self, key: int) -> dict[str, Any]: ...
+    @overload
+    def __getitem__(self, key: slice) -> list[dict[str, Any]]: ...
+    @overload
+    def __getitem__(self, key: str) -> list[Any]: ...
+
+    def __getitem__(self, key: int | slice | str) -> Any:
+        if isinstance(key, str):
+            if key not in self.column_names:
+                raise KeyError(f"no column {key!r}; columns: {', '.join(self.column_names)}")
+            return [row.get(key) for row in self]
+        offsets = self._index()
+        if isinstance(key, slice):
+            start, stop, step = key.indices(len(offsets))
+            if step == 1:
+                return list(islice(self, start, stop)) if start < stop else []
+            return [self[i] for i in range(start, stop, step)]
+        if not isinstance(key, int):
+            raise TypeError(f"dataset indices must be int, slice or str, not {type(key).__name__}")
+        index = key + len(offsets) if key < 0 else key
+        if not 0 <= index < len(offsets):
+            raise IndexError(f"row {key} is out of range (the dataset has {len(offsets)} rows)")
+        with open(self.path, "rb") as handle:
+            handle.seek(offsets[index])
+            return json.loads(handle.readline())
+
+    @property
+    def column_names(self) -> list[str]:
+        """Every column seen in any row, in order of first appearance."""
+        self._fresh()
+        if self._columns is None:
+            seen: dict[str, None] = {}
+            for row in self:
+                seen.update(dict.fromkeys(row))
+            self._columns = list(seen)
+        return list(self._columns)
+
+    def to_list(self) -> list[dict[str, Any]]:
+        return list(self)
+
+    # -- exports -------------------------------------------------------------------------
+
+    def to_jsonl(self, path: str | os.PathLike[str]) -> Path:
+        """Copy the rows to ``path`` (JSON Lines); returns the path."""
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copyfile(self.path, target)
+        return target
+
+    def to_parquet(self, path: str | os.PathLike[str], *, batch_size: int = 10_000) -> Path:
+        """Write the rows to a Parquet file (needs ``pyarrow``), in batches; returns the path."""
+        pa, pq = _pyarrow()
+        columns = self.column_names
+        # One schema for the whole file: unify what each batch infers (a column that is
+        # null in one batch and text in another becomes text).
+        schemas = [pa.Table.from_pylist(b).schema for b in self._batches(batch_size, columns)]
+        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+        target = Path(path)
+        target.parent.mkdir(parents=True, exist_ok=True)
+        with pq.ParquetWriter(target, schema) as writer:
+            for batch in self._batches(batch_size, columns):
+                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        return target
+
+    def _batches(self, size: int, columns: list[str]) -> Iterator[list[dict[str, Any]]]:
+        rows = iter(self)
+        while batch := list(islice(rows, size)):
+            yield [{c: row.get(c) for c in columns} for row in batch]
+
+    def to_pandas(self) -> Any:
+        """A ``pandas.DataFrame`` of every row (needs ``pandas``)."""
+        try:
+            import pandas as pd
+        except ImportError:
+            raise ConfigurationError("to_pandas() needs pandas: `pip install 'overnight[pandas]'`") from None
+        return pd.DataFrame.from_records(self.to_list(), columns=self.column_names)
+
+    def to_hf(self) -> Any:
+        """A Hugging Face ``datasets.Dataset`` (needs ``datasets``), built from the JSONL file."""
+        try:
+            import datasets
+        except ImportError:
+            raise ConfigurationError(
+                "to_hf() needs Hugging Face datasets: `pip install 'overnight[hub]'` (or `pip install datasets`)"
+            ) from None
+        return datasets.Dataset.from_json(str(self.path))
+
+
+def _pyarrow() -> tuple[Any, Any]:
+    try:
+        import pyarrow as pa
+        import pyarrow.parquet as pq
+    except ImportError:
+        raise ConfigurationError("to_parquet() needs pyarrow: `pip install 'overnight[parquet]'`") from None
+    return pa, pq

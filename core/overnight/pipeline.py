@@ -1,0 +1,323 @@
+"""The pipeline: a graph of steps, run with per-step output caching.
+
+::
+
+    with Pipeline(name="answers") as pipeline:
+        load = LoadDataFromJSONL(path="prompts.jsonl")
+        generate = TextGeneration(llm=LLM("openai/gpt-4o-mini"))
+        load >> generate
+    dataset = pipeline.run()
+
+Each step's output is written to ``<cache dir>/pipelines/<pipeline>/<step>-<signature>.jsonl``.
+The signature hashes the step (class, parameters, LLM signature) and its inputs'
+signatures, so a run reuses every output whose signature is unchanged: a resumed run
+redoes nothing, a changed step re-runs with what depends on it, a new step runs alone
+on cached inputs. A batch step still waiting on its jobs blocks only its descendants;
+the rest of the pipeline runs, and ``run()`` then raises
+:class:`~overnight.PipelineNotFinished`.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import Any, Literal, Mapping, Sequence
+
+from overnight.dataset import Dataset, Rows, write_jsonl_atomic
+from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
+from overnight.steps import _NAME, Step, StepContext, digest
+
+log = logging.getLogger("overnight.pipeline")
+
+#: Bump when the format of step outputs changes, so old cached outputs are not reused.
+OUTPUT_FORMAT = 1
+
+_active: contextvars.ContextVar[tuple["Pipeline", ...]] = contextvars.ContextVar("overnight_pipelines", default=())
+
+
+def current_pipeline() -> "Pipeline | None":
+    """The innermost pipeline whose ``with`` block is running, if any."""
+    stack = _active.get()
+    return stack[-1] if stack else None
+
+
+class Pipeline:
+    """A named graph of steps. Steps created inside ``with Pipeline(...)`` join it.
+
+    ``cache_dir`` holds the state store and the step outputs (default:
+    ``$OVERNIGHT_HOME``, else the user cache directory).
+    """
+
+    def __init__(self, name: str, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None) -> None:
+        if not isinstance(name, str) or not _NAME.match(name):
+            raise ConfigurationError(
+                f"pipeline name {name!r} is not valid: use letters, digits, '_', '-' and '.' "
+                "(it becomes a directory name)"
+            )
+        self.name = name
+        self.description = description
+        self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        self._steps: dict[str, Step] = {}
+        self._inputs: dict[str, list[str]] = {}
+        #: Every step output available after the last run, by step name.
+        self.outputs: dict[str, Dataset] = {}
+
+    def __repr__(self) -> str:
+        return f"Pipeline(name={self.name!r}, steps={list(self._steps)})"
+
+    def __enter__(self) -> "Pipeline":
+        self._token = _active.set(_active.get() + (self,))
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        _active.reset(self._token)
+
+    # -- the graph -------------------------------------------------------------------------
+
+    @property
+    def steps(self) -> dict[str, Step]:
+        return dict(self._steps)
+
+    def add_step(self, step: Step) -> None:
+        """Attach a step (done by the step itself when created in the ``with`` block)."""
+        if step.name is None:
+            step.name = step.default_name(self._steps)
+        if step.name in self._steps and self._steps[step.name] is not step:
+            raise ConfigurationError(
+                f"pipeline {self.name!r} already has a step named {step.name!r}; give each step a unique name="
+            )
+        self._steps[step.name] = step
+        self._inputs.setdefault(step.name, [])
+
+    def connect(self, source: Step, target: Step) -> None:
+        """Feed ``source``'s rows to ``target`` (what ``source >> target`` does)."""
+        for step in (source, target):
+            if step.pipeline is not self or self._steps.get(step.name or "") is not step:
+                raise ConfigurationError(
+                    f"cannot connect {source.name!r} >> {target.name!r}: both steps must belong to pipeline {self.name!r}"
+                )
+        if target.is_loader:
+            raise ConfigurationError(f"step {target.name!r} is a loader: it reads its own source and takes no input")
+        if source is target or source.name in self._descendants(target.name):
+            raise ConfigurationError(f"connecting {source.name!r} >> {target.name!r} would make a cycle")
+        inputs = self._inputs[target.name]
+        if source.name not in inputs:
+            inputs.append(source.name)
+
+    def predecessors(self, name: str) -> list[str]:
+        return list(self._inputs[name])
+
+    def successors(self, name: str) -> list[str]:
+        return [s for s, inputs in self._inputs.items() if name in inputs]
+
+    def _descendants(self, name: str) -> set[str]:
+        seen: set[str] = set()
+        todo = [name]
+        while todo:
+            for child in self.successors(todo.pop()):
+                if child not in seen:
+                    seen.add(child)
+                    todo.append(child)
+        return seen
+
+    @property
+    def leaves(self) -> list[str]:
+        """Steps nobody reads from: their outputs are what ``run()`` returns."""
+        return [s for s in self._steps if not self.successors(s)]
+
+    def _order(self) -> list[Step]:
+        """Topological order; ties broken by creation order, so runs are deterministic."""
+        if not self._steps:
+            raise ConfigurationError(f"pipeline {self.name!r} has no steps; create them inside `with Pipeline(...)`")
+        for name, step in self._steps.items():
+            if not step.is_loader and not self._inputs[name]:
+                raise ConfigurationError(
+                    f"step {name!r} has no input: connect a loader to it, e.g. `load >> {name}`"
+                )
+        done: list[str] = []
+        remaining = list(self._steps)
+        while remaining:
+            ready = next(s for s in remaining if all(p in done for p in self._inputs[s]))
+            done.append(ready)
+            remaining.remove(ready)
+        return [self._steps[s] for s in done]
+
+    def signatures(self) -> dict[str, str]:
+        """Each step's signature, from its class, parameters and inputs' signatures."""
+        sigs: dict[str, str] = {}
+        for step in self._order():
+            cls = type(step)
+            sigs[step.name] = digest(
+                {
+                    "format": OUTPUT_FORMAT,
+                    "pipeline": self.name,
+                    "step": step.name,
+                    "class": f"{cls.__module__}.{cls.__qualname__}",
+                    "parameters": step.signature_data(),
+                    "inputs": [sigs[p] for p in self._inputs[step.name]],
+                }
+            )
+        return sigs
+
+    # -- running ---------------------------------------------------------------------------
+
+    def run(
+        self,
+        parameters: Mapping[str, Mapping[str, Any]] | None = None,
+        *,
+        use_cache: bool = True,
+        paid_results: Literal["reuse"] | None = None,
+        resubmit_unconfirmed: bool = False,
+    ) -> "Dataset | dict[str, Dataset]":
+        """Run every step whose output is not cached yet; return the leaf step's Dataset.
+
+        With several leaf steps, returns ``{leaf name: Dataset}``.
+
+        ``parameters`` sets step parameters for this run, ``{step name: {name: value}}``
+        (a TextGeneration also takes ``{"llm": {"generation_kwargs": {...}}}``); unknown
+        names are an error before anything runs.
+
+        ``use_cache=False`` recomputes every step. Requests a previous run already paid
+        for are never resubmitted silently: such a run stops with
+        :class:`~overnight.StaleCache` unless ``paid_results="reuse"`` says to use them.
+
+        ``resubmit_unconfirmed=True`` resubmits chunks whose submission a crashed run
+        could not confirm and the provider cannot look up (see UnconfirmedSubmission).
+
+        Raises :class:`~overnight.PipelineNotFinished` while batch jobs are running (all
+        finished work is saved; run again later), :class:`~overnight.ValidationError`
+        for bad rows (nothing submitted).
+        """
+        if paid_results not in (None, "reuse"):
+            raise ConfigurationError(
+                f"paid_results={paid_results!r} is not an option: pass paid_results='reuse' to use "
+                "the results previous runs paid for, or change the requests (e.g. a generation seed) "
+                "to pay for new ones"
+            )
+        self._apply_parameters(parameters or {})
+        order = self._order()
+        for step in order:
+            step.check()
+        signatures = self.signatures()
+        reuse_paid = use_cache or paid_results == "reuse"
+
+        from overnight.store import Store  # imported here: only a run needs SQLite
+
+        _ensure_log_handler()
+        store = Store.open(self.cache_dir)
+        try:
+            run_id = store.start_run(self.name)
+            state = "failed"
+            try:
+                pending, waiting = self._execute(
+                    order, signatures, store,
+                    use_cache=use_cache, reuse_paid=reuse_paid, resubmit_unconfirmed=resubmit_unconfirmed,
+                )
+                state = "pending" if pending else "done"
+            finally:
+                store.finish_run(run_id, state)
+        finally:
+            store.close()
+
+        if pending:
+            hint = ""
+            if waiting:
+                hint = (
+                    f"Steps waiting for these results: {', '.join(waiting)}. Everything else is saved. "
+                    "Run the same script again to check and collect "
+                    "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
+                )
+            raise PipelineNotFinished(self.name, pending, hint=hint)
+        leaves = {name: self.outputs[name] for name in self.leaves}
+        for name, dataset in leaves.items():
+            log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
+        return next(iter(leaves.values())) if len(leaves) == 1 else leaves
+
+    def _apply_parameters(self, parameters: Mapping[str, Mapping[str, Any]]) -> None:
+        if not isinstance(parameters, Mapping):
+            raise ConfigurationError("parameters must be a dict: {step name: {parameter: value}}")
+        unknown = [name for name in parameters if name not in self._steps]
+        if unknown:
+            raise ConfigurationError(
+                f"parameters name unknown step(s) {', '.join(map(repr, unknown))}; the steps of "
+                f"pipeline {self.name!r} are: {', '.join(self._steps)}"
+            )
+        for name, values in parameters.items():
+            if not isinstance(values, Mapping):
+                raise ConfigurationError(f"parameters[{name!r}] must be a dict of parameter values")
+            step = self._steps[name]
+            bad = sorted(set(values) - set(step.runtime_parameter_names()))
+            if bad:
+                raise ConfigurationError(
+                    f"step {name!r} has no parameter {', '.join(map(repr, bad))}; its parameters are: "
+                    f"{', '.join(step.runtime_parameter_names()) or 'none'}"
+                )
+        for name, values in parameters.items():
+            self._steps[name].set_runtime_parameters(dict(values))
+
+    def _execute(
+        self,
+        order: Sequence[Step],
+        signatures: Mapping[str, str],
+        store: Any,
+        *,
+        use_cache: bool,
+        reuse_paid: bool,
+        resubmit_unconfirmed: bool,
+    ) -> tuple[list[OfflineBatchGenerationNotFinished], list[str]]:
+        """Run the steps in order; return the pending batch steps and the steps waiting on them."""
+        directory = Path(store.cache_dir) / "pipelines" / self.name
+        self.outputs = {}
+        pending: list[OfflineBatchGenerationNotFinished] = []
+        blocked: set[str] = set()
+        waiting: list[str] = []
+        for step in order:
+            name = step.name
+            inputs = self._inputs[name]
+            if any(p in blocked for p in inputs):
+                blocked.add(name)
+                waiting.append(name)
+                continue
+            path = directory / f"{name}-{signatures[name]}.jsonl"
+            if use_cache and path.is_file():
+                log.debug("step %r: output cached in %s", name, path)
+                self.outputs[name] = Dataset(path, name=name)
+                continue
+            ctx = StepContext(
+                pipeline=self.name,
+                step=name,
+                signature=signatures[name],
+                use_cache=use_cache,
+                reuse_paid=reuse_paid,
+                resubmit_unconfirmed=resubmit_unconfirmed,
+                store_opener=lambda: store,
+            )
+            rows = Rows([self.outputs[p].path for p in inputs])
+            try:
+                count = write_jsonl_atomic(path, step.process(rows, ctx), step=name)
+            except OfflineBatchGenerationNotFinished as exc:
+                if exc.step is None:
+                    exc.step = name
+                pending.append(exc)
+                blocked.add(name)
+                if exc.interrupted:  # the user pressed Ctrl+C: stop here, not at the next step
+                    break
+                continue
+            log.debug("step %r: wrote %d rows to %s", name, count, path)
+            self.outputs[name] = Dataset(path, name=name)
+        return pending, waiting
+
+
+def _ensure_log_handler() -> None:
+    """Show overnight's info messages on stderr unless the application configured logging."""
+    logger = logging.getLogger("overnight")
+    if logger.handlers or logging.getLogger().handlers:
+        return
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("[overnight] %(message)s"))
+    logger.addHandler(handler)
+    if logger.level == logging.NOTSET:
+        logger.setLevel(logging.INFO)

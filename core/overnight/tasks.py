@@ -1,0 +1,225 @@
+"""Tasks: steps that generate with an LLM through a provider's batch API."""
+
+from __future__ import annotations
+
+import copy
+from typing import TYPE_CHECKING, Any, Iterator
+
+import attrs
+from attrs import define, field
+
+from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
+from overnight.executor import PlannedRequest, RowResult
+from overnight.models import ChatRequest, Message, Result
+from overnight.steps import RUNTIME, Step, StepContext, template_fields
+
+if TYPE_CHECKING:
+    from overnight.dataset import Rows
+    from overnight.llm import LLM
+
+#: Most bad rows listed in one ValidationError (its count covers them all).
+MAX_PROBLEMS = 1000
+#: LLM attributes ``run(parameters={step: {"llm": {...}}})`` may set.
+LLM_RUNTIME_PARAMETERS = ("generation_kwargs", "offline_batch_generation_block_until_done")
+
+
+def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or value < 1:
+        raise ValueError(f"{attribute.name} must be a whole number >= 1, got {value!r}")
+
+
+def _template(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
+    if value is None:
+        return
+    if not isinstance(value, str):
+        raise ValueError(f"template must be a string, got {type(value).__name__}")
+    try:
+        template_fields(value)
+    except ValueError as exc:
+        raise ValueError(f"template {value!r} is not valid: {exc}") from None
+
+
+@define(kw_only=True, eq=False)
+class TextGeneration(Step):
+    """Generate one text (or ``num_generations``) per input row with ``llm``.
+
+    The prompt is the row's ``input_column`` (default ``"instruction"``), or
+    ``template`` filled with the row's columns (``"Translate to French: {text}"``;
+    write ``{{`` and ``}}`` for literal braces). ``system_prompt`` is sent first.
+
+    Each output row is the input row plus:
+
+    * ``<output_column>``: the text (``None`` if it failed), or a list of
+      ``num_generations`` texts;
+    * ``<output_column>_error``: ``None``, or why the generation failed after every
+      retry (a list when ``num_generations > 1``). No row is ever dropped;
+    * ``<output_column>_usage``: ``{"input_tokens", "output_tokens"}`` (or a list);
+    * ``<output_column>_finish_reason``: e.g. ``"stop"``, ``"length"`` (or a list);
+    * ``model_name``: the ``provider/model`` that generated it.
+
+    Every row is checked before anything is submitted; all problems are reported at
+    once in a :class:`~overnight.ValidationError`.
+    """
+
+    llm: "LLM" = field(metadata={RUNTIME: False})
+    input_column: str = "instruction"
+    template: str | None = field(default=None, validator=_template)
+    system_prompt: str | None = None
+    num_generations: int = field(default=1, validator=_positive)
+    output_column: str = "generation"
+
+    # -- parameters --------------------------------------------------------------------
+
+    @classmethod
+    def runtime_parameter_names(cls) -> list[str]:
+        return [*super().runtime_parameter_names(), "llm"]
+
+    def set_runtime_parameters(self, values: dict[str, Any]) -> None:
+        """Also takes ``{"llm": {"generation_kwargs": {...}}}``: merged over the LLM's own."""
+        values = dict(values)
+        llm_values = values.pop("llm", None)
+        if llm_values is not None:
+            if not isinstance(llm_values, dict):
+                raise ConfigurationError(f"step {self.name!r}: parameters 'llm' must be a dict")
+            unknown = sorted(set(llm_values) - set(LLM_RUNTIME_PARAMETERS))
+            if unknown:
+                raise ConfigurationError(
+                    f"step {self.name!r}: the LLM has no run parameter {', '.join(map(repr, unknown))}; "
+                    f"its run parameters are: {', '.join(LLM_RUNTIME_PARAMETERS)}"
+                )
+        super().set_runtime_parameters(values)
+        if llm_values:
+            # A copy: the same LLM object may serve other steps that these values are not for.
+            self.llm = copy.copy(self.llm)
+            if "generation_kwargs" in llm_values:
+                self.llm.generation_kwargs = {**self.llm.generation_kwargs, **dict(llm_values["generation_kwargs"] or {})}
+            if "offline_batch_generation_block_until_done" in llm_values:
+                self.llm.offline_batch_generation_block_until_done = llm_values["offline_batch_generation_block_until_done"]
+
+    # -- running -----------------------------------------------------------------------
+
+    def check(self) -> None:
+        # Resolves the provider plugin and checks credentials: no network, nothing paid.
+        self.llm.load()
+
+    def _columns(self) -> list[str]:
+        return template_fields(self.template) if self.template is not None else [self.input_column]
+
+    def prompt(self, row: dict[str, Any], index: int, problems: list[RowProblem]) -> str | None:
+        """The row's user prompt, or ``None`` after recording why it cannot be sent."""
+
+        def problem(field_: str | None, message: str) -> None:
+            problems.append(RowProblem(self.name or "", index, field_, message))
+
+        if not isinstance(row, dict):
+            problem(None, f"is a {type(row).__name__}, not a row of columns")
+            return None
+        before = len(problems)
+        for column in self._columns():
+            if column not in row:
+                problem(column, f"missing column (the row has: {', '.join(map(str, row)) or 'no columns'})")
+                continue
+            value = row[column]
+            if value is None:
+                problem(column, "is null")
+            elif self.template is None and not isinstance(value, str):
+                problem(column, f"must be a string, got {type(value).__name__}")
+            elif self.template is not None and not isinstance(value, (str, int, float)):
+                problem(column, f"cannot be put in a template: it is a {type(value).__name__}")
+        if len(problems) > before:
+            return None
+        if self.template is None:
+            text = row[self.input_column]
+        else:
+            try:
+                text = self.template.format_map(row)
+            except (KeyError, IndexError, AttributeError, ValueError, TypeError) as exc:
+                problem(None, f"the template cannot be filled from this row ({type(exc).__name__}: {exc})")
+                return None
+        if not text.strip():
+            problem(self.input_column if self.template is None else None, "empty prompt")
+            return None
+        return text
+
+    def messages(self, prompt: str) -> tuple[Message, ...]:
+        system = (Message("system", self.system_prompt),) if self.system_prompt else ()
+        return (*system, Message("user", prompt))
+
+    def validate(self, rows: "Rows") -> int:
+        """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
+        problems: list[RowProblem] = []
+        bad = count = 0
+        for count, row in enumerate(rows, start=1):
+            found: list[RowProblem] = []
+            self.prompt(row, count - 1, found)
+            if found:
+                bad += 1
+                if len(problems) < MAX_PROBLEMS:
+                    problems.extend(found)
+        if problems:
+            unlisted = bad - len({p.row for p in problems})
+            if unlisted > 0:
+                problems.append(RowProblem(self.name or "", None, None, f"{unlisted} more bad row(s) not listed"))
+            raise ValidationError(problems)
+        return count
+
+    def plan(self, rows: "Rows") -> Iterator[PlannedRequest]:
+        for index, row in enumerate(rows):
+            prompt = self.prompt(row, index, [])
+            if prompt is None:  # the input changed since validate(): refuse rather than guess
+                raise ConfigurationError(f"step {self.name!r}: row {index} changed while the step ran; run again")
+            request = ChatRequest(custom_id="", model=self.llm.model_name, messages=self.messages(prompt))
+            for sample in range(self.num_generations):
+                yield PlannedRequest(row=index, sample=sample, request=request)
+
+    def process(self, rows: "Rows", ctx: StepContext) -> Iterator[dict[str, Any]]:
+        if self.system_prompt is not None and not isinstance(self.system_prompt, str):
+            raise ConfigurationError(f"step {self.name!r}: system_prompt must be a string")
+        if self.validate(rows) == 0:
+            return
+        results = self.llm.generate_offline(
+            self.plan(rows),
+            store=ctx.store,
+            step=self.name or "",
+            plan_id=ctx.signature,
+            reuse_paid=ctx.reuse_paid,
+            resubmit_unconfirmed=ctx.resubmit_unconfirmed,
+        )
+        yield from self._assemble(rows, iter(results))
+
+    def _assemble(self, rows: "Rows", results: Iterator[RowResult]) -> Iterator[dict[str, Any]]:
+        """Match results (in plan order) to input rows; a gap is an error, never a dropped row."""
+        out = self.output_column
+        for index, row in enumerate(rows):
+            samples: list[Result] = []
+            for sample in range(self.num_generations):
+                got = next(results, None)
+                if got is None or got.row != index or got.sample != sample:
+                    raise OvernightError(
+                        f"step {self.name!r}: expected the result of row {index}, sample {sample}, got "
+                        f"{'nothing' if got is None else f'row {got.row}, sample {got.sample}'}. "
+                        "The store does not match this step's plan; run again with use_cache=False "
+                        "and paid_results='reuse'."
+                    )
+                samples.append(got.result)
+            texts = [r.text if r.ok else None for r in samples]
+            errors = [None if r.ok else (r.error or f"request {r.status.value}") for r in samples]
+            usage = [
+                {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
+                for r in samples
+            ]
+            reasons = [r.finish_reason for r in samples]
+            one = self.num_generations == 1
+            yield {
+                **row,
+                out: texts[0] if one else texts,
+                f"{out}_error": errors[0] if one else errors,
+                f"{out}_usage": usage[0] if one else usage,
+                f"{out}_finish_reason": reasons[0] if one else reasons,
+                "model_name": self.llm.model,
+            }
+        if next(results, None) is not None:
+            raise OvernightError(
+                f"step {self.name!r}: the store holds more results than this step has rows. "
+                "Run again with use_cache=False and paid_results='reuse'."
+            )
