@@ -90,9 +90,11 @@ class PluginRegistry:
         version: str | None = None,
     ) -> None:
         """Register a plugin object (a module or any object with ``@hookimpl`` functions)."""
-        name = name or getattr(plugin, "__name__", None) or type(plugin).__name__
+        # Modules register under their name; other objects under their id (pluggy's default).
+        key = name or getattr(plugin, "__name__", None)
+        name = key or type(plugin).__name__
         try:
-            self._pm.register(plugin, name=name)
+            self._pm.register(plugin, name=key)
             impls = [i for i in self._pm.hook.register_providers.get_hookimpls() if i.plugin is plugin]
             infos = tuple(info for impl in impls for info in (impl.function() or ()))
             for info in infos:

@@ -1,0 +1,99 @@
+"""Plugin discovery, routing by provider name and the facade's guarantees."""
+
+from __future__ import annotations
+
+import sys
+import textwrap
+
+import pytest
+
+from overnight import (
+    ChatRequest,
+    JobRef,
+    Limits,
+    ProviderError,
+    ProviderInfo,
+    ProviderNotFound,
+    hookimpl,
+)
+from overnight.plugins import PluginRegistry
+
+
+class Serving:
+    def __init__(self, name):
+        self.name = name
+        self.calls = []
+
+    @hookimpl
+    def register_providers(self):
+        return [ProviderInfo(name=self.name, limits=Limits(10, 1000), secret_env=("ACME_KEY",))]
+
+    @hookimpl
+    def build_request(self, provider, request):
+        self.calls.append(provider)
+        return {"served_by": self.name}
+
+    @hookimpl
+    def check(self, provider, job, options):
+        raise RuntimeError(f"401 Unauthorized for key {options['api_key']}")
+
+
+def test_hooks_are_routed_only_to_the_declaring_plugin():
+    a, b = Serving("a"), Serving("b")
+    registry = PluginRegistry([a, b], entrypoints=False)
+    assert registry.provider("b").build_request(ChatRequest("x", "m", [])) == {"served_by": "b"}
+    assert registry.provider("a").build_request(ChatRequest("x", "m", [])) == {"served_by": "a"}
+    assert a.calls == ["a"] and b.calls == ["b"]
+
+
+def test_unknown_provider_names_installed_ones_and_the_package():
+    registry = PluginRegistry([Serving("a"), Serving("b")], entrypoints=False)
+    with pytest.raises(ProviderNotFound) as exc:
+        registry.provider("gemini")
+    assert "installed providers: a, b" in str(exc.value)
+    assert "pip install overnight-gemini" in str(exc.value)
+
+
+def test_duplicate_provider_is_reported_and_the_first_kept():
+    first, second = Serving("a"), Serving("a")
+    registry = PluginRegistry([first, second], entrypoints=False)
+    assert registry.provider_names == ["a"]
+    assert len(registry.failures) == 1 and "already served" in registry.failures[0].error
+    registry.provider("a").build_request(ChatRequest("x", "m", []))
+    assert first.calls == ["a"] and second.calls == []
+
+
+def test_secrets_are_redacted_from_plugin_errors(monkeypatch):
+    registry = PluginRegistry([Serving("a")], entrypoints=False)
+    with pytest.raises(ProviderError) as exc:
+        registry.provider("a").check(JobRef("a", "j", "t"), {"api_key": "sk-live-abcdef123"})
+    assert "sk-live-abcdef123" not in str(exc.value) and "***" in str(exc.value)
+    assert exc.value.__cause__ is None and exc.value.__suppress_context__
+
+
+def test_a_broken_installed_plugin_is_reported_and_skipped(tmp_path, monkeypatch):
+    # A distribution on sys.path whose entry point fails to import, beside a working one.
+    site = tmp_path / "site"
+    (site / "broken_dist-1.0.dist-info").mkdir(parents=True)
+    (site / "broken_dist-1.0.dist-info" / "METADATA").write_text("Name: broken-dist\nVersion: 1.0\n")
+    (site / "broken_dist-1.0.dist-info" / "entry_points.txt").write_text(
+        "[overnight]\nbroken = broken_plugin_mod\nworking = working_plugin_mod\n"
+    )
+    (site / "broken_plugin_mod.py").write_text("raise ImportError('needs libfoo')\n")
+    (site / "working_plugin_mod.py").write_text(
+        textwrap.dedent(
+            """
+            from overnight import hookimpl, ProviderInfo, Limits
+
+            @hookimpl
+            def register_providers():
+                return [ProviderInfo(name="working", limits=Limits(1, 1))]
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(site))
+    registry = PluginRegistry()
+    failures = {f.name: f for f in registry.failures}
+    assert "needs libfoo" in failures["broken"].error and failures["broken"].package == "broken-dist"
+    assert "working" in registry.provider_names
+    sys.modules.pop("working_plugin_mod", None)
