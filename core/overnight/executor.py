@@ -57,8 +57,10 @@ from overnight.models import (
 from overnight.providers import Provider
 from overnight.store import Store, result_from_json
 
-#: Results are written to the store in transactions of this many.
-FETCH_BATCH = 1000
+#: Results are written to the store in transactions of growing size: small at first so an
+#: interrupted download keeps what it got, large later so big files need few commits.
+FETCH_BATCH_FIRST = 16
+FETCH_BATCH_MAX = 1024
 #: Most problems listed in one ValidationError (the count covers them all).
 MAX_PROBLEMS = 1000
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
@@ -250,11 +252,12 @@ class BatchExecutor:
             self.store.close_job(job["id"], self.max_attempts, self.max_unfinished, failure=reason)
             return
         batch: list[Result] = []
+        size = FETCH_BATCH_FIRST
         for result in self.provider.fetch(ref, self.options):
             batch.append(result)
-            if len(batch) >= FETCH_BATCH:
+            if len(batch) >= size:
                 self._record(job["id"], batch)
-                batch = []
+                batch, size = [], min(size * 2, FETCH_BATCH_MAX)
                 fault_point("mid_fetch")
         self._record(job["id"], batch)
         self.store.close_job(job["id"], self.max_attempts, self.max_unfinished)
