@@ -1,0 +1,216 @@
+"""The Mistral provider plugin: overnight's hooks on top of the official ``mistralai`` SDK.
+
+Jobs are created with ``batch.jobs.create`` at ``/v1/chat/completions``: small chunks
+inline (``requests=[...]``), others as an uploaded JSONL file. Every job carries the
+chunk's tag in its metadata (``overnight_tag``), which ``batch.jobs.list`` filters on,
+so a run that crashed between create and commit finds its job again.
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any, Iterator, Mapping
+
+from overnight import jsonl
+from overnight.errors import ProviderError
+from overnight.faultpoints import fault_point
+from overnight.hookspecs import hookimpl
+from overnight.models import (
+    Capabilities,
+    ChatRequest,
+    Chunk,
+    JobRef,
+    JobState,
+    JobStatus,
+    Limits,
+    ProviderInfo,
+    Result,
+)
+
+from overnight_mistral import options as opts
+from overnight_mistral import translate
+
+log = logging.getLogger("overnight_mistral")
+
+NAME = "mistral"
+MB = 1024 * 1024
+
+#: Mistral's published per-job limits (the conservative "known limitations" figures:
+#: 100k requests, 512 MB per input file); ``timeout_hours`` defaults to 24.
+LIMITS = Limits(max_requests=100_000, max_bytes=512 * MB, completion_window=24 * 3600)
+
+#: Job creation is not idempotent: retry only what certainly created nothing (429).
+#: A 5xx or a dropped connection may hide a created job; the core finds it by tag.
+_CREATE_RETRY_CODES = ["429"]
+
+
+def _sdk_status(exc: BaseException) -> int | None:
+    return getattr(exc, "status_code", None) if type(exc).__name__ == "SDKError" else None
+
+
+class MistralPlugin:
+    """The hooks, bound to one provider declaration (tests may lower ``limits``)."""
+
+    def __init__(self, *, name: str = NAME, limits: Limits = LIMITS) -> None:
+        self.name = name
+        self.limits = limits
+
+    # -- declaration and validation -------------------------------------------------------
+
+    @hookimpl
+    def register_providers(self) -> list[ProviderInfo]:
+        return [
+            ProviderInfo(
+                name=self.name,
+                limits=self.limits,
+                capabilities=Capabilities(cancel=True, find_by_tag=True),
+                extra_params=translate.EXTRA_PARAMS,
+                unsupported_params=translate.UNSUPPORTED_PARAMS,
+                secret_env=(opts.KEY_ENV,),
+                description="Mistral batch API (mistralai SDK)",
+            )
+        ]
+
+    @hookimpl
+    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
+        opts.resolve(options)
+
+    @hookimpl
+    def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
+        return translate.build_line(request)
+
+    # -- jobs ------------------------------------------------------------------------------
+
+    @hookimpl
+    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+        settings = opts.resolve(options)
+        client = opts.client(settings)
+        create = dict(
+            endpoint=translate.ENDPOINT,
+            model=chunk.model,
+            metadata={translate.TAG_KEY: chunk.tag},
+            timeout_hours=settings.timeout_hours,
+            retries=opts.retry_config(settings.max_retries, status_codes=_CREATE_RETRY_CODES, connection_errors=False),
+        )
+        if chunk.count <= settings.inline_threshold and chunk.bytes <= opts.INLINE_MAX_BYTES:
+            job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
+            return self._ref(job, chunk.tag, input_file=None)
+        with jsonl.spool(chunk.lines()) as spooled:
+            uploaded = client.files.upload(
+                file={"file_name": f"{chunk.tag}.jsonl", "content": spooled}, purpose="batch"
+            )
+        fault_point("after_upload")
+        try:
+            job = client.batch.jobs.create(input_files=[uploaded.id], **create)
+        except Exception as exc:
+            # Only a 4xx certainly created nothing; after a 5xx or a lost connection the
+            # job may exist and need its input, so the file is left for it.
+            status = _sdk_status(exc)
+            if status is not None and 400 <= status < 500:
+                self._delete_file(client, uploaded.id)
+            raise
+        return self._ref(job, chunk.tag, input_file=uploaded.id)
+
+    def _ref(self, job: Any, tag: str, *, input_file: str | None) -> JobRef:
+        data: dict[str, Any] = {"inline": input_file is None}
+        if input_file:
+            data["input_file"] = input_file
+        return JobRef(provider=self.name, remote_id=job.id, tag=tag, data=data)
+
+    @staticmethod
+    def _delete_file(client: Any, file_id: str) -> None:
+        try:
+            client.files.delete(file_id=file_id)
+        except Exception as exc:  # cleanup is best effort; the create error matters more
+            log.warning("could not delete the unused Mistral input file %s: %s", file_id, type(exc).__name__)
+
+    @hookimpl
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
+        remote = opts.client(opts.resolve(options)).batch.jobs.get(job_id=job.remote_id)
+        state = translate.job_state(remote.status)
+        message = None
+        if state is JobState.FAILED:
+            message = translate.job_failure(remote.errors) or f"Mistral batch job {job.remote_id} failed"
+        return JobStatus(
+            state=state,
+            total=remote.total_requests,
+            completed=remote.succeeded_requests,
+            failed=remote.failed_requests,
+            raw_status=str(remote.status),
+            message=message,
+        )
+
+    @hookimpl
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
+        return self._results(opts.client(opts.resolve(options)), job)
+
+    def _results(self, client: Any, job: JobRef) -> Iterator[Result]:
+        remote = client.batch.jobs.get(job_id=job.remote_id)
+        state = translate.job_state(remote.status)
+        files = [f for f in (remote.output_file, remote.error_file) if isinstance(f, str) and f]
+        if files:
+            for file_id in files:
+                for line in self._download(client, file_id):
+                    yield translate.parse_line(line, state)
+        elif job.data.get("inline", False):
+            # No result files: an inline job's outputs come with the job (bounded in size,
+            # since only small chunks are sent inline).
+            remote = client.batch.jobs.get(job_id=job.remote_id, inline=True)
+            for line in remote.outputs or ():
+                yield translate.parse_line(line, state)
+
+    @staticmethod
+    def _download(client: Any, file_id: str) -> Iterator[dict[str, Any]]:
+        response = client.files.download(file_id=file_id)
+        try:
+            yield from jsonl.parse(response.iter_bytes())
+        finally:
+            response.close()
+
+    @hookimpl
+    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+        client = opts.client(opts.resolve(options))
+        try:
+            client.batch.jobs.cancel(job_id=job.remote_id)
+        except Exception as exc:
+            # Cancelling a job that already ended is refused; there is nothing to cancel.
+            if _sdk_status(exc) is None or not 400 <= _sdk_status(exc) < 500:
+                raise
+            if not translate.job_state(client.batch.jobs.get(job_id=job.remote_id).status).terminal:
+                raise
+
+    @hookimpl
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+        client = opts.client(opts.resolve(options))
+        found = sorted(self._tagged(client, tag), key=lambda j: (j.created_at, j.id))
+        if not found:
+            return None
+        keep, *extra = found
+        for duplicate in extra:
+            # Only a retried create can make two jobs of one tag; the spare would be paid twice.
+            log.warning("cancelling duplicate Mistral job %s of tag %s", duplicate.id, tag)
+            try:
+                client.batch.jobs.cancel(job_id=duplicate.id)
+            except Exception as exc:
+                raise ProviderError(
+                    f"two Mistral jobs carry tag {tag} ({keep.id}, {duplicate.id}) and the duplicate "
+                    f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.id} in the "
+                    "Mistral console, then run again."
+                ) from None
+        files = [f for f in keep.input_files or () if f]
+        return self._ref(keep, tag, input_file=files[0] if files else None)
+
+    @staticmethod
+    def _tagged(client: Any, tag: str) -> Iterator[Any]:
+        """Every job whose metadata holds ``tag``; the server filters, this double-checks."""
+        page, size, seen = 0, 100, 0
+        while True:
+            listing = client.batch.jobs.list(page=page, page_size=size, metadata={translate.TAG_KEY: tag})
+            data = listing.data or []
+            for job in data:
+                if (job.metadata or {}).get(translate.TAG_KEY) == tag:
+                    yield job
+            seen += len(data)
+            if not data or len(data) < size or (listing.total is not None and seen >= listing.total):
+                return
+            page += 1
