@@ -1,0 +1,112 @@
+"""overnight-anthropic: the Anthropic Message Batches provider for overnight.
+
+Installed, it serves ``LLM("anthropic/<model>")`` through the entry point
+``[project.entry-points.overnight] anthropic = "overnight_anthropic"``. All calls go
+through the official ``anthropic`` SDK. The module itself is the plugin; for other
+limits (e.g. smaller jobs), register ``AnthropicPlugin(limits=...)`` instead.
+"""
+
+from __future__ import annotations
+
+from typing import Any, Iterable, Mapping
+
+from overnight import (
+    Capabilities,
+    ChatRequest,
+    Chunk,
+    JobRef,
+    JobStatus,
+    Limits,
+    ProviderInfo,
+    Result,
+    hookimpl,
+)
+
+from overnight_anthropic import client, jobs, translate
+from overnight_anthropic.translate import DEFAULT_MAX_TOKENS, EXTRA_PARAMS, UNSUPPORTED_PARAMS
+
+__version__ = "0.1.0"
+
+PROVIDER = "anthropic"
+
+#: Anthropic's per-batch limits: 100,000 requests and 256 MB. The byte bound keeps 1 MB
+#: of headroom because the body sent is a JSON array (not JSONL) and each custom id
+#: grows by 3 bytes on the wire (it carries the job's tag).
+LIMITS = Limits(max_requests=100_000, max_bytes=255_000_000, completion_window=24 * 3600)
+
+
+def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
+    return ProviderInfo(
+        name=PROVIDER,
+        limits=limits,
+        capabilities=Capabilities(cancel=True, find_by_tag=True),
+        extra_params=EXTRA_PARAMS,
+        unsupported_params=UNSUPPORTED_PARAMS,
+        secret_env=client.SECRET_ENV,
+        description="Anthropic Message Batches (50% of the Messages API price, results within 24 h)",
+    )
+
+
+class AnthropicPlugin:
+    """The plugin as an object, for custom :class:`~overnight.Limits`.
+
+    ``PluginRegistry([AnthropicPlugin(limits=Limits(max_requests=1000, max_bytes=10_000_000))])``
+    makes the core cut smaller batches. Register it *instead of* the module.
+    """
+
+    def __init__(self, limits: Limits = LIMITS) -> None:
+        self.info = provider_info(limits)
+
+    @hookimpl
+    def register_providers(self) -> list[ProviderInfo]:
+        return [self.info]
+
+    @hookimpl
+    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
+        client.validate(options)
+
+    @hookimpl
+    def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
+        return translate.build_line(request)
+
+    @hookimpl
+    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+        return jobs.submit(provider, chunk, options)
+
+    @hookimpl
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
+        return jobs.check(job, options)
+
+    @hookimpl
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterable[Result]:
+        return jobs.fetch(job, options)
+
+    @hookimpl
+    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+        jobs.cancel(job, options)
+
+    @hookimpl
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+        return jobs.find_job(provider, tag, options)
+
+
+# The module is the entry point: its hooks are those of a default-limits plugin object.
+_default = AnthropicPlugin()
+register_providers = _default.register_providers
+validate_options = _default.validate_options
+build_request = _default.build_request
+submit = _default.submit
+check = _default.check
+fetch = _default.fetch
+cancel = _default.cancel
+find_job = _default.find_job
+
+__all__ = [
+    "AnthropicPlugin",
+    "DEFAULT_MAX_TOKENS",
+    "EXTRA_PARAMS",
+    "LIMITS",
+    "PROVIDER",
+    "UNSUPPORTED_PARAMS",
+    "provider_info",
+]
