@@ -40,7 +40,12 @@ _TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``overnight`` command; returns the exit status."""
     parser = _parser()
-    args = parser.parse_args(argv)
+    # Known args only: `quickstart` passes everything after it on, options included.
+    args, extra = parser.parse_known_args(argv)
+    if extra:
+        if getattr(args, "handler", None) is not cmd_quickstart:
+            parser.error(f"unrecognized arguments: {' '.join(extra)}")
+        args.quickstart_args = [*args.quickstart_args, *extra]
     if args.cache_dir is not None:
         # Through the environment, so a script run by `overnight run` uses it too.
         os.environ["OVERNIGHT_HOME"] = str(Path(args.cache_dir).expanduser().resolve())
