@@ -1,0 +1,192 @@
+"""OpenAI batch jobs through the official SDK: submit, check, fetch, cancel, find by tag.
+
+Each job is one uploaded ``<tag>.jsonl`` input file plus one batch whose metadata
+carries the core's idempotency tag, so a run that crashed between creating the batch
+and recording its id finds it again by listing batches.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+from typing import Any, Iterator, Mapping
+
+import openai
+
+from overnight import jsonl
+from overnight.errors import ProviderError
+from overnight.faultpoints import fault_point
+from overnight.models import Chunk, JobRef, JobStatus, Result
+
+from overnight_openai.translate import ENDPOINT, RUNNING_STATUSES, job_status, result_from_line
+
+log = logging.getLogger("overnight_openai")
+
+TAG_KEY = "overnight_tag"
+#: Batch outputs expire 30 days after creation by default, so a batch more than this
+#: much older than the newest one listed could not deliver results anyway: stop there.
+FIND_HORIZON = 30 * 24 * 3600
+_TERMINAL = frozenset({"completed", "failed", "expired", "cancelled"})
+
+
+def job_ref(provider: str, batch: Any, tag: str) -> JobRef:
+    return JobRef(
+        provider=provider,
+        remote_id=batch.id,
+        tag=tag,
+        data={"input_file_id": batch.input_file_id, "model": (batch.metadata or {}).get("overnight_model")},
+    )
+
+
+def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[str, str]) -> JobRef:
+    """Upload the chunk as a ``.jsonl`` file and create its batch, tagged with ``chunk.tag``."""
+    with jsonl.spool(chunk.lines()) as spooled:  # streamed from the store, never all in memory
+        uploaded = client.files.create(
+            file=(f"{chunk.tag}.jsonl", spooled, "application/jsonl"), purpose="batch"
+        )
+    fault_point("after_upload")
+    metadata = {
+        **labels,
+        TAG_KEY: chunk.tag,
+        "overnight_model": chunk.model[:512],
+        "overnight_requests": str(chunk.count),
+    }
+    batch = _create(client, uploaded.id, metadata, chunk.tag)
+    return job_ref(provider, batch, chunk.tag)
+
+
+def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: str) -> Any:
+    """Create the batch without ever creating it twice.
+
+    The SDK would retry a timed-out create blindly and OpenAI takes no idempotency key,
+    so a lost response could become two paid batches. Instead: one HTTP attempt at a
+    time, and after an ambiguous failure, look the batch up by its tag before trying again.
+    """
+    once = client.with_options(max_retries=0)
+    attempts = client.max_retries + 1
+    for attempt in range(attempts):
+        try:
+            return once.batches.create(
+                input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h", metadata=metadata
+            )
+        except openai.APIError as exc:
+            if _ambiguous(exc):
+                try:
+                    found = find(client, tag)
+                except Exception:
+                    # Cannot tell whether the batch exists: keep its input file, let the
+                    # core ask find_job on the next run.
+                    log.warning("creating batch %s failed and the lookup by tag failed too", tag)
+                    raise exc from None
+                if found is not None:
+                    log.info("batch %s was created although the call failed; using it", found.id)
+                    return found
+            if attempt + 1 < attempts and _retryable(exc):
+                time.sleep(_delay(exc, attempt))
+                continue
+            _delete_quietly(client, file_id)
+            raise
+    raise AssertionError("unreachable")  # pragma: no cover
+
+
+def _status(exc: openai.APIError) -> int | None:
+    return exc.status_code if isinstance(exc, openai.APIStatusError) else None
+
+
+def _ambiguous(exc: openai.APIError) -> bool:
+    """Could the server have created the batch although the call failed?"""
+    status = _status(exc)
+    return status is None or status >= 500 or status in (408, 409)
+
+
+def _retryable(exc: openai.APIError) -> bool:
+    return _ambiguous(exc) or _status(exc) == 429
+
+
+def _delay(exc: openai.APIError, attempt: int) -> float:
+    """The server's retry-after when it gives a sane one, else exponential backoff."""
+    response = getattr(exc, "response", None)
+    headers = response.headers if response is not None else {}
+    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
+        try:
+            value = float(headers.get(name)) * scale
+        except (TypeError, ValueError):
+            continue
+        if 0 <= value <= 60:
+            return value
+    return min(8.0, 0.5 * 2**attempt)
+
+
+def _delete_quietly(client: openai.OpenAI, file_id: str) -> None:
+    try:
+        client.files.delete(file_id)
+    except Exception as exc:  # the original error matters more than a leftover file
+        log.warning("could not delete the uploaded input file %s (%s)", file_id, type(exc).__name__)
+
+
+def check(client: openai.OpenAI, job: JobRef) -> JobStatus:
+    status = job_status(client.batches.retrieve(job.remote_id))
+    if status.raw_status not in _TERMINAL | RUNNING_STATUSES:
+        log.warning("batch %s reports an unknown status %r; treating it as running", job.remote_id, status.raw_status)
+    return status
+
+
+def fetch(client: openai.OpenAI, job: JobRef) -> Iterator[Result]:
+    """Stream every result line of the batch's output file, then of its error file.
+
+    Either file may be absent (no success / no failure). Lines the files lack are
+    left out: the core treats them as unfinished.
+    """
+    batch = client.batches.retrieve(job.remote_id)
+    for file_id in (batch.output_file_id, batch.error_file_id):
+        if file_id:
+            yield from _stream(client, file_id)
+
+
+def _stream(client: openai.OpenAI, file_id: str) -> Iterator[Result]:
+    expected = client.files.retrieve(file_id).bytes
+    received = 0
+
+    def pieces(response: Any) -> Iterator[bytes]:
+        nonlocal received
+        for piece in response.iter_bytes():
+            received += len(piece)
+            yield piece
+
+    with client.files.with_streaming_response.content(file_id) as response:
+        for line in jsonl.parse(pieces(response)):
+            yield result_from_line(line)
+    if expected and received != expected:
+        # A download cut at a line boundary parses cleanly: only the size tells.
+        raise ProviderError(
+            f"the download of OpenAI file {file_id} stopped after {received:,} of {expected:,} bytes; "
+            "the results read so far are kept. Run again to fetch the rest."
+        )
+
+
+def cancel(client: openai.OpenAI, job: JobRef) -> None:
+    try:
+        client.batches.cancel(job.remote_id)
+    except (openai.BadRequestError, openai.ConflictError):
+        # Already over (or already cancelling): nothing left to cancel.
+        if client.batches.retrieve(job.remote_id).status in _TERMINAL | {"cancelling"}:
+            return
+        raise
+
+
+def find(client: openai.OpenAI, tag: str) -> Any | None:
+    """The newest batch tagged ``tag``, or None when none exists within the horizon.
+
+    Batches are listed newest first; the search stops at batches more than
+    :data:`FIND_HORIZON` older than the newest one (measured on the server's clock).
+    """
+    newest: int | None = None
+    for batch in client.batches.list(limit=100):
+        created = int(batch.created_at or 0)
+        if newest is None:
+            newest = created
+        if (batch.metadata or {}).get(TAG_KEY) == tag:
+            return batch
+        if created and newest - created > FIND_HORIZON:
+            break
+    return None

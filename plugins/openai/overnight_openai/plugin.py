@@ -1,0 +1,97 @@
+"""The hook implementations: what overnight calls to use OpenAI's Batch API.
+
+:class:`OpenAIPlugin` holds the only setting that is not a per-LLM client option, the
+per-job limits, so a script or a test can register one with lower limits::
+
+    PluginRegistry([OpenAIPlugin(limits=Limits(max_requests=1_000, max_bytes=50_000_000))])
+
+Installed through its entry point, the plugin reads lower limits from
+``OVERNIGHT_OPENAI_MAX_REQUESTS`` / ``OVERNIGHT_OPENAI_MAX_BYTES`` (useful when a model's
+enqueued-token limit is smaller than 50 000 requests).
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Iterator, Mapping
+
+from overnight import hookimpl
+from overnight.errors import ConfigurationError
+from overnight.models import Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ProviderInfo, Result
+
+from overnight_openai import client as clients, jobs, translate
+
+NAME = "openai"
+MB = 1_000_000
+#: OpenAI's published per-batch limits: 50 000 requests and a 200 MB input file.
+DEFAULT_LIMITS = Limits(max_requests=50_000, max_bytes=200 * MB, completion_window=24 * 3600)
+MAX_REQUESTS_ENV = "OVERNIGHT_OPENAI_MAX_REQUESTS"
+MAX_BYTES_ENV = "OVERNIGHT_OPENAI_MAX_BYTES"
+
+
+def limits_from_env() -> Limits:
+    """The default limits, lowered (never raised) by the environment."""
+    values = {"max_requests": DEFAULT_LIMITS.max_requests, "max_bytes": DEFAULT_LIMITS.max_bytes}
+    for field, env in (("max_requests", MAX_REQUESTS_ENV), ("max_bytes", MAX_BYTES_ENV)):
+        raw = os.environ.get(env)
+        if not raw:
+            continue
+        try:
+            value = int(raw)
+        except ValueError:
+            value = 0
+        if value < 1:
+            raise ConfigurationError(f"{env} must be a positive integer, got {raw!r}")
+        values[field] = min(value, values[field])
+    return Limits(completion_window=DEFAULT_LIMITS.completion_window, **values)
+
+
+class OpenAIPlugin:
+    """The ``openai`` provider. ``limits=None`` means OpenAI's own (or the environment's)."""
+
+    def __init__(self, limits: Limits | None = None) -> None:
+        self.limits = limits
+
+    @hookimpl
+    def register_providers(self) -> list[ProviderInfo]:
+        return [
+            ProviderInfo(
+                name=NAME,
+                limits=self.limits or limits_from_env(),
+                capabilities=Capabilities(cancel=True, find_by_tag=True),
+                extra_params=translate.EXTRA_PARAMS,
+                unsupported_params=frozenset(),  # chat completions take every standard option
+                secret_env=(clients.KEY_ENV,),
+                description="OpenAI Batch API (/v1/chat/completions), 50% of the online price",
+            )
+        ]
+
+    @hookimpl
+    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
+        clients.resolve(options)
+
+    @hookimpl
+    def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
+        return translate.build_line(request)
+
+    @hookimpl
+    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+        labels = clients.resolve(options)["metadata"]
+        return jobs.submit(clients.client_for(options), provider, chunk, labels)
+
+    @hookimpl
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
+        return jobs.check(clients.client_for(options), job)
+
+    @hookimpl
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
+        return jobs.fetch(clients.client_for(options), job)
+
+    @hookimpl
+    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+        jobs.cancel(clients.client_for(options), job)
+
+    @hookimpl
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+        batch = jobs.find(clients.client_for(options), tag)
+        return jobs.job_ref(provider, batch, tag) if batch is not None else None
