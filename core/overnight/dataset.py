@@ -200,13 +200,19 @@ class Dataset:
         columns = self.column_names
         # One schema for the whole file: unify what each batch infers (a column that is
         # null in one batch and text in another becomes text).
-        schemas = [pa.Table.from_pylist(b).schema for b in self._batches(batch_size, columns)]
-        schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
         target = Path(path)
         target.parent.mkdir(parents=True, exist_ok=True)
-        with pq.ParquetWriter(target, schema) as writer:
-            for batch in self._batches(batch_size, columns):
-                writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        try:
+            schemas = [pa.Table.from_pylist(b).schema for b in self._batches(batch_size, columns)]
+            schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+            with pq.ParquetWriter(target, schema) as writer:
+                for batch in self._batches(batch_size, columns):
+                    writer.write_table(pa.Table.from_pylist(batch, schema=schema))
+        except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+            raise ConfigurationError(
+                f"the rows of {self.name!r} cannot be one Parquet table ({exc}): a column holds "
+                "values of different types. Make them uniform with a MapStep, or use to_jsonl()."
+            ) from None
         return target
 
     def _batches(self, size: int, columns: list[str]) -> Iterator[list[dict[str, Any]]]:

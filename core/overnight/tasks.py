@@ -99,6 +99,10 @@ class TextGeneration(Step):
     # -- running -----------------------------------------------------------------------
 
     def check(self) -> None:
+        if not callable(getattr(self.llm, "generate_offline", None)):
+            raise ConfigurationError(
+                f"step {self.name!r}: llm must be an LLM, e.g. LLM('openai/gpt-4o-mini'), not {self.llm!r}"
+            )
         # Resolves the provider plugin and checks credentials: no network, nothing paid.
         self.llm.load()
 

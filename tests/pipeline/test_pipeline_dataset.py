@@ -101,3 +101,10 @@ def test_values_json_cannot_hold_name_the_column(tmp_path):
     [problem] = exc.value.problems
     assert (problem.step, problem.row, problem.field) == ("s", 1, "blob")
     assert Dataset(path)[0] == {"when": "2024-05-01"}  # the previous file is untouched
+
+
+def test_to_parquet_mixed_types_is_a_clear_error(tmp_path):
+    path = tmp_path / "mixed.jsonl"
+    write_jsonl_atomic(path, iter([{"v": 1}, {"v": "text"}]), step="s")
+    with pytest.raises(ConfigurationError, match="different types"):
+        Dataset(path).to_parquet(tmp_path / "x.parquet", batch_size=1)

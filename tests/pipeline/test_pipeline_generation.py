@@ -245,3 +245,31 @@ def test_api_key_never_reaches_step_outputs_or_signatures(fake, overnight_home):
         if path.is_file():
             assert secret not in path.read_text()
     assert secret not in repr(p.signatures())
+
+
+def test_llm_must_be_an_llm(fake):
+    with pytest.raises(ConfigurationError, match="llm must be an LLM"):
+        build(llm="fake/m").run()
+
+
+def test_ctrl_c_while_polling_stops_the_whole_run(fake):
+    """The executor turns a first Ctrl+C into an interrupted not-finished: no other step starts."""
+    from attrs import define
+
+    from overnight import OfflineBatchGenerationNotFinished, Step
+
+    @define(kw_only=True, eq=False)
+    class Interrupted(Step):
+        def process(self, rows, ctx):
+            raise OfflineBatchGenerationNotFinished(["job-9"], provider="fake", interrupted=True)
+            yield
+
+    with Pipeline(name="stop") as p:
+        load = LoadDataFromDicts(name="load", data=ROWS)
+        load >> Interrupted(name="wait")
+        load >> MapStep(name="later", fn=count("later"))
+    with pytest.raises(PipelineNotFinished) as exc:
+        p.run()
+    assert exc.value.interrupted and "polling stopped by the user" in str(exc.value)
+    assert "step 'wait'" in str(exc.value) and CALLS == {}
+    assert runs_states() == ["pending"]
