@@ -118,3 +118,37 @@ def test_not_finished_raised_by_a_script_directly_exits_75(tmp_path):
     result = overnight("run", script)
     assert result.returncode == 75
     assert "1 acme batch job(s) still running (5 pending)" in result.stderr and "Traceback" not in result.stderr
+
+
+def test_sigint_while_polling_exits_75_and_the_next_run_resumes(tmp_path, fake_dir):
+    import signal
+
+    script = write(tmp_path, SCRIPT.format(state=str(fake_dir)).replace(
+        'LLM("fake/m")', 'LLM("fake/m", offline_batch_generation_block_until_done=3600, poll_interval=600)'
+    ))
+    env = {**os.environ, "PYTHONPATH": str(TESTS_DIR)}
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "overnight.cli", "run", str(script), "2"],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env,
+    )
+    try:
+        seen = []
+        for line in proc.stderr:  # blocks until the executor says it is waiting
+            seen.append(line)
+            if "Ctrl+C to stop" in line:
+                break
+        else:
+            pytest.fail("no polling message: " + "".join(seen))
+        proc.send_signal(signal.SIGINT)
+        _out, err = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 75, err
+    assert "polling stopped by the user" in err and "Traceback" not in err
+    fake = FakeProvider(fake_dir)
+    assert len(fake.jobs()) == 1
+    fake.advance()
+    result = overnight("run", script, 2)
+    assert result.returncode == 0, result.stderr
+    assert "rows: 2 echo: prompt 0" in result.stdout and len(fake.jobs()) == 1
