@@ -146,7 +146,7 @@ class Pipeline:
         return [self._steps[s] for s in done]
 
     def signatures(self) -> dict[str, str]:
-        """Each step's signature, from its class, parameters and inputs' signatures."""
+        """Each step's signature, from its class (and code), parameters and inputs' signatures."""
         sigs: dict[str, str] = {}
         for step in self._order():
             cls = type(step)
@@ -156,6 +156,7 @@ class Pipeline:
                     "pipeline": self.name,
                     "step": step.name,
                     "class": f"{cls.__module__}.{cls.__qualname__}",
+                    "code": step.code_identity(),
                     "parameters": step.signature_data(),
                     "inputs": [sigs[p] for p in self._inputs[step.name]],
                 }

@@ -25,6 +25,7 @@ import json
 import os
 import re
 import string
+import types
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, ClassVar, Iterable, Iterator, Sequence
 
@@ -174,6 +175,20 @@ class Step:
                 data[key] = canonical(value)
         return data
 
+    @classmethod
+    def code_identity(cls) -> str:
+        """A hash of the code of this class and its bases: editing ``process`` re-runs the step."""
+        parts = []
+        for klass in cls.__mro__:
+            if klass is object:
+                continue
+            for attr, value in sorted(vars(klass).items()):
+                func = getattr(value, "__func__", value)  # staticmethod, classmethod
+                code = getattr(func, "__code__", None)
+                if code is not None:
+                    parts.append(f"{klass.__qualname__}.{attr}:{_code_digest(code)}")
+        return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
+
     # -- running -----------------------------------------------------------------------
 
     def check(self) -> None:
@@ -218,17 +233,33 @@ def _qualname(obj: Any) -> str:
 def _function_identity(fn: Any) -> dict[str, Any]:
     """A function's name, code and captured values: editing its body re-runs the step."""
     func = getattr(fn, "__func__", fn)
-    try:
-        source = inspect.getsource(func)
-    except (OSError, TypeError):
-        source = func.__code__.co_code.hex() + repr(func.__code__.co_consts)
     closure = [c.cell_contents for c in (func.__closure__ or ()) if _is_plain(c.cell_contents)]
     return {
         "function": _qualname(func),
-        "code": hashlib.sha256(source.encode()).hexdigest()[:16],
+        "code": _code_digest(func.__code__),
         "defaults": canonical([d for d in (func.__defaults__ or ()) if _is_plain(d)]),
         "closure": canonical(closure),
     }
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """A hash of what a code object does (bytecode, names, constants), not where it sits:
+    moving a function or adding a comment keeps its identity."""
+    h = hashlib.sha256()
+
+    def feed(c: types.CodeType) -> None:
+        h.update(c.co_code)
+        h.update(repr((c.co_names, c.co_varnames, c.co_freevars)).encode())
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                feed(const)
+            elif isinstance(const, frozenset):  # set iteration order varies between processes
+                h.update(repr(sorted(map(repr, const))).encode())
+            else:
+                h.update(repr(const).encode())
+
+    feed(code)
+    return h.hexdigest()[:16]
 
 
 def _is_plain(value: Any) -> bool:

@@ -201,3 +201,52 @@ def test_paid_results_takes_known_values_only(fake):
 
     with pytest.raises(ConfigurationError, match="paid_results"):
         generation().run(paid_results="yes")
+
+
+def test_edited_step_code_reruns_the_step():
+    def build(step_cls):
+        with Pipeline(name="code") as p:
+            LoadDataFromDicts(name="load", data=DATA) >> step_cls(name="s")
+        return p
+
+    class Upper(Step):
+        def process(self, rows, ctx):
+            for row in rows:
+                yield {"text": row["text"].upper()}
+
+    first = build(Upper).run()
+
+    class Upper(Step):  # noqa: F811 - the "edited" version of the same step
+        def process(self, rows, ctx):
+            for row in rows:
+                yield {"text": row["text"].upper() + "."}
+
+    second = build(Upper).run()
+    assert first.path != second.path and second["text"] == ["A.", "B.", "C."]
+
+
+def test_signatures_are_stable_across_processes(tmp_path):
+    import subprocess
+    import sys
+
+    script = tmp_path / "sigs.py"
+    script.write_text(
+        "from attrs import define\n"
+        "from overnight import LoadDataFromDicts, MapStep, Pipeline, Step\n"
+        "@define(kw_only=True, eq=False)\n"
+        "class Pick(Step):\n"
+        "    keep: frozenset = frozenset({'a', 'b', 'c'})\n"
+        "    def process(self, rows, ctx):\n"
+        "        return (r for r in rows if r['k'] in {'a', 'b', 'c'})\n"
+        "with Pipeline(name='stable') as p:\n"
+        "    LoadDataFromDicts(data=[{'k': 'a'}]) >> Pick() >> MapStep(fn=lambda r: {**r, 'x': r['k'] in {'q', 'r'}})\n"
+        "print(p.signatures())\n"
+    )
+    outputs = {
+        subprocess.run(
+            [sys.executable, str(script)], capture_output=True, text=True, check=True,
+            env={**os.environ, "PYTHONHASHSEED": seed},
+        ).stdout
+        for seed in ("1", "2", "3")
+    }
+    assert len(outputs) == 1, outputs
