@@ -218,7 +218,8 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        print(json.dumps({"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs]}, indent=2))
+        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs]}
+        print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"State store: {store.cache_dir}")
     if not runs:

@@ -76,9 +76,8 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
                     line = json.dumps(row, ensure_ascii=False, default=_json_default)
                 except (TypeError, ValueError) as exc:
                     bad = _bad_column(row)
-                    raise ValidationError(
-                        [RowProblem(step, count - 1, bad, f"{exc}; convert it to text or a number first (e.g. with a MapStep)")]
-                    ) from None
+                    hint = "convert it to text or a number first (e.g. with a MapStep)"
+                    raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
                 handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())

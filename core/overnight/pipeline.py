@@ -97,7 +97,8 @@ class Pipeline:
         for step in (source, target):
             if step.pipeline is not self or self._steps.get(step.name or "") is not step:
                 raise ConfigurationError(
-                    f"cannot connect {source.name!r} >> {target.name!r}: both steps must belong to pipeline {self.name!r}"
+                    f"cannot connect {source.name!r} >> {target.name!r}: "
+                    f"both steps must belong to pipeline {self.name!r}"
                 )
         if target.is_loader:
             raise ConfigurationError(f"step {target.name!r} is a loader: it reads its own source and takes no input")
@@ -294,7 +295,7 @@ class Pipeline:
                 use_cache=use_cache,
                 reuse_paid=reuse_paid,
                 resubmit_unconfirmed=resubmit_unconfirmed,
-                store_opener=lambda: store,
+                store=store,
             )
             rows = Rows([self.outputs[p].path for p in inputs])
             try:

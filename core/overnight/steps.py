@@ -59,13 +59,8 @@ class StepContext:
     #: Whether requests a previous run already paid for may be reused (see ``run(paid_results=)``).
     reuse_paid: bool = True
     resubmit_unconfirmed: bool = False
-    store_opener: Callable[[], "Store"] | None = field(default=None, eq=False, repr=False)
-
-    @property
-    def store(self) -> "Store":
-        if self.store_opener is None:
-            raise ConfigurationError(f"step {self.step!r} needs the state store, but none is open")
-        return self.store_opener()
+    #: The run's state store (batch steps record their jobs and results in it).
+    store: "Store | None" = field(default=None, eq=False, repr=False)
 
 
 def _snake(name: str) -> str:
@@ -113,7 +108,7 @@ class Step:
 
     def __rshift__(self, other: "Step | Sequence[Step]") -> Any:
         """``a >> b`` feeds a's rows to b; ``a >> [b, c]`` feeds both. Returns the right side."""
-        targets = [other] if isinstance(other, Step) else list(other)
+        targets = [other] if isinstance(other, Step) else list(other) if isinstance(other, (list, tuple)) else [other]
         for target in targets:
             if not isinstance(target, Step):
                 raise ConfigurationError(f"cannot connect step {self.name!r} to {target!r}: not a step")
@@ -190,6 +185,10 @@ class Step:
         return hashlib.sha256("\n".join(parts).encode()).hexdigest()[:16]
 
     # -- running -----------------------------------------------------------------------
+
+    def bad_row(self, row: int | None, field_: str | None, message: str) -> ValidationError:
+        """The error for one input row this step cannot process."""
+        return ValidationError([RowProblem(self.name or "", row, field_, message)])
 
     def check(self) -> None:
         """Cheap checks run before the pipeline starts (files exist, provider installed, ...)."""
@@ -297,7 +296,7 @@ class Loader(Step):
             if self.num_examples is not None and i >= self.num_examples:
                 return
             if not isinstance(row, dict):
-                raise ValidationError([RowProblem(self.name or "", i, None, f"is a {type(row).__name__}, not a mapping of columns")])
+                raise self.bad_row(i, None, f"is a {type(row).__name__}, not a mapping of columns")
             yield row
 
     def load(self) -> Iterator[dict[str, Any]]:
@@ -351,13 +350,10 @@ class LoadDataFromJSONL(FileLoader):
                 try:
                     value = json.loads(line)
                 except json.JSONDecodeError as exc:
-                    raise ValidationError(
-                        [RowProblem(self.name or "", row, None, f"line {lineno} of {self.path} is not valid JSON ({exc.msg})")]
-                    ) from None
+                    raise self.bad_row(row, None, f"line {lineno} of {self.path} is not valid JSON ({exc.msg})") from None
                 if not isinstance(value, dict):
-                    raise ValidationError(
-                        [RowProblem(self.name or "", row, None, f"line {lineno} of {self.path} is a JSON {type(value).__name__}, not an object")]
-                    )
+                    kind = type(value).__name__
+                    raise self.bad_row(row, None, f"line {lineno} of {self.path} is a JSON {kind}, not an object")
                 row += 1
                 yield value
 
@@ -374,9 +370,7 @@ class LoadDataFromCSV(FileLoader):
             reader = csv.DictReader(handle, delimiter=self.delimiter)
             for i, row in enumerate(reader):
                 if None in row:
-                    raise ValidationError(
-                        [RowProblem(self.name or "", i, None, f"line {reader.line_num} of {self.path} has more fields than the header")]
-                    )
+                    raise self.bad_row(i, None, f"line {reader.line_num} of {self.path} has more fields than the header")
                 yield row
 
 
@@ -508,9 +502,8 @@ class KeepColumns(Step):
         for i, row in enumerate(rows):
             missing = [c for c in self.columns if c not in row]
             if missing:
-                raise ValidationError(
-                    [RowProblem(self.name or "", i, c, f"missing column (row has: {', '.join(row) or 'none'})") for c in missing]
-                )
+                has = ", ".join(row) or "none"
+                raise ValidationError([RowProblem(self.name or "", i, c, f"missing column (row has: {has})") for c in missing])
             yield {c: row[c] for c in self.columns}
 
 

@@ -92,9 +92,11 @@ class TextGeneration(Step):
             # A copy: the same LLM object may serve other steps that these values are not for.
             self.llm = copy.copy(self.llm)
             if "generation_kwargs" in llm_values:
-                self.llm.generation_kwargs = {**self.llm.generation_kwargs, **dict(llm_values["generation_kwargs"] or {})}
-            if "offline_batch_generation_block_until_done" in llm_values:
-                self.llm.offline_batch_generation_block_until_done = llm_values["offline_batch_generation_block_until_done"]
+                overrides = dict(llm_values["generation_kwargs"] or {})
+                self.llm.generation_kwargs = {**self.llm.generation_kwargs, **overrides}
+            block = "offline_batch_generation_block_until_done"
+            if block in llm_values:
+                setattr(self.llm, block, llm_values[block])
 
     # -- running -----------------------------------------------------------------------
 
