@@ -1,0 +1,226 @@
+"""The sandbox's control API: drive the clock, set faults, read counters.
+
+The same operations exist three ways, with the same method names:
+
+* :class:`Controller` works on an in-process engine (what :class:`~.server.Sandbox` uses);
+* ``/_sandbox/...`` HTTP routes expose it to other processes (no key needed)::
+
+      GET    /_sandbox/health              {"ok": true, "now": ...}
+      GET    /_sandbox/clock               {"now": t, "speed": s|null}
+      POST   /_sandbox/clock/advance       {"seconds": N}        -> {"now": t}
+      GET    /_sandbox/faults              {"data": [rule, ...]}
+      POST   /_sandbox/faults              {selector + fault fields} -> {"id": ...}
+      DELETE /_sandbox/faults              remove every rule
+      DELETE /_sandbox/faults/{id}         remove one rule
+      GET    /_sandbox/counters            {"openai": {"files", "jobs", "requests", "http": {...}}, ...}
+      POST   /_sandbox/counters/reset
+      GET    /_sandbox/jobs                every job with its phase (a debugging aid)
+      POST   /_sandbox/config              {"results_url": "absolute" | "relative"}
+
+* :class:`SandboxControl` is a small stdlib-only client for those routes.
+"""
+
+from __future__ import annotations
+
+import json
+import urllib.error
+import urllib.request
+from typing import Any, Mapping
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.responses import JSONResponse
+from starlette.routing import Route
+
+from .engine import Engine
+from .faults import Fault
+
+PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral"}
+
+
+class Controller:
+    """Control operations on an in-process engine."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def now(self) -> float:
+        return self.engine.now()
+
+    def advance(self, seconds: float) -> float:
+        """Move sandbox time forward; jobs progress accordingly. Returns the new time."""
+        return self.engine.advance(float(seconds))
+
+    def set_faults(self, provider: str | None = None, model: str | None = None,
+                   metadata: Mapping[str, Any] | None = None, **fault_fields: Any) -> str:
+        """Register a fault rule (see :class:`~.faults.Fault` for the fields); returns its id."""
+        return self.engine.add_fault(Fault(provider=provider, model=model, metadata=metadata, **fault_fields))
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self.engine.faults()
+
+    def remove_fault(self, fault_id: str) -> bool:
+        return self.engine.remove_fault(fault_id)
+
+    def clear_faults(self) -> None:
+        self.engine.clear_faults()
+
+    def counters(self) -> dict[str, dict[str, Any]]:
+        return self.engine.counters()
+
+    def reset_counters(self) -> None:
+        self.engine.reset_counters()
+
+    def set_results_url(self, style: str) -> None:
+        """Anthropic ``results_url`` form: "absolute" (default) or "relative"."""
+        if style not in ("absolute", "relative"):
+            raise ValueError("results_url must be 'absolute' or 'relative'")
+        self.engine.results_url = style
+
+    def jobs(self) -> list[dict[str, Any]]:
+        out = []
+        for provider in PROVIDER_PREFIXES:
+            for state in self.engine.list_jobs(provider):
+                out.append({"provider": provider, "id": state.doc["id"], "phase": state.snap.phase,
+                            "processed": state.snap.processed, "total": state.doc["total"],
+                            "model": state.doc["model"], "metadata": state.doc["metadata"]})
+        return out
+
+
+def routes(controller: Controller) -> list[Route]:
+    def handler(fn: Any) -> Any:
+        async def endpoint(request: Request) -> JSONResponse:
+            raw = await request.body()
+            try:
+                body = json.loads(raw) if raw.strip() else {}
+                result = await run_in_threadpool(fn, request, body)
+            except (TypeError, ValueError) as exc:
+                return JSONResponse({"error": str(exc)}, status_code=400)
+            return JSONResponse(result)
+        return endpoint
+
+    engine = controller.engine
+
+    def health(_r: Request, _b: Any) -> Any:
+        return {"ok": True, "now": controller.now()}
+
+    def clock(_r: Request, _b: Any) -> Any:
+        return {"now": controller.now(), "speed": engine.clock.speed}
+
+    def advance(_r: Request, body: Any) -> Any:
+        if not isinstance(body, dict) or not isinstance(body.get("seconds"), (int, float)):
+            raise ValueError('expected {"seconds": <number>}')
+        return {"now": controller.advance(body["seconds"])}
+
+    def list_faults(_r: Request, _b: Any) -> Any:
+        return {"data": controller.faults()}
+
+    def add_fault(_r: Request, body: Any) -> Any:
+        if not isinstance(body, dict):
+            raise ValueError("expected a JSON object of fault fields")
+        return {"id": controller.set_faults(**body)}
+
+    def clear(_r: Request, _b: Any) -> Any:
+        controller.clear_faults()
+        return {"cleared": True}
+
+    def remove(request: Request, _b: Any) -> Any:
+        return {"id": request.path_params["fault_id"], "deleted": controller.remove_fault(request.path_params["fault_id"])}
+
+    def counters(_r: Request, _b: Any) -> Any:
+        return controller.counters()
+
+    def reset(_r: Request, _b: Any) -> Any:
+        controller.reset_counters()
+        return controller.counters()
+
+    def jobs(_r: Request, _b: Any) -> Any:
+        return {"data": controller.jobs()}
+
+    def config(_r: Request, body: Any) -> Any:
+        if isinstance(body, dict) and "results_url" in body:
+            controller.set_results_url(body["results_url"])
+        return {"results_url": engine.results_url}
+
+    return [
+        Route("/health", handler(health), methods=["GET"]),
+        Route("/clock", handler(clock), methods=["GET"]),
+        Route("/clock/advance", handler(advance), methods=["POST"]),
+        Route("/faults", handler(list_faults), methods=["GET"]),
+        Route("/faults", handler(add_fault), methods=["POST"]),
+        Route("/faults", handler(clear), methods=["DELETE"]),
+        Route("/faults/{fault_id}", handler(remove), methods=["DELETE"]),
+        Route("/counters", handler(counters), methods=["GET"]),
+        Route("/counters/reset", handler(reset), methods=["POST"]),
+        Route("/jobs", handler(jobs), methods=["GET"]),
+        Route("/config", handler(config), methods=["GET", "POST"]),
+    ]
+
+
+class SandboxControlError(RuntimeError):
+    """The control API refused a call."""
+
+
+class SandboxControl:
+    """Drive a running sandbox (e.g. one started with ``overnight sandbox serve``) over HTTP."""
+
+    def __init__(self, url: str, timeout: float = 30.0) -> None:
+        self.url = url.rstrip("/")
+        self.timeout = timeout
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["openai"]
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["anthropic"]
+
+    @property
+    def mistral_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["mistral"]
+
+    def _call(self, method: str, path: str, body: Any = None) -> Any:
+        data = None if body is None else json.dumps(body).encode("utf-8")
+        request = urllib.request.Request(self.url + "/_sandbox" + path, data=data, method=method,
+                                         headers={"content-type": "application/json"})
+        try:
+            with urllib.request.urlopen(request, timeout=self.timeout) as response:  # noqa: S310 (our own URL)
+                return json.loads(response.read() or b"null")
+        except urllib.error.HTTPError as exc:
+            raise SandboxControlError(f"{method} {path}: {exc.code} {exc.read().decode('utf-8', 'replace')}") from None
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")
+
+    def now(self) -> float:
+        return self._call("GET", "/clock")["now"]
+
+    def advance(self, seconds: float) -> float:
+        return self._call("POST", "/clock/advance", {"seconds": seconds})["now"]
+
+    def set_faults(self, provider: str | None = None, model: str | None = None,
+                   metadata: Mapping[str, Any] | None = None, **fault_fields: Any) -> str:
+        fields = {k: (sorted(v) if isinstance(v, (set, frozenset)) else v) for k, v in fault_fields.items()}
+        return self._call("POST", "/faults", {"provider": provider, "model": model, "metadata": metadata, **fields})["id"]
+
+    def faults(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/faults")["data"]
+
+    def remove_fault(self, fault_id: str) -> bool:
+        return self._call("DELETE", f"/faults/{fault_id}")["deleted"]
+
+    def clear_faults(self) -> None:
+        self._call("DELETE", "/faults")
+
+    def counters(self) -> dict[str, dict[str, Any]]:
+        return self._call("GET", "/counters")
+
+    def reset_counters(self) -> None:
+        self._call("POST", "/counters/reset", {})
+
+    def set_results_url(self, style: str) -> None:
+        self._call("POST", "/config", {"results_url": style})
+
+    def jobs(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/jobs")["data"]

@@ -1,0 +1,464 @@
+"""The provider-neutral core: files, jobs, their lifecycles, faults and counters.
+
+Provider modules translate HTTP into calls on :class:`Engine` and plug a
+:class:`Dialect` in for what differs per provider: how input lines look and how result
+lines are written. Jobs are evaluated lazily: a job's phase is a pure function of its
+schedule and the clock (see :mod:`.lifecycle`), and the first time a job is seen in a
+terminal phase its results are computed by streaming its input line by line, once.
+
+All state changes happen under one lock, so concurrent requests are safe.
+"""
+
+from __future__ import annotations
+
+import bisect
+import json
+import os
+import shutil
+import threading
+import time
+import uuid
+from pathlib import Path
+from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+
+import attrs
+
+from .clock import Clock
+from .config import PROVIDERS, SandboxConfig
+from .faults import Fault, JobFaults
+from .lifecycle import Schedule, Snapshot, snapshot
+from .responder import Forwarder
+from .state import Store
+
+Fate = Literal["ok", "error", "expired", "cancelled"]
+Sink = Literal["output", "error"]
+
+INJECTED_PROBLEM = {"code": "invalid_request", "line": None,
+                    "message": "The batch failed validation (sandbox fault injection)."}
+
+
+@attrs.frozen
+class RequestError:
+    """A per-request failure, provider-neutral; dialects render it in their own shape."""
+
+    status: int
+    message: str
+    type: str | None = None
+    code: str | None = None
+    param: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        return attrs.asdict(self)
+
+
+@attrs.frozen
+class Scan:
+    """What validating a job's input found."""
+
+    custom_ids: Sequence[str]
+    model: str | None = None
+    problems: Sequence[Mapping[str, Any]] = ()          # job-level validation errors
+    invalid: Mapping[int, RequestError] = attrs.field(factory=dict)  # per-request errors known upfront
+
+    @property
+    def total(self) -> int:
+        return len(self.custom_ids)
+
+
+@attrs.frozen
+class ResultLine:
+    """One line of results as a dialect renders it."""
+
+    sink: Sink | None            # None: the request leaves no line (e.g. Mistral cancelled)
+    line: Mapping[str, Any] | None
+    ok: bool = False
+    input_tokens: int = 0
+    output_tokens: int = 0
+
+
+class Dialect(Protocol):
+    """What a provider module supplies to the engine."""
+
+    name: str
+
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        """Yield ``(custom_id, request line)`` for each non-blank input line."""
+
+    def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any],
+               fate: Fate, error: RequestError | None) -> ResultLine:
+        """Render the result of one request."""
+
+    def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[Sink, SinkFile]) -> dict[str, Any]:
+        """Turn the written sink files into provider objects; return fields for ``job['result']``."""
+
+
+@attrs.define
+class SinkFile:
+    path: Path
+    lines: int = 0
+    bytes: int = 0
+
+
+@attrs.frozen
+class JobState:
+    """A job record with its snapshot at the time it was read."""
+
+    doc: Mapping[str, Any]
+    snap: Snapshot
+
+    @property
+    def result(self) -> Mapping[str, Any] | None:
+        return self.doc.get("result")
+
+    def counts(self) -> tuple[int, int]:
+        """(succeeded, errored) among the processed requests."""
+        if self.result is not None:
+            return self.result["succeeded"], self.result["errored"]
+        errored = bisect.bisect_left(self.doc["error_idx"], self.snap.processed)
+        return self.snap.processed - errored, errored
+
+
+class Engine:
+    """State, clock and lifecycle of one sandbox; shared by every provider module."""
+
+    def __init__(self, state_dir: str | os.PathLike[str], config: SandboxConfig | None = None,
+                 speed: float | None = None) -> None:
+        self.config = config or SandboxConfig()
+        self.store = Store(state_dir)
+        saved = self.store.get_meta("clock")
+        self.clock = Clock(float(saved) if saved else time.time(), speed)
+        self._saved_clock = self.clock.now()
+        self.store.set_meta("clock", repr(self._saved_clock))
+        self.forwarder = (Forwarder(self.config.forward_url, self.config.forward_model, self.config.forward_timeout)
+                          if self.config.forward_url else None)
+        self.dialects: dict[str, Dialect] = {}
+        self.results_url = self.config.results_url
+        self._lock = threading.RLock()
+        self._fault_lock = threading.Lock()
+
+    def close(self) -> None:
+        self.save_clock()
+        self.store.close()
+
+    def register(self, dialect: Dialect) -> None:
+        self.dialects[dialect.name] = dialect
+
+    # --- clock -------------------------------------------------------------------------
+    def now(self) -> float:
+        t = self.clock.now()
+        if self.clock.speed and t - self._saved_clock >= 1.0:  # a running clock is saved now and then
+            self.save_clock()
+        return t
+
+    def advance(self, seconds: float) -> float:
+        t = self.clock.advance(seconds)
+        self.save_clock()
+        return t
+
+    def save_clock(self) -> None:
+        self._saved_clock = self.clock.now()
+        self.store.set_meta("clock", repr(self._saved_clock))
+
+    # --- counters ----------------------------------------------------------------------
+    def count(self, provider: str, name: str, n: int = 1) -> None:
+        self.store.bump(provider, name, n)
+
+    def count_http(self, provider: str, endpoint: str) -> None:
+        self.store.bump(provider, "http:" + endpoint)
+
+    def counters(self) -> dict[str, dict[str, Any]]:
+        out: dict[str, dict[str, Any]] = {p: {"files": 0, "jobs": 0, "requests": 0, "http": {}} for p in PROVIDERS}
+        for provider, name, n in self.store.counter_rows():
+            entry = out.setdefault(provider, {"files": 0, "jobs": 0, "requests": 0, "http": {}})
+            if name.startswith("http:"):
+                entry["http"][name[5:]] = n
+            else:
+                entry[name] = n
+        return out
+
+    def reset_counters(self) -> None:
+        self.store.reset_counters()
+
+    # --- faults ------------------------------------------------------------------------
+    def add_fault(self, fault: Fault) -> str:
+        fault_id = "fault_" + uuid.uuid4().hex[:12]
+        doc = {"id": fault_id, "fault": fault.to_dict(), "remaining": fault.times}
+        with self._fault_lock:
+            self.store.insert("faults", fault_id, fault.provider or "", doc)
+        return fault_id
+
+    def faults(self) -> list[dict[str, Any]]:
+        with self._fault_lock:
+            docs = self.store.all("faults", newest_first=False)
+        return [{"id": d["id"], "remaining": d["remaining"], **d["fault"]} for d in docs]
+
+    def remove_fault(self, fault_id: str) -> bool:
+        with self._fault_lock:
+            if self.store.get("faults", fault_id) is None:
+                return False
+            self.store.mark_deleted("faults", fault_id)
+            return True
+
+    def clear_faults(self) -> None:
+        with self._fault_lock:
+            for doc in self.store.all("faults"):
+                self.store.mark_deleted("faults", doc["id"])
+
+    def _take_faults(self, predicate: Any, first_only: bool) -> list[tuple[str, Fault]]:
+        """Matching rules with firings left, oldest first; each one taken fires once."""
+        taken = []
+        with self._fault_lock:
+            for doc in self.store.all("faults", newest_first=False):
+                if doc["remaining"] is not None and doc["remaining"] <= 0:
+                    continue
+                fault = Fault.from_dict(doc["fault"])
+                if not predicate(fault):
+                    continue
+                if doc["remaining"] is not None:
+                    doc["remaining"] -= 1
+                    self.store.update("faults", doc["id"], doc)
+                taken.append((doc["id"], fault))
+                if first_only:
+                    break
+        return taken
+
+    def http_fault(self, provider: str, method: str, path: str) -> Fault | None:
+        taken = self._take_faults(lambda f: f.affects_http and f.selects_http(provider, method, path), True)
+        return taken[0][1] if taken else None
+
+    def download_fault(self, provider: str, job: Mapping[str, Any] | None) -> Fault | None:
+        model = job.get("model") if job else None
+        metadata = job.get("metadata") if job else None
+        taken = self._take_faults(
+            lambda f: f.affects_downloads and f.selects_job(provider, model, metadata), True)
+        return taken[0][1] if taken else None
+
+    def _job_faults(self, provider: str, model: str | None, metadata: Any) -> tuple[JobFaults, list[str]]:
+        taken = self._take_faults(lambda f: f.affects_jobs and f.selects_job(provider, model, metadata), False)
+        return JobFaults.merge([f for _, f in taken]), [i for i, _ in taken]
+
+    # --- files -------------------------------------------------------------------------
+    def add_file(self, provider: str, file_id: str, source: Path, *, filename: str, purpose: str,
+                 lines: int, kind: str, job_id: str | None = None, created_at: float | None = None,
+                 extra: Mapping[str, Any] | None = None) -> dict[str, Any]:
+        """Adopt ``source`` (moved, not copied) as the body of a new file."""
+        target = self.store.file_path(file_id)
+        os.replace(source, target)
+        doc = {
+            "id": file_id, "provider": provider, "filename": filename, "purpose": purpose,
+            "bytes": target.stat().st_size, "lines": lines, "kind": kind, "job_id": job_id,
+            "created_at": self.now() if created_at is None else created_at, **(extra or {}),
+        }
+        with self._lock:
+            self.store.insert("files", file_id, provider, doc)
+        return doc
+
+    def get_file(self, provider: str, file_id: str) -> dict[str, Any] | None:
+        return self.store.get("files", file_id, provider)
+
+    def list_files(self, provider: str) -> list[dict[str, Any]]:
+        return self.store.all("files", provider)
+
+    def delete_file(self, provider: str, file_id: str) -> bool:
+        with self._lock:
+            if self.store.get("files", file_id, provider) is None:
+                return False
+            self.store.mark_deleted("files", file_id)
+            # Jobs hold their own hard link to their input, so this frees only our name.
+            self.store.file_path(file_id).unlink(missing_ok=True)
+            return True
+
+    def file_path(self, file_id: str) -> Path:
+        return self.store.file_path(file_id)
+
+    def job_file_owner(self, file_doc: Mapping[str, Any]) -> Mapping[str, Any] | None:
+        job_id = file_doc.get("job_id")
+        return self.store.get("jobs", job_id) if job_id else None
+
+    # --- jobs --------------------------------------------------------------------------
+    def job_input_path(self, job_id: str) -> Path:
+        return self.store.job_dir(job_id) / "input.jsonl"
+
+    def link_input(self, job_id: str, sources: Sequence[Path]) -> Path:
+        """Give a job its own copy of its input: a hard link when possible (free)."""
+        target = self.job_input_path(job_id)
+        if len(sources) == 1:
+            try:
+                os.link(sources[0], target)
+                return target
+            except OSError:
+                pass
+        with open(target, "wb") as out:
+            for source in sources:
+                with open(source, "rb") as src:
+                    shutil.copyfileobj(src, out, 1 << 20)
+                # Concatenated files must not glue a last line onto the next file's first.
+                if source.stat().st_size and not _ends_with_newline(source):
+                    out.write(b"\n")
+        return target
+
+    def create_job(self, provider: str, job_id: str, scan: Scan, *, model: str | None,
+                   metadata: Mapping[str, Any] | None, endpoint: str | None,
+                   window: float | None = None, extra: Mapping[str, Any] | None = None,
+                   reject: Callable[[Sequence[Mapping[str, Any]]], None] | None = None) -> JobState:
+        """Record a job whose input is already at :meth:`job_input_path`.
+
+        ``reject`` is called with the validation problems, if any, before anything is
+        stored: providers that validate synchronously (Anthropic) raise from it.
+        """
+        durations = self.config.durations
+        with self._lock:
+            now = self.now()
+            faults, fault_ids = self._job_faults(provider, model, metadata)
+            error_idx = sorted(set(scan.invalid) | {
+                i for i, cid in enumerate(scan.custom_ids) if faults.request_fails(cid)})
+            problems = list(scan.problems)
+            if faults.fail_validation and not problems:
+                problems.append(dict(INJECTED_PROBLEM))
+            if problems and reject is not None:
+                reject(problems)
+            schedule = Schedule(
+                created_at=now,
+                validated_at=now + durations.validating + faults.validation_delay,
+                processing=durations.processing_for(scan.total),
+                finalizing=durations.finalizing,
+                cancelling=durations.cancelling,
+                deadline=now + (durations.window if window is None else window),
+                total=scan.total,
+                valid=not problems,
+                stuck=faults.stuck,
+                expire_fraction=faults.expire_after_fraction,
+                cancel_fraction=faults.cancel_after_fraction,
+            )
+            doc = {
+                "id": job_id, "provider": provider, "created_at": now, "model": model,
+                "metadata": dict(metadata) if metadata is not None else None, "endpoint": endpoint,
+                "total": scan.total, "schedule": schedule.to_dict(), "faults": faults.to_dict(),
+                "fault_ids": fault_ids, "error_idx": error_idx,
+                "invalid": {str(i): e.to_dict() for i, e in scan.invalid.items()},
+                "problems": problems, "extra": dict(extra or {}), "result": None,
+            }
+            self.store.insert("jobs", job_id, provider, doc)
+            self.count(provider, "jobs")
+            self.count(provider, "requests", scan.total)
+            return JobState(doc, snapshot(schedule, now))
+
+    def get_job(self, provider: str, job_id: str) -> JobState | None:
+        with self._lock:
+            doc = self.store.get("jobs", job_id, provider)
+            return None if doc is None else self._refresh(doc)
+
+    def list_jobs(self, provider: str) -> list[JobState]:
+        """Newest first."""
+        with self._lock:
+            return [self._refresh(doc) for doc in self.store.all("jobs", provider)]
+
+    def cancel_job(self, state: JobState) -> JobState:
+        """Request a cancel (idempotent); the caller checks the job is not terminal."""
+        with self._lock:
+            doc = dict(state.doc)
+            schedule = Schedule.from_dict(doc["schedule"])
+            if schedule.cancel_requested_at is None and not state.snap.terminal:
+                schedule = attrs.evolve(schedule, cancel_requested_at=self.now())
+                doc["schedule"] = schedule.to_dict()
+                self.store.update("jobs", doc["id"], doc)
+            return self._refresh(doc)
+
+    def delete_job(self, job_id: str) -> None:
+        with self._lock:
+            self.store.mark_deleted("jobs", job_id)
+            shutil.rmtree(self.store.root / "jobs" / job_id, ignore_errors=True)
+
+    def update_job(self, doc: Mapping[str, Any]) -> None:
+        with self._lock:
+            self.store.update("jobs", doc["id"], dict(doc))
+
+    def _refresh(self, doc: dict[str, Any]) -> JobState:
+        snap = snapshot(Schedule.from_dict(doc["schedule"]), self.now())
+        if snap.terminal and doc["result"] is None:
+            doc["ended_at"] = snap.ended_at
+            doc["result"] = self._materialize(doc, snap)
+            self.store.update("jobs", doc["id"], doc)
+        return JobState(doc, snap)
+
+    def _materialize(self, job: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
+        """Compute a terminal job's results by streaming its input once."""
+        result: dict[str, Any] = {"outcome": snap.phase, "processed": snap.processed, "succeeded": 0,
+                                  "errored": 0, "dropped": 0, "input_tokens": 0, "output_tokens": 0}
+        if snap.phase == "failed":
+            return result
+        dialect = self.dialects[job["provider"]]
+        faults = JobFaults.from_dict(job["faults"])
+        errors = set(job["error_idx"])
+        invalid = job["invalid"]
+        injected = RequestError(faults.error_status, "The request failed (sandbox fault injection).")
+        sinks: dict[Sink, SinkFile] = {"output": SinkFile(self.store.tmp_path()),
+                                       "error": SinkFile(self.store.tmp_path())}
+        handles = {name: open(sink.path, "wb") for name, sink in sinks.items()}
+        to_skip = faults.result_missing_count
+        first_ok: dict[str, Any] | None = None
+
+        def write(name: Sink, line: Mapping[str, Any]) -> None:
+            data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+            handles[name].write(data)
+            sinks[name].lines += 1
+            sinks[name].bytes += len(data)
+
+        try:
+            for i, (custom_id, request) in enumerate(dialect.iter_input(self.job_input_path(job["id"]))):
+                error = None
+                if i >= snap.processed:
+                    fate: Fate = "expired" if snap.phase == "expired" else "cancelled"
+                elif i in errors:
+                    fate = "error"
+                    error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
+                else:
+                    fate = "ok"
+                item = dialect.result(job, custom_id, request, fate, error)
+                if item.ok:
+                    result["succeeded"] += 1
+                    result["input_tokens"] += item.input_tokens
+                    result["output_tokens"] += item.output_tokens
+                elif fate in ("expired", "cancelled"):
+                    result["dropped"] += 1
+                else:
+                    result["errored"] += 1
+                if item.sink is None or item.line is None:
+                    continue
+                if item.ok:  # result-file corruption only touches successful lines
+                    if custom_id in faults.result_missing_ids:
+                        continue
+                    if to_skip > 0:
+                        to_skip -= 1
+                        continue
+                    if first_ok is None:
+                        first_ok = dict(item.line)
+                write(item.sink, item.line)
+            if first_ok is not None:
+                ok_sink: Sink = "output"
+                if faults.result_duplicate:
+                    write(ok_sink, first_ok)
+                if faults.result_unknown_id:
+                    write(ok_sink, {**first_ok, "custom_id": f"sandbox-unknown-{job['id']}"})
+        finally:
+            for handle in handles.values():
+                handle.close()
+        result.update(dialect.publish(self, job, sinks))
+        for sink in sinks.values():
+            sink.path.unlink(missing_ok=True)
+        return result
+
+
+def _ends_with_newline(path: Path) -> bool:
+    with open(path, "rb") as f:
+        f.seek(-1, os.SEEK_END)
+        return f.read(1) in (b"\n", b"\r")
+
+
+def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
+    """``(1-based line number, stripped line)`` for each non-blank line, streamed."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            line = raw.strip()
+            if line:
+                yield number, line

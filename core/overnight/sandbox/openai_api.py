@@ -1,0 +1,479 @@
+"""OpenAI: the Files and Batches APIs, served under ``/openai/v1`` (and ``/openai``).
+
+Input is an uploaded JSONL file of ``{custom_id, method, url, body}`` lines; results
+are an output file (successes) and an error file (request errors with
+``response.status_code >= 400`` and ``error: null``; requests dropped by an expiry or
+a cancel with ``response: null`` and ``error.code`` ``batch_expired`` /
+``batch_cancelled``). A file that would be empty is not created (its id stays null).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import secrets
+import string
+from pathlib import Path
+from typing import Any, Iterator, Mapping
+
+from starlette.concurrency import run_in_threadpool
+from starlette.requests import Request
+from starlette.routing import Route
+
+from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
+                        json_spec, count_tokens)
+from .web import Api, ApiError, Call, Flavor, download, receive_upload
+
+PROVIDER = "openai"
+DAY = 24 * 3600
+MB = 1024 * 1024
+FILE_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
+SUPPORTED_ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"}
+KNOWN_ENDPOINTS = SUPPORTED_ENDPOINTS | {"/v1/moderations", "/v1/images/generations", "/v1/images/edits",
+                                         "/v1/videos"}
+MAX_PROBLEMS = 100
+_ALNUM = string.ascii_letters + string.digits
+
+
+def new_file_id() -> str:
+    return "file-" + "".join(secrets.choice(_ALNUM) for _ in range(22))
+
+
+def _hid(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode("utf-8")).hexdigest()
+
+
+def _error_type(status: int) -> str:
+    if status == 401:
+        return "invalid_request_error"
+    if status == 429:
+        return "rate_limit_error"
+    if status >= 500:
+        return "server_error"
+    return "invalid_request_error"
+
+
+def _error_body(error: ApiError, kind: str, request_id: str) -> dict[str, Any]:
+    return {"error": {"message": error.message, "type": kind, "param": error.param, "code": error.code}}
+
+
+FLAVOR = Flavor(
+    name=PROVIDER, error_body=_error_body, error_type=_error_type,
+    auth_message=("You didn't provide an API key. You need to provide your API key in an Authorization "
+                  "header using Bearer auth (i.e. Authorization: Bearer YOUR_KEY)."),
+    request_id_header="x-request-id", request_id_prefix="req_",
+)
+
+
+# --- request bodies -> responses --------------------------------------------------------------
+
+def check_body(endpoint: str, body: Any) -> RequestError | None:
+    """Errors the real endpoint would answer with a 400, found while validating."""
+    if not isinstance(body, Mapping):
+        return RequestError(400, "The request body must be a JSON object.", "invalid_request_error")
+    if not body.get("model"):
+        return RequestError(400, "You must provide a model parameter.", "invalid_request_error", param="model")
+    required = {"/v1/chat/completions": "messages", "/v1/completions": "prompt",
+                "/v1/responses": "input", "/v1/embeddings": "input"}[endpoint]
+    value = body.get(required)
+    if value is None or (required == "messages" and not isinstance(value, list)):
+        return RequestError(400, f"Missing required parameter: '{required}'.", "invalid_request_error",
+                            param=required)
+    return None
+
+
+def _limit(body: Mapping[str, Any], *names: str) -> int | None:
+    for name in names:
+        if isinstance(body.get(name), int):
+            return body[name]
+    return None
+
+
+def _finish(generation: Generation) -> str:
+    return "length" if generation.finish == "length" else "stop"
+
+
+def _usage(g: Generation) -> dict[str, Any]:
+    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
+            "total_tokens": g.prompt_tokens + g.completion_tokens,
+            "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
+            "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
+                                          "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
+
+
+def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int
+            ) -> tuple[dict[str, Any], int, int]:
+    """The synchronous endpoint's response body, with (input, output) tokens."""
+    model = str(body["model"])
+    if endpoint == "/v1/embeddings":
+        inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
+        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 16
+        texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
+        tokens = sum(count_tokens(t) for t in texts)
+        return ({"object": "list", "model": model,
+                 "data": [{"object": "embedding", "index": i, "embedding": embedding(t, dims)}
+                          for i, t in enumerate(texts)],
+                 "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, tokens, 0)
+    if endpoint == "/v1/chat/completions":
+        conv = conversation(body["messages"])
+        g = _generate(engine, conv, model, _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"),
+                      json_spec(body.get("response_format")))
+        n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+        choices = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
+                                            "annotations": []},
+                    "logprobs": None, "finish_reason": _finish(g)} for i in range(n)]
+        return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
+                 "choices": choices, "usage": _usage(g), "service_tier": "default",
+                 "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, g.completion_tokens * n)
+    if endpoint == "/v1/completions":
+        prompt = body["prompt"] if isinstance(body["prompt"], str) else content_text(body["prompt"])
+        g = _generate(engine, conversation(prompt), model, _limit(body, "max_tokens"), body.get("stop"), None)
+        return ({"id": "cmpl-" + rid[:29], "object": "text_completion", "created": created, "model": model,
+                 "choices": [{"text": g.text, "index": 0, "logprobs": None, "finish_reason": _finish(g)}],
+                 "usage": _usage(g)}, g.prompt_tokens, g.completion_tokens)
+    # /v1/responses
+    raw = body["input"]
+    conv = conversation(raw if isinstance(raw, str) else [m for m in raw if isinstance(m, Mapping)],
+                        body.get("instructions"))
+    text_format = (body.get("text") or {}).get("format") if isinstance(body.get("text"), Mapping) else None
+    g = _generate(engine, conv, model, _limit(body, "max_output_tokens"), None, json_spec(text_format))
+    incomplete = g.finish == "length"
+    return ({"id": "resp_" + rid[:48], "object": "response", "created_at": created,
+             "status": "incomplete" if incomplete else "completed", "model": model,
+             "incomplete_details": {"reason": "max_output_tokens"} if incomplete else None, "error": None,
+             "output": [{"type": "message", "id": "msg_" + rid[-48:], "status": "completed", "role": "assistant",
+                         "content": [{"type": "output_text", "text": g.text, "annotations": []}]}],
+             "usage": {"input_tokens": g.prompt_tokens, "input_tokens_details": {"cached_tokens": 0},
+                       "output_tokens": g.completion_tokens, "output_tokens_details": {"reasoning_tokens": 0},
+                       "total_tokens": g.prompt_tokens + g.completion_tokens}},
+            g.prompt_tokens, g.completion_tokens)
+
+
+def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any) -> Generation:
+    if engine.forwarder is not None:
+        return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec)
+
+
+# --- the dialect -------------------------------------------------------------------------------
+
+class OpenAIDialect:
+    name = PROVIDER
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+        for _, line in iter_jsonl(path):
+            obj = json.loads(line)
+            yield obj["custom_id"], obj
+
+    def scan(self, path: Path, endpoint: str, max_requests: int) -> Scan:
+        """Validate an input file the way the Batch API does before it starts."""
+        problems: list[dict[str, Any]] = []
+        ids: list[str] = []
+        seen: set[str] = set()
+        invalid: dict[int, RequestError] = {}
+        model = None
+
+        def problem(code: str, line: int | None, message: str, param: str | None = None) -> None:
+            if len(problems) < MAX_PROBLEMS:
+                problems.append({"code": code, "line": line, "message": message, "param": param})
+
+        for number, raw in iter_jsonl(path):
+            try:
+                obj = json.loads(raw)
+            except ValueError:
+                problem("invalid_json_line", number, f"Line {number} is not valid JSON.")
+                continue
+            if not isinstance(obj, dict):
+                problem("invalid_json_line", number, f"Line {number} is not a JSON object.")
+                continue
+            missing = [k for k in ("custom_id", "method", "url", "body") if k not in obj]
+            if missing:
+                problem("missing_required_parameter", number,
+                        f"Missing required parameter '{missing[0]}' on line {number}.", missing[0])
+                continue
+            custom_id = obj["custom_id"]
+            if not isinstance(custom_id, str) or not custom_id:
+                problem("invalid_custom_id", number, f"Invalid custom_id on line {number}.", "custom_id")
+                continue
+            if custom_id in seen:
+                problem("duplicate_custom_id", number,
+                        f"The custom_id '{custom_id}' on line {number} is not unique in this batch.", "custom_id")
+                continue
+            if str(obj["method"]).upper() != "POST":
+                problem("invalid_method", number, f"Method must be POST on line {number}.", "method")
+                continue
+            if obj["url"] != endpoint:
+                problem("url_mismatch", number,
+                        f"The url '{obj['url']}' on line {number} does not match the batch endpoint '{endpoint}'.",
+                        "url")
+                continue
+            body = obj["body"]
+            line_model = body.get("model") if isinstance(body, Mapping) else None
+            if model is None:
+                model = line_model
+            elif line_model is not None and line_model != model:
+                problem("model_mismatch", number,
+                        f"The model '{line_model}' on line {number} differs from '{model}': a batch uses one model.",
+                        "body.model")
+                continue
+            seen.add(custom_id)
+            error = check_body(endpoint, body)
+            if error is not None:
+                invalid[len(ids)] = error
+            ids.append(custom_id)
+        if not ids and not problems:
+            problem("empty_file", None, "The batch input file is empty.")
+        if len(ids) > max_requests:
+            problem("too_many_tasks", None,
+                    f"The batch has {len(ids)} requests; the maximum is {max_requests}.")
+        return Scan(ids, model, problems, invalid)
+
+    def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
+               error: RequestError | None) -> ResultLine:
+        rid = _hid(job["id"], custom_id)
+        line_id, request_id = "batch_req_" + rid[:32], "req_" + rid[32:64]
+        if fate == "expired":
+            return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
+                "code": "batch_expired",
+                "message": "This request could not be executed before the completion window expired."}})
+        if fate == "cancelled":
+            return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
+                "code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}})
+        if fate == "ok":
+            try:
+                body, tokens_in, tokens_out = respond(self.engine, job["endpoint"], request["body"], rid,
+                                                      int(job["ended_at"]))
+            except ForwardError as exc:
+                error = RequestError(502, str(exc), "server_error")
+            else:
+                return ResultLine("output", {"id": line_id, "custom_id": custom_id, "response": {
+                    "status_code": 200, "request_id": request_id, "body": body}, "error": None},
+                    ok=True, input_tokens=tokens_in, output_tokens=tokens_out)
+        assert error is not None
+        return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": {
+            "status_code": error.status, "request_id": request_id, "body": {"error": {
+                "message": error.message, "type": error.type or _error_type(error.status),
+                "param": error.param, "code": error.code}}}, "error": None})
+
+    def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
+        ids: dict[str, Any] = {"output_file_id": None, "error_file_id": None}
+        expires = job["extra"].get("output_expires_after")
+        for sink, key, suffix in (("output", "output_file_id", "output"), ("error", "error_file_id", "error")):
+            if sinks[sink].lines == 0:
+                continue
+            file_id = new_file_id()
+            created = job["ended_at"]
+            engine.add_file(PROVIDER, file_id, sinks[sink].path, filename=f"{job['id']}_{suffix}.jsonl",
+                            purpose="batch_output", lines=sinks[sink].lines, kind=sink, job_id=job["id"],
+                            created_at=created,
+                            extra={"expires_at": created + expires if expires else None})
+            ids[key] = file_id
+        return ids
+
+
+# --- views ---------------------------------------------------------------------------------------
+
+def file_view(doc: Mapping[str, Any]) -> dict[str, Any]:
+    expires = doc.get("expires_at")
+    return {"id": doc["id"], "object": "file", "bytes": doc["bytes"], "created_at": int(doc["created_at"]),
+            "filename": doc["filename"], "purpose": doc["purpose"], "status": "processed",
+            "status_details": None, "expires_at": int(expires) if expires else None}
+
+
+def _ts(value: float | None) -> int | None:
+    return None if value is None else int(value)
+
+
+def batch_view(state: JobState) -> dict[str, Any]:
+    doc, snap = state.doc, state.snap
+    phase = snap.phase
+    result = state.result or {}
+    succeeded, errored = state.counts()
+    validated = phase not in ("validating", "failed") and not (
+        phase in ("cancelling", "cancelled") and snap.in_progress_at is None)
+    ended = snap.ended_at
+    usage_in, usage_out = result.get("input_tokens", 0), result.get("output_tokens", 0)
+    return {
+        "id": doc["id"], "object": "batch", "endpoint": doc["endpoint"], "model": doc["model"],
+        "errors": {"object": "list", "data": doc["problems"]} if phase == "failed" else None,
+        "input_file_id": doc["extra"]["input_file_id"], "completion_window": "24h", "status": phase,
+        "output_file_id": result.get("output_file_id"), "error_file_id": result.get("error_file_id"),
+        "created_at": int(doc["created_at"]), "in_progress_at": _ts(snap.in_progress_at),
+        "expires_at": int(doc["created_at"] + DAY), "finalizing_at": _ts(snap.finalizing_at),
+        "completed_at": _ts(ended) if phase == "completed" else None,
+        "failed_at": _ts(ended) if phase == "failed" else None,
+        "expired_at": _ts(ended) if phase == "expired" else None,
+        "cancelling_at": _ts(snap.cancelling_at),
+        "cancelled_at": _ts(ended) if phase == "cancelled" else None,
+        "request_counts": {"total": doc["total"] if validated else 0, "completed": succeeded, "failed": errored},
+        "usage": {"input_tokens": usage_in, "input_tokens_details": {"cached_tokens": 0},
+                  "output_tokens": usage_out, "output_tokens_details": {"reasoning_tokens": 0},
+                  "total_tokens": usage_in + usage_out},
+        "metadata": doc["metadata"],
+    }
+
+
+def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[str, Any]:
+    if after:
+        ids = [item["id"] for item in items]
+        items = items[ids.index(after) + 1:] if after in ids else []
+    data = items[:limit]
+    return {"object": "list", "data": data, "first_id": data[0]["id"] if data else None,
+            "last_id": data[-1]["id"] if data else None, "has_more": len(items) > limit}
+
+
+# --- routes ----------------------------------------------------------------------------------------
+
+def routes(engine: Engine) -> list[Route]:
+    dialect = OpenAIDialect(engine)
+    engine.register(dialect)
+    api = Api(engine, FLAVOR)
+
+    def limits() -> Any:
+        return engine.config.limits[PROVIDER]
+
+    async def create_file(request: Request) -> Any:
+        tmp = engine.store.tmp_path()
+        try:
+            upload = await receive_upload(
+                request, tmp, lambda fields: limits().max_bytes if fields.get("purpose") == "batch" else 512 * MB)
+            purpose = upload.fields.get("purpose")
+            if not purpose:
+                raise ApiError(400, "Missing required parameter: 'purpose'.", param="purpose")
+            if purpose not in FILE_PURPOSES:
+                raise ApiError(400, f"Invalid value for 'purpose': '{purpose}'.", param="purpose")
+            if upload.path is None:
+                raise ApiError(400, "Missing required parameter: 'file'.", param="file")
+            if purpose == "batch" and not (upload.filename or "").endswith(".jsonl"):
+                raise ApiError(400, "Invalid file format for Batch API. Must be .jsonl", param="file")
+            if upload.too_big:
+                limit = limits().max_bytes if purpose == "batch" else 512 * MB
+                raise ApiError(400, f"File is too large: the limit is {limit} bytes for purpose '{purpose}'.",
+                               param="file")
+            expires_at = None
+            seconds = upload.fields.get("expires_after[seconds]")
+            if seconds:
+                if not seconds.isdigit() or not 3600 <= int(seconds) <= 2_592_000:
+                    raise ApiError(400, "expires_after.seconds must be between 3600 and 2592000.",
+                                   param="expires_after.seconds")
+                expires_at = engine.now() + int(seconds)
+            doc = await run_in_threadpool(
+                engine.add_file, PROVIDER, new_file_id(), tmp, filename=upload.filename or "upload",
+                purpose=purpose, lines=upload.lines, kind="upload", extra={"expires_at": expires_at})
+            engine.count(PROVIDER, "files")
+            return file_view(doc)
+        finally:
+            tmp.unlink(missing_ok=True)
+
+    def get_file_doc(file_id: str) -> dict[str, Any]:
+        doc = engine.get_file(PROVIDER, file_id)
+        if doc is None:
+            raise ApiError(404, f"No such File object: {file_id}", param="id")
+        return doc
+
+    def retrieve_file(call: Call) -> Any:
+        return file_view(get_file_doc(call.params["file_id"]))
+
+    def delete_file(call: Call) -> Any:
+        file_id = call.params["file_id"]
+        get_file_doc(file_id)
+        engine.delete_file(PROVIDER, file_id)
+        return {"id": file_id, "object": "file", "deleted": True}
+
+    def list_files(call: Call) -> Any:
+        docs = engine.list_files(PROVIDER)
+        if call.q("order", "desc") == "asc":
+            docs.reverse()
+        purpose = call.q("purpose")
+        items = [file_view(d) for d in docs if purpose in (None, "", d["purpose"])]
+        return _page(items, call.q("after"), call.q_int("limit", 10_000, 1, 10_000))
+
+    def file_content(call: Call) -> Any:
+        doc = get_file_doc(call.params["file_id"])
+        fault = engine.download_fault(PROVIDER, engine.job_file_owner(doc))
+        return download(engine.file_path(doc["id"]), "application/octet-stream", fault)
+
+    def create_batch(call: Call) -> Any:
+        body = call.json_object()
+        for name in ("input_file_id", "endpoint", "completion_window"):
+            if not body.get(name):
+                raise ApiError(400, f"Missing required parameter: '{name}'.", param=name)
+        endpoint = body["endpoint"]
+        if endpoint not in KNOWN_ENDPOINTS:
+            raise ApiError(400, f"Invalid value for 'endpoint': '{endpoint}'.", param="endpoint")
+        if endpoint not in SUPPORTED_ENDPOINTS:
+            raise ApiError(400, f"The sandbox does not emulate batches for '{endpoint}'.", param="endpoint")
+        if body["completion_window"] != "24h":
+            raise ApiError(400, "Invalid value for 'completion_window': only '24h' is supported.",
+                           param="completion_window")
+        metadata = _check_metadata(body.get("metadata"))
+        expires_after = body.get("output_expires_after")
+        seconds = None
+        if expires_after is not None:
+            seconds = expires_after.get("seconds") if isinstance(expires_after, Mapping) else None
+            if not isinstance(seconds, int) or not 3600 <= seconds <= 2_592_000:
+                raise ApiError(400, "output_expires_after.seconds must be between 3600 and 2592000.",
+                               param="output_expires_after.seconds")
+        file_doc = engine.get_file(PROVIDER, body["input_file_id"])
+        if file_doc is None:
+            raise ApiError(404, f"No such File object: {body['input_file_id']}", param="input_file_id")
+        if file_doc["purpose"] != "batch":
+            raise ApiError(400, f"The file {file_doc['id']} has purpose '{file_doc['purpose']}'; expected 'batch'.",
+                           param="input_file_id")
+        job_id = "batch_" + secrets.token_hex(12)
+        path = engine.link_input(job_id, [engine.file_path(file_doc["id"])])
+        scan = dialect.scan(path, endpoint, limits().max_requests)
+        state = engine.create_job(
+            PROVIDER, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint,
+            extra={"input_file_id": file_doc["id"], "output_expires_after": seconds})
+        return batch_view(state)
+
+    def get_batch(call: Call) -> JobState:
+        state = engine.get_job(PROVIDER, call.params["batch_id"])
+        if state is None:
+            raise ApiError(404, f"No batch found with id '{call.params['batch_id']}'.", param="batch_id")
+        return state
+
+    def retrieve_batch(call: Call) -> Any:
+        return batch_view(get_batch(call))
+
+    def cancel_batch(call: Call) -> Any:
+        state = get_batch(call)
+        if state.snap.terminal:
+            raise ApiError(400, f"Cannot cancel a batch with status '{state.snap.phase}'.")
+        return batch_view(engine.cancel_job(state))
+
+    def list_batches(call: Call) -> Any:
+        limit = call.q_int("limit", 20, 1, 100)
+        return _page([batch_view(s) for s in engine.list_jobs(PROVIDER)], call.q("after"), limit)
+
+    return [
+        api.route("/files", create_file, ["POST"]),
+        api.route("/files", list_files, ["GET"]),
+        api.route("/files/{file_id}", retrieve_file, ["GET"]),
+        api.route("/files/{file_id}", delete_file, ["DELETE"]),
+        api.route("/files/{file_id}/content", file_content, ["GET"]),
+        api.route("/batches", create_batch, ["POST"]),
+        api.route("/batches", list_batches, ["GET"]),
+        api.route("/batches/{batch_id}", retrieve_batch, ["GET"]),
+        api.route("/batches/{batch_id}/cancel", cancel_batch, ["POST"]),
+        api.fallback(),
+    ]
+
+
+def _check_metadata(metadata: Any) -> dict[str, str] | None:
+    if metadata is None:
+        return None
+    if not isinstance(metadata, Mapping):
+        raise ApiError(400, "Invalid type for 'metadata': expected an object.", param="metadata")
+    if len(metadata) > 16:
+        raise ApiError(400, "Invalid 'metadata': at most 16 key-value pairs.", param="metadata")
+    for key, value in metadata.items():
+        if len(key) > 64 or not isinstance(value, str) or len(value) > 512:
+            raise ApiError(400, "Invalid 'metadata': keys up to 64 characters, string values up to 512.",
+                           param="metadata")
+    return dict(metadata)

@@ -1,0 +1,34 @@
+"""Fixtures for the sandbox tests: a fresh sandbox per test and an SDK client per provider."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any, Iterator
+
+import anthropic
+import openai
+import pytest
+from mistralai.client import Mistral
+
+from overnight.sandbox import Sandbox
+
+
+@pytest.fixture
+def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
+    with Sandbox(state_dir=tmp_path / "state") as sb:
+        yield sb
+
+
+@pytest.fixture
+def oai(sandbox: Sandbox) -> openai.OpenAI:
+    return openai.OpenAI(api_key="sk-test", base_url=sandbox.openai_base_url, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def ant(sandbox: Sandbox) -> anthropic.Anthropic:
+    return anthropic.Anthropic(api_key="sk-ant-test", base_url=sandbox.anthropic_base_url, max_retries=0, timeout=30)
+
+
+@pytest.fixture
+def mis(sandbox: Sandbox) -> Mistral:
+    return Mistral(api_key="mi-test", server_url=sandbox.mistral_base_url, timeout_ms=30_000)
