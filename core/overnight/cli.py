@@ -338,11 +338,15 @@ def _plugins_data() -> dict[str, Any]:
 
 
 def _size(n: int | None) -> str:
+    """Bytes in the unit that reads exactly (providers declare 512 MiB or 200 MB alike)."""
     if n is None:
         return "-"
-    for unit, size in (("GB", 1e9), ("MB", 1e6), ("KB", 1e3)):
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= size and n % size == 0:
+            return f"{n // size} {unit}"
+    for unit, size in (("GB", 10**9), ("MB", 10**6), ("KB", 10**3)):
         if n >= size:
-            return f"{n / size:g} {unit}"
+            return f"{n / size:.4g} {unit}"
     return f"{n} B"
 
 
@@ -359,9 +363,10 @@ def cmd_plugins(args: argparse.Namespace) -> int:
         for p in plugin["providers"]:
             limits, caps = p["limits"], p["capabilities"]
             can = [name.replace("_", " ") for name, on in caps.items() if on]
+            per_request = f", {_size(limits['max_line_bytes'])} per request" if limits.get("max_line_bytes") else ""
             print(
                 f"  provider {p['name']}: up to {limits['max_requests']:,} requests and "
-                f"{_size(limits['max_bytes'])} per job, {_size(limits.get('max_line_bytes'))} per request, "
+                f"{_size(limits['max_bytes'])} per job{per_request}, "
                 f"completion window {_span(limits['completion_window'])}; "
                 f"can: {', '.join(can) or 'submit, check and fetch only'}"
             )
