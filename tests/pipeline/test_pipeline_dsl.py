@@ -172,3 +172,12 @@ def test_keep_columns_reports_the_missing_column():
         p.run()
     [problem] = exc.value.problems
     assert (problem.step, problem.row, problem.field) == ("keep", 1, "a")
+
+
+def test_cache_dir_holds_the_store_and_the_outputs(tmp_path, overnight_home):
+    with Pipeline(name="here", cache_dir=tmp_path / "cache") as p:
+        LoadDataFromDicts(name="load", data=rows("a")) >> Tag(name="t")
+    ds = p.run()
+    assert ds.path.parent == tmp_path / "cache" / "pipelines" / "here"
+    assert ds.path.name.startswith("t-") and ds.path.suffix == ".jsonl"
+    assert (tmp_path / "cache" / "overnight.sqlite").exists() and not overnight_home.exists()
