@@ -42,10 +42,9 @@ def build_line(request: ChatRequest) -> dict[str, Any]:
 
 def build_params(request: ChatRequest) -> dict[str, Any]:
     """The Messages API body of one request."""
+    # UNSUPPORTED_PARAMS and undeclared extras never get here: the core refuses them once
+    # per run, before calling this for any row (raising here too would repeat it per row).
     p = request.params
-    for name in sorted(UNSUPPORTED_PARAMS):
-        if getattr(p, name) is not None:  # the core refuses these first; never send them
-            raise InvalidRequest(f"Anthropic does not support {name!r}; remove it", field=name)
     system, messages = _split_system(request)
     max_tokens = DEFAULT_MAX_TOKENS if p.max_tokens is None else p.max_tokens
     if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
@@ -59,9 +58,6 @@ def build_params(request: ChatRequest) -> dict[str, Any]:
             raise InvalidRequest("stop sequences must not be empty strings", field="stop")
         params["stop_sequences"] = list(p.stop)
     extra = dict(p.extra)
-    unknown = sorted(set(extra) - EXTRA_PARAMS)
-    if unknown:  # the core refuses undeclared extras first; this guards direct callers
-        raise InvalidRequest(f"unknown Anthropic option(s) {unknown}", field=unknown[0])
     output_config = dict(extra.pop("output_config", None) or {})
     if p.response_format is not None:
         if "format" in output_config:
