@@ -40,12 +40,15 @@ _TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned"}
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``overnight`` command; returns the exit status."""
     parser = _parser()
-    # Known args only: `quickstart` passes everything after it on, options included.
-    args, extra = parser.parse_known_args(argv)
-    if extra:
-        if getattr(args, "handler", None) is not cmd_quickstart:
-            parser.error(f"unrecognized arguments: {' '.join(extra)}")
-        args.quickstart_args = [*args.quickstart_args, *extra]
+    argv = list(sys.argv[1:] if argv is None else argv)
+    # `quickstart` passes everything after it on, verbatim, options included.
+    passed: list[str] = []
+    if "quickstart" in argv:
+        at = argv.index("quickstart")
+        argv, passed = argv[: at + 1], argv[at + 1 :]
+    args = parser.parse_args(argv)
+    if getattr(args, "handler", None) is cmd_quickstart:
+        args.quickstart_args = passed
     if args.cache_dir is not None:
         # Through the environment, so a script run by `overnight run` uses it too.
         os.environ["OVERNIGHT_HOME"] = str(Path(args.cache_dir).expanduser().resolve())

@@ -333,7 +333,7 @@ class BatchExecutor:
                 if stop.is_set() or remaining <= 0:
                     raise self._not_finished(interrupted=stop.is_set())
                 delay = min(next(delays), remaining)
-                polling.report(self._progress(open_jobs) + f"; next check in {delay:.0f}s (Ctrl+C to stop)")
+                polling.report(self._progress(open_jobs) + f"; next check in {delay:.3g}s (Ctrl+C to stop)")
                 fault_point("during_poll")
                 if polling.wait(stop, delay):
                     raise self._not_finished(interrupted=True)
@@ -341,9 +341,12 @@ class BatchExecutor:
     def _progress(self, open_jobs: list[dict[str, Any]]) -> str:
         counts = self.store.plan_counts(self.plan_id)
         total = sum(counts.values())
+        processed = sum(j["completed"] + j["failed"] for j in open_jobs)
+        in_jobs = sum(j["requests"] for j in open_jobs)
         return (
-            f"{self.step}: {len(open_jobs)} {self.provider.name} job(s) running, "
-            f"{counts.get(st.DONE, 0)}/{total} requests done, {counts.get(st.FAILED, 0)} failed"
+            f"{self.step}: {len(open_jobs)} {self.provider.name} job(s) running "
+            f"({processed}/{in_jobs} processed), {counts.get(st.DONE, 0)}/{total} results collected, "
+            f"{counts.get(st.FAILED, 0)} failed"
         )
 
     def _not_finished(self, interrupted: bool = False) -> OfflineBatchGenerationNotFinished:
