@@ -319,13 +319,15 @@ class BatchExecutor:
                 try:
                     open_jobs = self._advance()
                     errors = 0
-                except OvernightError:
-                    raise
-                except Exception as exc:  # the SDK gave up on a transient fault; try later
+                except Exception as exc:
+                    # Provider faults (the SDK's retries exhausted, a failed submit whose
+                    # intent the next pass reconciles) are retried; our own errors are not.
+                    if isinstance(exc, OvernightError) and not isinstance(exc, ProviderError):
+                        raise
                     errors += 1
                     if errors >= MAX_POLL_ERRORS:
                         raise
-                    polling.report(f"{self.step}: check failed ({type(exc).__name__}); retrying")
+                    polling.report(f"{self.step}: {type(exc).__name__}: {exc}; retrying at the next check")
                     open_jobs = self.store.open_jobs(self.plan_id)
                 if not open_jobs and not errors:
                     return
