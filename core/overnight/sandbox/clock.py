@@ -10,18 +10,21 @@ from __future__ import annotations
 
 import threading
 import time
+from typing import Callable
 
 
 class Clock:
     """Thread-safe sandbox clock in Unix seconds (float)."""
 
-    def __init__(self, start: float | None = None, speed: float | None = None) -> None:
+    def __init__(self, start: float | None = None, speed: float | None = None,
+                 monotonic: Callable[[], float] = time.monotonic) -> None:
         if speed is not None and speed < 0:
             raise ValueError("speed must be >= 0")
         self._lock = threading.Lock()
         self._base = time.time() if start is None else float(start)
         self._speed = speed or 0.0
-        self._anchor = time.monotonic()
+        self._monotonic = monotonic  # injectable so tests never wait on wall time
+        self._anchor = monotonic()
 
     @property
     def speed(self) -> float | None:
@@ -37,10 +40,10 @@ class Clock:
             raise ValueError("the sandbox clock only moves forward")
         with self._lock:
             self._base = self._now_locked() + seconds
-            self._anchor = time.monotonic()
+            self._anchor = self._monotonic()
             return self._base
 
     def _now_locked(self) -> float:
         if not self._speed:
             return self._base
-        return self._base + (time.monotonic() - self._anchor) * self._speed
+        return self._base + (self._monotonic() - self._anchor) * self._speed

@@ -54,7 +54,8 @@ class Controller:
     def set_faults(self, provider: str | None = None, model: str | None = None,
                    metadata: Mapping[str, Any] | None = None, **fault_fields: Any) -> str:
         """Register a fault rule (see :class:`~.faults.Fault` for the fields); returns its id."""
-        return self.engine.add_fault(Fault(provider=provider, model=model, metadata=metadata, **fault_fields))
+        return self.engine.add_fault(
+            Fault.from_dict({"provider": provider, "model": model, "metadata": metadata, **fault_fields}))
 
     def faults(self) -> list[dict[str, Any]]:
         return self.engine.faults()
