@@ -200,3 +200,401 @@ def test_one_client_per_option_set_with_retries_configured():
     assert config.server_url == "http://127.0.0.1:9"
     assert config.retry_config.strategy == "backoff" and config.retry_config.retry_connection_errors
     assert opts.retry_budget_ms(0) == 0 < opts.retry_budget_ms(1) < opts.retry_budget_ms(3)
+
+
+# === through the official SDK, against the sandbox ==========================================
+
+import json  # noqa: E402
+import os  # noqa: E402
+import subprocess  # noqa: E402
+import sys  # noqa: E402
+import textwrap  # noqa: E402
+
+from overnight import (  # noqa: E402
+    LLM,
+    JobRef,
+    Limits,
+    LoadDataFromDicts,
+    OfflineBatchGenerationNotFinished,
+    Pipeline,
+    PipelineNotFinished,
+    ProviderError,
+    TextGeneration,
+)
+from overnight.executor import PlannedRequest  # noqa: E402
+from overnight.store import Store  # noqa: E402
+from overnight_mistral import MistralPlugin  # noqa: E402
+
+sandbox = pytest.importorskip("overnight.sandbox")
+Sandbox, expected_reply = sandbox.Sandbox, sandbox.expected_reply
+
+MODEL = "mistral-small-latest"
+PROMPTS = [f"question number {i}" for i in range(10)]
+DONE = 3600  # sandbox seconds after which every job in these tests has ended
+
+
+class ScopedSandbox:
+    """One module-wide sandbox seen as fresh by each test: its own faults, counters and jobs.
+
+    (Starting and stopping a server per test would cost more than the tests themselves.)
+    """
+
+    def __init__(self, box) -> None:
+        self.box = box
+        box.clear_faults()
+        box.reset_counters()
+        self._before = {j["id"] for j in box.jobs()}
+        self.mistral_base_url = box.mistral_base_url
+        self.advance, self.set_faults, self.counters = box.advance, box.set_faults, box.counters
+
+    def jobs(self):
+        """This test's jobs, newest first (like the sandbox's own listing)."""
+        return [j for j in self.box.jobs() if j["id"] not in self._before]
+
+
+@pytest.fixture(scope="module")
+def _module_sandbox(tmp_path_factory):
+    with Sandbox(state_dir=tmp_path_factory.mktemp("mistral-sandbox")) as box:
+        yield box
+
+
+@pytest.fixture
+def sb(_module_sandbox):
+    yield ScopedSandbox(_module_sandbox)
+    _module_sandbox.clear_faults()
+
+
+@pytest.fixture
+def mistral(registry):
+    """The plugin module, alone in an isolated registry (what the entry point loads)."""
+    registry.register(overnight_mistral, name="mistral")
+    return overnight_mistral
+
+
+def llm(sb, **kwargs) -> LLM:
+    kwargs.setdefault("api_key", KEY)
+    return LLM(f"mistral/{MODEL}", base_url=sb.mistral_base_url, **kwargs)
+
+
+def planned(prompts, *, samples=1, system=None):
+    head = [Message("system", system)] if system else []
+    return [
+        PlannedRequest(row=i, sample=s, request=ChatRequest("", "m", head + [Message("user", p)]))
+        for i, p in enumerate(prompts)
+        for s in range(samples)
+    ]
+
+
+def generate(model: LLM, plan, *, plan_id="plan"):
+    store = Store.open()
+    try:
+        return list(model.generate_offline(plan, store=store, step="gen", plan_id=plan_id))
+    finally:
+        store.close()
+
+
+def pending(model: LLM, plan, **kwargs) -> OfflineBatchGenerationNotFinished:
+    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
+        generate(model, plan, **kwargs)
+    return exc.value
+
+
+def answer(prompt, **options):
+    return expected_reply([{"role": "user", "content": prompt}], **options)
+
+
+def counts(sb):
+    return sb.counters()["mistral"]
+
+
+def job_sizes(sb):
+    return [j["total"] for j in reversed(sb.jobs()) if j["provider"] == "mistral"]  # oldest first
+
+
+@pytest.mark.parametrize("inline_threshold", [1000, 0], ids=["inline", "uploaded-file"])
+def test_submit_not_finished_resume_then_results_in_order(sb, mistral, inline_threshold):
+    model = llm(sb, inline_threshold=inline_threshold)
+    plan = planned(PROMPTS)
+    first = pending(model, plan)
+    assert first.counts["pending"] == 10 and model.jobs_ids == first.jobs_ids
+    assert pending(model, plan).jobs_ids == first.jobs_ids  # checked again, not resubmitted
+    assert (counts(sb)["jobs"], counts(sb)["files"]) == (1, 0 if inline_threshold else 1)
+    (job,) = sb.jobs()
+    assert job["id"] == first.jobs_ids[0] and set(job["metadata"]) == {"overnight_tag"}
+
+    sb.advance(DONE)
+    results = generate(model, plan)
+    assert [r.row for r in results] == list(range(10))
+    assert [r.result.text for r in results] == [answer(p) for p in PROMPTS]
+    assert all(r.result.finish_reason == "stop" and r.result.usage.output_tokens > 0 for r in results)
+    assert all(r.result.usage.input_tokens > 0 for r in results)
+    assert counts(sb)["jobs"] == 1 and counts(sb)["requests"] == 10
+
+
+def test_uploaded_input_is_a_tagged_jsonl_file_without_model_in_lines(sb, mistral):
+    pending(llm(sb, inline_threshold=0), planned(PROMPTS[:2]))
+    (job,) = sb.jobs()
+    client = opts.client(opts.resolve({"api_key": KEY, "base_url": sb.mistral_base_url}))
+    remote = client.batch.jobs.get(job_id=job["id"])
+    (file_id,) = remote.input_files
+    assert client.files.retrieve(file_id=file_id).filename == f"{job['metadata']['overnight_tag']}.jsonl"
+    assert remote.model == MODEL and remote.endpoint == "/v1/chat/completions"
+    lines = [json.loads(l) for l in client.files.download(file_id=file_id).iter_lines() if l]
+    assert [l["body"]["messages"][-1]["content"] for l in lines] == PROMPTS[:2]
+    assert all("model" not in l["body"] for l in lines)
+
+
+def test_through_the_pipeline_across_runs(sb, mistral):
+    def build():
+        with Pipeline(name="mistral-answers") as p:
+            load = LoadDataFromDicts(name="load", data=[{"instruction": q} for q in PROMPTS[:4]])
+            load >> TextGeneration(name="gen", llm=llm(sb), system_prompt="Answer briefly.")
+        return p
+
+    for _ in range(2):
+        with pytest.raises(PipelineNotFinished) as exc:
+            build().run()
+    assert "4 pending" in str(exc.value) and counts(sb)["jobs"] == 1
+    sb.advance(DONE)
+    rows = list(build().run())
+    system = {"role": "system", "content": "Answer briefly."}
+    assert [r["generation"] for r in rows] == [
+        expected_reply([system, {"role": "user", "content": q}]) for q in PROMPTS[:4]
+    ]
+    assert all(r["generation_error"] is None and r["generation_finish_reason"] == "stop" for r in rows)
+    assert all(r["generation_usage"]["output_tokens"] > 0 and r["model_name"] == f"mistral/{MODEL}" for r in rows)
+    assert counts(sb)["jobs"] == 1
+
+
+def test_request_errors_are_retried_then_reported_as_error_rows(sb, mistral):
+    sb.set_faults(provider="mistral", error_rate=1.0)
+    model, plan = llm(sb, max_attempts=2), planned(PROMPTS[:3])
+    pending(model, plan)
+    sb.advance(DONE)
+    pending(model, plan)  # the failed rows went out again, in a new job
+    sb.advance(DONE)
+    results = generate(model, plan)
+    assert job_sizes(sb) == [3, 3]
+    assert [r.row for r in results] == [0, 1, 2]
+    assert all(not r.result.ok and r.result.error.startswith("HTTP 500: ") for r in results)
+    assert all("fault injection" in r.result.error for r in results)
+
+
+def test_failed_rows_succeed_on_retry_and_finished_rows_are_not_resent(sb, mistral):
+    sb.set_faults(provider="mistral", error_rate=0.5, times=1)  # the first job only
+    model, plan = llm(sb), planned(PROMPTS)
+    pending(model, plan)
+    sb.advance(DONE)
+    pending(model, plan)
+    first, retry = job_sizes(sb)
+    assert first == 10 and 0 < retry < 10
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+
+
+def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, mistral):
+    sb.set_faults(provider="mistral", expire_after_fraction=0.5, times=1)
+    model, plan = llm(sb), planned(PROMPTS)
+    first = pending(model, plan)
+    sb.advance(DONE)
+    ref = JobRef("mistral", first.jobs_ids[0], "t")
+    options = {"api_key": KEY, "base_url": sb.mistral_base_url}
+    status = mistral.check("mistral", ref, options)
+    assert (status.state, status.raw_status, status.completed) == (JobState.EXPIRED, "TIMEOUT_EXCEEDED", 5)
+    assert [r.status for r in mistral.fetch("mistral", ref, options)] == [ResultStatus.SUCCEEDED] * 5
+
+    pending(model, plan)
+    assert job_sizes(sb) == [10, 5]
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+    assert counts(sb)["requests"] == 15
+
+
+def test_cancel_keeps_finished_rows_and_resubmits_the_rest(sb, mistral, registry, monkeypatch):
+    model, plan = llm(sb), planned(PROMPTS)
+    (remote_id,) = pending(model, plan).jobs_ids
+    sb.advance(5 + 15)  # validated, then half of the 30 s processing
+    # As `overnight cancel` does: no client options, so the environment must do.
+    monkeypatch.setenv("MISTRAL_API_KEY", KEY)
+    monkeypatch.setenv("MISTRAL_BASE_URL", sb.mistral_base_url)
+    provider = registry.provider("mistral")
+    ref = JobRef("mistral", remote_id, "t")
+    provider.cancel(ref, {})
+    assert provider.check(ref, {}).raw_status == "CANCELLATION_REQUESTED"
+    assert provider.check(ref, {}).state is JobState.RUNNING
+    sb.advance(DONE)
+    assert provider.check(ref, {}).state is JobState.CANCELLED
+    provider.cancel(ref, {})  # already over: nothing to do, no error
+
+    pending(model, plan)
+    first, rest = job_sizes(sb)
+    assert first == 10 and 0 < rest < 10
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+
+
+CRASHING_RUN = textwrap.dedent(
+    """
+    import sys
+    import overnight_mistral
+    from overnight import ChatRequest, LLM, Message
+    from overnight.executor import PlannedRequest
+    from overnight.plugins import PluginRegistry, set_registry
+    from overnight.store import Store
+
+    set_registry(PluginRegistry([overnight_mistral], entrypoints=False))
+    llm = LLM("mistral/%s", api_key=sys.argv[1], base_url=sys.argv[2], inline_threshold=0)
+    plan = [PlannedRequest(i, 0, ChatRequest("", "m", [Message("user", p)])) for i, p in enumerate(sys.argv[3:])]
+    list(llm.generate_offline(plan, store=Store.open(), step="gen", plan_id="plan"))
+    """
+    % MODEL
+)
+
+
+@pytest.mark.parametrize(("point", "files"), [("after_create", 1), ("after_upload", 2)])
+def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, mistral, point, files):
+    env = {**os.environ, "OVERNIGHT_FAULT_POINT": point}
+    done = subprocess.run(
+        [sys.executable, "-c", CRASHING_RUN, KEY, sb.mistral_base_url, *PROMPTS[:3]],
+        env=env, capture_output=True, text=True, timeout=60,
+    )
+    assert done.returncode == -9, done.stderr  # killed at the fault point
+    assert counts(sb)["jobs"] == (1 if point == "after_create" else 0)
+
+    model, plan = llm(sb, inline_threshold=0), planned(PROMPTS[:3])
+    pending(model, plan)  # after_create: found by tag; after_upload: certainly absent, so submitted
+    assert (counts(sb)["jobs"], counts(sb)["files"]) == (1, files)
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:3]]
+    assert counts(sb)["jobs"] == 1
+
+
+def test_find_job_returns_none_only_when_no_job_has_the_tag(sb, mistral):
+    options = {"api_key": KEY, "base_url": sb.mistral_base_url}
+    assert mistral.find_job("mistral", "ovn-never-used", options) is None
+    first = pending(llm(sb), planned(PROMPTS[:2]))
+    tag = sb.jobs()[0]["metadata"]["overnight_tag"]
+    pending(llm(sb), planned(PROMPTS[2:4]), plan_id="other")  # another tagged job
+    ref = mistral.find_job("mistral", tag, options)
+    assert (ref.remote_id, ref.tag, ref.data) == (first.jobs_ids[0], tag, {"inline": True})
+
+
+def test_dataset_over_lowered_limits_is_split_into_several_jobs(tmp_path, registry):
+    registry.register(MistralPlugin(limits=Limits(max_requests=4, max_bytes=512 * 1024 * 1024)), name="mistral-small")
+    # The sandbox refuses a job over 4 requests, so an unsplit dataset could not pass.
+    with Sandbox(state_dir=tmp_path / "sb", limits={"mistral": {"max_requests": 4}}) as box:
+        model, plan = llm(box), planned(PROMPTS)
+        assert len(pending(model, plan).jobs_ids) == 3
+        assert job_sizes(box) == [4, 4, 2]
+        box.advance(DONE)
+        assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+
+
+def test_byte_limit_splits_too(sb, registry):
+    registry.register(MistralPlugin(limits=Limits(max_requests=1000, max_bytes=400)), name="mistral-bytes")
+    pending(llm(sb), planned(PROMPTS))
+    sizes = job_sizes(sb)
+    assert len(sizes) > 2 and sum(sizes) == 10
+
+
+def test_every_request_option_reaches_mistral_and_shapes_the_answer(sb, mistral):
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}, "words": {"type": "integer"}}}
+    cases = {
+        "stop": ({"stop": ["answer"]}, {"stop": ["answer"]}, "stop"),
+        "max_tokens": ({"max_tokens": 3}, {"max_tokens": 3}, "length"),
+        "json": (
+            {"response_format": {"type": "json_schema", "json_schema": {"name": "a", "schema": schema}}},
+            {"response_format": {"type": "json_schema", "json_schema": {"schema": schema}}},
+            "stop",
+        ),
+    }
+    for name, (kwargs, reply_options, finish) in cases.items():
+        model = llm(sb, generation_kwargs=kwargs)
+        pending(model, planned(["hello there"]), plan_id=name)
+        sb.advance(DONE)
+        (row,) = generate(model, planned(["hello there"]), plan_id=name)
+        assert row.result.text == answer("hello there", **reply_options), name
+        assert row.result.finish_reason == finish, name
+    assert row.result.text and json.loads(row.result.text)["words"] > 0
+    assert row.result.usage.output_tokens > 0
+
+
+def test_system_prompt_multi_turn_samples_and_sampling_options_are_sent(sb, mistral):
+    conversation = [Message("system", "Be terse."), Message("user", "hi"), Message("assistant", "hello"), Message("user", "why?")]
+    plan = [PlannedRequest(0, s, ChatRequest("", "m", conversation)) for s in range(2)]  # num_generations=2
+    kwargs = {"temperature": 0.3, "top_p": 0.8, "seed": 7, "safe_prompt": True, "presence_penalty": 0.1}
+    model = llm(sb, inline_threshold=0, generation_kwargs=kwargs)
+    pending(model, plan)
+    assert counts(sb)["requests"] == 2  # two generations are two paid requests
+    client = opts.client(opts.resolve({"api_key": KEY, "base_url": sb.mistral_base_url}))
+    (file_id,) = client.batch.jobs.get(job_id=sb.jobs()[0]["id"]).input_files
+    bodies = [json.loads(l)["body"] for l in client.files.download(file_id=file_id).iter_lines() if l]
+    for body in bodies:
+        assert [m["role"] for m in body["messages"]] == ["system", "user", "assistant", "user"]
+        assert {k: body[k] for k in ("temperature", "top_p", "random_seed", "safe_prompt", "presence_penalty")} == {
+            "temperature": 0.3, "top_p": 0.8, "random_seed": 7, "safe_prompt": True, "presence_penalty": 0.1,
+        }
+    sb.advance(DONE)
+    results = generate(model, plan)
+    want = expected_reply([{"role": m.role, "content": m.content} for m in conversation])
+    assert [(r.row, r.sample, r.result.text) for r in results] == [(0, 0, want), (0, 1, want)]
+
+
+def test_unexpressible_request_is_refused_before_anything_is_sent(sb, mistral):
+    from overnight import ValidationError
+
+    plan = [PlannedRequest(0, 0, ChatRequest("", "m", [Message("user", "q"), Message("assistant", "prefill")]))]
+    with pytest.raises(ValidationError, match="field 'messages'"):
+        generate(llm(sb), plan)
+    with pytest.raises(ValidationError, match="field 'n'"):
+        generate(llm(sb, generation_kwargs={"n": 2}), planned(["q"]))
+    assert counts(sb)["http"] == {}
+
+
+def test_missing_key_fails_before_any_request_reaches_mistral(sb, mistral):
+    with pytest.raises(MissingCredentials, match="MISTRAL_API_KEY"):
+        generate(LLM(f"mistral/{MODEL}", base_url=sb.mistral_base_url), planned(PROMPTS))
+    with pytest.raises(MissingCredentials):
+        with Pipeline(name="no-key") as p:
+            LoadDataFromDicts(name="load", data=[{"instruction": "q"}]) >> TextGeneration(
+                name="gen", llm=LLM(f"mistral/{MODEL}", base_url=sb.mistral_base_url)
+            )
+        p.run()
+    assert counts(sb)["http"] == {} and counts(sb)["jobs"] == 0
+
+
+def test_transient_429_and_5xx_are_retried_by_the_client(sb, mistral):
+    sb.set_faults(provider="mistral", http_status=429, http_method="POST", http_path="/v1/batch/jobs$",
+                  retry_after=0.01, times=2)
+    sb.set_faults(provider="mistral", http_status=503, http_method="GET", retry_after=0.01, times=1)
+    model, plan = llm(sb), planned(PROMPTS[:2])
+    pending(model, plan)
+    assert counts(sb)["http"]["POST /v1/batch/jobs"] == 3 and counts(sb)["jobs"] == 1
+    sb.advance(DONE)
+    assert [r.result.ok for r in generate(model, plan)] == [True, True]
+
+
+def test_a_5xx_on_create_is_not_retried_blindly_but_reconciled_by_tag(sb, mistral):
+    # A 500 may hide a created job: retrying the create could pay twice.
+    sb.set_faults(provider="mistral", http_status=500, http_method="POST", http_path="/v1/batch/jobs$", times=1)
+    model, plan = llm(sb), planned(PROMPTS[:2])
+    with pytest.raises(ProviderError, match="intent is saved"):
+        generate(model, plan)
+    assert counts(sb)["http"]["POST /v1/batch/jobs"] == 1
+    pending(model, plan)  # the tag finds nothing, so the chunk goes out now
+    assert counts(sb)["jobs"] == 1
+
+
+def test_the_key_stays_out_of_the_store_metadata_and_logs(sb, mistral, overnight_home, monkeypatch, caplog):
+    monkeypatch.setenv("MISTRAL_DEBUG", "1")  # the SDK's own request log, headers included
+    opts.clear_clients()
+    caplog.set_level("DEBUG")
+    model, plan = llm(sb, inline_threshold=0), planned(PROMPTS[:3])
+    pending(model, plan)
+    sb.advance(DONE)
+    generate(model, plan)
+    assert "/v1/batch/jobs" in caplog.text  # the SDK did log its requests (headers included)...
+    assert KEY not in caplog.text  # ...without the key
+    stored = [p for p in overnight_home.rglob("*") if p.is_file()]
+    assert stored and not [p for p in stored if KEY.encode() in p.read_bytes()]
+    assert all(set(j["metadata"]) == {"overnight_tag"} for j in sb.jobs())

@@ -8,7 +8,6 @@ keeps no key anywhere but in the in-memory client cache.
 
 from __future__ import annotations
 
-import logging
 import os
 import re
 import threading
@@ -38,9 +37,6 @@ KNOWN = {
     "timeout_hours": "the batch job's window in hours (default 24)",
     "inline_threshold": f"largest job sent inline instead of as a file (default {INLINE_THRESHOLD}; 0: always a file)",
 }
-
-log = logging.getLogger("overnight_mistral")
-
 
 @frozen
 class Settings:
@@ -140,28 +136,6 @@ def retry_config(retries: int, *, status_codes: list[str] | None = None, connect
 # --- the client cache -----------------------------------------------------------------
 
 
-class _Redact(logging.Filter):
-    """The SDK's debug log prints request headers; keep bearer tokens out of it."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        message = re.sub(r"(?i)(bearer\s+)[^\s'\"},]+", r"\1***", record.getMessage())
-        record.msg, record.args = message, ()
-        return True
-
-
-_sdk_log = logging.getLogger("overnight_mistral.sdk")
-_sdk_log.addFilter(_Redact())
-
-
-
-def _debug_logger() -> logging.Logger | None:
-    """With MISTRAL_DEBUG set, the SDK's request log, redacted; else the SDK's no-op logger."""
-    if not os.environ.get("MISTRAL_DEBUG"):
-        return None
-    logging.basicConfig(level=logging.DEBUG)  # what the SDK itself does for MISTRAL_DEBUG
-    return _sdk_log
-
-
 _clients: dict[Settings, Any] = {}
 _lock = threading.Lock()
 
@@ -179,7 +153,6 @@ def client(settings: Settings) -> Any:
                 server=None if settings.server_url else settings.server,
                 retry_config=retry_config(settings.max_retries),
                 timeout_ms=settings.timeout_ms,
-                debug_logger=_debug_logger(),
             )
             _clients[settings] = found
         return found
