@@ -656,3 +656,30 @@ def test_key_never_reaches_the_store(sb, plugin, overnight_home, monkeypatch):
     for path in files:
         data = path.read_bytes()
         assert KEY.encode() not in data and b"sk-ant-env-token-987654" not in data
+
+
+def test_results_are_streamed_lazily(sb, plugin):
+    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
+        generate(llm_for(sb))
+    sb.advance(LATER)
+    options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
+    results = plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options)
+    downloads = "GET /v1/messages/batches/{batch_id}/results"
+    assert downloads not in counters(sb)["http"]  # a generator: nothing is fetched before iteration
+    first = next(iter(results))
+    assert first.ok and wire_ids.encodable(first.custom_id)  # the core's key, decoded from the wire id
+    results.close()  # a consumer that stops early releases the stream
+    assert counters(sb)["http"][downloads] == 1
+    assert len(list(plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options))) == 10
+
+
+def test_relative_results_url_is_joined_to_the_base_url(tmp_path, plugin):
+    from overnight.sandbox import Sandbox
+
+    with Sandbox(state_dir=tmp_path / "relative", results_url="relative") as relative:
+        llm = llm_for(relative)
+        with pytest.raises(OfflineBatchGenerationNotFinished):
+            generate(llm)
+        relative.advance(LATER)
+        assert [r.result.text for r in generate(llm)] == [reply(p) for p in PROMPTS]
+        anthropic_client.clear_cache()
