@@ -15,6 +15,7 @@ Optionally a :class:`Forwarder` sends each chat request to an OpenAI-compatible 
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import math
@@ -29,8 +30,6 @@ Finish = Literal["stop", "length", "stop_sequence"]
 JsonSpec = Mapping[str, Any] | bool | None   # None: text; True: any JSON object; a dict: a JSON schema
 
 PROMPT_OVERHEAD = 4  # tokens per message, like the real chat templates add
-
-_WORD = re.compile(r"\S+")
 
 
 @attrs.frozen
@@ -100,8 +99,12 @@ def prompt_tokens(conv: Sequence[tuple[str, str]]) -> int:
 
 
 def digest(conv: Sequence[tuple[str, str]]) -> str:
-    raw = json.dumps(conv, ensure_ascii=False, separators=(",", ":")).encode("utf-8")
-    return hashlib.sha256(raw).hexdigest()[:8]
+    h = hashlib.sha256()
+    for role, text in conv:  # length-prefixed, so no two conversations share an encoding
+        part = f"{role}\x1f{text}".encode("utf-8")
+        h.update(len(part).to_bytes(8, "big"))
+        h.update(part)
+    return h.hexdigest()[:8]
 
 
 # --- generation ------------------------------------------------------------------------------
@@ -169,6 +172,12 @@ def _stops(stop: Any) -> list[str]:
     return [s for s in stop if isinstance(s, str) and s]
 
 
+@functools.lru_cache(maxsize=256)
+def _first_words(n: int) -> re.Pattern[str]:
+    # \S and \s are disjoint, so this cannot backtrack badly.
+    return re.compile(r"\s*(?:\S+\s+){%d}\S+" % (n - 1))
+
+
 def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish, str | None]:
     """Apply stop sequences, then the token budget, to a full reply."""
     finish: Finish = "stop"
@@ -177,13 +186,14 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
     if hits:
         index, matched = min(hits)
         text, finish = text[:index], "stop_sequence"
-    if max_tokens is not None and max_tokens >= 0 and count_tokens(text) > max_tokens:
-        end = 0
-        for n, match in enumerate(_WORD.finditer(text)):
-            if n == max_tokens:
-                break
-            end = match.end()
-        text, finish, matched = text[:end], "length", None
+    if max_tokens is not None and max_tokens >= 0:
+        if max_tokens == 0:
+            if text.strip():
+                text, finish, matched = "", "length", None
+        else:
+            head = _first_words(max_tokens).match(text)
+            if head is not None and text[head.end():].strip():
+                text, finish, matched = head.group(0), "length", None
     return text, finish, matched
 
 
