@@ -199,7 +199,18 @@ def test_one_client_per_option_set_with_retries_configured():
     config = first.sdk_configuration
     assert config.server_url == "http://127.0.0.1:9"
     assert config.retry_config.strategy == "backoff" and config.retry_config.retry_connection_errors
-    assert opts.retry_budget_ms(0) == 0 < opts.retry_budget_ms(1) < opts.retry_budget_ms(3)
+
+
+@pytest.mark.parametrize("retries", [1, 2, 3, 5, 8])
+def test_retry_budget_allows_exactly_that_many_backoffs(retries):
+    # The SDK retries while elapsed <= budget; elapsed after k retries is the sum of k
+    # backoffs, each with 0..JITTER_MS of jitter.
+    def elapsed(k, jitter):
+        return sum(min(opts.INITIAL_MS * 2**i, opts.MAX_INTERVAL_MS) + jitter for i in range(k))
+
+    budget = opts.retry_budget_ms(retries)
+    assert elapsed(retries - 1, opts.JITTER_MS) < budget  # the last wanted retry still happens
+    assert elapsed(retries, 0) > budget  # and no more
 
 
 # === through the official SDK, against the sandbox ==========================================
@@ -598,3 +609,44 @@ def test_the_key_stays_out_of_the_store_metadata_and_logs(sb, mistral, overnight
     stored = [p for p in overnight_home.rglob("*") if p.is_file()]
     assert stored and not [p for p in stored if KEY.encode() in p.read_bytes()]
     assert all(set(j["metadata"]) == {"overnight_tag"} for j in sb.jobs())
+
+
+def test_a_download_cut_short_is_fetched_again_on_the_next_run(sb, mistral):
+    model, plan = llm(sb), planned(PROMPTS)
+    pending(model, plan)
+    sb.advance(DONE)
+    sb.set_faults(provider="mistral", download_truncate=0.5, download_truncate_mode="short", times=1)
+    # Cut at a line boundary, the body parses cleanly: the missing rows must not look
+    # unfinished (they would be paid for again), so the fetch fails and is retried later.
+    with pytest.raises(ValueError, match="ended early"):
+        generate(model, plan)
+    assert counts(sb)["jobs"] == 1
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+    assert counts(sb)["jobs"] == 1 and counts(sb)["http"]["GET /v1/files/{file_id}/content"] == 2
+
+
+def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, mistral):
+    sb.set_faults(provider="mistral", fail_validation=True, times=1)
+    model, plan = llm(sb), planned(PROMPTS[:3])
+    (remote_id,) = pending(model, plan).jobs_ids
+    sb.advance(DONE)
+    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), {"api_key": KEY, "base_url": sb.mistral_base_url})
+    assert status.state is JobState.FAILED and "failed validation" in status.message
+    pending(model, plan)
+    assert job_sizes(sb) == [3, 3]
+    sb.advance(DONE)
+    assert all(r.result.ok for r in generate(model, plan))
+
+
+def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, mistral):
+    client = opts.client(opts.resolve({"api_key": KEY, "base_url": sb.mistral_base_url}))
+    line = translate.build_line(request(("user", "x")))
+    made = [
+        client.batch.jobs.create(endpoint=translate.ENDPOINT, requests=[line], model=MODEL,
+                                 metadata={"overnight_tag": "ovn-dup"})
+        for _ in range(2)
+    ]
+    ref = mistral.find_job("mistral", "ovn-dup", {"api_key": KEY, "base_url": sb.mistral_base_url})
+    assert ref.remote_id == made[0].id
+    assert client.batch.jobs.get(job_id=made[1].id).status == "CANCELLATION_REQUESTED"
+    assert client.batch.jobs.get(job_id=made[0].id).status == "QUEUED"

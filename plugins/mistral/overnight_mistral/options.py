@@ -33,7 +33,7 @@ KNOWN = {
     "base_url": "the API root without /v1, e.g. http://127.0.0.1:8000 (default: $MISTRAL_BASE_URL)",
     "server": "one of global, eu, us (ignored when base_url is set)",
     "timeout": "seconds per HTTP call (default 300)",
-    "max_retries": "retries of a call on 429/5xx/connection errors (default 3; 0 disables)",
+    "max_retries": "retries of a call on 429/5xx/connection errors, as a time budget of that many backoffs (default 3; 0 disables)",
     "timeout_hours": "the batch job's window in hours (default 24)",
     "inline_threshold": f"largest job sent inline instead of as a file (default {INLINE_THRESHOLD}; 0: always a file)",
 }
@@ -114,9 +114,22 @@ MAX_INTERVAL_MS = 8000
 JITTER_MS = 250
 
 
+def _interval(i: int) -> int:
+    return min(INITIAL_MS * 2**i, MAX_INTERVAL_MS)
+
+
 def retry_budget_ms(retries: int) -> int:
-    """The SDK bounds retries by elapsed time, not count: the budget that allows ``retries``."""
-    return sum(min(INITIAL_MS * 2**i, MAX_INTERVAL_MS) + JITTER_MS for i in range(retries))
+    """The SDK bounds retries by elapsed time, not by count: the budget that allows ``retries``.
+
+    The SDK retries while the time since the first attempt is within the budget; so the
+    budget lies past the last wanted backoff (with its worst jitter) and half an interval
+    short of the next one. A server's Retry-After overrides the backoff, so very short
+    Retry-After values can buy more retries within the same budget.
+    """
+    if retries <= 0:
+        return 0
+    before_last = sum(_interval(i) + JITTER_MS for i in range(retries - 1))
+    return before_last + _interval(retries - 1) // 2
 
 
 def retry_config(retries: int, *, status_codes: list[str] | None = None, connection_errors: bool = True) -> Any:

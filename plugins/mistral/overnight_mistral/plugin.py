@@ -161,11 +161,27 @@ class MistralPlugin:
 
     @staticmethod
     def _download(client: Any, file_id: str) -> Iterator[dict[str, Any]]:
+        # A body cut at a line boundary parses cleanly: only the size tells it is short,
+        # and then the missing rows would look unfinished and be paid for again.
+        expected = client.files.retrieve(file_id=file_id).size_bytes
+        received = 0
+
+        def counted(pieces: Iterator[bytes]) -> Iterator[bytes]:
+            nonlocal received
+            for piece in pieces:
+                received += len(piece)
+                yield piece
+
         response = client.files.download(file_id=file_id)
         try:
-            yield from jsonl.parse(response.iter_bytes())
+            yield from jsonl.parse(counted(response.iter_bytes()))
         finally:
             response.close()
+        if received < expected:
+            raise ValueError(
+                f"the download of Mistral result file {file_id} ended early ({received:,} of "
+                f"{expected:,} bytes); run again to fetch it again."
+            )
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
@@ -182,7 +198,8 @@ class MistralPlugin:
     @hookimpl
     def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
         client = opts.client(opts.resolve(options))
-        found = sorted(self._tagged(client, tag), key=lambda j: (j.created_at, j.id))
+        # Oldest first; the sort is stable, so the server's order breaks ties.
+        found = sorted(self._tagged(client, tag), key=lambda j: j.created_at)
         if not found:
             return None
         keep, *extra = found
@@ -205,7 +222,9 @@ class MistralPlugin:
         """Every job whose metadata holds ``tag``; the server filters, this double-checks."""
         page, size, seen = 0, 100, 0
         while True:
-            listing = client.batch.jobs.list(page=page, page_size=size, metadata={translate.TAG_KEY: tag})
+            listing = client.batch.jobs.list(
+                page=page, page_size=size, metadata={translate.TAG_KEY: tag}, order_by="created"
+            )
             data = listing.data or []
             for job in data:
                 if (job.metadata or {}).get(translate.TAG_KEY) == tag:
