@@ -168,3 +168,26 @@ def test_embeddings_batch(sandbox: Sandbox, mis: Mistral) -> None:
     (row,) = mis.batch.jobs.get(job_id=job.id, inline=True).outputs
     assert len(row["response"]["body"]["data"]) == 2
     assert json.dumps(row)  # plain JSON all the way down
+
+
+def test_sdk_batch_helper_validates_every_output_line(sandbox: Sandbox, mis: Mistral) -> None:
+    """mistralai.extra.batch parses each body into the SDK's strict pydantic models."""
+    import asyncio
+
+    from mistralai.client.models import ChatCompletionResponse
+    from mistralai.extra.batch import BatchClient, BatchInput, BatchRequestError
+
+    sandbox.set_faults(provider="mistral", error_ids=["req-2"])
+    helper = BatchClient(mis, endpoint="/v1/chat/completions", response_body_type=ChatCompletionResponse)
+
+    async def run() -> list:
+        handle = await helper.create(BatchInput.from_jsonl_bytes(mistral_lines(prompts(4))), model="m")
+        sandbox.advance(60)
+        return [item async for item in helper.stream_results(handle)]
+
+    items = dict(asyncio.run(run()))
+    assert isinstance(items["req-2"], BatchRequestError) and items["req-2"].status_code == 500
+    for cid in ("req-0", "req-1", "req-3"):
+        assert isinstance(items[cid], ChatCompletionResponse)
+        assert items[cid].choices[0].message.content == expected_reply(
+            [{"role": "user", "content": f"question number {cid[-1]}"}])
