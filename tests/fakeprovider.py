@@ -24,6 +24,7 @@ from overnight import (
     MissingCredentials,
     ProviderInfo,
     Result,
+    SubmissionRejected,
     Usage,
     hookimpl,
 )
@@ -74,8 +75,9 @@ class FakeProvider:
 
     def set_faults(self, **faults: Any) -> None:
         """``errors``: {custom_id or "*": times to fail}; ``expire_after``: n rows done
-        before expiry; ``fail``: reject the next job; ``crash_after_create``: raise
-        after creating the job; ``stuck``: never finish."""
+        before expiry; ``fail``: fail the next job; ``reject``: refuse the next n
+        creates; ``crash_after_create``: raise after creating the job; ``find_fails``:
+        find_job cannot tell; ``stuck``: never finish."""
         self._write("faults.json", faults)
 
     @property
@@ -138,6 +140,10 @@ class FakeProvider:
     @hookimpl
     def submit(self, provider: str, chunk: Any, options: dict[str, Any]) -> JobRef:
         faults = self.faults
+        if faults.get("reject"):
+            faults["reject"] -= 1
+            self.set_faults(**faults)
+            raise SubmissionRejected("400 invalid_request_error: model not available for batch")
         seq = len(self.jobs())
         job = {
             "id": f"job-{seq}-{uuid.uuid4().hex[:6]}",
@@ -223,6 +229,8 @@ class FakeProvider:
 
     @hookimpl
     def find_job(self, provider: str, tag: str, options: dict[str, Any]) -> JobRef | None:
+        if self.faults.get("find_fails"):
+            raise ConnectionError("cannot list jobs right now")
         for job in self.jobs():
             if job["tag"] == tag:
                 return JobRef(provider=provider, remote_id=job["id"], tag=tag, data={"seq": job["seq"]})

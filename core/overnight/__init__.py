@@ -17,6 +17,7 @@ from overnight.errors import (
     RowProblem,
     StaleCache,
     StoreError,
+    SubmissionRejected,
     UnconfirmedSubmission,
     ValidationError,
 )
@@ -64,6 +65,7 @@ __all__ = [
     "RowProblem",
     "StaleCache",
     "StoreError",
+    "SubmissionRejected",
     "UnconfirmedSubmission",
     "Usage",
     "ValidationError",

@@ -34,7 +34,7 @@ EXIT_PENDING = 75
 EXIT_INTERRUPTED = 130
 
 #: Job states after which there is nothing left to cancel.
-_TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned"}
+_TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned", "rejected"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -93,6 +93,16 @@ class ProviderError(OvernightError):
     """A provider call failed in a way retrying now will not fix."""
 
 
+class SubmissionRejected(ProviderError):
+    """Raised by a plugin's ``submit`` when the provider certainly created no job.
+
+    For a definitive refusal of the create call (e.g. HTTP 400, 413, 422), never for
+    timeouts, connection errors, 429 or 5xx, where the job may exist. The core then
+    counts one failed attempt for each request of the chunk instead of asking the
+    provider for the job on the next run.
+    """
+
+
 class StoreError(OvernightError):
     """The state store cannot be used (locked, corrupt, or from a newer version)."""
 

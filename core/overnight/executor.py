@@ -39,6 +39,7 @@ from overnight.errors import (
     RowProblem,
     StaleCache,
     StoreError,
+    SubmissionRejected,
     UnconfirmedSubmission,
     ValidationError,
 )
@@ -103,6 +104,23 @@ def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str
         known = sorted(STANDARD_PARAMS | info.extra_params)
         problems.append((name, f"unknown generation option for {info.name}; known: {', '.join(known)}"))
     return problems
+
+
+def _collapse(problems: list[RowProblem]) -> list[RowProblem]:
+    """The same problem on many rows (a bad option) is listed once, with its rows."""
+    groups: dict[tuple[str | None, str], list[RowProblem]] = {}
+    for p in problems:
+        groups.setdefault((p.field, p.message), []).append(p)
+    out = []
+    for (field, message), group in groups.items():
+        if len(group) == 1:
+            out.extend(group)
+            continue
+        rows = [p.row for p in group if p.row is not None]
+        shown = ", ".join(map(str, rows[:5])) + (", ..." if len(rows) > 5 else "")
+        out.append(RowProblem(group[0].step, rows[0] if rows else None, field,
+                              f"{message} (rows {shown}: {len(group)} rows)"))
+    return out
 
 
 class BatchExecutor:
@@ -201,6 +219,7 @@ class BatchExecutor:
         self.store.write_plan(self.plan_id, self.provider.name, self.step, items())
         problems[:0] = [RowProblem(self.step, None, f, m) for f, m in option_problems]
         if problems:
+            problems = _collapse(problems)
             self.store.drop_plan(self.plan_id)
             raise ValidationError(problems)
         return count
@@ -229,7 +248,12 @@ class BatchExecutor:
     def _reconcile(self, job: dict[str, Any]) -> JobRef | None:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
-            ref = self.provider.find_job(job["tag"], self.options)
+            try:
+                ref = self.provider.find_job(job["tag"], self.options)
+            except Exception:
+                if not self.resubmit_unconfirmed:
+                    raise
+                ref = None  # the user chose to resubmit what cannot be confirmed
             if ref is not None:
                 self.store.confirm_job(job["id"], ref)
                 polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted run; not submitting again")
@@ -298,6 +322,10 @@ class BatchExecutor:
         )
         try:
             ref = self.provider.submit(chunk, self.options)
+        except SubmissionRejected as exc:
+            polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
+            self.store.reject_intent(job_id, str(exc), self.max_attempts, self.max_unfinished)
+            return
         except Exception as exc:
             raise ProviderError(
                 f"step {self.step!r}: submitting a {self.provider.name} job of {len(keys)} requests "

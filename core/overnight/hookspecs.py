@@ -108,9 +108,12 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 
     The core commits an intent (the tag and the chunk's membership) *before* calling
     this and the returned id right after. If this raises, the core cannot know whether
-    the job was created: it will call ``find_job`` on the next run (or stop and ask
+    the job was created: it will call ``find_job`` on the next pass (or stop and ask
     the user when the provider cannot find by tag), so raise only after cleaning up
-    what you can (e.g. an uploaded file).
+    what you can (e.g. an uploaded file). When the provider certainly created nothing
+    (a definitive 4xx refusal of the create call), raise
+    :class:`~overnight.SubmissionRejected` instead: the core counts a failed attempt
+    for each request and moves on.
     """
 
 

@@ -345,7 +345,7 @@ class Store:
     def open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
         """Jobs holding requests of this plan that are not yet fully collected."""
         rows = self._query(
-            "SELECT * FROM jobs WHERE fetched = 0 AND state != 'abandoned' AND id IN ("
+            "SELECT * FROM jobs WHERE fetched = 0 AND id IN ("
             f"SELECT DISTINCT r.job_id FROM plan_items p JOIN requests r ON r.key = p.key "
             f"WHERE p.plan_id = ? AND r.state = '{QUEUED}') ORDER BY id",
             (plan_id,),
@@ -431,8 +431,15 @@ class Store:
                              max_attempts, max_unfinished)
             db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
+    def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None:
+        """The provider refused to create the job: one failed attempt for each request."""
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET state = 'rejected', message = ?, updated_at = ? WHERE id = ?",
+                       (reason, time.time(), job_id))
+        self.close_job(job_id, max_attempts, max_unfinished, failure=reason)
+
     def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
-        where = "WHERE fetched = 0 AND state != 'abandoned'" if active_only else ""
+        where = "WHERE fetched = 0" if active_only else ""
         rows = self._query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (limit,))
         return [self._job_dict(r) for r in rows]
 

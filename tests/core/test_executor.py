@@ -247,3 +247,39 @@ def test_secret_never_reaches_the_store(fake, overnight_home):
             assert b"sk-super-secret-123456" not in path.read_bytes()
             assert b"fk-test-secret-0000" not in path.read_bytes()
     assert "sk-super" not in repr(llm)
+
+
+def test_refused_create_counts_attempts_then_reports_error_rows(fake):
+    fake.set_faults(reject=99)
+    results = generate(PROMPTS[:3])  # nothing can be created: three attempts, then error rows
+    assert fake.jobs() == []
+    assert all(not r.result.ok and "model not available" in r.result.error for r in results)
+
+
+def test_refused_create_once_is_retried_in_the_same_run(fake):
+    fake.set_faults(reject=1)
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS[:3])
+    assert len(fake.jobs()) == 1
+    fake.advance()
+    assert all(r.result.ok for r in generate(PROMPTS[:3]))
+
+
+def test_find_that_cannot_tell_stops_unless_the_user_chooses(fake):
+    fake.set_faults(crash_after_create=True)
+    with pytest.raises(Exception, match="connection reset"):
+        generate(PROMPTS)
+    fake.set_faults(find_fails=True)
+    with pytest.raises(ConnectionError):
+        generate(PROMPTS)
+    assert len(fake.jobs()) == 1
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS, resubmit_unconfirmed=True)
+    assert len(fake.jobs()) == 2
+
+
+def test_the_same_problem_on_every_row_is_listed_once(fake):
+    with pytest.raises(ValidationError) as exc:
+        generate(PROMPTS, llm=LLM("fake/m", generation_kwargs={"stop": ["a", "b", "c"]}))
+    assert len(exc.value.problems) == 1
+    assert "(rows 0, 1, 2, 3, 4, ...: 25 rows)" in str(exc.value)
