@@ -409,12 +409,21 @@ def test_create_errors_are_retried_without_duplicates(sb, openai_plugin):
 
 
 def test_a_rejected_create_deletes_the_uploaded_file(sb, openai_plugin):
-    sb.set_faults(http_status=400, http_method="POST", http_path="/batches$", times=1)
+    sb.set_faults(http_status=400, http_method="POST", http_path="/batches$", times=3)
     before = {f.id for f in sdk(sb).files.list()}
-    with pytest.raises(ProviderError, match="BadRequestError"):
-        generate(make_llm(sb), plan(PROMPTS[:5]))
-    assert counters(sb)["files"] == 1 and counters(sb)["jobs"] == 0
-    assert {f.id for f in sdk(sb).files.list()} == before  # the uploaded input file is gone
+    results = generate(make_llm(sb), plan(PROMPTS[:5]))  # refused on each of the 3 attempts
+    assert all(not r.result.ok and "refused to create the batch" in r.result.error for r in results)
+    assert counters(sb)["files"] == 3 and counters(sb)["jobs"] == 0
+    assert {f.id for f in sdk(sb).files.list()} == before  # every uploaded input file is gone
+
+
+def test_a_create_refused_once_is_retried_at_once(sb, openai_plugin):
+    sb.set_faults(http_status=400, http_method="POST", http_path="/batches$", times=1)
+    llm = make_llm(sb)
+    pending(llm, plan(PROMPTS[:5]))
+    assert counters(sb)["files"] == 2 and counters(sb)["jobs"] == 1
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(llm, plan(PROMPTS[:5]))] == [reply(p) for p in PROMPTS[:5]]
 
 
 def test_find_job_returns_none_for_an_unknown_tag(sb, openai_plugin):

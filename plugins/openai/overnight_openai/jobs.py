@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import openai
 
-from overnight import jsonl
+from overnight import SubmissionRejected, jsonl
 from overnight.errors import ProviderError
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, Result
@@ -85,8 +85,15 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
                 time.sleep(_delay(exc, attempt))
                 continue
             _delete_quietly(client, file_id)
+            if _status(exc) in REFUSED:
+                raise SubmissionRejected(f"OpenAI refused to create the batch: {exc}") from exc
             raise
     raise AssertionError("unreachable")  # pragma: no cover
+
+
+#: Statuses that certainly created no batch and are about the request itself (not the
+#: key, the account or the network): the core counts them as failed attempts.
+REFUSED = frozenset({400, 413, 422})
 
 
 def _status(exc: openai.APIError) -> int | None:
