@@ -626,14 +626,14 @@ def test_find_job_cannot_tell_while_another_batch_runs(sb, plugin):
     assert plugin.find_job("anthropic", "ovn-never-submitted", options) is None
 
 
-def test_refused_create_is_recovered_on_the_next_run(sb, plugin):
+def test_refused_create_is_retried_at_once_without_a_lookup(sb, plugin):
     sb.set_faults(provider="anthropic", fail_validation=True, times=1)
     llm = llm_for(sb)
-    with pytest.raises(ProviderError, match="BadRequestError"):
-        generate(llm)
     with pytest.raises(OfflineBatchGenerationNotFinished):
-        generate(llm)
+        generate(llm)  # refused, counted as an attempt, created on the second try
     assert counters(sb)["jobs"] == 1
+    assert counters(sb)["http"]["POST /v1/messages/batches"] == 2
+    assert "GET /v1/messages/batches" not in counters(sb)["http"]  # no find_job needed
     sb.advance(LATER)
     assert all(r.result.ok for r in generate(llm))
 

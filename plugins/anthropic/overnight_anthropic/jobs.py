@@ -11,7 +11,7 @@ from typing import Any, Iterator, Mapping
 
 import anthropic
 
-from overnight import Chunk, JobRef, JobStatus, ProviderError, Result
+from overnight import Chunk, JobRef, JobStatus, ProviderError, Result, SubmissionRejected
 from overnight.jsonl import parse
 
 from overnight_anthropic import translate, wire_ids
@@ -23,9 +23,19 @@ REF_DATA = {"ids": "tagged-v1"}
 LIST_PAGE = 100
 
 
+#: Statuses that certainly created no batch and are about the request itself (not the
+#: key, the account or the network): the core counts them as failed attempts.
+REFUSED = frozenset({400, 413, 422})
+
+
 def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     requests = [_tagged(line, chunk.tag) for line in chunk.lines()]  # the SDK needs a list
-    batch = client(options).messages.batches.create(requests=requests)
+    try:
+        batch = client(options).messages.batches.create(requests=requests)
+    except anthropic.APIStatusError as exc:
+        if exc.status_code in REFUSED:  # certainly not created, and about the requests
+            raise SubmissionRejected(f"Anthropic refused to create the batch: {exc}") from exc
+        raise
     return JobRef(provider=provider, remote_id=batch.id, tag=chunk.tag, data=dict(REF_DATA))
 
 
