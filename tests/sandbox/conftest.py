@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
-from typing import Any, Iterator
+from typing import Iterator
 
 import anthropic
 import openai
@@ -11,6 +12,10 @@ import pytest
 from mistralai.client import Mistral
 
 from overnight.sandbox import Sandbox
+
+# The test modules import ``sandbox_helpers`` from this directory, whatever the import mode.
+if str(Path(__file__).parent) not in sys.path:
+    sys.path.insert(0, str(Path(__file__).parent))
 
 
 @pytest.fixture

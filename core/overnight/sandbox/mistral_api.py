@@ -360,6 +360,12 @@ def routes(engine: Engine) -> list[Route]:
         model, agent_id, statuses = call.q("model"), call.q("agent_id"), call.q_all("status")
         created_after = _parse_time(call.q("created_after"))
         metadata_filter = [(k, v) for k, v in call.query if k not in _KNOWN_LIST_PARAMS]
+        raw_metadata = call.q("metadata")  # tolerate a JSON-encoded ``metadata`` parameter too
+        if raw_metadata:
+            try:
+                metadata_filter += [(str(k), str(v)) for k, v in dict(json.loads(raw_metadata)).items()]
+            except (ValueError, TypeError):
+                raise ApiError(422, "metadata: expected a JSON object", param="metadata") from None
         views = []
         for state in states:
             view = job_view(engine, state)

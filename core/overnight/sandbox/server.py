@@ -75,11 +75,15 @@ def build_app(engine: Engine) -> Starlette:
     ])
 
 
-def make_config(*, durations: Durations | None = None,
+def make_config(*, durations: Durations | Mapping[str, float] | None = None,
                 limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
                 results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
                 forward_model: str | None = None) -> SandboxConfig:
-    return SandboxConfig(durations=durations or Durations(), limits=resolve_limits(limits),
+    if durations is None:
+        durations = Durations()
+    elif not isinstance(durations, Durations):
+        durations = Durations(**dict(durations))
+    return SandboxConfig(durations=durations, limits=resolve_limits(limits),
                          results_url=results_url, forward_url=forward_url, forward_model=forward_model)
 
 
@@ -95,7 +99,7 @@ class Sandbox(Controller):
     """
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
-                 speed: float | None = None, *, durations: Durations | None = None,
+                 speed: float | None = None, *, durations: Durations | Mapping[str, float] | None = None,
                  limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
                  results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
                  forward_model: str | None = None, log_level: str = "warning") -> None:
@@ -183,7 +187,7 @@ def default_state_dir() -> Path:
 
 
 def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLike[str] | None = None,
-          speed: float | None = 1.0, *, durations: Durations | None = None,
+          speed: float | None = 1.0, *, durations: Durations | Mapping[str, float] | None = None,
           limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
           results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
           forward_model: str | None = None, log_level: str = "info") -> None:
