@@ -3,19 +3,38 @@
 
 from __future__ import annotations
 
+import json
+import os
+import subprocess
+import sys
+import textwrap
+
 import pytest
 
 import overnight_mistral
 from overnight import (
+    LLM,
     ChatRequest,
     ConfigurationError,
     GenerationParams,
     InvalidRequest,
+    JobRef,
     JobState,
+    Limits,
+    LoadDataFromDicts,
     Message,
     MissingCredentials,
+    OfflineBatchGenerationNotFinished,
+    Pipeline,
+    PipelineNotFinished,
+    ProviderError,
     ResultStatus,
+    TextGeneration,
+    ValidationError,
 )
+from overnight.executor import PlannedRequest
+from overnight.store import Store
+from overnight_mistral import MistralPlugin
 from overnight_mistral import options as opts
 from overnight_mistral import translate
 
@@ -214,27 +233,6 @@ def test_retry_budget_allows_exactly_that_many_backoffs(retries):
 
 
 # === through the official SDK, against the sandbox ==========================================
-
-import json  # noqa: E402
-import os  # noqa: E402
-import subprocess  # noqa: E402
-import sys  # noqa: E402
-import textwrap  # noqa: E402
-
-from overnight import (  # noqa: E402
-    LLM,
-    JobRef,
-    Limits,
-    LoadDataFromDicts,
-    OfflineBatchGenerationNotFinished,
-    Pipeline,
-    PipelineNotFinished,
-    ProviderError,
-    TextGeneration,
-)
-from overnight.executor import PlannedRequest  # noqa: E402
-from overnight.store import Store  # noqa: E402
-from overnight_mistral import MistralPlugin  # noqa: E402
 
 sandbox = pytest.importorskip("overnight.sandbox")
 Sandbox, expected_reply = sandbox.Sandbox, sandbox.expected_reply
@@ -552,8 +550,6 @@ def test_system_prompt_multi_turn_samples_and_sampling_options_are_sent(sb, mist
 
 
 def test_unexpressible_request_is_refused_before_anything_is_sent(sb, mistral):
-    from overnight import ValidationError
-
     plan = [PlannedRequest(0, 0, ChatRequest("", "m", [Message("user", "q"), Message("assistant", "prefill")]))]
     with pytest.raises(ValidationError, match="field 'messages'"):
         generate(llm(sb), plan)
@@ -650,3 +646,13 @@ def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, m
     assert ref.remote_id == made[0].id
     assert client.batch.jobs.get(job_id=made[1].id).status == "CANCELLATION_REQUESTED"
     assert client.batch.jobs.get(job_id=made[0].id).status == "QUEUED"
+
+
+@pytest.mark.parametrize(("status", "deleted"), [(422, 1), (500, 0)])
+def test_input_file_is_deleted_only_when_the_create_was_certainly_refused(sb, mistral, status, deleted):
+    sb.set_faults(provider="mistral", http_status=status, http_method="POST", http_path="/v1/batch/jobs$", times=1)
+    with pytest.raises(ProviderError):
+        generate(llm(sb, inline_threshold=0, max_retries=0), planned(PROMPTS[:2]))
+    # A 500 may hide a created job that still needs its input; a 4xx created nothing.
+    assert counts(sb)["http"].get("DELETE /v1/files/{file_id}", 0) == deleted
+    assert counts(sb)["jobs"] == 0

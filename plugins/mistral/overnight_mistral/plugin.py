@@ -44,8 +44,17 @@ LIMITS = Limits(max_requests=100_000, max_bytes=512 * MB, completion_window=24 *
 _CREATE_RETRY_CODES = ["429"]
 
 
-def _sdk_status(exc: BaseException) -> int | None:
-    return getattr(exc, "status_code", None) if type(exc).__name__ == "SDKError" else None
+def _http_status(exc: BaseException) -> int | None:
+    """The HTTP status of an SDK error answered by the server (None for network errors)."""
+    from mistralai.client.errors import MistralError
+
+    return exc.status_code if isinstance(exc, MistralError) else None
+
+
+def _rejected(exc: BaseException) -> bool:
+    """The server refused the call (4xx): it certainly did nothing."""
+    status = _http_status(exc)
+    return status is not None and 400 <= status < 500
 
 
 class MistralPlugin:
@@ -105,8 +114,7 @@ class MistralPlugin:
         except Exception as exc:
             # Only a 4xx certainly created nothing; after a 5xx or a lost connection the
             # job may exist and need its input, so the file is left for it.
-            status = _sdk_status(exc)
-            if status is not None and 400 <= status < 500:
+            if _rejected(exc):
                 self._delete_file(client, uploaded.id)
             raise
         return self._ref(job, chunk.tag, input_file=uploaded.id)
@@ -190,7 +198,7 @@ class MistralPlugin:
             client.batch.jobs.cancel(job_id=job.remote_id)
         except Exception as exc:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
-            if _sdk_status(exc) is None or not 400 <= _sdk_status(exc) < 500:
+            if not _rejected(exc):
                 raise
             if not translate.job_state(client.batch.jobs.get(job_id=job.remote_id).status).terminal:
                 raise
