@@ -656,3 +656,18 @@ def test_input_file_is_deleted_only_when_the_create_was_certainly_refused(sb, mi
     # A 500 may hide a created job that still needs its input; a 4xx created nothing.
     assert counts(sb)["http"].get("DELETE /v1/files/{file_id}", 0) == deleted
     assert counts(sb)["jobs"] == 0
+
+
+def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, mistral):
+    model, plan = llm(sb), planned(PROMPTS[:3])
+    (remote_id,) = pending(model, plan).jobs_ids
+    options = {"api_key": KEY, "base_url": sb.mistral_base_url}
+    ref = JobRef("mistral", remote_id, "t", {"inline": True})
+    mistral.cancel("mistral", ref, options)  # still QUEUED
+    sb.advance(DONE)
+    assert mistral.check("mistral", ref, options).state is JobState.CANCELLED
+    assert list(mistral.fetch("mistral", ref, options)) == []  # no files, no inline outputs
+    pending(model, plan)
+    assert job_sizes(sb) == [3, 3]
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:3]]
