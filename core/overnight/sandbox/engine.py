@@ -369,10 +369,6 @@ class Engine:
             self.store.mark_deleted("jobs", job_id)
             shutil.rmtree(self.store.root / "jobs" / job_id, ignore_errors=True)
 
-    def update_job(self, doc: Mapping[str, Any]) -> None:
-        with self._lock:
-            self.store.update("jobs", doc["id"], dict(doc))
-
     def _refresh(self, doc: dict[str, Any]) -> JobState:
         snap = snapshot(Schedule.from_dict(doc["schedule"]), self.now())
         if snap.terminal and doc["result"] is None:

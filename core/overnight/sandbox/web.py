@@ -201,8 +201,12 @@ def fault_error(fault: Fault) -> ApiError:
     if fault.retry_after is not None:
         headers["retry-after"] = str(max(0, math.ceil(fault.retry_after)))
         headers["retry-after-ms"] = str(max(0, int(fault.retry_after * 1000)))
-    message = ("Rate limit exceeded (sandbox fault injection)." if status == 429
-               else "The server had an error while processing your request (sandbox fault injection).")
+    if status == 429:
+        message = "Rate limit exceeded (sandbox fault injection)."
+    elif status >= 500:
+        message = "The server had an error while processing your request (sandbox fault injection)."
+    else:
+        message = "The request was rejected (sandbox fault injection)."
     return ApiError(status, message, headers=headers,
                     code="rate_limit_exceeded" if status == 429 else None)
 
