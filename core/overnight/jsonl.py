@@ -10,6 +10,8 @@ import json
 import tempfile
 from typing import IO, Any, Iterable, Iterator
 
+from overnight.errors import ProviderError
+
 #: Spooled files stay in memory up to this size, then move to a temporary file.
 SPOOL_MEMORY = 8 * 1024 * 1024
 
@@ -24,14 +26,20 @@ def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
     return out
 
 
-def parse(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
+def parse(
+    chunks: Iterable[bytes], *, expected_bytes: int | None = None, source: str = "the result stream"
+) -> Iterator[dict[str, Any]]:
     """Parse a JSONL byte stream given in arbitrary pieces; blank lines are skipped.
 
-    A final line cut short (a truncated download) raises ``ValueError`` instead of
-    being silently dropped or half-read.
+    A stream cut short raises :class:`~overnight.ProviderError` instead of being silently
+    half-read: a final line cut mid-way always, and a stream cut between two lines when
+    ``expected_bytes`` (the file size the provider reported) is given. The lines parsed
+    before that are yielded, so the caller keeps them.
     """
     buffer = b""
+    received = 0
     for piece in chunks:
+        received += len(piece)
         buffer += piece
         *complete, buffer = buffer.split(b"\n")
         for raw in complete:
@@ -40,5 +48,10 @@ def parse(chunks: Iterable[bytes]) -> Iterator[dict[str, Any]]:
     if buffer.strip():
         try:
             yield json.loads(buffer)
-        except json.JSONDecodeError as exc:
-            raise ValueError(f"the result stream ended in the middle of a line ({exc})") from None
+        except json.JSONDecodeError:
+            raise ProviderError(f"{source} ended in the middle of a line; run again to fetch it again") from None
+    if expected_bytes and received != expected_bytes:
+        raise ProviderError(
+            f"{source} stopped after {received:,} of {expected_bytes:,} bytes; the results read so far "
+            "are kept. Run again to fetch the rest."
+        )

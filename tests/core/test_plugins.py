@@ -97,3 +97,16 @@ def test_a_broken_installed_plugin_is_reported_and_skipped(tmp_path, monkeypatch
     assert "needs libfoo" in failures["broken"].error and failures["broken"].package == "broken-dist"
     assert "working" in registry.provider_names
     sys.modules.pop("working_plugin_mod", None)
+
+
+def test_jsonl_parse_refuses_a_stream_cut_between_or_inside_lines():
+    from overnight.jsonl import parse
+
+    whole = b'{"a":1}\n{"b":2}\n'
+    assert list(parse([whole[:5], whole[5:]], expected_bytes=len(whole))) == [{"a": 1}, {"b": 2}]
+    got = []
+    with pytest.raises(ProviderError, match="stopped after 8 of 16 bytes"):
+        got.extend(parse([whole[:8]], expected_bytes=len(whole)))
+    assert got == [{"a": 1}]  # what was read is kept
+    with pytest.raises(ProviderError, match="middle of a line"):
+        list(parse([whole[:12]]))

@@ -614,7 +614,7 @@ def test_a_download_cut_short_is_fetched_again_on_the_next_run(sb, mistral):
     sb.set_faults(provider="mistral", download_truncate=0.5, download_truncate_mode="short", times=1)
     # Cut at a line boundary, the body parses cleanly: the missing rows must not look
     # unfinished (they would be paid for again), so the fetch fails and is retried later.
-    with pytest.raises(ValueError, match="ended early"):
+    with pytest.raises(ProviderError, match="stopped after"):
         generate(model, plan)
     assert counts(sb)["jobs"] == 1
     assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]

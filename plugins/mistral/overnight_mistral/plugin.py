@@ -172,24 +172,12 @@ class MistralPlugin:
         # A body cut at a line boundary parses cleanly: only the size tells it is short,
         # and then the missing rows would look unfinished and be paid for again.
         expected = client.files.retrieve(file_id=file_id).size_bytes
-        received = 0
-
-        def counted(pieces: Iterator[bytes]) -> Iterator[bytes]:
-            nonlocal received
-            for piece in pieces:
-                received += len(piece)
-                yield piece
-
         response = client.files.download(file_id=file_id)
         try:
-            yield from jsonl.parse(counted(response.iter_bytes()))
+            source = f"the download of Mistral result file {file_id}"
+            yield from jsonl.parse(response.iter_bytes(), expected_bytes=expected, source=source)
         finally:
             response.close()
-        if received < expected:
-            raise ValueError(
-                f"the download of Mistral result file {file_id} ended early ({received:,} of "
-                f"{expected:,} bytes); run again to fetch it again."
-            )
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:

@@ -14,7 +14,6 @@ from typing import Any, Iterator, Mapping
 import openai
 
 from overnight import SubmissionRejected, jsonl
-from overnight.errors import ProviderError
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, Result
 
@@ -151,24 +150,12 @@ def fetch(client: openai.OpenAI, job: JobRef) -> Iterator[Result]:
 
 
 def _stream(client: openai.OpenAI, file_id: str) -> Iterator[Result]:
+    # The size lets a download cut between two lines be told from a complete one.
     expected = client.files.retrieve(file_id).bytes
-    received = 0
-
-    def pieces(response: Any) -> Iterator[bytes]:
-        nonlocal received
-        for piece in response.iter_bytes():
-            received += len(piece)
-            yield piece
-
     with client.files.with_streaming_response.content(file_id) as response:
-        for line in jsonl.parse(pieces(response)):
+        source = f"the download of OpenAI file {file_id}"
+        for line in jsonl.parse(response.iter_bytes(), expected_bytes=expected, source=source):
             yield result_from_line(line)
-    if expected and received != expected:
-        # A download cut at a line boundary parses cleanly: only the size tells.
-        raise ProviderError(
-            f"the download of OpenAI file {file_id} stopped after {received:,} of {expected:,} bytes; "
-            "the results read so far are kept. Run again to fetch the rest."
-        )
 
 
 def cancel(client: openai.OpenAI, job: JobRef) -> None:
