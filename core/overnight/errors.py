@@ -164,9 +164,11 @@ class OfflineBatchGenerationNotFinished(NotFinished):
         counts = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
         who = f"step {self.step!r}: " if self.step else ""
         head = "polling stopped by the user; " if self.interrupted else ""
+        ids = ", ".join(self.jobs_ids[:3]) + (", ..." if len(self.jobs_ids) > 3 else "")
         return (
             f"{head}{who}{len(self.jobs_ids)} {self.provider} batch job(s) still running"
             + (f" ({counts})" if counts else "")
+            + (f" [{ids}]" if ids else "")
             + ". State is saved; run the pipeline again later to collect the results."
         )
 
