@@ -249,7 +249,8 @@ class BatchExecutor:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
             try:
-                ref = self.provider.find_job(job["tag"], self.options)
+                with self._provider_errors(f"looking up the {self.provider.name} job tagged {job['tag']}"):
+                    ref = self.provider.find_job(job["tag"], self.options)
             except Exception:
                 if not self.resubmit_unconfirmed:
                     raise
@@ -267,7 +268,8 @@ class BatchExecutor:
 
     def _check(self, job: dict[str, Any]) -> None:
         ref = job["ref"]
-        status = self.provider.check(ref, self.options)
+        with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
+            status = self.provider.check(ref, self.options)
         self.store.update_job(job["id"], status)
         if not status.state.terminal:
             return
@@ -277,7 +279,7 @@ class BatchExecutor:
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
-        for result in self.provider.fetch(ref, self.options):
+        for result in self._fetched(ref):
             batch.append(result)
             if len(batch) >= size:
                 self._record(job["id"], batch)
@@ -285,6 +287,31 @@ class BatchExecutor:
                 fault_point("mid_fetch")
         self._record(job["id"], batch)
         self.store.close_job(job["id"], self.max_attempts, self.max_unfinished)
+
+    def _fetched(self, ref: JobRef) -> Iterator[Result]:
+        """The job's results; a provider failure part-way is a ProviderError (what came is kept)."""
+        results = iter(self.provider.fetch(ref, self.options))
+        while True:
+            with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
+                result = next(results, None)
+            if result is None:
+                return
+            yield result
+
+    @contextlib.contextmanager
+    def _provider_errors(self, action: str) -> Iterator[None]:
+        """A provider call that fails (outage, 5xx after the SDK's retries, a cut download)
+        is a :class:`ProviderError` saying what failed and that a later run carries on,
+        like a failed submit, rather than a traceback."""
+        try:
+            yield
+        except OvernightError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). Nothing was "
+                "submitted again and every result received so far is saved; run again to carry on."
+            ) from exc
 
     def _record(self, job_id: int, results: list[Result]) -> None:
         self.store.record_results(job_id, results, self.max_attempts, self.max_unfinished)

@@ -9,6 +9,7 @@ from overnight import (
     ChatRequest,
     Message,
     OfflineBatchGenerationNotFinished,
+    ProviderError,
     ProviderNotFound,
     UnconfirmedSubmission,
     ValidationError,
@@ -270,8 +271,9 @@ def test_find_that_cannot_tell_stops_unless_the_user_chooses(fake):
     with pytest.raises(Exception, match="connection reset"):
         generate(PROMPTS)
     fake.set_faults(find_fails=True)
-    with pytest.raises(ConnectionError):
+    with pytest.raises(ProviderError, match="looking up the fake job tagged") as exc:
         generate(PROMPTS)
+    assert isinstance(exc.value.__cause__, ConnectionError)
     assert len(fake.jobs()) == 1
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(PROMPTS, resubmit_unconfirmed=True)
