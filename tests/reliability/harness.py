@@ -148,6 +148,8 @@ class ForkRunner(Runner):
         return answer
 
     def start(self, argv, env, cwd, stdout, stderr, label=""):
+        stdout.touch()
+        stderr.touch()
         answer = self._ask({"op": "start", "argv": list(argv), "env": dict(env), "cwd": str(cwd),
                             "stdout": str(stdout), "stderr": str(stderr)})
         return Handle(self, answer["pid"], stdout, stderr, label)
@@ -232,6 +234,7 @@ class Lane:
         self.max_bytes = max_bytes
         self.extra_env = dict(extra_env or {})
         self.history: list[RunResult] = []
+        self._started = 0
 
     # -- running ---------------------------------------------------------------------------
 
@@ -269,7 +272,8 @@ class Lane:
 
     def start(self, *, runner: str | None = None, fault: str | None = None, block: float | None = None,
               **extra: str) -> Handle:
-        number = len(self.history) + 1 + sum(1 for p in self.root.glob("run-*.stdout"))
+        self._started += 1
+        number = self._started
         label = f"{self.provider}#{number}" + (f" (fault {fault})" if fault else "")
         chosen = self.runners[runner] if runner else self.runners["default"]
         return chosen.start(["run", str(SCRIPT)], self.env(fault=fault, block=block, **extra), self.root,
@@ -376,11 +380,13 @@ class Lane:
         assert self.query("PRAGMA integrity_check") == [("ok",)]
         # Every job a run recorded is known to the provider, once; none is left unconfirmed.
         remote = {j["id"] for j in self.remote_jobs()}
-        local = self.query("SELECT remote_id, state FROM jobs WHERE state != 'abandoned'")
+        local = self.query("SELECT remote_id, state FROM jobs")
         ids = [r for r, _ in local if r]
         assert len(ids) == len(set(ids)), "a remote job recorded twice"
         assert set(ids) <= remote, "the store records a job the provider does not have"
-        assert all(r is not None for r, _ in local), f"unconfirmed intents left: {local}"
+        assert all(state != "intent" for _, state in local), f"unconfirmed intents left: {local}"
+        # No request is left waiting in a job: each one has its result (or its final error).
+        assert set(self.request_states()) <= {"done", "failed"}, self.request_states()
 
     def request_states(self) -> dict[str, int]:
         return dict(self.query("SELECT state, COUNT(*) FROM requests GROUP BY state"))

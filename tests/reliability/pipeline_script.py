@@ -12,7 +12,8 @@ Everything comes from the environment, as an operator's cron job would set it:
   (seconds to poll), ``REL_MAX_REQUESTS`` / ``REL_MAX_BYTES`` (lower per-job limits),
   ``REL_MAX_ATTEMPTS``, ``REL_NO_LOOKUP=1`` (the plugin declares it cannot find jobs
   by tag, like a provider whose API keeps no metadata), ``REL_RESUBMIT_UNCONFIRMED=1``
-  (``run(resubmit_unconfirmed=True)``, the explicit way past an unconfirmed submission).
+  (``run(resubmit_unconfirmed=True)``, the explicit way past an unconfirmed submission),
+  ``REL_PIPELINE`` (the pipeline's name).
 
 Only the plugin of the provider under test is registered (not every installed one), so
 a run imports one SDK and stays short. An unknown provider name goes through the
@@ -113,7 +114,7 @@ llm = LLM(
     **env_json("REL_CLIENT_OPTIONS", {}),
 )
 
-with Pipeline(name="reliability") as pipeline:
+with Pipeline(name=os.environ.get("REL_PIPELINE", "reliability")) as pipeline:
     load = LoadDataFromJSONL(path=os.environ["REL_INPUT"])
     generate = TextGeneration(llm=llm, **env_json("REL_TASK", {}))
     load >> generate
