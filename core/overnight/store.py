@@ -129,15 +129,25 @@ class Store:
             raise self._unusable(exc) from None
         try:
             yield db
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        else:
             db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                # Found while reading or writing a page (e.g. "database disk image is malformed").
+                raise self._unusable(exc) from None
+            raise
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
             return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
+        """Rows of a query, streamed; a file that fails part-way is a StoreError too."""
+        try:
+            yield from self._db.execute(sql, params)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
 
@@ -272,17 +282,16 @@ class Store:
 
     def pending_lines(self, plan_id: str) -> Iterator[sqlite3.Row]:
         """The plan's requests still to submit, in plan order, each once (key, model, bytes)."""
-        cursor = self._db.execute(
+        yield from self._stream(
             "SELECT r.key, r.model, r.bytes, MIN(p.position) AS pos FROM plan_items p "
             f"JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND r.state = '{NEW}' "
             "GROUP BY r.key ORDER BY pos",
             (plan_id,),
         )
-        yield from cursor
 
     def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]:
         """``(row, sample, state, result JSON)`` in plan order, streamed."""
-        cursor = self._db.execute(
+        cursor = self._stream(
             "SELECT p.row, p.sample, r.state, r.result FROM plan_items p JOIN requests r ON r.key = p.key "
             "WHERE p.plan_id = ? ORDER BY p.position",
             (plan_id,),
@@ -314,7 +323,7 @@ class Store:
 
     def job_lines(self, job_id: int) -> Iterator[str]:
         """The provider lines of a job's requests, streamed in a stable order."""
-        cursor = self._db.execute(
+        cursor = self._stream(
             "SELECT r.line FROM job_requests j JOIN requests r ON r.key = j.key WHERE j.job_id = ? "
             "ORDER BY j.key",
             (job_id,),

@@ -37,3 +37,39 @@ def test_a_provider_failure_after_submission_is_a_clear_error_not_a_traceback(ma
     lane.run_until_done()
     lane.assert_complete()
     assert len(lane.remote_jobs()) == 1 and lane.paid_requests() == ROWS
+
+
+#: Tables and indexes of the store (by name in sqlite_master) that a resumed run reads or writes.
+STORE_OBJECTS = ["meta", "runs", "requests", "requests_job", "jobs", "job_requests"]
+
+
+@pytest.mark.parametrize("name", STORE_OBJECTS)
+def test_a_corrupt_page_anywhere_in_the_store_is_a_clear_error_and_nothing_is_resubmitted(make_lane, name):
+    """A page of the store damaged on disk used to surface, for some tables and indexes
+    (runs, requests_job), as a raw sqlite3.DatabaseError with a traceback: only the
+    store's BEGIN and one-shot queries were wrapped, not the statements inside a
+    transaction nor streamed queries. Now every one is a StoreError saying what to do.
+    (A page the run never reads may go unnoticed: then the run must simply finish right.)"""
+    import sqlite3
+
+    lane = make_lane("openai")
+    lane.run(expect=75)
+    lane.advance()
+    backup = lane.store_path.read_bytes()
+    db = sqlite3.connect(lane.store_path)
+    (page_size,) = db.execute("PRAGMA page_size").fetchone()
+    (root,) = db.execute("SELECT rootpage FROM sqlite_master WHERE name = ?", (name,)).fetchone()
+    db.close()
+    data = bytearray(backup)
+    data[(root - 1) * page_size:root * page_size] = b"\xa5" * page_size
+    lane.store_path.write_bytes(bytes(data))
+
+    result = lane.run()
+    if result.status == 0:
+        lane.assert_complete()
+    else:
+        result.assert_clear_error("cannot be used", "database disk image is malformed")
+        lane.store_path.write_bytes(backup)
+        lane.run(expect=0)
+        lane.assert_complete()
+    assert len(lane.remote_jobs()) == 1 and lane.paid_requests() == ROWS
