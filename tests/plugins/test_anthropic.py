@@ -317,7 +317,8 @@ def small_plugin(registry_cls_limits):
 
 def llm_for(sb, **kwargs):
     kwargs.setdefault("api_key", KEY)
-    return LLM(f"anthropic/{MODEL}", base_url=sb.anthropic_base_url, max_retries=0, **kwargs)
+    kwargs.setdefault("max_retries", 0)
+    return LLM(f"anthropic/{MODEL}", base_url=sb.anthropic_base_url, **kwargs)
 
 
 def chat(prompt, system=None, history=()):
@@ -683,3 +684,19 @@ def test_relative_results_url_is_joined_to_the_base_url(tmp_path, plugin):
         relative.advance(LATER)
         assert [r.result.text for r in generate(llm)] == [reply(p) for p in PROMPTS]
         anthropic_client.clear_cache()
+
+
+def test_create_is_not_retried_blindly_after_a_server_error(sb, plugin):
+    # The batch may exist although the call failed: no second create in the same run.
+    sb.set_faults(provider="anthropic", http_status=500, http_method="POST", http_path="/v1/messages/batches$", times=1)
+    with pytest.raises(ProviderError, match="InternalServerError"):
+        generate(llm_for(sb))
+    assert counters(sb)["http"]["POST /v1/messages/batches"] == 1
+
+
+def test_create_is_retried_after_a_rate_limit(sb, plugin):
+    sb.set_faults(provider="anthropic", http_status=429, retry_after=0, http_method="POST",
+                  http_path="/v1/messages/batches$", times=1)
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(llm_for(sb, max_retries=1))
+    assert counters(sb)["http"]["POST /v1/messages/batches"] == 2 and counters(sb)["jobs"] == 1

@@ -7,6 +7,7 @@ memory. The wire custom ids carry the job's tag (see :mod:`overnight_anthropic.w
 
 from __future__ import annotations
 
+import time
 from typing import Any, Iterator, Mapping
 
 import anthropic
@@ -30,13 +31,32 @@ REFUSED = frozenset({400, 413, 422})
 
 def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     requests = [_tagged(line, chunk.tag) for line in chunk.lines()]  # the SDK needs a list
-    try:
-        batch = client(options).messages.batches.create(requests=requests)
-    except anthropic.APIStatusError as exc:
-        if exc.status_code in REFUSED:  # certainly not created, and about the requests
-            raise SubmissionRejected(f"Anthropic refused to create the batch: {exc}") from exc
-        raise
+    sdk = client(options)
+    # The SDK would retry a timed-out or 5xx create blindly, and a batch created by the
+    # first attempt would be paid twice. Only a 429 (certainly not created) is retried
+    # here; any other failure is left to the core, which finds the batch by its tag.
+    once = sdk.with_options(max_retries=0)
+    for attempt in range(sdk.max_retries + 1):
+        try:
+            batch = once.messages.batches.create(requests=requests)
+            break
+        except anthropic.RateLimitError as exc:
+            if attempt == sdk.max_retries:
+                raise
+            time.sleep(_retry_after(exc, attempt))
+        except anthropic.APIStatusError as exc:
+            if exc.status_code in REFUSED:  # certainly not created, and about the requests
+                raise SubmissionRejected(f"Anthropic refused to create the batch: {exc}") from exc
+            raise
     return JobRef(provider=provider, remote_id=batch.id, tag=chunk.tag, data=dict(REF_DATA))
+
+
+def _retry_after(exc: anthropic.APIStatusError, attempt: int) -> float:
+    """The server's retry-after (bounded), else exponential backoff."""
+    try:
+        return min(float(exc.response.headers.get("retry-after", "")), 60.0)
+    except ValueError:
+        return min(0.5 * 2**attempt, 8.0)
 
 
 def _tagged(line: dict[str, Any], tag: str) -> dict[str, Any]:
