@@ -95,7 +95,12 @@ def _parser() -> argparse.ArgumentParser:
     jobs.add_argument("--json", action="store_true", help="print JSON")
     jobs.set_defaults(handler=cmd_jobs)
 
-    cancel = sub.add_parser("cancel", help="ask the provider to cancel a batch job")
+    cancel = sub.add_parser(
+        "cancel",
+        help="ask the provider to cancel a batch job",
+        description="Ask the provider to cancel a batch job. The plugin's credentials and base URL "
+        "come from the environment (e.g. OPENAI_API_KEY, OPENAI_BASE_URL), not from the script.",
+    )
     cancel.add_argument("job", help="the job's id, tag or remote id (see `overnight jobs`)")
     cancel.set_defaults(handler=cmd_cancel)
 
