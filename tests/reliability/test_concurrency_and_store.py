@@ -146,3 +146,17 @@ def test_a_corrupt_store_is_refused_clearly_and_nothing_resubmitted(make_lane, p
     lane.run(expect=0)
     lane.assert_complete()
     assert len(lane.remote_jobs()) == 1 and lane.paid_requests() == ROWS
+
+
+def test_a_store_locked_by_another_writer_is_a_clear_error_and_nothing_resubmitted(locked_store_runs, provider):
+    """Started at the beginning of the session (see conftest.py): by now SQLite's busy
+    timeout has passed (or the wait below lets it), the run must have stopped clearly."""
+    lane, handle, lock = locked_store_runs[provider]
+    locked = lane.wait(handle)
+    locked.assert_clear_error("cannot be used", "database is locked", "Nothing was submitted")
+    assert len(lane.remote_jobs()) == 1
+    lock.execute("ROLLBACK")  # the other writer is done
+    lane.advance()
+    lane.run(expect=0)
+    lane.assert_complete()
+    assert len(lane.remote_jobs()) == 1 and lane.paid_requests() == ROWS

@@ -130,3 +130,29 @@ def test_without_lookup_by_tag_an_unconfirmed_submission_stops_clearly(make_lane
     lane.run(expect=0)
     lane.assert_complete()
     assert len(lane.remote_jobs()) == 2  # the user chose to pay again for the unconfirmed chunk
+
+
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral"])
+@pytest.mark.parametrize("point", ["after_intent:3", "after_create:2"])
+def test_sigkill_between_the_jobs_of_a_plan_split_into_several(make_lane, provider, point):
+    """34 requests in jobs of 10: the kill comes at the 2nd or 3rd job, others exist."""
+    lane = make_lane(provider, max_requests=10)
+    assert lane.run(fault=point).killed
+    before = len(lane.remote_jobs())
+    assert before == int(point[-1]) - (1 if point.startswith("after_intent") else 0)
+    first = lane.run()
+    if provider == "anthropic":
+        # Earlier batches of the plan still run, so the plugin cannot tell yet whether the
+        # unconfirmed one exists: it stops, and nothing at all is submitted meanwhile.
+        first.assert_clear_error("cannot tell yet")
+        assert len(lane.remote_jobs()) == before
+        lane.advance()
+        first = lane.run()
+    assert first.status == 75, first.describe()
+    assert len(lane.remote_jobs()) == 4
+    lane.advance()
+    lane.run(expect=0)
+    lane.assert_complete()
+    assert sorted(j["total"] for j in lane.remote_jobs()) == [4, 10, 10, 10]
+    assert lane.paid_requests() == ROWS
+    lane.assert_store_ok()
