@@ -279,6 +279,16 @@ class Lane:
         return chosen.start(["run", str(SCRIPT)], self.env(fault=fault, block=block, **extra), self.root,
                             self.root / f"run-{number}.stdout", self.root / f"run-{number}.stderr", label)
 
+    def cli(self, *argv: str, runner: str | None = None, **extra: str) -> RunResult:
+        """Another ``overnight`` command (status, jobs, ...) in this lane's environment."""
+        self._started += 1
+        number = self._started
+        chosen = self.runners[runner] if runner else self.runners["default"]
+        result = chosen.start(list(argv), self.env(**extra), self.root, self.root / f"run-{number}.stdout",
+                              self.root / f"run-{number}.stderr", f"{self.provider}#{number} {' '.join(argv)}").wait()
+        self.history.append(result)
+        return result
+
     def run(self, expect: int | None = None, **kwargs: Any) -> RunResult:
         result = self.start(**kwargs).wait()
         self.history.append(result)
@@ -352,8 +362,13 @@ class Lane:
         out = self.output_rows()
         assert [r["id"] for r in out] == [r["id"] for r in self.rows], "rows missing, duplicated or reordered"
         errors = []
+        samples = self.task.get("num_generations", 1)
         for row, got in zip(self.rows, out):
             assert got["instruction"] == row["instruction"]
+            if samples > 1:
+                assert got["generation"] == [self.expected(row)] * samples, f"row {row['id']}: {got}"
+                assert got["generation_error"] == [None] * samples
+                continue
             if got["generation_error"] is None:
                 assert got["generation"] == self.expected(row), f"row {row['id']} got another row's answer"
             else:

@@ -77,6 +77,10 @@ CASES = [
         rows=at_bad_row(setting("instruction", 42))),
     Bad("list prompt", (f"row {BAD}", "field 'instruction'", "must be a string, got list"),
         rows=at_bad_row(setting("instruction", ["a", "b"]))),
+    Bad("text not encodable as UTF-8", (f"row {BAD}", "field 'instruction'"),
+        rows=at_bad_row(setting("instruction", "lone surrogate \ud800 here")),
+        known={"*": "core/overnight/dataset.py:81 write_jsonl_atomic: UnicodeEncodeError traceback while caching the "
+                    "loader's output; no row or field named"}),
     Bad("template field missing", ("row 0", "field 'topic'", "missing column"), lane={"task": {"template": "About {topic}"}}),
     Bad("not a JSON line", ("not valid JSON",), rows=lambda rows: rows[:BAD] + ["{not json"] + rows[BAD + 1:]),
     Bad("line over the per-request size", (f"row {BAD}", "field 'prompt'", "over the", "limit of 20,000 bytes per request"),
@@ -194,6 +198,9 @@ def test_the_api_key_from_the_environment_appears_nowhere(make_lane, sandbox, pr
     lane.run().assert_clear_error()  # a cut download
     lane.run_until_done()
     lane.assert_complete(allow_errors=True)
+
+    for argv in (("status",), ("status", "--json"), ("jobs", "--all"), ("jobs", "--all", "--json")):
+        assert lane.cli(*argv).status == 0  # what an operator prints is checked below too
 
     secret = lane.key.encode()
     assert files_containing(lane.home, secret) == []

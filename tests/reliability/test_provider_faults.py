@@ -280,3 +280,19 @@ def test_a_download_cut_exactly_between_two_lines_is_not_taken_for_the_whole_fil
     assert len(lane.remote_jobs()) == 1
     lane.run(expect=0)
     finish(lane, jobs=1, paid=ROWS)
+
+
+def test_a_storm_during_a_blocking_run_is_ridden_out_by_polling(make_lane, provider):
+    """While polling, a check that fails (SDK retries off) is retried at the next poll, up
+    to the bound of consecutive failures: a storm shorter than that costs nothing."""
+    lane = make_lane(provider, client_options={"max_retries": 0})
+    lane.run(expect=75)
+    lane.advance()
+    lane.fault(http_status=503, http_method="GET", http_path=STATUS_ENDPOINT[provider], times=3)
+    done = lane.run(block=30, expect=0)
+    assert done.stderr.count("retrying at the next check") == 3
+    finish(lane, jobs=1, paid=ROWS)
+
+
+STATUS_ENDPOINT = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$",
+                   "mistral": r"/batch/jobs/[^/]+$"}
