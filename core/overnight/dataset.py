@@ -63,7 +63,9 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
     temporary file is removed and ``path`` is left as it was.
     """
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
+    _remove_abandoned_temp_files(path.parent)
+    # The writer's pid in the name tells a live writer's file from one a killed run left.
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -74,11 +76,11 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
                     )
                 try:
                     line = json.dumps(row, ensure_ascii=False, default=_json_default)
-                except (TypeError, ValueError) as exc:
+                    handle.write(line + "\n")
+                except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
                     bad = _bad_column(row)
                     hint = "convert it to text or a number first (e.g. with a MapStep)"
                     raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
-                handle.write(line + "\n")
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
@@ -92,10 +94,29 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
 def _bad_column(row: dict[str, Any]) -> str | None:
     for key, value in row.items():
         try:
-            json.dumps(value, default=_json_default)
+            json.dumps(value, ensure_ascii=False, default=_json_default).encode("utf-8")
         except (TypeError, ValueError):
             return str(key)
     return None
+
+
+def _remove_abandoned_temp_files(directory: Path) -> None:
+    """Delete the partial outputs of writers that died (e.g. a killed run)."""
+    for tmp in directory.glob(".*.tmp"):
+        pid = tmp.name.rsplit(".", 3)[-3] if tmp.name.count(".") >= 3 else ""
+        if pid.isdigit() and not _alive(int(pid)):
+            with contextlib.suppress(OSError):
+                tmp.unlink()
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
 
 
 class Dataset:

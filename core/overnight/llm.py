@@ -10,9 +10,9 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import plugins
-from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished
+from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
 from overnight.executor import BatchExecutor, PlannedRequest, RowResult
-from overnight.models import STANDARD_PARAMS, GenerationParams, evolve
+from overnight.models import STANDARD_PARAMS, GenerationParams, evolve, standard_param_problems
 from overnight.polling import Backoff
 from overnight.providers import Provider
 from overnight.store import Store
@@ -109,6 +109,9 @@ class LLM:
         is bad, and :class:`~overnight.OfflineBatchGenerationNotFinished` while jobs run.
         """
         provider = self.load()
+        problems = standard_param_problems(self.generation_kwargs)
+        if problems:  # before GenerationParams, which would fail on some of them
+            raise ValidationError([RowProblem(step, None, field, message) for field, message in problems])
         wait = block_until_done if block_until_done is not None else self.offline_batch_generation_block_until_done
         executor = BatchExecutor(
             store,

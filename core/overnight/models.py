@@ -39,6 +39,36 @@ STANDARD_PARAMS = frozenset(
 )
 
 
+def _is_number(value: Any) -> bool:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
+def standard_param_problems(kwargs: Mapping[str, Any]) -> list[tuple[str, str]]:
+    """``(field, message)`` for each standard option of the wrong type or range.
+
+    The checks every provider shares; plugins refuse what only their provider refuses.
+    """
+    problems = []
+
+    def check(name: str, ok: bool, expected: str) -> None:
+        if name in kwargs and kwargs[name] is not None and not ok:
+            problems.append((name, f"must be {expected}, got {kwargs[name]!r}"))
+
+    value = kwargs.get
+    check("max_tokens", isinstance(value("max_tokens"), int) and not isinstance(value("max_tokens"), bool)
+          and value("max_tokens") >= 1, "a whole number >= 1")
+    check("temperature", _is_number(value("temperature")) and value("temperature") >= 0, "a number >= 0")
+    check("top_p", _is_number(value("top_p")) and 0 <= value("top_p") <= 1, "a number from 0 to 1")
+    check("seed", isinstance(value("seed"), int) and not isinstance(value("seed"), bool), "a whole number")
+    stop = value("stop")
+    check("stop", isinstance(stop, str) and bool(stop) or isinstance(stop, (list, tuple))
+          and all(isinstance(s, str) and s for s in stop), "a non-empty string or a list of them")
+    fmt = value("response_format")
+    check("response_format", isinstance(fmt, dict) and isinstance(fmt.get("type"), str),
+          'a dict with a "type", e.g. {"type": "json_object"}')
+    return problems
+
+
 @frozen
 class GenerationParams:
     """Generation options in the core's vocabulary.

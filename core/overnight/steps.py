@@ -154,7 +154,7 @@ class Step:
         for key, value in values.items():
             try:
                 setattr(self, key, value)
-            except (TypeError, ValueError) as exc:
+            except (TypeError, ValueError, ConfigurationError) as exc:
                 raise ConfigurationError(f"step {self.name!r}, parameter {key!r}: {exc}") from None
 
     def signature_data(self) -> dict[str, Any]:

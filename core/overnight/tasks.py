@@ -23,20 +23,27 @@ MAX_PROBLEMS = 1000
 LLM_RUNTIME_PARAMETERS = ("generation_kwargs", "offline_batch_generation_block_until_done")
 
 
-def _positive(instance: Any, attribute: attrs.Attribute, value: int) -> None:
-    if not isinstance(value, int) or value < 1:
-        raise ValueError(f"{attribute.name} must be a whole number >= 1, got {value!r}")
+#: Most generations per row: OpenAI's own ceiling for ``n``; more is almost surely a
+#: typo that would pay for millions of requests.
+MAX_GENERATIONS = 128
+
+
+def _generations(instance: Any, attribute: attrs.Attribute, value: int) -> None:
+    if not isinstance(value, int) or isinstance(value, bool) or not 1 <= value <= MAX_GENERATIONS:
+        raise ConfigurationError(
+            f"{attribute.name} must be a whole number from 1 to {MAX_GENERATIONS}, got {value!r}"
+        )
 
 
 def _template(instance: Any, attribute: attrs.Attribute, value: str | None) -> None:
     if value is None:
         return
     if not isinstance(value, str):
-        raise ValueError(f"template must be a string, got {type(value).__name__}")
+        raise ConfigurationError(f"template must be a string, got {type(value).__name__}")
     try:
         template_fields(value)
     except ValueError as exc:
-        raise ValueError(f"template {value!r} is not valid: {exc}") from None
+        raise ConfigurationError(f"template {value!r} is not valid: {exc}") from None
 
 
 @define(kw_only=True, eq=False)
@@ -65,7 +72,7 @@ class TextGeneration(Step):
     input_column: str = "instruction"
     template: str | None = field(default=None, validator=_template)
     system_prompt: str | None = None
-    num_generations: int = field(default=1, validator=_positive)
+    num_generations: int = field(default=1, validator=_generations)
     output_column: str = "generation"
 
     # -- parameters --------------------------------------------------------------------

@@ -285,3 +285,23 @@ def test_the_same_problem_on_every_row_is_listed_once(fake):
         generate(PROMPTS, llm=LLM("fake/m", generation_kwargs={"stop": ["a", "b", "c"]}))
     assert len(exc.value.problems) == 1
     assert "(rows 0, 1, 2, 3, 4, ...: 25 rows)" in str(exc.value)
+
+
+@pytest.mark.parametrize(
+    "kwargs, field",
+    [
+        ({"max_tokens": "lots"}, "max_tokens"),
+        ({"max_tokens": 0}, "max_tokens"),
+        ({"temperature": "hot"}, "temperature"),
+        ({"top_p": 2}, "top_p"),
+        ({"seed": "x"}, "seed"),
+        ({"stop": 5}, "stop"),
+        ({"stop": ["ok", ""]}, "stop"),
+        ({"response_format": "json"}, "response_format"),
+    ],
+)
+def test_malformed_standard_options_are_refused_before_submission(fake, kwargs, field):
+    with pytest.raises(ValidationError) as exc:
+        generate(PROMPTS, llm=LLM("fake/m", generation_kwargs=kwargs))
+    assert [p.field for p in exc.value.problems] == [field]
+    assert fake.submitted_requests == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime
+import os
 import json
 import sys
 import types
@@ -108,3 +109,29 @@ def test_to_parquet_mixed_types_is_a_clear_error(tmp_path):
     write_jsonl_atomic(path, iter([{"v": 1}, {"v": "text"}]), step="s")
     with pytest.raises(ConfigurationError, match="different types"):
         Dataset(path).to_parquet(tmp_path / "x.parquet", batch_size=1)
+
+
+def test_unencodable_text_names_the_row_and_column(tmp_path):
+    from overnight import ValidationError
+    from overnight.dataset import write_jsonl_atomic
+
+    rows = [{"id": 0, "text": "fine"}, {"id": 1, "text": "lone surrogate \ud800"}]
+    with pytest.raises(ValidationError) as exc:
+        write_jsonl_atomic(tmp_path / "out.jsonl", rows, step="load")
+    assert [(p.row, p.field) for p in exc.value.problems] == [(1, "text")]
+    assert list(tmp_path.iterdir()) == []  # nothing half-written
+
+
+def test_partial_outputs_of_dead_writers_are_removed(tmp_path):
+    import subprocess
+    import sys
+
+    from overnight.dataset import write_jsonl_atomic
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True)
+    abandoned = tmp_path / f".step-abc.jsonl.{dead.stdout.strip()}.x1y2.tmp"
+    abandoned.write_text('{"half": ')
+    live = tmp_path / f".step-abc.jsonl.{os.getpid()}.z9.tmp"  # a writer still running
+    live.write_text("{}")
+    write_jsonl_atomic(tmp_path / "step-abc.jsonl", [{"a": 1}], step="s")
+    assert not abandoned.exists() and live.exists()

@@ -700,3 +700,13 @@ def test_create_is_retried_after_a_rate_limit(sb, plugin):
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm_for(sb, max_retries=1))
     assert counters(sb)["http"]["POST /v1/messages/batches"] == 2 and counters(sb)["jobs"] == 1
+
+
+def test_results_cut_between_two_lines_are_read_again_not_paid_twice(sb, plugin):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(llm_for(sb))
+    sb.advance(LATER)
+    sb.set_faults(provider="anthropic", download_truncate=0.5, download_truncate_mode="short", times=1)
+    results = generate(llm_for(sb))
+    assert all(r.result.ok for r in results) and counters(sb)["jobs"] == 1
+    assert counters(sb)["http"]["GET /v1/messages/batches/{batch_id}/results"] == 2

@@ -7,6 +7,7 @@ memory. The wire custom ids carry the job's tag (see :mod:`overnight_anthropic.w
 
 from __future__ import annotations
 
+import logging
 import time
 from typing import Any, Iterator, Mapping
 
@@ -17,6 +18,8 @@ from overnight.jsonl import parse
 
 from overnight_anthropic import translate, wire_ids
 from overnight_anthropic.client import client
+
+log = logging.getLogger(__name__)
 
 #: ``JobRef.data`` of a batch whose custom ids are tagged wire ids.
 REF_DATA = {"ids": "tagged-v1"}
@@ -69,9 +72,30 @@ def check(job: JobRef, options: Mapping[str, Any]) -> JobStatus:
 
 
 def fetch(job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-    """Stream a batch's results; a generator, so nothing happens until it is iterated."""
+    """Stream a batch's results; a generator, so nothing happens until it is iterated.
+
+    The results endpoint gives no size, so a body cut between two lines would parse as
+    complete and its missing rows would be resubmitted (paid twice). Every request of an
+    ended batch has a result line, so a stream with fewer lines than the batch's request
+    counts is read once more; only what a second read also lacks is left unfinished.
+    """
+    sdk = client(options)
+    counts = sdk.messages.batches.retrieve(job.remote_id).request_counts
+    expected = sum(int(getattr(counts, k, 0) or 0) for k in ("processing", "succeeded", "errored", "canceled", "expired"))
+    seen: set[str] = set()
+    for _read in range(2):
+        for result in _results(sdk, job):
+            if result.custom_id not in seen:
+                seen.add(result.custom_id)
+                yield result
+        if len(seen) >= expected:
+            return
+        log.warning("batch %s: %d of %d results read; reading them again", job.remote_id, len(seen), expected)
+
+
+def _results(sdk: anthropic.Anthropic, job: JobRef) -> Iterator[Result]:
     tagged = job.data.get("ids") == REF_DATA["ids"]
-    stream = client(options).messages.batches.with_streaming_response.results(job.remote_id)
+    stream = sdk.messages.batches.with_streaming_response.results(job.remote_id)
     with stream as response:  # closes the connection even if the consumer stops early
         for line in parse(response.iter_bytes()):
             wire_id = str(line.get("custom_id"))
