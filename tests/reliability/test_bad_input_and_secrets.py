@@ -57,16 +57,6 @@ def setting(column, value):
     return change
 
 
-TYPE_UNCHECKED = ("core/overnight/models.py GenerationParams and core/overnight/llm.py LLM.params() do not check "
-                  "the types of standard options")
-OPENAI_COMPARES = ("plugins/openai/overnight_openai/translate.py:80-85 compares max_tokens/temperature/top_p "
-                   "with numbers without a type check: TypeError traceback")
-MISTRAL_UNCHECKED = ("plugins/mistral/overnight_mistral/translate.py build_line() (via overnight.openai_compat."
-                     "chat_body) checks no option's type or range: the malformed job is submitted")
-SEED_UNCHECKED = "the plugin sends seed='x' as is: the malformed job is submitted"
-GENERATIONS = ("core/overnight/tasks.py _positive() raises ValueError from the attrs validator, not "
-               "ConfigurationError: the CLI prints a traceback")
-
 CASES = [
     Bad("missing column", (f"row {BAD}", "field 'instruction'", "missing column"), rows=at_bad_row(without("instruction"))),
     Bad("empty prompt", (f"row {BAD}", "field 'instruction'", "empty prompt"), rows=at_bad_row(setting("instruction", ""))),
@@ -78,35 +68,25 @@ CASES = [
     Bad("list prompt", (f"row {BAD}", "field 'instruction'", "must be a string, got list"),
         rows=at_bad_row(setting("instruction", ["a", "b"]))),
     Bad("text not encodable as UTF-8", (f"row {BAD}", "field 'instruction'"),
-        rows=at_bad_row(setting("instruction", "lone surrogate \ud800 here")),
-        known={"*": "core/overnight/dataset.py:81 write_jsonl_atomic: UnicodeEncodeError traceback while caching the "
-                    "loader's output; no row or field named"}),
+        rows=at_bad_row(setting("instruction", "lone surrogate \ud800 here"))),
     Bad("template field missing", ("row 0", "field 'topic'", "missing column"), lane={"task": {"template": "About {topic}"}}),
     Bad("not a JSON line", ("not valid JSON",), rows=lambda rows: rows[:BAD] + ["{not json"] + rows[BAD + 1:]),
     Bad("line over the per-request size", (f"row {BAD}", "field 'prompt'", "over the", "limit of 20,000 bytes per request"),
         rows=at_bad_row(setting("instruction", "long " * 6_000)), lane={"max_bytes": 20_000}),
-    Bad("generations: zero", ("num_generations",), lane={"task": {"num_generations": 0}}, known={"*": GENERATIONS}),
-    Bad("generations: not a number", ("num_generations",), lane={"task": {"num_generations": "3"}},
-        known={"*": GENERATIONS}),
+    Bad("generations: zero", ("num_generations",), lane={"task": {"num_generations": 0}}),
+    Bad("generations: not a number", ("num_generations",), lane={"task": {"num_generations": "3"}}),
     Bad("generations: n option", ("field 'n'", "unknown generation option"), lane={"generation_kwargs": {"n": 4}}),
     Bad("unknown generation option", ("field 'temperatur'", "unknown generation option"),
         lane={"generation_kwargs": {"temperatur": 0.5}}),
     Bad("unknown client option", ("api_kye",), lane={"client_options": {"api_kye": "oops"}}),
     Bad("malformed client option", ("timeout",), lane={"client_options": {"timeout": -1}}),
-    Bad("max_tokens not a number", ("max_tokens",), lane={"generation_kwargs": {"max_tokens": "lots"}},
-        known={"openai": OPENAI_COMPARES, "mistral": MISTRAL_UNCHECKED}),
-    Bad("max_tokens below 1", ("max_tokens",), lane={"generation_kwargs": {"max_tokens": -1}},
-        known={"mistral": MISTRAL_UNCHECKED}),
-    Bad("temperature not a number", ("temperature",), lane={"generation_kwargs": {"temperature": "hot"}},
-        known={"openai": OPENAI_COMPARES, "mistral": MISTRAL_UNCHECKED}),
-    Bad("top_p out of range", ("top_p",), lane={"generation_kwargs": {"top_p": 2}}, known={"mistral": MISTRAL_UNCHECKED}),
-    Bad("seed not a number", ("seed",), lane={"generation_kwargs": {"seed": "x"}},
-        known={"openai": SEED_UNCHECKED + " (plugins/openai/overnight_openai/translate.py)",
-               "mistral": SEED_UNCHECKED + " (plugins/mistral/overnight_mistral/translate.py)"}),
-    Bad("stop not strings", ("stop",), lane={"generation_kwargs": {"stop": 5}},
-        known={"*": TYPE_UNCHECKED + ": the stop converter raises TypeError"}),
-    Bad("response_format not a dict", ("response_format",), lane={"generation_kwargs": {"response_format": "json"}},
-        known={"*": TYPE_UNCHECKED + ": serialising the options in executor.plan raises AttributeError"}),
+    Bad("max_tokens not a number", ("max_tokens",), lane={"generation_kwargs": {"max_tokens": "lots"}}),
+    Bad("max_tokens below 1", ("max_tokens",), lane={"generation_kwargs": {"max_tokens": -1}}),
+    Bad("temperature not a number", ("temperature",), lane={"generation_kwargs": {"temperature": "hot"}}),
+    Bad("top_p out of range", ("top_p",), lane={"generation_kwargs": {"top_p": 2}}),
+    Bad("seed not a number", ("seed",), lane={"generation_kwargs": {"seed": "x"}}),
+    Bad("stop not strings", ("stop",), lane={"generation_kwargs": {"stop": 5}}),
+    Bad("response_format not a dict", ("response_format",), lane={"generation_kwargs": {"response_format": "json"}}),
 ]
 
 
@@ -159,8 +139,6 @@ def test_a_missing_key_costs_nothing(make_lane, provider):
     assert_nothing_reached_the_sandbox(lane)
 
 
-@pytest.mark.xfail(strict=True, reason="core/overnight/tasks.py: num_generations has no upper bound; 10**6 per "
-                   "row plans (and would pay for) millions of requests instead of a clear error")
 def test_an_absurd_number_of_generations_is_refused_before_planning(make_lane):
     lane = make_lane("openai", rows=ROWS, task={"num_generations": 10**6})
     result = lane.start().wait(timeout=2.0)  # planning 6 million requests takes minutes

@@ -177,9 +177,6 @@ def test_duplicate_rows_and_several_generations_are_paid_once_through_a_kill(mak
     lane.assert_store_ok()
 
 
-@pytest.mark.xfail(strict=True, reason="core/overnight/dataset.py:66 write_jsonl_atomic: a run killed while a step "
-                   "writes its output leaves the partial temporary file (.<step>-<sig>.jsonl.*.tmp) in the cache "
-                   "for good; nothing cleans it (a disk leak, never read as output)")
 def test_a_killed_run_leaves_no_partial_output_behind_once_done(make_lane):
     lane = make_lane("openai")
     lane.run(expect=75)
