@@ -73,6 +73,28 @@ CREATE TABLE IF NOT EXISTS job_requests (
 """
 
 
+#: Seconds a connection waits for another one's lock before the store is "locked".
+BUSY_TIMEOUT = 30.0
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like any other statement while another process holds a lock.
+
+    SQLite does not call the busy handler for this switch: when two processes open a new
+    store at the same moment (or one is writing to a store not yet in WAL), the pragma
+    fails at once with "database is locked". Retry it within the same busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
 def default_cache_dir() -> Path:
     """``$OVERNIGHT_HOME``, else the user cache directory (e.g. ``~/.cache/overnight``)."""
     home = os.environ.get("OVERNIGHT_HOME")
@@ -102,9 +124,9 @@ class Store:
         conn = getattr(self._local, "conn", None)
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=30, isolation_level=None)
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
                 conn.row_factory = sqlite3.Row
-                conn.execute("PRAGMA journal_mode=WAL")
+                _enable_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
             except sqlite3.DatabaseError as exc:
