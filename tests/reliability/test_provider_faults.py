@@ -292,3 +292,23 @@ def test_a_storm_during_a_blocking_run_is_ridden_out_by_polling(make_lane, provi
 
 STATUS_ENDPOINT = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$",
                    "mistral": r"/batch/jobs/[^/]+$"}
+
+
+def test_rows_the_provider_never_runs_end_as_explicit_errors_after_the_bound(make_lane, provider):
+    """Every job gets stuck and expires with nothing done: after 5 jobs (the bound on
+    resubmitting unfinished rows) each row is an explicit error, none is dropped."""
+    lane = make_lane(provider, rows=8)
+    lane.fault(stuck=True)
+    statuses = []
+    for _ in range(8):
+        result = lane.run()
+        statuses.append(result.status)
+        if result.status == 0:
+            break
+        assert result.status == 75, result.describe()
+        lane.advance(PAST_WINDOW)
+    assert statuses == [75] * 5 + [0]
+    errors = lane.assert_complete(allow_errors=True)
+    assert len(errors) == 8 and all("not run by the provider in 5 jobs" in e["generation_error"] for e in errors)
+    assert len(lane.remote_jobs()) == 5
+    lane.assert_store_ok()
