@@ -4,7 +4,26 @@ from __future__ import annotations
 
 import pytest
 
-from harness import PROVIDERS, ROWS
+from harness import PROVIDERS, ROWS, wait_for
+
+
+def opened(pid: int, path) -> bool:
+    """Whether process ``pid`` has ``path`` open (Linux /proc)."""
+    import os
+
+    try:
+        if open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()[0] == "Z":
+            return True  # it has ended (not yet reaped): nothing left to wait for
+        fds = os.listdir(f"/proc/{pid}/fd")
+    except OSError:
+        return True  # it has ended: nothing left to wait for
+    for fd in fds:
+        try:
+            if os.readlink(f"/proc/{pid}/fd/{fd}") == str(path):
+                return True
+        except OSError:
+            continue
+    return False
 
 LIST_ENDPOINTS = {"openai": r"/batches$", "anthropic": r"/messages/batches$", "mistral": r"/batch/jobs$"}
 STATUS_ENDPOINTS = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$",
@@ -83,20 +102,23 @@ def test_a_run_opening_a_new_store_while_another_process_writes_it_waits_instead
     store's busy timeout like every other statement. Reproduced here deterministically:
     another writer holds a new store (not yet WAL) for a moment while the run opens it."""
     import sqlite3
-    import threading
+    import time
 
     lane = make_lane("openai")
     lane.home.mkdir(parents=True)
     other = sqlite3.connect(lane.store_path, isolation_level=None, check_same_thread=False)
     other.execute("BEGIN IMMEDIATE")
     other.execute("CREATE TABLE another_process_was_here (x)")
-    release = threading.Timer(0.3, lambda: other.execute("COMMIT"))
-    release.start()
+    handle = lane.start()
     try:
-        lane.run(expect=75)
+        # Once the run has the file open (it is about to switch it to WAL), let it wait a moment.
+        wait_for(lambda: opened(handle.pid, lane.store_path), what="the run to open the store")
+        time.sleep(0.3)
     finally:
-        release.join()
+        other.execute("COMMIT")
         other.close()
+    result = lane.wait(handle)
+    assert result.status == 75, result.describe()
     assert len(lane.remote_jobs()) == 1
     lane.advance()
     lane.run(expect=0)
