@@ -104,6 +104,17 @@ def _parser() -> argparse.ArgumentParser:
     cancel.add_argument("job", help="the job's id, tag or remote id (see `overnight jobs`)")
     cancel.set_defaults(handler=cmd_cancel)
 
+    forget = sub.add_parser(
+        "forget-unconfirmed",
+        help="resubmit what a crashed run submitted but could not confirm",
+        description="A run that died between submitting a job and recording its id leaves an "
+        "unconfirmed submission. When the provider cannot look jobs up by tag, overnight stops "
+        "rather than risk paying twice. After checking the provider's console, forget those "
+        "submissions (all, or the given tags/ids) and the next run submits their requests again.",
+    )
+    forget.add_argument("tags", nargs="*", help="tags or local ids (default: every unconfirmed submission)")
+    forget.set_defaults(handler=cmd_forget_unconfirmed)
+
     plugins = sub.add_parser("plugins", help="installed provider plugins, their limits, and load failures")
     plugins.add_argument("--json", action="store_true", help="print JSON")
     plugins.set_defaults(handler=cmd_plugins)
@@ -310,6 +321,27 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         "Results it finished are still collected the next time the pipeline runs; "
         "requests it did not finish are resubmitted then."
     )
+    return EXIT_OK
+
+
+def cmd_forget_unconfirmed(args: argparse.Namespace) -> int:
+    """Give up on submissions a crashed run could not confirm, so the next run resubmits them."""
+    store = _open_store()
+    try:
+        intents = [j for j in store.list_jobs(active_only=True, limit=100_000) if j["state"] == "intent"]
+        if args.tags:
+            intents = [j for j in intents if j["tag"] in args.tags or str(j["id"]) in args.tags]
+        if not intents:
+            print("No unconfirmed submissions" + (f" matching {' '.join(args.tags)}" if args.tags else "") + ".")
+            return EXIT_OK if not args.tags else EXIT_ERROR
+        for job in intents:
+            store.abandon_intent(job["id"])
+            print(f"Forgot the unconfirmed {job['provider']} submission {job['tag']} "
+                  f"(step {job['step']!r}, {job['requests']} requests).")
+    finally:
+        store.close()
+    print("The next run submits these requests again. If the provider did create such a job, "
+          "cancel it in its console, or it is paid twice.")
     return EXIT_OK
 
 

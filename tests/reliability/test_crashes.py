@@ -186,8 +186,6 @@ def test_a_killed_run_leaves_no_partial_output_behind_once_done(make_lane):
     assert list((lane.home / "pipelines").rglob("*.tmp")) == []
 
 
-@pytest.mark.xfail(strict=True, reason="core/overnight/errors.py:123 UnconfirmedSubmission tells the user to run "
-                   "`overnight forget-unconfirmed`, a command core/overnight/cli.py does not have (argparse exit 2)")
 def test_every_way_out_named_by_the_unconfirmed_submission_message_exists(make_lane):
     lane = make_lane("openai", extra_env={"REL_NO_LOOKUP": "1"})
     assert lane.run(fault="after_create").killed
