@@ -86,10 +86,15 @@ class RowResult:
     result: Result
 
 
-def request_key(provider: str, request: ChatRequest, sample: int) -> str:
-    """The content address of a request: provider, model, body and sample index."""
-    body = dumps({"model": request.model, "messages": request.messages, "params": request.params})
-    digest = hashlib.sha256(f"{provider}\0{body}\0{sample}".encode())
+def request_key(provider: str, request: ChatRequest, sample: int, *, params_json: str | None = None) -> str:
+    """The content address of a request: provider, model, body and sample index.
+
+    ``params_json`` is ``dumps(request.params)``, for callers that computed it already
+    (the options are usually the same object for a whole plan).
+    """
+    messages = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False, separators=(",", ":"))
+    params = params_json if params_json is not None else dumps(request.params)
+    digest = hashlib.sha256(f"{provider}\0{request.model}\0{messages}\0{params}\0{sample}".encode())
     return digest.hexdigest()[:40]
 
 
@@ -190,16 +195,18 @@ class BatchExecutor:
 
         def items() -> Iterator[tuple[int, int, str, str, str, int]]:
             nonlocal count
-            param_checks: dict[str, list[tuple[str, str]]] = {}
+            checked: set[str] = set()
+            last_params, params_json = None, ""
             limits = self.provider.info.limits
             for p in planned:
                 req = p.request
-                key = request_key(self.provider.name, req, p.sample)
+                if req.params is not last_params:  # serialise each distinct options object once
+                    last_params, params_json = req.params, dumps(req.params)
+                    if params_json not in checked:
+                        checked.add(params_json)
+                        option_problems.update(dict.fromkeys(check_params(self.provider, req.params)))
+                key = request_key(self.provider.name, req, p.sample, params_json=params_json)
                 req = evolve(req, custom_id=key)
-                params = dumps(req.params)
-                if params not in param_checks:
-                    param_checks[params] = check_params(self.provider, req.params)
-                    option_problems.update(dict.fromkeys(param_checks[params]))
                 try:
                     line = json.dumps(self.provider.build_request(req), ensure_ascii=False, separators=(",", ":"))
                 except InvalidRequest as exc:

@@ -402,45 +402,49 @@ class Store:
         """Store one batch of a job's results, in one transaction.
 
         Only requests still queued in *this* job take a result, so unknown custom ids,
-        duplicates and late results of a superseded job are ignored.
+        duplicates (the first one wins) and late results of a superseded job are ignored.
         """
+        first: dict[str, Result] = {}
+        for result in results:
+            first.setdefault(result.custom_id, result)
         with self.transaction() as db:
-            for result in results:
-                row = db.execute(
-                    f"SELECT attempts, unfinished FROM requests WHERE key = ? AND job_id = ? AND state = '{QUEUED}'",
-                    (result.custom_id, job_id),
-                ).fetchone()
-                if row is None:
-                    continue
-                self._settle(db, result.custom_id, result, row["attempts"], row["unfinished"],
-                             max_attempts, max_unfinished)
+            keys = list(first)
+            queued = []
+            for i in range(0, len(keys), 500):  # SQLite caps the number of parameters
+                part = keys[i : i + 500]
+                # By primary key; "+job_id" keeps SQLite from scanning the job's index instead.
+                queued += db.execute(
+                    f"SELECT key, attempts, unfinished FROM requests WHERE key IN ({','.join('?' * len(part))}) "
+                    f"AND +job_id = ? AND state = '{QUEUED}'",
+                    (*part, job_id),
+                ).fetchall()
+            self._settle(db, [(row, first[row["key"]]) for row in queued], max_attempts, max_unfinished)
 
     @staticmethod
-    def _settle(db: sqlite3.Connection, key: str, result: Result, attempts: int, unfinished: int,
+    def _settle(db: sqlite3.Connection, outcomes: Sequence[tuple[sqlite3.Row, Result]],
                 max_attempts: int, max_unfinished: int) -> None:
-        if result.status is ResultStatus.SUCCEEDED:
-            db.execute(
-                f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ?", (dumps(result), key)
-            )
-        elif result.status is ResultStatus.ERRORED:
-            attempts += 1
-            state = FAILED if attempts >= max_attempts else NEW
-            db.execute(
-                "UPDATE requests SET state = ?, attempts = ?, result = ? WHERE key = ?",
-                (state, attempts, dumps(result), key),
-            )
-        else:  # unfinished: resubmit, but not forever
-            unfinished += 1
-            state = FAILED if unfinished >= max_unfinished else NEW
-            if state == FAILED:
-                result = Result(
-                    custom_id=key, status=ResultStatus.ERRORED,
-                    error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
-                )
-            db.execute(
-                "UPDATE requests SET state = ?, unfinished = ?, result = ? WHERE key = ?",
-                (state, unfinished, dumps(result) if state == FAILED else None, key),
-            )
+        """Apply results to queued requests (rows of key, attempts, unfinished)."""
+        updates = []
+        for row, result in outcomes:
+            key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
+            if result.status is ResultStatus.SUCCEEDED:
+                updates.append((DONE, attempts, unfinished, dumps(result), key))
+            elif result.status is ResultStatus.ERRORED:
+                attempts += 1
+                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dumps(result), key))
+            else:  # unfinished: resubmit, but not forever
+                unfinished += 1
+                if unfinished >= max_unfinished:
+                    failed = Result(
+                        custom_id=key, status=ResultStatus.ERRORED,
+                        error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
+                    )
+                    updates.append((FAILED, attempts, unfinished, dumps(failed), key))
+                else:
+                    updates.append((NEW, attempts, unfinished, None, key))
+        db.executemany(
+            "UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ? WHERE key = ?", updates
+        )
 
     def close_job(self, job_id: int, max_attempts: int, max_unfinished: int, *,
                   failure: str | None = None) -> None:
@@ -453,13 +457,9 @@ class Store:
                 f"SELECT key, attempts, unfinished FROM requests WHERE job_id = ? AND state = '{QUEUED}'",
                 (job_id,),
             ).fetchall()
-            for row in left:
-                if failure is not None:
-                    result = Result(custom_id=row["key"], status=ResultStatus.ERRORED, error=failure)
-                else:
-                    result = Result(custom_id=row["key"], status=ResultStatus.UNFINISHED)
-                self._settle(db, row["key"], result, row["attempts"], row["unfinished"],
-                             max_attempts, max_unfinished)
+            status = ResultStatus.ERRORED if failure is not None else ResultStatus.UNFINISHED
+            outcomes = [(row, Result(custom_id=row["key"], status=status, error=failure)) for row in left]
+            self._settle(db, outcomes, max_attempts, max_unfinished)
             db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
     def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None:
