@@ -306,19 +306,21 @@ class BatchExecutor:
             yield result
 
     @contextlib.contextmanager
-    def _provider_errors(self, action: str) -> Iterator[None]:
+    def _provider_errors(
+        self,
+        action: str,
+        then: str = "Nothing was submitted again and every result received so far is saved; "
+        "run again to carry on.",
+    ) -> Iterator[None]:
         """A provider call that fails (outage, 5xx after the SDK's retries, a cut download)
-        is a :class:`ProviderError` saying what failed and that a later run carries on,
-        like a failed submit, rather than a traceback."""
+        is a :class:`ProviderError` saying what failed and what happens next, rather than
+        a traceback."""
         try:
             yield
         except OvernightError:
             raise
         except Exception as exc:
-            raise ProviderError(
-                f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). Nothing was "
-                "submitted again and every result received so far is saved; run again to carry on."
-            ) from exc
+            raise ProviderError(f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). {then}") from exc
 
     def _record(self, job_id: int, results: list[Result]) -> None:
         self.store.record_results(job_id, results, self.max_attempts, self.max_unfinished)
@@ -355,17 +357,16 @@ class BatchExecutor:
             lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
         )
         try:
-            ref = self.provider.submit(chunk, self.options)
+            with self._provider_errors(
+                f"submitting a {self.provider.name} job of {len(keys)} requests",
+                then=f"The intent is saved under tag {tag}; run again to check whether the provider "
+                "created it and to carry on.",
+            ):
+                ref = self.provider.submit(chunk, self.options)
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.max_attempts, self.max_unfinished)
             return
-        except Exception as exc:
-            raise ProviderError(
-                f"step {self.step!r}: submitting a {self.provider.name} job of {len(keys)} requests "
-                f"failed ({type(exc).__name__}: {exc}). The intent is saved under tag {tag}; "
-                "run again to check whether the provider created it and to carry on."
-            ) from exc
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
