@@ -213,6 +213,7 @@ def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     return [
         [
             j.get("id"),
+            j.get("run_id") or "-",
             j.get("provider"),
             j.get("remote_id") or "(unconfirmed)",
             j.get("step"),
@@ -226,7 +227,7 @@ def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-_JOB_HEADER = ["ID", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
+_JOB_HEADER = ["ID", "RUN", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -252,10 +253,11 @@ def cmd_status(args: argparse.Namespace) -> int:
                 r.get("state"),
                 _age(r.get("started_at")) + " ago",
                 _duration(r.get("started_at"), r.get("finished_at")),
+                f"{r.get('jobs_submitted', 0)} job(s), {r.get('requests_submitted', 0)} requests",
             ]
             for r in runs
         ]
-        print(_table(rows, ["RUN", "PIPELINE", "STATE", "STARTED", "TOOK"]))
+        print(_table(rows, ["RUN", "PIPELINE", "STATE", "STARTED", "TOOK", "SUBMITTED"]))
     if jobs:
         print(f"\nBatch jobs still open ({len(jobs)}):")
         print(_table(_job_rows(jobs), _JOB_HEADER))

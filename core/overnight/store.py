@@ -61,7 +61,7 @@ CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id);
 CREATE TABLE IF NOT EXISTS jobs (
     id INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
     model TEXT NOT NULL, step TEXT NOT NULL, plan_id TEXT NOT NULL,
-    remote_id TEXT, state TEXT NOT NULL, raw_status TEXT, message TEXT, ref TEXT,
+    run_id INTEGER, remote_id TEXT, state TEXT NOT NULL, raw_status TEXT, message TEXT, ref TEXT,
     requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
     completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
     fetched INTEGER NOT NULL DEFAULT 0,
@@ -109,6 +109,8 @@ class Store:
         self.cache_dir = self.path.parent
         self.cache_dir.mkdir(parents=True, exist_ok=True)
         self._local = threading.local()
+        #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
+        self.run_id: int | None = None
         self._migrate()
 
     @classmethod
@@ -217,7 +219,8 @@ class Store:
                 "INSERT INTO runs (pipeline, state, started_at) VALUES (?, 'running', ?)",
                 (pipeline, time.time()),
             )
-            return int(cur.lastrowid)
+            self.run_id = int(cur.lastrowid)
+            return self.run_id
 
     def finish_run(self, run_id: int, state: str) -> None:
         with self.transaction() as db:
@@ -226,7 +229,12 @@ class Store:
             )
 
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]:
-        rows = self._query("SELECT * FROM runs ORDER BY id DESC LIMIT ?", (limit,))
+        rows = self._query(
+            "SELECT runs.*, COUNT(jobs.id) AS jobs_submitted, COALESCE(SUM(jobs.requests), 0) AS requests_submitted "
+            "FROM runs LEFT JOIN jobs ON jobs.run_id = runs.id AND jobs.remote_id IS NOT NULL "
+            "GROUP BY runs.id ORDER BY runs.id DESC LIMIT ?",
+            (limit,),
+        )
         return [dict(r) for r in rows]
 
     # -- plans: a batch step's ordered requests -------------------------------------------
@@ -329,9 +337,9 @@ class Store:
         now = time.time()
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO jobs (tag, provider, model, step, plan_id, state, requests, bytes, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-                (tag, provider, model, step, plan_id, INTENT, len(keys), nbytes, now, now),
+                "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, state, requests, bytes, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, now, now),
             )
             job_id = int(cur.lastrowid)
             db.executemany(

@@ -35,6 +35,10 @@ def test_status_shows_runs_and_open_jobs(fake, capsys):
     data = json.loads(capsys.readouterr().out)
     assert data["runs"][0]["pipeline"] == "ops" and data["runs"][0]["state"] == "pending"
     assert data["open_jobs"][0]["remote_id"] == remote
+    # Each run says what it submitted; each job which run submitted it.
+    assert (data["runs"][0]["jobs_submitted"], data["runs"][0]["requests_submitted"]) == (1, 3)
+    assert data["open_jobs"][0]["run_id"] == data["runs"][0]["id"]
+    assert "1 job(s), 3 requests" in out
 
 
 def test_jobs_lists_open_jobs_and_all_with_flag(fake, capsys):
