@@ -38,6 +38,24 @@ from .faults import Fault
 PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral"}
 
 
+class ProviderUrls:
+    """The base URL to give each provider's SDK, from the sandbox's ``url``."""
+
+    url: str
+
+    @property
+    def openai_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["openai"]
+
+    @property
+    def anthropic_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["anthropic"]
+
+    @property
+    def mistral_base_url(self) -> str:
+        return self.url + PROVIDER_PREFIXES["mistral"]
+
+
 class Controller:
     """Control operations on an in-process engine."""
 
@@ -162,24 +180,12 @@ class SandboxControlError(RuntimeError):
     """The control API refused a call."""
 
 
-class SandboxControl:
+class SandboxControl(ProviderUrls):
     """Drive a running sandbox (e.g. one started with ``overnight sandbox serve``) over HTTP."""
 
     def __init__(self, url: str, timeout: float = 30.0) -> None:
         self.url = url.rstrip("/")
         self.timeout = timeout
-
-    @property
-    def openai_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["openai"]
-
-    @property
-    def anthropic_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["anthropic"]
-
-    @property
-    def mistral_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["mistral"]
 
     def _call(self, method: str, path: str, body: Any = None) -> Any:
         data = None if body is None else json.dumps(body).encode("utf-8")

@@ -24,7 +24,7 @@ from starlette.routing import Mount, Route
 
 from . import anthropic_api, control, mistral_api, openai_api
 from .config import Durations, Limits, ResultsUrlStyle, SandboxConfig, resolve_limits
-from .control import PROVIDER_PREFIXES, Controller
+from .control import PROVIDER_PREFIXES, Controller, ProviderUrls
 from .engine import Engine
 
 
@@ -87,7 +87,7 @@ def make_config(*, durations: Durations | Mapping[str, float] | None = None,
                          results_url=results_url, forward_url=forward_url, forward_model=forward_model)
 
 
-class Sandbox(Controller):
+class Sandbox(Controller, ProviderUrls):
     """A sandbox server in a background thread; a context manager.
 
     ``speed``: None or 0 = manual clock (moves only with :meth:`advance`); otherwise the
@@ -121,18 +121,6 @@ class Sandbox(Controller):
         if self._server is None:
             raise RuntimeError("the sandbox is not running; call start() or use it as a context manager")
         return f"http://{self.host}:{self.port}"
-
-    @property
-    def openai_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["openai"]
-
-    @property
-    def anthropic_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["anthropic"]
-
-    @property
-    def mistral_base_url(self) -> str:
-        return self.url + PROVIDER_PREFIXES["mistral"]
 
     # --- lifecycle -----------------------------------------------------------------------
     def start(self) -> Sandbox:
