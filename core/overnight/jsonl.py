@@ -12,13 +12,13 @@ from typing import IO, Any, Iterable, Iterator
 
 from overnight.errors import ProviderError
 
-#: Spooled files stay in memory up to this size, then move to a temporary file.
-SPOOL_MEMORY = 8 * 1024 * 1024
-
-
 def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
-    """Write ``lines`` as compact JSONL to a temporary file, rewound for reading."""
-    out = tempfile.SpooledTemporaryFile(max_size=SPOOL_MEMORY, mode="w+b")
+    """Write ``lines`` as compact JSONL to a temporary file, rewound for reading.
+
+    A real file on disk (not a SpooledTemporaryFile, which is no ``io.IOBase`` before
+    Python 3.11 and which SDKs that validate their upload argument refuse).
+    """
+    out = tempfile.TemporaryFile(mode="w+b")
     for line in lines:
         out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
         out.write(b"\n")
