@@ -163,6 +163,8 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
     :class:`~overnight.JobRef`, or ``None`` when the provider certainly holds no job
-    with that tag (the core then submits the chunk again). Raise when the provider
-    cannot tell right now: the core retries on the next run rather than risk paying twice.
+    with that tag (the core then submits the chunk again, under a new tag; before
+    returning ``None`` a plugin may delete what the interrupted submit left, such as an
+    uploaded input file). Raise when the provider cannot tell right now: the core
+    retries on the next run rather than risk paying twice.
     """

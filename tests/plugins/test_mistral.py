@@ -462,6 +462,8 @@ CRASHING_RUN = textwrap.dedent(
 
 @pytest.mark.parametrize(("point", "files"), [("after_create", 1), ("after_upload", 2)])
 def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, mistral, point, files):
+    client = opts.client(opts.resolve({"api_key": KEY, "base_url": sb.mistral_base_url}))
+    before = {f.id for f in client.files.list(page_size=10_000).data}
     env = {**os.environ, "OVERNIGHT_FAULT_POINT": point}
     done = subprocess.run(
         [sys.executable, "-c", CRASHING_RUN, KEY, sb.mistral_base_url, *PROMPTS[:3]],
@@ -473,6 +475,10 @@ def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, mistral, point
     model, plan = llm(sb, inline_threshold=0), planned(PROMPTS[:3])
     pending(model, plan)  # after_create: found by tag; after_upload: certainly absent, so submitted
     assert (counts(sb)["jobs"], counts(sb)["files"]) == (1, files)
+    # Only the job's own input is left: an interrupted upload is deleted once found orphaned.
+    (job,) = sb.jobs()
+    left = {f.id for f in client.files.list(page_size=10_000).data} - before
+    assert left == set(client.batch.jobs.get(job_id=job["id"]).input_files)
     sb.advance(DONE)
     assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:3]]
     assert counts(sb)["jobs"] == 1

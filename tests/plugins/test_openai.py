@@ -364,11 +364,14 @@ def test_crash_after_create_finds_the_batch_by_tag(sb, openai_plugin):
 
 
 def test_crash_after_upload_submits_once_the_tag_is_not_found(sb, openai_plugin):
+    before = {f.id for f in sdk(sb).files.list()}
     crash_at("after_upload", sb, PROMPTS[:5])
     assert (counters(sb)["files"], counters(sb)["jobs"]) == (1, 0)
+    [orphan] = [f for f in sdk(sb).files.list() if f.id not in before]
     llm = make_llm(sb)
     pending(llm, plan(PROMPTS[:5]))
     assert (counters(sb)["files"], counters(sb)["jobs"]) == (2, 1)
+    assert orphan.id not in {f.id for f in sdk(sb).files.list()}  # the interrupted upload is cleaned up
     sb.advance(DONE)
     assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:5])))
 

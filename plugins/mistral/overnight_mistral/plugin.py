@@ -197,6 +197,7 @@ class MistralPlugin:
         # Oldest first; the sort is stable, so the server's order breaks ties.
         found = sorted(self._tagged(client, tag), key=lambda j: j.created_at)
         if not found:
+            self._delete_orphan_input(client, tag)  # the core now resubmits under a new tag
             return None
         keep, *extra = found
         for duplicate in extra:
@@ -212,6 +213,20 @@ class MistralPlugin:
                 ) from None
         files = [f for f in keep.input_files or () if f]
         return self._ref(keep, tag, input_file=files[0] if files else None)
+
+    @staticmethod
+    def _delete_orphan_input(client: Any, tag: str) -> None:
+        """Delete the input file a submit interrupted after its upload left under ``tag``.
+
+        Only called once no job carries the tag, so no job can need it. Best effort.
+        """
+        name = f"{tag}.jsonl"
+        try:
+            for uploaded in client.files.list(search=tag, purpose="batch").data or ():
+                if uploaded.filename == name:
+                    client.files.delete(file_id=uploaded.id)
+        except Exception as exc:
+            log.warning("could not delete the input file of the interrupted submit %s: %s", tag, exc)
 
     @staticmethod
     def _tagged(client: Any, tag: str) -> Iterator[Any]:

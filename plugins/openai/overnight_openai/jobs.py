@@ -90,6 +90,9 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+#: Recent batch input files searched for the one an interrupted submit left behind.
+ORPHAN_SEARCH = 1000
+
 #: Statuses that certainly created no batch and are about the request itself (not the
 #: key, the account or the network): the core counts them as failed attempts.
 REFUSED = frozenset({400, 413, 422})
@@ -166,6 +169,24 @@ def cancel(client: openai.OpenAI, job: JobRef) -> None:
         if client.batches.retrieve(job.remote_id).status in _TERMINAL | {"cancelling"}:
             return
         raise
+
+
+def delete_orphan_input(client: openai.OpenAI, tag: str) -> None:
+    """Delete the input file a submit interrupted after its upload left under ``tag``.
+
+    Only called once no batch carries the tag, so no batch can need the file. Best
+    effort: a failure here is logged, never raised (the file is never billed as a job).
+    """
+    name = f"{tag}.jsonl"
+    try:
+        for seen, uploaded in enumerate(client.files.list(purpose="batch", order="desc", limit=100)):
+            if uploaded.filename == name:
+                _delete_quietly(client, uploaded.id)
+                return
+            if seen >= ORPHAN_SEARCH:
+                return
+    except openai.OpenAIError as exc:
+        log.warning("could not look for the input file of the interrupted submit %s: %s", tag, exc)
 
 
 def find(client: openai.OpenAI, tag: str) -> Any | None:

@@ -93,5 +93,9 @@ class OpenAIPlugin:
 
     @hookimpl
     def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-        batch = jobs.find(clients.client_for(options), tag)
-        return jobs.job_ref(provider, batch, tag) if batch is not None else None
+        client = clients.client_for(options)
+        batch = jobs.find(client, tag)
+        if batch is None:
+            jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
+            return None
+        return jobs.job_ref(provider, batch, tag)
