@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id
 from .responder import ForwardError, Generation, conversation, generate, json_spec
 from .web import Api, ApiError, Call, Flavor, download
 
@@ -103,9 +103,7 @@ class AnthropicDialect:
         self.engine = engine
 
     def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        for _, line in iter_jsonl(path):
-            obj = json.loads(line)
-            yield obj["custom_id"], obj
+        return iter_by_custom_id(path)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
                error: RequestError | None) -> ResultLine:

@@ -458,3 +458,10 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
             line = raw.strip()
             if line:
                 yield number, line
+
+
+def iter_by_custom_id(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    """``(custom_id, request line)`` for each line of an input whose lines all carry one."""
+    for _, line in iter_jsonl(path):
+        obj = json.loads(line)
+        yield obj["custom_id"], obj

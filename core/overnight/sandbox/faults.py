@@ -89,10 +89,7 @@ class Fault:
     download_truncate_mode: TruncateMode = "abort"  # abort: full length announced, connection dropped; short: a short, well-formed body
 
     def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        for key in ("error_ids", "result_missing_ids"):
-            data[key] = sorted(data[key])
-        return data
+        return _to_json(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> Fault:
@@ -188,17 +185,25 @@ class JobFaults:
         return self.error_rate > 0 and hash_fraction(custom_id) < self.error_rate
 
     def to_dict(self) -> dict[str, Any]:
-        data = attrs.asdict(self)
-        for key in ("error_ids", "result_missing_ids"):
-            data[key] = sorted(data[key])
-        return data
+        return _to_json(self)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any]) -> JobFaults:
         data = dict(data)
-        for key in ("error_ids", "result_missing_ids"):
+        for key in _ID_SETS:
             data[key] = frozenset(data.get(key, ()))
         return cls(**data)
+
+
+#: Fields holding sets of custom ids: persisted as sorted lists.
+_ID_SETS = ("error_ids", "result_missing_ids")
+
+
+def _to_json(record: Fault | JobFaults) -> dict[str, Any]:
+    data = attrs.asdict(record)
+    for key in _ID_SETS:
+        data[key] = sorted(data[key])
+    return data
 
 
 def _min(a: float | None, b: float | None) -> float | None:

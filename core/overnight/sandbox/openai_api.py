@@ -20,7 +20,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
 from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
                         json_spec, count_tokens)
 from .web import Api, ApiError, Call, Flavor, download, receive_upload
@@ -165,9 +165,7 @@ class OpenAIDialect:
         self.engine = engine
 
     def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        for _, line in iter_jsonl(path):
-            obj = json.loads(line)
-            yield obj["custom_id"], obj
+        return iter_by_custom_id(path)
 
     def scan(self, path: Path, endpoint: str, max_requests: int) -> Scan:
         """Validate an input file the way the Batch API does before it starts."""
