@@ -88,6 +88,7 @@ from overnight.steps import (
     Step,
     StepContext,
 )
+from overnight.policy import RunPolicy
 from overnight.tasks import TextGeneration
 
 __all__ += [
@@ -102,6 +103,7 @@ __all__ += [
     "LoadDataFromParquet",
     "MapStep",
     "Pipeline",
+    "RunPolicy",
     "Step",
     "StepContext",
     "TextGeneration",

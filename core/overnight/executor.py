@@ -55,6 +55,7 @@ from overnight.models import (
     ResultStatus,
     evolve,
 )
+from overnight.policy import RunPolicy
 from overnight.providers import Provider
 from overnight.store import Store, result_from_json
 
@@ -139,26 +140,14 @@ class BatchExecutor:
         *,
         step: str,
         plan_id: str,
-        max_attempts: int = 3,
-        max_unfinished: int = 5,
-        reuse_paid: bool = True,
-        resubmit_unconfirmed: bool = False,
-        block_until_done: float | None = None,
-        backoff: polling.Backoff = polling.Backoff(),
-        lock_timeout: float = 600.0,
+        policy: RunPolicy = RunPolicy(),
     ) -> None:
         self.store = store
         self.provider = provider
         self.options = options
         self.step = step
         self.plan_id = plan_id
-        self.max_attempts = max_attempts
-        self.max_unfinished = max_unfinished
-        self.reuse_paid = reuse_paid
-        self.resubmit_unconfirmed = resubmit_unconfirmed
-        self.block_until_done = block_until_done
-        self.backoff = backoff
-        self.lock_timeout = lock_timeout
+        self.policy = policy
 
     # -- the whole step --------------------------------------------------------------------
 
@@ -171,15 +160,15 @@ class BatchExecutor:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
-        if not self.reuse_paid and self.store.paid_count(self.plan_id):
+        if not self.policy.reuse_paid and self.store.paid_count(self.plan_id):
             raise StaleCache(
                 f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
                 "already paid for by a previous run, and the cache is disabled. Choose: "
                 "run(..., paid_results='reuse') to use them, or change the requests "
                 "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
             )
-        if self.block_until_done:
-            self._poll(self.block_until_done)
+        if self.policy.block_until_done:
+            self._poll(self.policy.block_until_done)
         elif self._advance():
             raise self._not_finished()
         return self._assemble()
@@ -259,7 +248,7 @@ class BatchExecutor:
                 with self._provider_errors(f"looking up the {self.provider.name} job tagged {job['tag']}"):
                     ref = self.provider.find_job(job["tag"], self.options)
             except Exception:
-                if not self.resubmit_unconfirmed:
+                if not self.policy.resubmit_unconfirmed:
                     raise
                 ref = None  # the user chose to resubmit what cannot be confirmed
             if ref is not None:
@@ -267,7 +256,7 @@ class BatchExecutor:
                 polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted run; not submitting again")
                 return ref
             self.store.abandon_intent(job["id"])
-        elif self.resubmit_unconfirmed:
+        elif self.policy.resubmit_unconfirmed:
             self.store.abandon_intent(job["id"])
         else:
             raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
@@ -282,7 +271,7 @@ class BatchExecutor:
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
-            self.store.close_job(job["id"], self.max_attempts, self.max_unfinished, failure=reason)
+            self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished, failure=reason)
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
@@ -293,7 +282,7 @@ class BatchExecutor:
                 batch, size = [], min(size * 2, FETCH_BATCH_MAX)
                 fault_point("mid_fetch")
         self._record(job["id"], batch)
-        self.store.close_job(job["id"], self.max_attempts, self.max_unfinished)
+        self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished)
 
     def _fetched(self, ref: JobRef) -> Iterator[Result]:
         """The job's results; a provider failure part-way is a ProviderError (what came is kept)."""
@@ -323,7 +312,7 @@ class BatchExecutor:
             raise ProviderError(f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). {then}") from exc
 
     def _record(self, job_id: int, results: list[Result]) -> None:
-        self.store.record_results(job_id, results, self.max_attempts, self.max_unfinished)
+        self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
 
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
@@ -365,7 +354,7 @@ class BatchExecutor:
                 ref = self.provider.submit(chunk, self.options)
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
-            self.store.reject_intent(job_id, str(exc), self.max_attempts, self.max_unfinished)
+            self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
             return
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
@@ -375,7 +364,7 @@ class BatchExecutor:
 
     def _poll(self, seconds: float) -> None:
         deadline = time.monotonic() + seconds
-        delays = self.backoff.delays()
+        delays = self.policy.backoff.delays()
         errors = 0
         with polling.interruptible() as stop:
             while True:
@@ -455,7 +444,7 @@ class BatchExecutor:
             yield
             return
         with open(Path(self.store.cache_dir) / "overnight.lock", "w") as handle:
-            deadline = time.monotonic() + self.lock_timeout
+            deadline = time.monotonic() + self.policy.lock_timeout
             announced = False
             while True:
                 try:
@@ -465,7 +454,7 @@ class BatchExecutor:
                     if time.monotonic() > deadline:
                         raise StoreError(
                             f"step {self.step!r}: another overnight process has held the store "
-                            f"({handle.name}) for {self.lock_timeout:.0f}s. Let it finish, then run again."
+                            f"({handle.name}) for {self.policy.lock_timeout:.0f}s. Let it finish, then run again."
                         ) from None
                     if not announced:
                         polling.report(f"{self.step}: another overnight process is using the store; waiting for it")

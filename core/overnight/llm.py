@@ -13,6 +13,7 @@ from overnight import plugins
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
 from overnight.executor import BatchExecutor, PlannedRequest, RowResult
 from overnight.models import STANDARD_PARAMS, GenerationParams, evolve, standard_param_problems
+from overnight.policy import RunPolicy
 from overnight.polling import Backoff
 from overnight.providers import Provider
 from overnight.store import Store
@@ -96,14 +97,13 @@ class LLM:
         store: Store,
         step: str,
         plan_id: str,
-        reuse_paid: bool = True,
-        resubmit_unconfirmed: bool = False,
-        block_until_done: float | None = None,
+        policy: RunPolicy = RunPolicy(),
     ) -> Iterator[RowResult]:
         """Run the batch step's requests; results come back in plan order.
 
         Each request's model and generation options are set from this LLM; the caller
-        gives the messages.
+        gives the messages. ``policy`` holds the run's choices; this LLM adds its own
+        (attempts, how long to wait, how often to check) unless the run set them.
 
         Raises :class:`~overnight.ValidationError` before any submission when a request
         is bad, and :class:`~overnight.OfflineBatchGenerationNotFinished` while jobs run.
@@ -112,19 +112,11 @@ class LLM:
         problems = standard_param_problems(self.generation_kwargs)
         if problems:  # before GenerationParams, which would fail on some of them
             raise ValidationError([RowProblem(step, None, field, message) for field, message in problems])
-        wait = block_until_done if block_until_done is not None else self.offline_batch_generation_block_until_done
-        executor = BatchExecutor(
-            store,
-            provider,
-            self.client_options,
-            step=step,
-            plan_id=plan_id,
-            max_attempts=self.max_attempts,
-            reuse_paid=reuse_paid,
-            resubmit_unconfirmed=resubmit_unconfirmed,
-            block_until_done=wait,
-            backoff=Backoff(initial=self.poll_interval),
-        )
+        wait = policy.block_until_done if policy.block_until_done is not None \
+            else self.offline_batch_generation_block_until_done
+        policy = evolve(policy, max_attempts=self.max_attempts, block_until_done=wait,
+                        backoff=Backoff(initial=self.poll_interval))
+        executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
             PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params))

@@ -28,6 +28,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
+from overnight.policy import RunPolicy
 from overnight.steps import _NAME, Step, StepContext, digest
 
 log = logging.getLogger("overnight.pipeline")
@@ -204,7 +205,7 @@ class Pipeline:
         for step in order:
             step.check()
         signatures = self.signatures()
-        reuse_paid = use_cache or paid_results == "reuse"
+        policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed)
 
         from overnight.store import Store  # imported here: only a run needs SQLite
 
@@ -216,7 +217,7 @@ class Pipeline:
             try:
                 pending, waiting = self._execute(
                     order, signatures, store,
-                    use_cache=use_cache, reuse_paid=reuse_paid, resubmit_unconfirmed=resubmit_unconfirmed,
+                    use_cache=use_cache, policy=policy,
                 )
                 state = "pending" if pending else "done"
             finally:
@@ -267,8 +268,7 @@ class Pipeline:
         store: Any,
         *,
         use_cache: bool,
-        reuse_paid: bool,
-        resubmit_unconfirmed: bool,
+        policy: RunPolicy,
     ) -> tuple[list[OfflineBatchGenerationNotFinished], list[str]]:
         """Run the steps in order; return the pending batch steps and the steps waiting on them."""
         directory = Path(store.cache_dir) / "pipelines" / self.name
@@ -293,8 +293,7 @@ class Pipeline:
                 step=name,
                 signature=signatures[name],
                 use_cache=use_cache,
-                reuse_paid=reuse_paid,
-                resubmit_unconfirmed=resubmit_unconfirmed,
+                policy=policy,
                 store=store,
             )
             rows = Rows([self.outputs[p].path for p in inputs])

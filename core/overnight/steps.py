@@ -33,6 +33,7 @@ import attrs
 from attrs import define, field, frozen
 
 from overnight.errors import ConfigurationError, RowProblem, ValidationError
+from overnight.policy import RunPolicy
 
 if TYPE_CHECKING:
     from overnight.dataset import Rows
@@ -56,9 +57,8 @@ class StepContext:
     #: The step's signature: identifies its output (also the plan id of a batch step).
     signature: str
     use_cache: bool = True
-    #: Whether requests a previous run already paid for may be reused (see ``run(paid_results=)``).
-    reuse_paid: bool = True
-    resubmit_unconfirmed: bool = False
+    #: The run's choices about paid, unconfirmed and pending work (see ``Pipeline.run``).
+    policy: RunPolicy = field(factory=RunPolicy)
     #: The run's state store (batch steps record their jobs and results in it).
     store: "Store | None" = field(default=None, eq=False, repr=False)
 

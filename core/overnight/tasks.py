@@ -195,8 +195,7 @@ class TextGeneration(Step):
             store=ctx.store,
             step=self.name or "",
             plan_id=ctx.signature,
-            reuse_paid=ctx.reuse_paid,
-            resubmit_unconfirmed=ctx.resubmit_unconfirmed,
+            policy=ctx.policy,
         )
         yield from self._assemble(rows, iter(results))
 

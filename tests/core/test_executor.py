@@ -18,6 +18,7 @@ from overnight import (
 )
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
+from overnight.policy import RunPolicy
 from overnight.store import Store
 
 
@@ -191,7 +192,7 @@ def test_crash_without_find_by_tag_stops_with_clear_message(fake, registry, tmp_
     assert "resubmit_unconfirmed" in str(exc.value)
     assert len(blind.jobs()) == 1
     with pytest.raises(OfflineBatchGenerationNotFinished):
-        generate(PROMPTS, resubmit_unconfirmed=True)
+        generate(PROMPTS, policy=RunPolicy(resubmit_unconfirmed=True))
     assert len(blind.jobs()) == 2
 
 
@@ -276,7 +277,7 @@ def test_find_that_cannot_tell_stops_unless_the_user_chooses(fake):
     assert isinstance(exc.value.__cause__, ConnectionError)
     assert len(fake.jobs()) == 1
     with pytest.raises(OfflineBatchGenerationNotFinished):
-        generate(PROMPTS, resubmit_unconfirmed=True)
+        generate(PROMPTS, policy=RunPolicy(resubmit_unconfirmed=True))
     assert len(fake.jobs()) == 2
 
 

@@ -73,10 +73,11 @@ def test_corrupt_store_is_refused_and_nothing_submitted(fake, overnight_home):
 
 def test_second_process_waits_for_the_step_lock_then_says_so(fake, monkeypatch):
     from overnight.executor import BatchExecutor
+    from overnight.policy import RunPolicy
 
     store = Store.open()
     holder = BatchExecutor(store, None, {}, step="gen", plan_id="plan-1")  # type: ignore[arg-type]
-    other = BatchExecutor(store, None, {}, step="gen", plan_id="plan-1", lock_timeout=0.3)  # type: ignore[arg-type]
+    other = BatchExecutor(store, None, {}, step="gen", plan_id="plan-1", policy=RunPolicy(lock_timeout=0.3))  # type: ignore[arg-type]
     with holder._lock():
         errors = []
         t = threading.Thread(target=lambda: errors.append(_try_lock(other)))

@@ -1,0 +1,31 @@
+"""How a run treats work that is paid for, unconfirmed or still running: one frozen value.
+
+:meth:`Pipeline.run` (and ``overnight run``'s flags) choose the run-wide choices, each
+LLM adds its own (attempts, waiting); the executor reads them from here and nowhere
+else, so a new choice is one field, not an argument threaded through four calls.
+"""
+
+from __future__ import annotations
+
+from attrs import frozen
+
+from overnight.polling import Backoff
+
+
+@frozen(kw_only=True)
+class RunPolicy:
+    """What one run of a batch step may do, beyond the requests themselves."""
+
+    #: Use results a previous run already paid for (``run(paid_results="reuse")`` or the cache).
+    reuse_paid: bool = True
+    #: Resubmit chunks whose submission a crashed run could not confirm (see UnconfirmedSubmission).
+    resubmit_unconfirmed: bool = False
+    #: Attempts per request for per-request errors before it ends as an error row.
+    max_attempts: int = 3
+    #: Jobs a request may go unrun in (expired, cancelled) before it ends as an error row.
+    max_unfinished: int = 5
+    #: Seconds to wait, polling, for the step's jobs; ``None`` submits and returns.
+    block_until_done: float | None = None
+    backoff: Backoff = Backoff()
+    #: Seconds to wait for another process holding the store's lock.
+    lock_timeout: float = 600.0
