@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -56,6 +56,8 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     "openai": Limits(max_requests=50_000, max_bytes=200 * MB),
     "anthropic": Limits(max_requests=100_000, max_bytes=256 * MB),
     "mistral": Limits(max_requests=100_000, max_bytes=512 * MB),
+    # Gemini publishes no request count per batch (our cap); input files are at most 2 GB.
+    "gemini": Limits(max_requests=100_000, max_bytes=2048 * MB),
 }
 
 
