@@ -420,7 +420,7 @@ def routes(engine: Engine) -> list[Route]:
         except ValueError:
             raise ApiError(400, "Invalid JSON payload received.") from None
         file = body.get("file") or {}
-        size = request.headers.get("x-goog-upload-header-content-length") or str(file.get("sizeBytes") or "")
+        size = request.headers.get("x-goog-upload-header-content-length") or str(_field(file, "sizeBytes", "size_bytes") or "")
         if not size.isdigit():
             raise ApiError(400, "X-Goog-Upload-Header-Content-Length is required.")
         if int(size) > limits().max_bytes:
@@ -434,9 +434,9 @@ def routes(engine: Engine) -> list[Route]:
         with uploads.lock:
             uploads.sessions[upload_id] = {
                 "id": name, "size": int(size), "received": 0, "path": str(path), "sha": hashlib.sha256(),
-                "mime_type": request.headers.get("x-goog-upload-header-content-type") or file.get("mimeType")
+                "mime_type": request.headers.get("x-goog-upload-header-content-type") or _field(file, "mimeType", "mime_type")
                 or "application/octet-stream",
-                "display_name": file.get("displayName") or name,
+                "display_name": _field(file, "displayName", "display_name") or name,
             }
         version = request.path_params.get("version", "v1beta")
         url = f"{_origin(request)}/gemini/upload/{version}/files?upload_id={upload_id}&upload_protocol=resumable"
