@@ -300,7 +300,7 @@ def operation_view(engine: Engine, state: JobState) -> dict[str, Any]:
     succeeded, errored = state.counts()
     name = f"batches/{doc['id']}"
     metadata: dict[str, Any] = {
-        "@type": OPERATION_TYPE, "model": doc["model"], "displayName": doc["extra"]["display_name"],
+        "@type": OPERATION_TYPE, "model": f"models/{doc['model']}", "displayName": doc["extra"]["display_name"],
         "createTime": _time(doc["created_at"]), "updateTime": _time(snap.ended_at or snap.cancelling_at
                                                                     or snap.in_progress_at or doc["created_at"]),
         "batchStats": {"requestCount": str(doc["total"]), "successfulRequestCount": str(succeeded),
@@ -472,7 +472,8 @@ def routes(engine: Engine) -> list[Route]:
         model_path = call.params["model"]
         if not model_path.endswith(":batchGenerateContent"):
             raise ApiError(404, f"Unknown request URL: {call.method} {call.path}.")
-        model = "models/" + model_path[: -len(":batchGenerateContent")]
+        # Stored as the user wrote it (fault rules select on it); shown as models/<name>.
+        model = model_path[: -len(":batchGenerateContent")].removeprefix("models/")
         body = call.json_object()
         batch = body.get("batch")
         if not isinstance(batch, Mapping):

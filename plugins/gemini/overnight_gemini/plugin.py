@@ -169,9 +169,10 @@ class GeminiPlugin:
 
     @hookimpl
     def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-        return self._results(opts.client(opts.resolve(options)), job)
+        settings = opts.resolve(options)
+        return self._results(opts.client(settings), job, settings.max_retries)
 
-    def _results(self, client: Any, job: JobRef) -> Iterator[Result]:
+    def _results(self, client: Any, job: JobRef, retries: int) -> Iterator[Result]:
         remote = client.batches.get(name=job.remote_id)
         dest = remote.dest
         if dest is None:
@@ -182,26 +183,29 @@ class GeminiPlugin:
                 if result is not None:
                     yield result
         if dest.file_name:
-            for line in self._download(client, dest.file_name):
+            for line in self._download(client, dest.file_name, retries):
                 result = translate.parse_file_line(line)
                 if result is not None:
                     yield result
 
     @staticmethod
-    def _download(client: Any, name: str) -> Iterator[dict[str, Any]]:
+    def _download(client: Any, name: str, retries: int) -> Iterator[dict[str, Any]]:
         # A body cut at a line boundary parses cleanly: only the size tells it is short,
         # and then the missing rows would look unfinished and be paid for again.
         expected = client.files.get(name=name).size_bytes
         fd, path = tempfile.mkstemp(prefix="overnight-gemini-", suffix=".jsonl")
         os.close(fd)
         try:
-            try:
-                client.files.download(file=name, destination=path)
-            except Exception as exc:
-                raise ProviderError(
-                    f"the download of Gemini result file {name} failed ({type(exc).__name__}); the results read "
-                    "so far are kept. Run again to fetch the rest."
-                ) from None
+            for attempt in range(retries + 1):
+                try:
+                    client.files.download(file=name, destination=path)
+                    break
+                except Exception as exc:
+                    # The SDK never retries a download: a 429/5xx answer is retried here; a
+                    # body cut short is not (it propagates, and the core fetches again later).
+                    if _code(exc) not in opts.RETRY_STATUS or attempt == retries:
+                        raise
+                    time.sleep(min(0.5 * 2**attempt, 8.0))
             with open(path, "rb") as body:
                 chunks = iter(lambda: body.read(1 << 20), b"")
                 yield from jsonl.parse(chunks, expected_bytes=expected, source=f"the download of Gemini result file {name}")
