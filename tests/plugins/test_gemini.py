@@ -354,7 +354,8 @@ def test_request_errors_are_retried_then_reported_as_error_rows(sb, gemini, inli
 
 
 @pytest.mark.parametrize("inline_threshold", [1000, 0], ids=["inline", "uploaded-file"])
-def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, gemini, inline_threshold):
+def test_expired_job_gives_nothing_back_so_every_row_goes_out_again_once(sb, gemini, inline_threshold):
+    # Gemini's guide: an expired job "will not have any results to retrieve".
     sb.set_faults(provider="gemini", expire_after_fraction=0.5, times=1)
     model, plan = llm(sb, inline_threshold=inline_threshold), planned(PROMPTS)
     first = pending(model, plan)
@@ -362,12 +363,23 @@ def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, gemini,
     ref = JobRef("gemini", first.jobs_ids[0], "t")
     status = gemini.check("gemini", ref, options(sb))
     assert (status.state, status.raw_status) == (JobState.EXPIRED, "JOB_STATE_EXPIRED")
+    assert list(gemini.fetch("gemini", ref, options(sb))) == []
+    pending(model, plan)
+    assert job_sizes(sb) == [10, 10]
+    sb.advance(DONE)
+    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
+    assert counts(sb)["requests"] == 20
+
+
+def test_cancelled_job_keeps_finished_rows_inline_too(sb, gemini):
+    sb.set_faults(provider="gemini", cancel_after_fraction=0.5, times=1)
+    model, plan = llm(sb), planned(PROMPTS)
+    first = pending(model, plan)
+    sb.advance(DONE)
+    ref = JobRef("gemini", first.jobs_ids[0], "t")
     assert [r.status for r in gemini.fetch("gemini", ref, options(sb))] == [ResultStatus.SUCCEEDED] * 5
     pending(model, plan)
     assert job_sizes(sb) == [10, 5]
-    sb.advance(DONE)
-    assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS]
-    assert counts(sb)["requests"] == 15
 
 
 def test_a_stuck_job_expires_after_48_hours(sb, gemini):

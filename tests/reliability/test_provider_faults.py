@@ -169,10 +169,13 @@ def test_a_job_ended_half_way_keeps_finished_rows_and_resubmits_the_rest_once(ma
     lane.advance()
     lane.run(expect=75)  # keeps the finished half, resubmits the rest
     ((done,),) = lane.query("SELECT COUNT(*) FROM requests WHERE state = 'done'")
-    assert done == ROWS // 2
+    # Gemini returns nothing from an expired job ("no results to retrieve"): all go again.
+    assert done == (0 if (provider, kind) == ("gemini", "expire_after_fraction") else ROWS // 2)
     jobs = sorted(lane.remote_jobs(), key=lambda j: j["total"], reverse=True)
     assert [j["total"] for j in jobs] == [ROWS, ROWS - done]
-    assert jobs[0]["phase"] == ("expired" if kind.startswith("expire") else "cancelled")
+    ended = [j for j in jobs if j["phase"] in ("expired", "cancelled")]  # the first job, whatever its size
+    assert [j["phase"] for j in ended] == ["expired" if kind.startswith("expire") else "cancelled"]
+    assert ended[0]["total"] == ROWS
     lane.advance()
     lane.run(expect=0)
     finish(lane, jobs=2, paid=ROWS + ROWS - done)

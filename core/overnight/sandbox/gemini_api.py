@@ -31,12 +31,14 @@ from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .lifecycle import Schedule, snapshot
 from .responder import ForwardError, Generation, content_text, generate
 from .web import Api, ApiError, Call, Flavor, download
 
@@ -242,6 +244,10 @@ class GeminiDialect:
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         inline = job["extra"]["inline"]
         sink = sinks["output"]
+        if snapshot(Schedule.from_dict(job["schedule"]), job["ended_at"]).phase == "expired":
+            # "The job will not have any results to retrieve" (the batch guide): an expired
+            # job gives back nothing, not even what it had finished.
+            return {"inline": inline, "lines": 0, "withheld": True}
         if inline:
             target = engine.store.job_dir(job["id"]) / "inlined_responses.jsonl"
         else:
@@ -315,6 +321,8 @@ def operation_view(engine: Engine, state: JobState) -> dict[str, Any]:
         if snap.phase == "failed":
             messages = "; ".join(p["message"] for p in doc["problems"])
             view["error"] = {"code": _RPC_CODES["INVALID_ARGUMENT"], "message": messages}
+        elif result.get("withheld"):
+            pass  # expired: no output at all
         else:
             output: dict[str, Any]
             if result.get("inline"):
@@ -523,6 +531,8 @@ def routes(engine: Engine) -> list[Route]:
 
     def cancel_batch(call: Call) -> Any:
         name = call.params["name"]
+        if name.endswith(":delete"):  # the guide's REST form of delete
+            return delete_batch(attrs.evolve(call, params={"name": name[: -len(":delete")]}))
         if not name.endswith(":cancel"):
             raise ApiError(404, f"Unknown request URL: {call.method} {call.path}.")
         state = get_state(name[: -len(":cancel")])
@@ -550,6 +560,8 @@ def routes(engine: Engine) -> list[Route]:
     out: list[Route] = []
     inline_limit = lambda: min(INLINE_MAX_BYTES, limits().max_bytes)  # noqa: E731
     out.append(api.route("/upload/{version}/files", upload, ["POST"], public=is_chunk))
+    # The guide's REST download goes through /download/{v}/files/{id}:download?alt=media.
+    out.append(api.route("/download/{version}/files/{name}", get_file, ["GET"]))
     for v in VERSIONS:
         out += [
             api.route(f"/{v}/files", list_files, ["GET"]),
