@@ -69,6 +69,14 @@ def test_declares_real_limits_capabilities_and_secret_env():
     assert {"top_k", "thinking_config", "response_schema"} <= info.extra_params
 
 
+def test_passes_the_contract_checks():
+    from overnight.plugin_testing import check_plugin
+
+    (info,) = check_plugin(overnight_gemini)
+    assert info.name == "gemini"
+    check_plugin(GeminiPlugin(name="gemini-eu", limits=Limits(max_requests=10, max_bytes=10_000)))
+
+
 # --- requests -------------------------------------------------------------------------------
 
 
