@@ -26,7 +26,7 @@ class Durations:
     finalizing:   in_progress -> completed (Anthropic and Mistral keep reporting
                   in_progress / RUNNING meanwhile).
     cancelling:   cancel requested -> cancelled.
-    window:       completion window (OpenAI "24h", Anthropic 24 h); a job still running
+    window:       completion window (OpenAI "24h", Anthropic 24 h; Gemini uses 48 h); a job still running
                   then expires. Mistral uses the job's own ``timeout_hours`` instead.
     """
 
