@@ -258,3 +258,14 @@ def test_inline_create_over_20_mb_is_refused(sandbox: Sandbox, gem: genai.Client
         gem.batches.create(model=MODEL, src=inline({"big": big}))
     assert info.value.code == 413
     assert sandbox.counters()["gemini"]["jobs"] == 0
+
+
+def test_slow_validation_keeps_a_job_pending(sandbox: Sandbox, gem: genai.Client) -> None:
+    sandbox.set_faults(provider="gemini", validation_delay=600, times=1)
+    slow = gem.batches.create(model=MODEL, src=inline({"a": "x"}))
+    quick = gem.batches.create(model=MODEL, src=inline({"a": "x"}))
+    sandbox.advance(60)
+    assert gem.batches.get(name=slow.name).state.value == "JOB_STATE_PENDING"
+    assert gem.batches.get(name=quick.name).state.value == "JOB_STATE_SUCCEEDED"
+    sandbox.advance(3600)
+    assert gem.batches.get(name=slow.name).state.value == "JOB_STATE_SUCCEEDED"
