@@ -20,6 +20,7 @@ EXAMPLES = {
     "openai": ("openai_batch.py", lambda sb: {"OPENAI_BASE_URL": sb.openai_base_url, "OPENAI_API_KEY": "sk-sandbox"}),
     "anthropic": ("anthropic_batch.py", lambda sb: {"ANTHROPIC_BASE_URL": sb.anthropic_base_url, "ANTHROPIC_API_KEY": "sk-ant-sandbox"}),
     "mistral": ("mistral_batch.py", lambda sb: {"MISTRAL_BASE_URL": sb.mistral_base_url, "MISTRAL_API_KEY": "sandbox"}),
+    "gemini": ("gemini_batch.py", lambda sb: {"GEMINI_BASE_URL": sb.gemini_base_url, "GEMINI_API_KEY": "sandbox"}),
 }
 
 
@@ -54,12 +55,12 @@ def test_example_submits_then_collects(provider, sandbox, tmp_path):
 
 def test_installed_plugins_are_found_through_entry_points(capsys):
     registry = PluginRegistry()  # entry points only: the packages pip installed
-    assert {"openai", "anthropic", "mistral"} <= set(registry.provider_names)
+    assert {"openai", "anthropic", "mistral", "gemini"} <= set(registry.provider_names)
     packages = {entry.package for entry in registry.entries}
-    assert {"overnight-openai", "overnight-anthropic", "overnight-mistral"} <= packages
+    assert {"overnight-openai", "overnight-anthropic", "overnight-mistral", "overnight-gemini"} <= packages
     assert not registry.failures
     assert main(["plugins", "--json"]) == 0
     listed = json.loads(capsys.readouterr().out)
     text = json.dumps(listed)
-    for name in ("overnight-openai", "overnight-anthropic", "overnight-mistral"):
+    for name in ("overnight-openai", "overnight-anthropic", "overnight-mistral", "overnight-gemini"):
         assert name in text

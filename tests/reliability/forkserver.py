@@ -41,6 +41,9 @@ PRELOAD = (
     "openai",
     "anthropic",
     "mistralai.client",
+    "overnight_gemini",
+    "overnight_gemini.plugin",
+    "google.genai",
 )
 
 

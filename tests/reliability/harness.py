@@ -30,19 +30,24 @@ HERE = Path(__file__).resolve().parent
 SCRIPT = HERE / "pipeline_script.py"
 FORKSERVER = HERE / "forkserver.py"
 
-PROVIDERS = ("openai", "anthropic", "mistral")
+PROVIDERS = ("openai", "anthropic", "mistral", "gemini")
 #: Sandbox seconds after which every normal job has ended (they take ~40 s).
 DONE = 3600.0
-#: Past the 24 h completion window: stuck jobs have expired.
-PAST_WINDOW = 25 * 3600.0
+#: Past every provider's completion window (24 h; Gemini's 48 h): stuck jobs have expired.
+PAST_WINDOW = 49 * 3600.0
 #: Rows per lane: more than one fetch batch (16), small enough to stay fast.
 ROWS = 34
 #: Results the executor commits before the ``mid_fetch`` fault point.
 FIRST_FETCH_BATCH = 16
 RUN_TIMEOUT = 90.0
 
-KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistral": "MISTRAL_API_KEY"}
-URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL"}
+KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistral": "MISTRAL_API_KEY",
+           "gemini": "GEMINI_API_KEY"}
+URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL",
+           "gemini": "GEMINI_BASE_URL"}
+#: Client options that make a provider deliver results as a file to download (Gemini
+#: returns a small job's results inline, in the job itself: nothing to cut short).
+RESULT_FILES: dict[str, dict[str, Any]] = {"gemini": {"inline_threshold": 0}}
 
 
 # --- runs ---------------------------------------------------------------------------------
@@ -337,7 +342,10 @@ class Lane:
 
     def remote_jobs(self) -> list[dict[str, Any]]:
         """This lane's jobs as the sandbox knows them (what the provider would bill)."""
-        return [j for j in self.control.jobs() if j["provider"] == self.provider and j["model"] == self.model]
+        jobs = [j for j in self.control.jobs() if j["provider"] == self.provider and j["model"] == self.model]
+        if self.provider == "gemini":  # the API names a job by its resource name, batches/<id>
+            jobs = [{**j, "id": f"batches/{j['id']}"} for j in jobs]
+        return jobs
 
     def counters(self) -> dict[str, Any]:
         return self.control.counters()[self.provider]
@@ -410,7 +418,7 @@ class Lane:
         return "\n".join(r.stdout + "\n" + r.stderr for r in self.history)
 
 
-_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral"}
+_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral", "gemini": "/gemini"}
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:

@@ -49,6 +49,11 @@ def plugin(provider: str, limits: Limits | None, lookup: bool):
         from overnight_mistral import MistralPlugin
 
         base = MistralPlugin(limits=limits) if limits else overnight_mistral
+    elif provider == "gemini":
+        import overnight_gemini
+        from overnight_gemini import GeminiPlugin
+
+        base = GeminiPlugin(limits=limits) if limits else overnight_gemini
     else:
         return None
     if lookup:

@@ -125,7 +125,7 @@ def test_bad_input_is_a_clear_error_naming_row_and_field_and_costs_nothing(make_
 def test_an_unknown_provider_names_the_installed_ones_and_costs_nothing(make_lane):
     lane = make_lane("nosuchai", rows=ROWS)
     result = lane.run()
-    result.assert_clear_error("'nosuchai'", "installed providers: anthropic, mistral, openai",
+    result.assert_clear_error("'nosuchai'", "installed providers: anthropic, gemini, mistral, openai",
                               "pip install overnight-nosuchai")
     assert_nothing_reached_the_sandbox(lane)
 
@@ -150,7 +150,7 @@ def test_an_absurd_number_of_generations_is_refused_before_planning(make_lane):
 
 #: Each SDK's own debug switch: logs must stay free of the key even then.
 SDK_DEBUG = {"openai": {"OPENAI_LOG": "debug"}, "anthropic": {"ANTHROPIC_LOG": "debug"},
-             "mistral": {"MISTRAL_DEBUG": "1"}}
+             "mistral": {"MISTRAL_DEBUG": "1"}, "gemini": {}}  # google-genai logs through `logging` only
 
 
 def files_containing(root: Path, secret: bytes) -> list[Path]:
@@ -163,7 +163,10 @@ def test_the_api_key_from_the_environment_appears_nowhere(make_lane, sandbox, pr
     crashes, errors and retries, in: the store directory (SQLite file, WAL, step
     outputs), every run's stdout and stderr (progress, logs, error messages), the job
     metadata the sandbox holds, and every file of the sandbox's state."""
-    lane = make_lane(provider, client_options={"max_retries": 0}, extra_env=SDK_DEBUG[provider])
+    from harness import RESULT_FILES
+
+    lane = make_lane(provider, client_options={"max_retries": 0, **RESULT_FILES.get(provider, {})},
+                     extra_env=SDK_DEBUG[provider])
     lane.fault(error_rate=0.2, times=1)
     assert lane.run(fault="after_create").killed
     lane.advance()

@@ -22,9 +22,11 @@ COLUMNS = {
     "anthropic": {},
     "mistral": {},
     "mistral-file": {"client_options": {"inline_threshold": 0}},
+    "gemini": {},
+    "gemini-file": {"client_options": {"inline_threshold": 0}},
 }
 POINTS = ("after_intent", "after_upload", "after_create", "during_poll", "mid_fetch", "during_assembly")
-UPLOADS = {"openai", "mistral-file"}
+UPLOADS = {"openai", "mistral-file", "gemini-file"}
 
 
 def cases():
@@ -96,7 +98,7 @@ def test_sigkill_at_each_phase_then_rerun_until_done(make_lane, column, point):
     lane.assert_store_ok()
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral", "gemini"])
 def test_sigkill_after_create_under_a_real_interpreter(make_lane, provider):
     """The same crash through ``python -m overnight.cli run`` (no fork server)."""
     lane = make_lane(provider)
@@ -108,7 +110,7 @@ def test_sigkill_after_create_under_a_real_interpreter(make_lane, provider):
     lane.assert_store_ok()
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral", "gemini"])
 def test_without_lookup_by_tag_an_unconfirmed_submission_stops_clearly(make_lane, provider):
     """A plugin that cannot find jobs by tag: after an ``after_create`` kill, stop and say so.
 
@@ -132,7 +134,7 @@ def test_without_lookup_by_tag_an_unconfirmed_submission_stops_clearly(make_lane
     assert len(lane.remote_jobs()) == 2  # the user chose to pay again for the unconfirmed chunk
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral", "gemini"])
 @pytest.mark.parametrize("point", ["after_intent:3", "after_create:2"])
 def test_sigkill_between_the_jobs_of_a_plan_split_into_several(make_lane, provider, point):
     """34 requests in jobs of 10: the kill comes at the 2nd or 3rd job, others exist."""
@@ -158,7 +160,7 @@ def test_sigkill_between_the_jobs_of_a_plan_split_into_several(make_lane, provid
     lane.assert_store_ok()
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "mistral", "gemini"])
 def test_duplicate_rows_and_several_generations_are_paid_once_through_a_kill(make_lane, provider):
     """Requests are content-addressed: 30 rows of which 10 repeat earlier prompts, two
     generations each, make 60 planned requests but 40 distinct ones, paid once each,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from harness import PROVIDERS, ROWS, wait_for
+from harness import PROVIDERS, RESULT_FILES, ROWS, wait_for
 
 
 def opened(pid: int, path) -> bool:
@@ -25,9 +25,10 @@ def opened(pid: int, path) -> bool:
             continue
     return False
 
-LIST_ENDPOINTS = {"openai": r"/batches$", "anthropic": r"/messages/batches$", "mistral": r"/batch/jobs$"}
+LIST_ENDPOINTS = {"openai": r"/batches$", "anthropic": r"/messages/batches$", "mistral": r"/batch/jobs$",
+                  "gemini": r"/batches$"}
 STATUS_ENDPOINTS = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$",
-                    "mistral": r"/batch/jobs/[^/]+$"}
+                    "mistral": r"/batch/jobs/[^/]+$", "gemini": r"/batches/[^/]+$"}
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -36,7 +37,7 @@ def test_a_provider_failure_after_submission_is_a_clear_error_not_a_traceback(ma
     """A provider outage while looking a job up, checking it or downloading its results
     used to escape as the SDK's raw exception (a traceback, as if overnight had a bug).
     It is a ProviderError now, like a failed submit: exit 1, what failed, run again."""
-    lane = make_lane(provider, client_options={"max_retries": 0})
+    lane = make_lane(provider, client_options={"max_retries": 0, **RESULT_FILES.get(provider, {})})
     if phase == "lookup":
         assert lane.run(fault="after_intent").killed
         lane.fault(http_status=503, http_method="GET", http_path=LIST_ENDPOINTS[provider])

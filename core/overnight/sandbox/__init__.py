@@ -1,4 +1,4 @@
-"""overnight.sandbox: a stateful local emulator of the OpenAI, Anthropic and Mistral batch APIs.
+"""overnight.sandbox: a stateful local emulator of the OpenAI, Anthropic, Mistral and Gemini batch APIs.
 
 The official SDKs run against it unmodified::
 

@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -26,7 +26,7 @@ class Durations:
     finalizing:   in_progress -> completed (Anthropic and Mistral keep reporting
                   in_progress / RUNNING meanwhile).
     cancelling:   cancel requested -> cancelled.
-    window:       completion window (OpenAI "24h", Anthropic 24 h); a job still running
+    window:       completion window (OpenAI "24h", Anthropic 24 h; Gemini uses 48 h); a job still running
                   then expires. Mistral uses the job's own ``timeout_hours`` instead.
     """
 
@@ -56,6 +56,8 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     "openai": Limits(max_requests=50_000, max_bytes=200 * MB),
     "anthropic": Limits(max_requests=100_000, max_bytes=256 * MB),
     "mistral": Limits(max_requests=100_000, max_bytes=512 * MB),
+    # Gemini publishes no request count per batch (our cap); input files are at most 2 GB.
+    "gemini": Limits(max_requests=100_000, max_bytes=2048 * MB),
 }
 
 

@@ -35,7 +35,8 @@ from starlette.routing import Route
 from .engine import Engine
 from .faults import Fault
 
-PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral"}
+PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
+                     "gemini": "/gemini"}
 
 
 class ProviderUrls:
@@ -54,6 +55,11 @@ class ProviderUrls:
     @property
     def mistral_base_url(self) -> str:
         return self.url + PROVIDER_PREFIXES["mistral"]
+
+    @property
+    def gemini_base_url(self) -> str:
+        """For ``genai.Client(http_options=HttpOptions(base_url=...))``; the SDK adds ``/v1/``."""
+        return self.url + PROVIDER_PREFIXES["gemini"]
 
 
 class Controller:

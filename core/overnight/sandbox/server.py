@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from . import anthropic_api, control, mistral_api, openai_api
+from . import anthropic_api, control, gemini_api, mistral_api, openai_api
 from .config import Durations, Limits, ResultsUrlStyle, SandboxConfig, resolve_limits
 from .control import PROVIDER_PREFIXES, Controller, ProviderUrls
 from .engine import Engine
@@ -70,6 +70,7 @@ def build_app(engine: Engine) -> Starlette:
         Mount("/openai", routes=openai_routes),  # an SDK base_url without /v1 drops the prefix
         Mount("/anthropic", routes=anthropic_api.routes(engine)),
         Mount("/mistral", routes=mistral_api.routes(engine)),
+        Mount("/gemini", routes=gemini_api.routes(engine)),
         Mount("/_sandbox", routes=control.routes(Controller(engine))),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])

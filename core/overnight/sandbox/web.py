@@ -60,6 +60,10 @@ class Flavor:
     request_id_header: str
     request_id_prefix: str
     accepts_x_api_key: bool = False
+    #: Other headers that carry the key as is (Gemini: ``x-goog-api-key``), and a query
+    #: parameter that may carry it instead (Gemini: ``?key=``).
+    key_headers: tuple[str, ...] = ()
+    key_query: str | None = None
 
     def request_id(self) -> str:
         return self.request_id_prefix + secrets.token_hex(12)
@@ -129,7 +133,10 @@ class Api:
         self.flavor = flavor
 
     def route(self, template: str, handler: Handler, methods: Sequence[str], *,
-              body_limit: Callable[[], int] | None = None, counted: bool = True) -> Route:
+              body_limit: Callable[[], int] | None = None, counted: bool = True,
+              public: Callable[[Request], bool] | None = None) -> Route:
+        """``public``: requests for which it is true need no key (e.g. a resumable
+        upload's chunks, which the session id in the URL authorises)."""
         flavor, engine = self.flavor, self.engine
         is_async = inspect.iscoroutinefunction(handler)
 
@@ -138,7 +145,7 @@ class Api:
             if counted:
                 engine.count_http(flavor.name, f"{request.method} {template}")
             try:
-                if not self._api_key(request):
+                if not (public is not None and public(request)) and not self._api_key(request):
                     raise ApiError(401, flavor.auth_message, type=flavor.error_type(401))
                 fault = engine.http_fault(flavor.name, request.method, request.url.path)
                 if fault is not None:
@@ -174,6 +181,11 @@ class Api:
             return token.strip()
         if self.flavor.accepts_x_api_key:
             return request.headers.get("x-api-key", "").strip() or None
+        for header in self.flavor.key_headers:
+            if request.headers.get(header, "").strip():
+                return request.headers[header].strip()
+        if self.flavor.key_query:
+            return request.query_params.get(self.flavor.key_query, "").strip() or None
         return None
 
 
