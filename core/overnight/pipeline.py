@@ -28,15 +28,13 @@ from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
-from overnight.policy import RunPolicy
+from overnight.policy import RETRY_FAILED_ENV, RunPolicy
 from overnight.steps import _NAME, Step, StepContext, digest
 
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
 OUTPUT_FORMAT = 1
-#: Set (to 1) by ``overnight run --retry-failed`` for the script it runs.
-RETRY_FAILED_ENV = "OVERNIGHT_RETRY_FAILED"
 
 _active: contextvars.ContextVar[tuple["Pipeline", ...]] = contextvars.ContextVar("overnight_pipelines", default=())
 

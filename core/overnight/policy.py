@@ -11,6 +11,9 @@ from attrs import frozen
 
 from overnight.polling import Backoff
 
+#: Set (to 1) by ``overnight run --retry-failed`` for the script it runs; read by Pipeline.run.
+RETRY_FAILED_ENV = "OVERNIGHT_RETRY_FAILED"
+
 
 @frozen(kw_only=True)
 class RunPolicy:
