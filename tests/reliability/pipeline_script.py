@@ -80,12 +80,12 @@ class WithoutLookup:
         return self.inner.submit(provider, chunk, options)
 
     @hookimpl
-    def check(self, provider, job, options):
-        return self.inner.check(provider, job, options)
+    def check(self, provider, job, options, timeout):
+        return self.inner.check(provider, job, options, timeout)
 
     @hookimpl
-    def fetch(self, provider, job, options):
-        return self.inner.fetch(provider, job, options)
+    def fetch(self, provider, job, options, timeout):
+        return self.inner.fetch(provider, job, options, timeout)
 
 
 def env_json(name: str, default):
