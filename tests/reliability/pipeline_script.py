@@ -13,6 +13,7 @@ Everything comes from the environment, as an operator's cron job would set it:
   ``REL_MAX_ATTEMPTS``, ``REL_NO_LOOKUP=1`` (the plugin declares it cannot find jobs
   by tag, like a provider whose API keeps no metadata), ``REL_RESUBMIT_UNCONFIRMED=1``
   (``run(resubmit_unconfirmed=True)``, the explicit way past an unconfirmed submission),
+  ``REL_RESUBMIT_LOST=1`` (``run(resubmit_lost=True)``: pay again for lost results),
   ``REL_PIPELINE`` (the pipeline's name).
 
 Only the plugin of the provider under test is registered (not every installed one), so
@@ -119,6 +120,9 @@ with Pipeline(name=os.environ.get("REL_PIPELINE", "reliability")) as pipeline:
     generate = TextGeneration(llm=llm, **env_json("REL_TASK", {}))
     load >> generate
 
-dataset = pipeline.run(resubmit_unconfirmed=os.environ.get("REL_RESUBMIT_UNCONFIRMED") == "1")
+dataset = pipeline.run(
+    resubmit_unconfirmed=os.environ.get("REL_RESUBMIT_UNCONFIRMED") == "1",
+    resubmit_lost=os.environ.get("REL_RESUBMIT_LOST") == "1",
+)
 dataset.to_jsonl(os.environ["REL_OUTPUT"])
 print(f"rows: {len(dataset)}")

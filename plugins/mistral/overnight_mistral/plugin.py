@@ -200,11 +200,21 @@ class MistralPlugin:
         except Exception as exc:
             if not _not_found(exc):
                 raise
-            try:  # a wrong base URL answers 404 for everything: only a working API confirms
-                client.batch.jobs.list(page=0, page_size=1, **bound)
-            except Exception:
-                raise exc from None
-            raise ResultsGone(f"Mistral batch job {job.remote_id} no longer exists (404: deleted)") from None
+            MistralPlugin._confirm_gone(client, exc, f"Mistral batch job {job.remote_id} no longer exists (404: deleted)",
+                                        bound)
+            raise  # pragma: no cover - _confirm_gone always raises
+
+    @staticmethod
+    def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
+        """Raise ResultsGone if the 404 is about the job: the same API answers another call.
+
+        A wrong base URL or proxy answers 404 for everything; then the original error stands.
+        """
+        try:
+            client.batch.jobs.list(page=0, page_size=1, **(bound or {}))
+        except Exception:
+            raise exc from None
+        raise ResultsGone(what) from None
 
     @staticmethod
     def _download(client: Any, file_id: str, kind: str = "result", job: JobRef | None = None,
@@ -238,7 +248,8 @@ class MistralPlugin:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
             if not _rejected(exc):
                 raise
-            # A 404 is a job that no longer exists: _get says so (ResultsGone).
+            if _not_found(exc):
+                self._confirm_gone(client, exc, f"Mistral batch job {job.remote_id} no longer exists (404)")
             if not translate.job_state(self._get(client, job).status).terminal:
                 raise
 
