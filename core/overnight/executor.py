@@ -13,6 +13,10 @@ of DESIGN.md:
   ``max_attempts``, unfinished ones (expired/cancelled jobs) are resubmitted; every
   planned request ends as exactly one result, successful or an explicit error;
 * while any job runs, the step raises :class:`OfflineBatchGenerationNotFinished`;
+* a job whose results the provider lost (the plugin raises ResultsGone) ends: what was
+  stored is kept, the rest waits for the user's consent (``resubmit_lost``) and the step
+  raises :class:`LostResults` meanwhile;
+* while polling, each lookup, check and fetch is bounded by the time left;
 * every request is validated by the plugin before the first submission;
 * requests and results stream through the store in bounded batches.
 """
