@@ -24,7 +24,8 @@ from typing import Any, Callable, Sequence
 
 import attrs
 
-from overnight.errors import NotFinished, OvernightError
+from overnight.policy import RETRY_FAILED_ENV
+from overnight.errors import NotFinished, OvernightError, ResultsGone
 
 EXIT_OK = 0
 EXIT_ERROR = 1
@@ -34,7 +35,7 @@ EXIT_PENDING = 75
 EXIT_INTERRUPTED = 130
 
 #: Job states after which there is nothing left to cancel.
-_TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned", "rejected"}
+_TERMINAL = {"finished", "failed", "expired", "cancelled", "abandoned", "rejected", "lost"}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -81,6 +82,10 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline script (exit 75 while batch jobs are pending)")
+    run.add_argument(
+        "--retry-failed", action="store_true",
+        help="give requests that ended as error rows one more round of attempts (pays only for those)",
+    )
     run.add_argument("script", help="the Python script that builds and runs the pipeline")
     run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=cmd_run)
@@ -114,6 +119,18 @@ def _parser() -> argparse.ArgumentParser:
     )
     forget.add_argument("tags", nargs="*", help="tags or local ids (default: every unconfirmed submission)")
     forget.set_defaults(handler=cmd_forget_unconfirmed)
+
+    lost = sub.add_parser(
+        "resubmit-lost",
+        help="pay again for requests whose results the provider lost",
+        description="When the provider no longer has a finished job's results (its result files "
+        "were deleted or expired, or the batch was deleted), overnight keeps the results it had "
+        "collected and leaves the other requests pending, since they were paid for once. This "
+        "command gives them back to the pipeline (every lost job, or the given ones): the next run "
+        "of its script submits them again.",
+    )
+    lost.add_argument("jobs", nargs="*", help="local ids, tags or remote ids (default: every lost job)")
+    lost.set_defaults(handler=cmd_resubmit_lost)
 
     plugins = sub.add_parser("plugins", help="installed provider plugins, their limits, and load failures")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -149,6 +166,9 @@ def cmd_run(args: argparse.Namespace) -> int:
         print(f"overnight: error: no such script: {script}", file=sys.stderr)
         return EXIT_ERROR
     saved_argv, saved_path = sys.argv[:], sys.path[:]
+    saved_retry = os.environ.get(RETRY_FAILED_ENV)
+    if args.retry_failed:  # through the environment, like --cache-dir: Pipeline.run reads it
+        os.environ[RETRY_FAILED_ENV] = "1"
     sys.argv = [str(script), *args.script_args]
     sys.path.insert(0, str(script.resolve().parent))  # as `python script.py` would
     try:
@@ -163,6 +183,10 @@ def cmd_run(args: argparse.Namespace) -> int:
     finally:
         sys.argv = saved_argv
         sys.path[:] = saved_path
+        if saved_retry is None:
+            os.environ.pop(RETRY_FAILED_ENV, None)
+        else:
+            os.environ[RETRY_FAILED_ENV] = saved_retry
     return EXIT_OK
 
 
@@ -235,10 +259,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         runs = store.list_runs(limit=args.limit)
         jobs = store.list_jobs(active_only=True)
+        lost = store.lost_jobs()
     finally:
         store.close()
     if args.json:
-        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs]}
+        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
+                "lost_jobs": [_job_json(j) for j in lost]}
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"State store: {store.cache_dir}")
@@ -264,6 +290,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nRun the pipeline's script again to check these jobs and collect their results.")
     elif runs:
         print("\nNo batch job is open.")
+    if lost:
+        print(f"\nJobs whose results the provider lost ({len(lost)}):")
+        rows = [[j["id"], j["provider"], j["remote_id"], j["step"], j["lost"], j["message"] or "-"] for j in lost]
+        print(_table(rows, ["ID", "PROVIDER", "REMOTE ID", "STEP", "WITHOUT RESULT", "WHY"]))
+        print("\nTheir other results are kept. The requests without a result were paid for once: "
+              "`overnight resubmit-lost` (or Pipeline.run(resubmit_lost=True)) submits them again.")
     return EXIT_OK
 
 
@@ -317,12 +349,67 @@ def cmd_cancel(args: argparse.Namespace) -> int:
     if job.get("state") in _TERMINAL:
         print(f"{label} is already {job['state']}; nothing to cancel.")
         return EXIT_OK
-    get_registry().provider(ref.provider).cancel(ref, options={})
+    provider = get_registry().provider(ref.provider)
+    try:
+        provider_call(f"cancelling the {label}", lambda: provider.cancel(ref, options={}),
+                      env=provider.info.secret_env,
+                      then=f"The job may still be running; run `overnight cancel {args.job}` again.")
+    except ResultsGone as exc:
+        print(
+            f"overnight: error: the {label} is gone at the provider ({exc}); there is nothing left to "
+            "cancel. Run the pipeline's script again: results already collected are kept, and the "
+            "requests without a result are listed by `overnight status`.",
+            file=sys.stderr,
+        )
+        return EXIT_ERROR
     print(
         f"Cancellation requested for {label} (step {job.get('step')!r}, {job.get('requests')} requests).\n"
         "Results it finished are still collected the next time the pipeline runs; "
         "requests it did not finish are resubmitted then."
     )
+    return EXIT_OK
+
+
+def provider_call(action: str, call: Callable[[], Any], *, env: Sequence[str] = (), then: str = "") -> Any:
+    """Run one provider call for a command; a failure is an OvernightError saying what failed.
+
+    The command then prints ``overnight: error: ...`` (exit 1) instead of the SDK's
+    traceback. :class:`ResultsGone` and overnight's own errors pass through unchanged.
+    Credentials and base URLs come from the environment, so the message says so.
+    """
+    from overnight.errors import ProviderError
+
+    try:
+        return call()
+    except OvernightError:
+        raise
+    except Exception as exc:
+        where = f" ({', '.join(env)} and the base URL variable)" if env else ""
+        raise ProviderError(
+            f"{action} failed ({type(exc).__name__}: {exc}). Check that the provider is reachable and "
+            f"that the environment holds the credentials and base URL the pipeline used{where}. {then}".rstrip()
+        ) from None
+
+
+def cmd_resubmit_lost(args: argparse.Namespace) -> int:
+    """Consent to pay again for the requests of jobs whose results the provider lost."""
+    store = _open_store()
+    try:
+        lost = store.lost_jobs()
+        if args.jobs:
+            wanted = set(args.jobs)
+            lost = [j for j in lost if wanted & {str(j["id"]), j["tag"], j["remote_id"]}]
+        if not lost:
+            print("No job with lost results" + (f" matching {' '.join(args.jobs)}" if args.jobs else "") + ".")
+            return EXIT_ERROR if args.jobs else EXIT_OK
+        released = store.release_lost([j["id"] for j in lost])
+        for job in lost:
+            print(f"{job['provider']} job {job['remote_id']} (step {job['step']!r}): "
+                  f"{job['lost']} request(s) without a result will be submitted again.")
+    finally:
+        store.close()
+    print(f"The next run of the pipeline's script submits these {released} request(s) (paid for again); "
+          "the results already collected are kept.")
     return EXIT_OK
 
 

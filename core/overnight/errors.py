@@ -103,6 +103,42 @@ class SubmissionRejected(ProviderError):
     """
 
 
+class ResultsGone(ProviderError):
+    """Raised by a plugin's ``check``, ``fetch`` or ``cancel`` when the provider says, for
+    certain, that the job or its result file no longer exists.
+
+    Only for a definitive answer about the object itself: an HTTP 404 on the job or on a
+    result file (deleted by a user, expired, archived), confirmed by the same API
+    answering another call; never for a 5xx, a timeout or a network error, which the
+    core retries. The core then ends the job: results already stored are kept, and the
+    requests without one wait for the user's consent to be paid for again
+    (:class:`LostResults`).
+    """
+
+
+class LostResults(OvernightError):
+    """Jobs whose results the provider lost (deleted or expired) hold requests with no result.
+
+    They were paid for once, so overnight resubmits them only when asked.
+    ``jobs`` holds ``(remote id, requests without a result, why)`` per lost job.
+    """
+
+    def __init__(self, provider: str, jobs: Sequence[tuple[str, int, str]], *, step: str | None = None) -> None:
+        self.provider = provider
+        self.jobs = tuple(jobs)
+        self.step = step
+        count = sum(n for _, n, _ in self.jobs)
+        who = f"step {step!r}: " if step else ""
+        lost = "; ".join(f"job {rid}: {n} request(s) ({why})" for rid, n, why in self.jobs)
+        super().__init__(
+            f"{who}the {provider} provider no longer has the results of {len(self.jobs)} finished "
+            f"job(s), so {count} request(s) have no result: {lost}. Results already collected are kept. "
+            "These requests were paid for once; they stay pending until you choose to pay for them again: "
+            "run `overnight resubmit-lost` (then run the script again) or call "
+            "`Pipeline.run(resubmit_lost=True)`."
+        )
+
+
 class StoreError(OvernightError):
     """The state store cannot be used (locked, corrupt, or from a newer version)."""
 

@@ -13,6 +13,10 @@ of DESIGN.md:
   ``max_attempts``, unfinished ones (expired/cancelled jobs) are resubmitted; every
   planned request ends as exactly one result, successful or an explicit error;
 * while any job runs, the step raises :class:`OfflineBatchGenerationNotFinished`;
+* a job whose results the provider lost (the plugin raises ResultsGone) ends: what was
+  stored is kept, the rest waits for the user's consent (``resubmit_lost``) and the step
+  raises :class:`LostResults` meanwhile;
+* while polling, each lookup, check and fetch is bounded by the time left;
 * every request is validated by the plugin before the first submission;
 * requests and results stream through the store in bounded batches.
 """
@@ -33,9 +37,11 @@ from overnight import polling, store as st
 from overnight._serialization import dumps
 from overnight.errors import (
     InvalidRequest,
+    LostResults,
     OfflineBatchGenerationNotFinished,
     OvernightError,
     ProviderError,
+    ResultsGone,
     RowProblem,
     StaleCache,
     StoreError,
@@ -129,6 +135,13 @@ def _collapse(problems: list[RowProblem]) -> list[RowProblem]:
     return out
 
 
+def _left(deadline: float | None) -> float | None:
+    """Seconds left before ``deadline`` (a monotonic time), for bounding one provider call."""
+    if deadline is None:
+        return None
+    return max(deadline - time.monotonic(), 0.001)
+
+
 class BatchExecutor:
     """Runs one batch step's plan against one provider, resumably."""
 
@@ -160,6 +173,10 @@ class BatchExecutor:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
+            if self.policy.retry_failed:
+                retried = self.store.retry_failed(self.plan_id)
+                if retried:
+                    polling.report(f"{self.step}: retrying {retried} failed request(s), as asked (retry_failed)")
         if not self.policy.reuse_paid and self.store.paid_count(self.plan_id):
             raise StaleCache(
                 f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
@@ -171,6 +188,7 @@ class BatchExecutor:
             self._poll(self.policy.block_until_done)
         elif self._advance():
             raise self._not_finished()
+        self._stop_if_lost()
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -226,27 +244,36 @@ class BatchExecutor:
 
     # -- reconcile, check, fetch, submit ----------------------------------------------------
 
-    def _advance(self) -> list[dict[str, Any]]:
+    def _advance(self, deadline: float | None = None) -> list[dict[str, Any]]:
         """One pass over the step's jobs; returns the jobs still open afterwards.
 
         Each pass holds the store's lock, so two processes never submit the same
-        request twice, whichever pipelines they run.
+        request twice, whichever pipelines they run. With a ``deadline`` (polling), each
+        lookup, check and fetch is bounded by the time left, and no job is checked once it
+        has passed (those stay open: the run ends as not finished).
         """
         with self._lock():
             for job in self.store.open_jobs(self.plan_id):
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
                 if job["state"] == st.INTENT:
-                    job["ref"] = self._reconcile(job)
+                    job["ref"] = self._reconcile(job, deadline)
                 if job["ref"] is not None:
-                    self._check(job)
+                    self._check(job, deadline)
+            if self.policy.resubmit_lost:
+                released = self.store.release_lost(plan_id=self.plan_id)
+                if released:
+                    polling.report(f"{self.step}: resubmitting {released} request(s) whose results the "
+                                   f"{self.provider.name} provider lost, as asked (resubmit_lost)")
             self._submit_pending()
             return self.store.open_jobs(self.plan_id)
 
-    def _reconcile(self, job: dict[str, Any]) -> JobRef | None:
+    def _reconcile(self, job: dict[str, Any], deadline: float | None = None) -> JobRef | None:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
             try:
                 with self._provider_errors(f"looking up the {self.provider.name} job tagged {job['tag']}"):
-                    ref = self.provider.find_job(job["tag"], self.options)
+                    ref = self.provider.find_job(job["tag"], self.options, timeout=_left(deadline))
             except Exception:
                 if not self.policy.resubmit_unconfirmed:
                     raise
@@ -262,10 +289,14 @@ class BatchExecutor:
             raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
         return None
 
-    def _check(self, job: dict[str, Any]) -> None:
+    def _check(self, job: dict[str, Any], deadline: float | None = None) -> None:
         ref = job["ref"]
-        with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
-            status = self.provider.check(ref, self.options)
+        try:
+            with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
+                status = self.provider.check(ref, self.options, timeout=_left(deadline))
+        except ResultsGone as exc:
+            self._lose(job, str(exc))
+            return
         self.store.update_job(job["id"], status)
         if not status.state.terminal:
             return
@@ -275,18 +306,41 @@ class BatchExecutor:
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
-        for result in self._fetched(ref):
-            batch.append(result)
-            if len(batch) >= size:
-                self._record(job["id"], batch)
-                batch, size = [], min(size * 2, FETCH_BATCH_MAX)
-                fault_point("mid_fetch")
+        try:
+            for result in self._fetched(ref, deadline):
+                batch.append(result)
+                if len(batch) >= size:
+                    self._record(job["id"], batch)
+                    batch, size = [], min(size * 2, FETCH_BATCH_MAX)
+                    fault_point("mid_fetch")
+        except ResultsGone as exc:
+            self._record(job["id"], batch)  # what did arrive is paid for: keep it
+            self._lose(job, str(exc))
+            return
         self._record(job["id"], batch)
         self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished)
 
-    def _fetched(self, ref: JobRef) -> Iterator[Result]:
+    def _lose(self, job: dict[str, Any], reason: str) -> None:
+        """The provider says the job or its results are gone: end it, keep what is stored."""
+        lost = self.store.lose_job(job["id"], reason)
+        polling.report(
+            f"{self.step}: the {self.provider.name} job {job['ref'].remote_id} lost its results ({reason}); "
+            f"{lost} request(s) without a result wait for your consent to be paid for again"
+        )
+
+    def _stop_if_lost(self) -> None:
+        """Requests whose results were lost, and that the user did not resubmit, stop the step."""
+        lost = self.store.lost_jobs(self.plan_id)
+        if lost:
+            raise LostResults(
+                self.provider.name,
+                [(j["remote_id"] or j["tag"], j["lost"], j["message"] or "gone") for j in lost],
+                step=self.step,
+            )
+
+    def _fetched(self, ref: JobRef, deadline: float | None = None) -> Iterator[Result]:
         """The job's results; a provider failure part-way is a ProviderError (what came is kept)."""
-        results = iter(self.provider.fetch(ref, self.options))
+        results = iter(self.provider.fetch(ref, self.options, timeout=_left(deadline)))
         while True:
             with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
                 result = next(results, None)
@@ -369,7 +423,7 @@ class BatchExecutor:
         with polling.interruptible() as stop:
             while True:
                 try:
-                    open_jobs = self._advance()
+                    open_jobs = self._advance(deadline)
                     errors = 0
                 except Exception as exc:
                     # Provider faults (the SDK's retries exhausted, a failed submit whose
@@ -413,6 +467,7 @@ class BatchExecutor:
                 "done": counts.get(st.DONE, 0),
                 "pending": counts.get(st.QUEUED, 0) + counts.get(st.NEW, 0),
                 "failed": counts.get(st.FAILED, 0),
+                "lost": counts.get(st.LOST, 0),
             },
             step=self.step,
             interrupted=interrupted,

@@ -32,7 +32,20 @@ Errors: raise :class:`overnight.InvalidRequest` (with ``field``) from
 ``build_request`` for a request the provider cannot express, and
 :class:`overnight.MissingCredentials` from ``validate_options``. Let the SDK's own
 exceptions propagate from the other hooks: after retries inside the SDK have failed, the
-core records nothing as done and the next run simply tries again.
+core records nothing as done and the next run simply tries again. The one exception:
+when the provider says for certain that a job or its results no longer exist, raise
+:class:`overnight.ResultsGone` (see ``check``, ``fetch`` and ``cancel``).
+
+Deadlines: ``check``, ``fetch`` and ``find_job`` also receive ``timeout``, the seconds
+the call may take, or ``None``. The core passes a number while it polls under
+``block_until_done``: the time left before the user's deadline, so a hung provider
+cannot keep the run past it. Declare the argument to receive it (pluggy passes only
+the arguments an implementation names; older plugins keep working). A plugin honours
+it through its SDK's per-request timeout, retries included: when ``timeout`` is
+shorter than the client's own per-attempt timeout, make one attempt bounded by it
+(the core's polling retries at its next check). A call cut by it raises like any
+network error. ``submit`` gets no deadline: a create cut short is ambiguous and costs
+a lookup by tag, so the core never cuts one on purpose.
 """
 
 from __future__ import annotations
@@ -118,7 +131,7 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 
 
 @hookspec(firstresult=True)
-def check(provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
+def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
     """Report a job's state in the core's vocabulary, with request counts.
 
     Map the provider's status to :class:`~overnight.JobState`: anything still moving
@@ -126,11 +139,17 @@ def check(provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
     rejected as a whole is ``FAILED`` (put the provider's reason in ``message``); a job
     past its window is ``EXPIRED``; a cancelled one ``CANCELLED``; done is ``FINISHED``.
     Must be idempotent and cheap: the core calls it at every poll.
+
+    Raise :class:`~overnight.ResultsGone` when the provider answers that the job does not
+    exist (HTTP 404 on the job, e.g. a deleted batch), confirmed by the same API answering
+    another call (so a wrong base URL is not taken for a lost job); the core ends the job,
+    keeps what it stored and asks the user before paying for its requests again.
+    ``timeout``: see the module's "Deadlines".
     """
 
 
 @hookspec(firstresult=True)
-def fetch(provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterable[Result]:
+def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterable[Result]:
     """Stream the per-request results of a job that ``check`` reported as terminal.
 
     Return an iterable (a generator is best: results are streamed into the store and
@@ -145,6 +164,14 @@ def fetch(provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterable[Re
     the provider omits are treated as unfinished; unknown or duplicate custom ids are
     ignored by the core. If a download fails mid-way, raise: the core keeps what it
     stored and fetches the job again on the next attempt.
+
+    When the provider no longer has the results (HTTP 404 on the job or on a result file:
+    deleted by a user, expired, archived), raise :class:`~overnight.ResultsGone` naming
+    what is gone, possibly after yielding what is still there (e.g. the output file when
+    only the error file expired). Never for a 5xx, a timeout or a network error. The core
+    keeps every result yielded, ends the job, and resubmits the requests without a result
+    only with the user's consent (``run(resubmit_lost=True)`` / ``overnight resubmit-lost``).
+    ``timeout``: see the module's "Deadlines".
     """
 
 
@@ -153,12 +180,15 @@ def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
     """Ask the provider to cancel a job (optional; declare ``Capabilities.cancel``).
 
     Return once the request is accepted; the job then goes on being checked until it
-    is terminal, and its finished requests are still fetched and kept.
+    is terminal, and its finished requests are still fetched and kept. Return quietly
+    for a job that already ended. Raise :class:`~overnight.ResultsGone` when the provider
+    answers that the job does not exist (HTTP 404); let other failures propagate (the
+    ``overnight cancel`` command reports them).
     """
 
 
 @hookspec(firstresult=True)
-def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
     """Find the job created with ``tag`` by an earlier ``submit`` (crash recovery).
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
@@ -166,5 +196,6 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
     with that tag (the core then submits the chunk again, under a new tag; before
     returning ``None`` a plugin may delete what the interrupted submit left, such as an
     uploaded input file). Raise when the provider cannot tell right now: the core
-    retries on the next run rather than risk paying twice.
+    retries on the next run rather than risk paying twice. ``timeout``: see the module's
+    "Deadlines".
     """

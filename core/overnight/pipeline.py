@@ -28,7 +28,7 @@ from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
-from overnight.policy import RunPolicy
+from overnight.policy import RETRY_FAILED_ENV, RunPolicy
 from overnight.steps import _NAME, Step, StepContext, digest
 
 log = logging.getLogger("overnight.pipeline")
@@ -174,6 +174,8 @@ class Pipeline:
         use_cache: bool = True,
         paid_results: Literal["reuse"] | None = None,
         resubmit_unconfirmed: bool = False,
+        resubmit_lost: bool = False,
+        retry_failed: bool | None = None,
     ) -> "Dataset | dict[str, Dataset]":
         """Run every step whose output is not cached yet; return the leaf step's Dataset.
 
@@ -190,6 +192,15 @@ class Pipeline:
         ``resubmit_unconfirmed=True`` resubmits chunks whose submission a crashed run
         could not confirm and the provider cannot look up (see UnconfirmedSubmission).
 
+        ``resubmit_lost=True`` pays again for requests whose results the provider lost
+        (result files deleted or expired, a deleted batch; see LostResults). Without it
+        they stay pending and the run stops with :class:`~overnight.LostResults`.
+
+        ``retry_failed=True`` gives every request that ended as an error row (attempts
+        exhausted, jobs refused) one more round of attempts, paying only for those;
+        steps whose cached output holds such rows run again. ``None`` reads
+        ``$OVERNIGHT_RETRY_FAILED`` (set by ``overnight run --retry-failed``).
+
         Raises :class:`~overnight.PipelineNotFinished` while batch jobs are running (all
         finished work is saved; run again later), :class:`~overnight.ValidationError`
         for bad rows (nothing submitted).
@@ -205,7 +216,10 @@ class Pipeline:
         for step in order:
             step.check()
         signatures = self.signatures()
-        policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed)
+        if retry_failed is None:
+            retry_failed = os.environ.get(RETRY_FAILED_ENV, "") not in ("", "0")
+        policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed,
+                           resubmit_lost=resubmit_lost, retry_failed=retry_failed)
 
         from overnight.store import Store  # imported here: only a run needs SQLite
 
@@ -276,6 +290,7 @@ class Pipeline:
         pending: list[OfflineBatchGenerationNotFinished] = []
         blocked: set[str] = set()
         waiting: list[str] = []
+        fresh: set[str] = set()  # steps computed (not read from the cache) in this run
         for step in order:
             name = step.name
             inputs = self._inputs[name]
@@ -284,7 +299,8 @@ class Pipeline:
                 waiting.append(name)
                 continue
             path = directory / f"{name}-{signatures[name]}.jsonl"
-            if use_cache and path.is_file():
+            if use_cache and path.is_file() and not fresh.intersection(inputs) \
+                    and not _store_moved_on(store, signatures[name], policy):
                 log.debug("step %r: output cached in %s", name, path)
                 self.outputs[name] = Dataset(path, name=name)
                 continue
@@ -309,7 +325,24 @@ class Pipeline:
                 continue
             log.debug("step %r: wrote %d rows to %s", name, count, path)
             self.outputs[name] = Dataset(path, name=name)
+            fresh.add(name)
         return pending, waiting
+
+
+def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
+    """Has the store changed the batch step's results since its output was cached?
+
+    True when this run retries the step's failed requests, or when some of its requests
+    are no longer settled (a retry or a resubmission asked for by an earlier run or by
+    ``overnight resubmit-lost``): the cached output no longer tells the whole story.
+    A step that is not a batch step has no plan, hence no counts.
+    """
+    from overnight import store as st
+
+    counts = store.plan_counts(plan_id)
+    if policy.retry_failed and counts.get(st.FAILED):
+        return True
+    return any(counts.get(state) for state in (st.NEW, st.QUEUED, st.LOST))
 
 
 def _ensure_log_handler() -> None:

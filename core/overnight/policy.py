@@ -11,6 +11,9 @@ from attrs import frozen
 
 from overnight.polling import Backoff
 
+#: Set (to 1) by ``overnight run --retry-failed`` for the script it runs; read by Pipeline.run.
+RETRY_FAILED_ENV = "OVERNIGHT_RETRY_FAILED"
+
 
 @frozen(kw_only=True)
 class RunPolicy:
@@ -20,6 +23,11 @@ class RunPolicy:
     reuse_paid: bool = True
     #: Resubmit chunks whose submission a crashed run could not confirm (see UnconfirmedSubmission).
     resubmit_unconfirmed: bool = False
+    #: Resubmit requests whose results the provider lost (deleted or expired files or jobs);
+    #: they were paid for once, so only on the user's explicit request (see LostResults).
+    resubmit_lost: bool = False
+    #: Give requests that ended as errors one more round of attempts (``run(retry_failed=True)``).
+    retry_failed: bool = False
     #: Attempts per request for per-request errors before it ends as an error row.
     max_attempts: int = 3
     #: Jobs a request may go unrun in (expired, cancelled) before it ends as an error row.

@@ -69,14 +69,14 @@ class Provider:
             raise ProviderError(f"the {self.name} plugin's submit returned {ref!r}, not a JobRef")
         return ref
 
-    def check(self, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-        status = self._call("check", options, job=job)
+    def check(self, job: JobRef, options: Mapping[str, Any], *, timeout: float | None = None) -> JobStatus:
+        status = self._call("check", options, job=job, timeout=timeout)
         if not isinstance(status, JobStatus):
             raise ProviderError(f"the {self.name} plugin's check returned {status!r}, not a JobStatus")
         return status
 
-    def fetch(self, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-        results = self._call("fetch", options, job=job)
+    def fetch(self, job: JobRef, options: Mapping[str, Any], *, timeout: float | None = None) -> Iterator[Result]:
+        results = self._call("fetch", options, job=job, timeout=timeout)
         if results is None:
             raise ProviderError(f"the {self.name} plugin's fetch returned nothing for {job.remote_id}")
         with self._guard(options):
@@ -87,7 +87,7 @@ class Provider:
             raise ConfigurationError(f"the {self.name} plugin cannot cancel jobs")
         self._call("cancel", options, job=job)
 
-    def find_job(self, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+    def find_job(self, tag: str, options: Mapping[str, Any], *, timeout: float | None = None) -> JobRef | None:
         if not self.info.capabilities.find_by_tag:
             raise ConfigurationError(f"the {self.name} plugin cannot find jobs by tag")
-        return self._call("find_job", options, tag=tag)
+        return self._call("find_job", options, tag=tag, timeout=timeout)

@@ -32,9 +32,11 @@ NEW = "new"  # to be submitted (first time, or again after an error or an expiry
 QUEUED = "queued"  # in a job that has not been fetched yet
 DONE = "done"  # succeeded; the result is stored
 FAILED = "failed"  # errored on every allowed attempt; the last error is stored
+LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
 
 # Job states beyond overnight.models.JobState.
 INTENT = "intent"  # committed before submit; no remote id yet
+LOST_JOB = "lost"  # the provider no longer has the job or its result files
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
@@ -476,6 +478,59 @@ class Store:
             db.execute("UPDATE jobs SET state = 'rejected', message = ?, updated_at = ? WHERE id = ?",
                        (reason, time.time(), job_id))
         self.close_job(job_id, max_attempts, max_unfinished, failure=reason)
+
+    # -- results the provider lost, and retrying failed requests -------------------------
+
+    def lose_job(self, job_id: int, reason: str) -> int:
+        """The provider no longer has this job's results: end the job, keeping what is stored.
+
+        Its requests still waiting for a result become LOST (not resubmitted until the user
+        says so). Returns how many.
+        """
+        with self.transaction() as db:
+            cur = db.execute(
+                f"UPDATE requests SET state = '{LOST}' WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
+            )
+            db.execute(
+                f"UPDATE jobs SET state = '{LOST_JOB}', message = ?, fetched = 1, updated_at = ? WHERE id = ?",
+                (reason, time.time(), job_id),
+            )
+            return cur.rowcount
+
+    def lost_jobs(self, plan_id: str | None = None) -> list[dict[str, Any]]:
+        """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
+        where, params = "", ()
+        if plan_id is not None:
+            where = "AND r.key IN (SELECT key FROM plan_items WHERE plan_id = ?)"
+            params = (plan_id,)
+        rows = self._query(
+            f"SELECT j.*, COUNT(r.key) AS lost FROM jobs j JOIN requests r ON r.job_id = j.id "
+            f"WHERE r.state = '{LOST}' {where} GROUP BY j.id ORDER BY j.id",
+            params,
+        )
+        return [self._job_dict(r) for r in rows]
+
+    def release_lost(self, job_ids: Sequence[int] | None = None, *, plan_id: str | None = None) -> int:
+        """The user consents: requests of lost jobs (these, a plan's, or all) are submitted again."""
+        sql = f"UPDATE requests SET state = '{NEW}', job_id = NULL WHERE state = '{LOST}'"
+        params: list[Any] = []
+        if job_ids is not None:
+            sql += f" AND job_id IN ({','.join('?' * len(job_ids)) or 'NULL'})"
+            params += list(job_ids)
+        if plan_id is not None:
+            sql += " AND key IN (SELECT key FROM plan_items WHERE plan_id = ?)"
+            params.append(plan_id)
+        with self.transaction() as db:
+            return db.execute(sql, params).rowcount
+
+    def retry_failed(self, plan_id: str) -> int:
+        """Give the plan's failed requests a new round of attempts; returns how many."""
+        with self.transaction() as db:
+            return db.execute(
+                f"UPDATE requests SET state = '{NEW}', attempts = 0, unfinished = 0, job_id = NULL "
+                f"WHERE state = '{FAILED}' AND key IN (SELECT key FROM plan_items WHERE plan_id = ?)",
+                (plan_id,),
+            ).rowcount
 
     def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
         where = "WHERE fetched = 0" if active_only else ""

@@ -153,3 +153,25 @@ def test_quickstart_is_loaded_lazily(monkeypatch):
 def test_no_command_prints_usage(capsys):
     assert main([]) == 2
     assert "usage: overnight" in capsys.readouterr().err
+
+
+def test_resubmit_lost_with_nothing_lost_or_an_unknown_job(fake, capsys):
+    pending_run()
+    assert main(["resubmit-lost"]) == 0
+    assert "No job with lost results." in capsys.readouterr().out
+    assert main(["resubmit-lost", "no-such-job"]) == 1
+    assert "matching no-such-job" in capsys.readouterr().out
+
+
+def test_run_retry_failed_reaches_the_script_and_is_undone_after(tmp_path, capsys, monkeypatch):
+    import os
+
+    from overnight.policy import RETRY_FAILED_ENV
+
+    monkeypatch.delenv(RETRY_FAILED_ENV, raising=False)
+    script = tmp_path / "show.py"
+    script.write_text(f"import os\nprint('flag=' + os.environ.get({RETRY_FAILED_ENV!r}, 'unset'))\n")
+    assert main(["run", "--retry-failed", str(script)]) == 0
+    assert main(["run", str(script)]) == 0
+    assert capsys.readouterr().out.splitlines() == ["flag=1", "flag=unset"]
+    assert RETRY_FAILED_ENV not in os.environ

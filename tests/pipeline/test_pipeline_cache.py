@@ -250,3 +250,35 @@ def test_signatures_are_stable_across_processes(tmp_path):
         for seed in ("1", "2", "3")
     }
     assert len(outputs) == 1, outputs
+
+
+def test_retry_failed_reruns_the_batch_step_and_what_reads_its_cached_output(fake):
+    """Rows that ended as errors go again only with retry_failed; the steps downstream of
+    the batch step then run on the new rows, not on their cached copies."""
+
+    def build():
+        with Pipeline(name="retry") as p:
+            load = LoadDataFromDicts(name="load", data=[{"instruction": f"q{i}"} for i in range(4)])
+            gen = TextGeneration(name="gen", llm=LLM("fake/m", max_attempts=1))
+            load >> gen >> MapStep(name="extra", fn=count_length)
+        return p
+
+    fake.set_faults(errors={"*": 1})  # every request fails once: with one attempt, error rows
+    first = finish(fake, build())
+    assert first["generation"] == [None] * 4 and all(first["generation_error"])
+    assert build().run()["generation"] == [None] * 4  # without the flag nothing changes
+    assert fake.submitted_requests == 4
+    fake.set_faults()  # the cause is gone
+    with pytest.raises(PipelineNotFinished):
+        build().run(retry_failed=True)
+    assert fake.submitted_requests == 8  # the 4 failed requests, once more
+    fake.advance()
+    again = build().run()  # collecting needs no flag
+    assert again["generation"] == [f"echo: q{i}" for i in range(4)]
+    assert again["length"] == [len(f"echo: q{i}") for i in range(4)]
+    assert CALLS["length"] == 8  # the first run's error rows, then the new rows (never the stale copy)
+
+
+def count_length(row):
+    CALLS["length"] = CALLS.get("length", 0) + 1
+    return {**row, "length": len(row["generation"] or "")}

@@ -488,7 +488,7 @@ def test_expired_batch_keeps_finished_rows_and_resubmits_the_rest_once(sb, plugi
     with pytest.raises(OfflineBatchGenerationNotFinished) as first:
         generate(llm)
     sb.advance(LATER)
-    status = plugin.check("anthropic", _ref(first.value.jobs_ids[0]), {"api_key": KEY, "base_url": sb.anthropic_base_url})
+    status = plugin.check("anthropic", _ref(first.value.jobs_ids[0]), {"api_key": KEY, "base_url": sb.anthropic_base_url}, None)
     assert status.state is JobState.EXPIRED and status.completed == 5 and status.total == 10
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm)
@@ -618,13 +618,13 @@ def test_crash_before_create_resubmits_once_all_batches_have_ended(sb, plugin, m
 
 def test_find_job_cannot_tell_while_another_batch_runs(sb, plugin):
     options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
-    assert plugin.find_job("anthropic", "ovn-never-submitted", options) is None  # empty workspace
+    assert plugin.find_job("anthropic", "ovn-never-submitted", options, None) is None  # empty workspace
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm_for(sb))
     with pytest.raises(ProviderError, match="1 batch"):
-        plugin.find_job("anthropic", "ovn-never-submitted", options)
+        plugin.find_job("anthropic", "ovn-never-submitted", options, None)
     sb.advance(LATER)
-    assert plugin.find_job("anthropic", "ovn-never-submitted", options) is None
+    assert plugin.find_job("anthropic", "ovn-never-submitted", options, None) is None
 
 
 def test_refused_create_is_retried_at_once_without_a_lookup(sb, plugin):
@@ -664,14 +664,14 @@ def test_results_are_streamed_lazily(sb, plugin):
         generate(llm_for(sb))
     sb.advance(LATER)
     options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
-    results = plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options)
+    results = plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options, None)
     downloads = "GET /v1/messages/batches/{batch_id}/results"
     assert downloads not in counters(sb)["http"]  # a generator: nothing is fetched before iteration
     first = next(iter(results))
     assert first.ok and wire_ids.encodable(first.custom_id)  # the core's key, decoded from the wire id
     results.close()  # a consumer that stops early releases the stream
     assert counters(sb)["http"][downloads] == 1
-    assert len(list(plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options))) == 10
+    assert len(list(plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options, None))) == 10
 
 
 def test_relative_results_url_is_joined_to_the_base_url(tmp_path, plugin):

@@ -408,9 +408,9 @@ def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, mistral
     sb.advance(DONE)
     ref = JobRef("mistral", first.jobs_ids[0], "t")
     options = {"api_key": KEY, "base_url": sb.mistral_base_url}
-    status = mistral.check("mistral", ref, options)
+    status = mistral.check("mistral", ref, options, None)
     assert (status.state, status.raw_status, status.completed) == (JobState.EXPIRED, "TIMEOUT_EXCEEDED", 5)
-    assert [r.status for r in mistral.fetch("mistral", ref, options)] == [ResultStatus.SUCCEEDED] * 5
+    assert [r.status for r in mistral.fetch("mistral", ref, options, None)] == [ResultStatus.SUCCEEDED] * 5
 
     pending(model, plan)
     assert job_sizes(sb) == [10, 5]
@@ -486,11 +486,11 @@ def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, mistral, point
 
 def test_find_job_returns_none_only_when_no_job_has_the_tag(sb, mistral):
     options = {"api_key": KEY, "base_url": sb.mistral_base_url}
-    assert mistral.find_job("mistral", "ovn-never-used", options) is None
+    assert mistral.find_job("mistral", "ovn-never-used", options, None) is None
     first = pending(llm(sb), planned(PROMPTS[:2]))
     tag = sb.jobs()[0]["metadata"]["overnight_tag"]
     pending(llm(sb), planned(PROMPTS[2:4]), plan_id="other")  # another tagged job
-    ref = mistral.find_job("mistral", tag, options)
+    ref = mistral.find_job("mistral", tag, options, None)
     assert (ref.remote_id, ref.tag, ref.data) == (first.jobs_ids[0], tag, {"inline": True})
 
 
@@ -632,7 +632,7 @@ def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, mistral)
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(DONE)
-    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), {"api_key": KEY, "base_url": sb.mistral_base_url})
+    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), {"api_key": KEY, "base_url": sb.mistral_base_url}, None)
     assert status.state is JobState.FAILED and "failed validation" in status.message
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
@@ -648,7 +648,7 @@ def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, m
                                  metadata={"overnight_tag": "ovn-dup"})
         for _ in range(2)
     ]
-    ref = mistral.find_job("mistral", "ovn-dup", {"api_key": KEY, "base_url": sb.mistral_base_url})
+    ref = mistral.find_job("mistral", "ovn-dup", {"api_key": KEY, "base_url": sb.mistral_base_url}, None)
     assert ref.remote_id == made[0].id
     assert client.batch.jobs.get(job_id=made[1].id).status == "CANCELLATION_REQUESTED"
     assert client.batch.jobs.get(job_id=made[0].id).status == "QUEUED"
@@ -671,8 +671,8 @@ def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, m
     ref = JobRef("mistral", remote_id, "t", {"inline": True})
     mistral.cancel("mistral", ref, options)  # still QUEUED
     sb.advance(DONE)
-    assert mistral.check("mistral", ref, options).state is JobState.CANCELLED
-    assert list(mistral.fetch("mistral", ref, options)) == []  # no files, no inline outputs
+    assert mistral.check("mistral", ref, options, None).state is JobState.CANCELLED
+    assert list(mistral.fetch("mistral", ref, options, None)) == []  # no files, no inline outputs
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
     sb.advance(DONE)

@@ -276,12 +276,13 @@ class Lane:
         return env
 
     def start(self, *, runner: str | None = None, fault: str | None = None, block: float | None = None,
-              **extra: str) -> Handle:
+              run_args: tuple[str, ...] = (), **extra: str) -> Handle:
+        """``overnight run [run_args] SCRIPT``; ``extra`` are environment variables."""
         self._started += 1
         number = self._started
         label = f"{self.provider}#{number}" + (f" (fault {fault})" if fault else "")
         chosen = self.runners[runner] if runner else self.runners["default"]
-        return chosen.start(["run", str(SCRIPT)], self.env(fault=fault, block=block, **extra), self.root,
+        return chosen.start(["run", *run_args, str(SCRIPT)], self.env(fault=fault, block=block, **extra), self.root,
                             self.root / f"run-{number}.stdout", self.root / f"run-{number}.stderr", label)
 
     def cli(self, *argv: str, runner: str | None = None, **extra: str) -> RunResult:

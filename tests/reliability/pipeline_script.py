@@ -13,6 +13,7 @@ Everything comes from the environment, as an operator's cron job would set it:
   ``REL_MAX_ATTEMPTS``, ``REL_NO_LOOKUP=1`` (the plugin declares it cannot find jobs
   by tag, like a provider whose API keeps no metadata), ``REL_RESUBMIT_UNCONFIRMED=1``
   (``run(resubmit_unconfirmed=True)``, the explicit way past an unconfirmed submission),
+  ``REL_RESUBMIT_LOST=1`` (``run(resubmit_lost=True)``: pay again for lost results),
   ``REL_PIPELINE`` (the pipeline's name).
 
 Only the plugin of the provider under test is registered (not every installed one), so
@@ -85,12 +86,12 @@ class WithoutLookup:
         return self.inner.submit(provider, chunk, options)
 
     @hookimpl
-    def check(self, provider, job, options):
-        return self.inner.check(provider, job, options)
+    def check(self, provider, job, options, timeout):
+        return self.inner.check(provider, job, options, timeout)
 
     @hookimpl
-    def fetch(self, provider, job, options):
-        return self.inner.fetch(provider, job, options)
+    def fetch(self, provider, job, options, timeout):
+        return self.inner.fetch(provider, job, options, timeout)
 
 
 def env_json(name: str, default):
@@ -124,6 +125,9 @@ with Pipeline(name=os.environ.get("REL_PIPELINE", "reliability")) as pipeline:
     generate = TextGeneration(llm=llm, **env_json("REL_TASK", {}))
     load >> generate
 
-dataset = pipeline.run(resubmit_unconfirmed=os.environ.get("REL_RESUBMIT_UNCONFIRMED") == "1")
+dataset = pipeline.run(
+    resubmit_unconfirmed=os.environ.get("REL_RESUBMIT_UNCONFIRMED") == "1",
+    resubmit_lost=os.environ.get("REL_RESUBMIT_LOST") == "1",
+)
 dataset.to_jsonl(os.environ["REL_OUTPUT"])
 print(f"rows: {len(dataset)}")

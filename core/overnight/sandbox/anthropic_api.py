@@ -27,6 +27,8 @@ from .web import Api, ApiError, Call, Flavor, download
 
 PROVIDER = "anthropic"
 DAY = 24 * 3600
+#: Results are downloadable for 29 days after a batch's creation; then it is archived.
+RETENTION = 29 * DAY
 _CUSTOM_ID = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
 _ALNUM = string.ascii_letters + string.digits
 _TYPES = {400: "invalid_request_error", 401: "authentication_error", 402: "billing_error",
@@ -131,8 +133,18 @@ class AnthropicDialect:
         return {"results_path": str(target.relative_to(engine.store.root))}
 
 
-def batch_view(state: JobState, origin: str, style: str) -> dict[str, Any]:
+def archived_at(doc: Mapping[str, Any], now: float) -> float | None:
+    """When the batch's results went away: its retention's end, or an earlier archive (control API)."""
+    forced = (doc.get("extra") or {}).get("archived_at")
+    if forced is not None:
+        return forced
+    end = doc["created_at"] + RETENTION
+    return end if now >= end else None
+
+
+def batch_view(state: JobState, origin: str, style: str, now: float | None = None) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
+    archived = archived_at(doc, now) if now is not None else None
     ended = snap.terminal
     counts = {"processing": 0 if ended else doc["total"], "succeeded": 0, "errored": 0, "canceled": 0,
               "expired": 0}
@@ -148,7 +160,7 @@ def batch_view(state: JobState, origin: str, style: str) -> dict[str, Any]:
         "id": doc["id"], "type": "message_batch",
         "processing_status": "ended" if ended else ("canceling" if snap.phase == "cancelling" else "in_progress"),
         "request_counts": counts, "ended_at": _rfc3339(snap.ended_at), "created_at": _rfc3339(doc["created_at"]),
-        "expires_at": _rfc3339(doc["created_at"] + DAY), "archived_at": None,
+        "expires_at": _rfc3339(doc["created_at"] + DAY), "archived_at": _rfc3339(archived),
         "cancel_initiated_at": _rfc3339(snap.cancelling_at), "results_url": results_url,
     }
 
@@ -177,7 +189,7 @@ def routes(engine: Engine) -> list[Route]:
         return engine.config.limits[PROVIDER]
 
     def view(state: JobState, call: Call) -> dict[str, Any]:
-        return batch_view(state, call.origin, engine.results_url)
+        return batch_view(state, call.origin, engine.results_url, engine.now())
 
     def create(call: Call) -> Any:
         body = call.json_object()
@@ -256,6 +268,9 @@ def routes(engine: Engine) -> list[Route]:
         if not state.snap.terminal or not state.result:
             raise ApiError(404, f"results for message_batch '{state.doc['id']}' are not available yet: "
                                 "the batch has not ended")
+        if archived_at(state.doc, engine.now()) is not None:
+            raise ApiError(404, f"results for message_batch '{state.doc['id']}' are no longer available: "
+                                "the batch was archived")
         fault = engine.download_fault(PROVIDER, state.doc)
         return download(engine.store.root / state.result["results_path"], "application/binary", fault)
 

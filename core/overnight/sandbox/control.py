@@ -15,6 +15,11 @@ The same operations exist three ways, with the same method names:
       GET    /_sandbox/counters            {"openai": {"files", "jobs", "requests", "http": {...}}, ...}
       POST   /_sandbox/counters/reset
       GET    /_sandbox/jobs                every job with its phase (a debugging aid)
+      POST   /_sandbox/jobs/{provider}/{id}/lose-results
+                                           an ended job's results go, as retention does it
+                                           (OpenAI/Mistral: its files deleted; Anthropic: archived)
+      DELETE /_sandbox/jobs/{provider}/{id}  delete an ended job (Anthropic, Mistral: as their
+                                           DELETE endpoints do; OpenAI batches cannot be deleted)
       POST   /_sandbox/config              {"results_url": "absolute" | "relative"}
 
 * :class:`SandboxControl` is a small stdlib-only client for those routes.
@@ -102,6 +107,22 @@ class Controller:
             raise ValueError("results_url must be 'absolute' or 'relative'")
         self.engine.results_url = style
 
+    def lose_results(self, provider: str, job_id: str) -> dict[str, Any]:
+        """An ended job's results go now, as the provider's retention would do it."""
+        return self.engine.lose_results(provider, job_id)
+
+    def delete_job(self, provider: str, job_id: str) -> dict[str, Any]:
+        """Delete an ended job, as the provider's own DELETE endpoint does (not OpenAI: it has none)."""
+        if provider not in ("anthropic", "mistral"):
+            raise ValueError(f"{provider} has no endpoint that deletes a batch; lose its results instead")
+        state = self.engine.get_job(provider, job_id)
+        if state is None:
+            raise ValueError(f"no {provider} job {job_id!r}")
+        if not state.snap.terminal:
+            raise ValueError(f"the {provider} job {job_id} has not ended; the provider refuses to delete it")
+        self.engine.delete_job(job_id)
+        return {"id": job_id, "deleted": True}
+
     def jobs(self) -> list[dict[str, Any]]:
         out = []
         for provider in PROVIDER_PREFIXES:
@@ -162,6 +183,12 @@ def routes(controller: Controller) -> list[Route]:
     def jobs(_r: Request, _b: Any) -> Any:
         return {"data": controller.jobs()}
 
+    def lose(request: Request, _b: Any) -> Any:
+        return controller.lose_results(request.path_params["provider"], request.path_params["job_id"])
+
+    def delete_job(request: Request, _b: Any) -> Any:
+        return controller.delete_job(request.path_params["provider"], request.path_params["job_id"])
+
     def config(_r: Request, body: Any) -> Any:
         if isinstance(body, dict) and "results_url" in body:
             controller.set_results_url(body["results_url"])
@@ -178,6 +205,8 @@ def routes(controller: Controller) -> list[Route]:
         Route("/counters", handler(counters), methods=["GET"]),
         Route("/counters/reset", handler(reset), methods=["POST"]),
         Route("/jobs", handler(jobs), methods=["GET"]),
+        Route("/jobs/{provider}/{job_id}/lose-results", handler(lose), methods=["POST"]),
+        Route("/jobs/{provider}/{job_id}", handler(delete_job), methods=["DELETE"]),
         Route("/config", handler(config), methods=["GET", "POST"]),
     ]
 
@@ -237,3 +266,9 @@ class SandboxControl(ProviderUrls):
 
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")["data"]
+
+    def lose_results(self, provider: str, job_id: str) -> dict[str, Any]:
+        return self._call("POST", f"/jobs/{provider}/{job_id}/lose-results", {})
+
+    def delete_job(self, provider: str, job_id: str) -> dict[str, Any]:
+        return self._call("DELETE", f"/jobs/{provider}/{job_id}")

@@ -254,10 +254,16 @@ class Engine:
         return doc
 
     def get_file(self, provider: str, file_id: str) -> dict[str, Any] | None:
-        return self.store.get("files", file_id, provider)
+        """A file, or None once it is deleted or past its ``expires_at`` (then it is gone)."""
+        doc = self.store.get("files", file_id, provider)
+        return None if doc is None or self._expired(doc) else doc
 
     def list_files(self, provider: str) -> list[dict[str, Any]]:
-        return self.store.all("files", provider)
+        return [d for d in self.store.all("files", provider) if not self._expired(d)]
+
+    def _expired(self, doc: Mapping[str, Any]) -> bool:
+        expires = doc.get("expires_at")
+        return bool(expires) and self.now() >= expires
 
     def delete_file(self, provider: str, file_id: str) -> bool:
         with self._lock:
@@ -363,6 +369,28 @@ class Engine:
                 doc["schedule"] = schedule.to_dict()
                 self.store.update("jobs", doc["id"], doc)
             return self._refresh(doc)
+
+    def lose_results(self, provider: str, job_id: str) -> dict[str, Any]:
+        """What a provider's retention does to an ended job's results, now (control API).
+
+        OpenAI and Mistral: the job's output and error files are deleted (the job keeps
+        their ids, which then answer 404, as after an expiry). Anthropic: the batch is
+        archived (``archived_at`` set; its results answer 404).
+        """
+        with self._lock:
+            state = self.get_job(provider, job_id)
+            if state is None:
+                raise ValueError(f"no {provider} job {job_id!r}")
+            if not state.snap.terminal:
+                raise ValueError(f"the {provider} job {job_id} has not ended: it has no results to lose")
+            doc = dict(state.doc)
+            result = doc.get("result") or {}
+            deleted = [f for key in ("output_file_id", "error_file_id", "output_file", "error_file")
+                       if (f := result.get(key)) and self.delete_file(provider, f)]
+            if provider == "anthropic":
+                doc["extra"] = {**doc["extra"], "archived_at": self.now()}
+                self.store.update("jobs", job_id, doc)
+            return {"id": job_id, "deleted_files": deleted, "archived": provider == "anthropic"}
 
     def delete_job(self, job_id: str) -> None:
         with self._lock:

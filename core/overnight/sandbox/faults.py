@@ -7,9 +7,10 @@ and *effects* of three kinds:
   clearing rules later never changes a job already submitted): per-request errors,
   failed validation, slow validation, expiry or provider cancel part-way, stuck jobs,
   and corruption of the result file;
-* HTTP effects, checked on every provider request: answer ``http_status`` (429, 5xx)
-  with an optional retry-after instead of serving it; they select on provider, method
-  and path only;
+* HTTP effects, checked on every provider request: answer ``http_status`` (429, 5xx,
+  404, ...) with an optional retry-after instead of serving it, and/or hold the answer
+  back for ``http_delay`` wall seconds (a hung provider; the wait ends early when the
+  client gives up); they select on provider, method and path only;
 * download effects, checked on every file / results download: a delay before the
   body, or a body cut part-way.
 
@@ -82,6 +83,7 @@ class Fault:
     http_method: str | None = None               # e.g. "POST"; None = any
     http_path: str | None = None                 # regex searched in the full request path
     retry_after: float | None = None             # seconds; sent as retry-after(-ms)
+    http_delay: float = 0.0                      # wall seconds before answering (then http_status, if set)
 
     # --- downloads (OpenAI file content, Anthropic results, Mistral file download) -----
     download_delay: float = 0.0                  # wall seconds before the response starts
@@ -106,7 +108,7 @@ class Fault:
 
     @property
     def affects_http(self) -> bool:
-        return self.http_status is not None
+        return self.http_status is not None or self.http_delay > 0
 
     @property
     def affects_downloads(self) -> bool:

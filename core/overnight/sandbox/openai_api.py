@@ -28,6 +28,9 @@ from .web import Api, ApiError, Call, Flavor, download, receive_upload
 PROVIDER = "openai"
 DAY = 24 * 3600
 MB = 1024 * 1024
+#: Output and error files expire this long after they are created unless the batch sets
+#: ``output_expires_after`` (batch files keep 30 days by default).
+OUTPUT_RETENTION = 30 * DAY
 FILE_PURPOSES = {"assistants", "batch", "fine-tune", "vision", "user_data", "evals"}
 SUPPORTED_ENDPOINTS = {"/v1/chat/completions", "/v1/completions", "/v1/responses", "/v1/embeddings"}
 KNOWN_ENDPOINTS = SUPPORTED_ENDPOINTS | {"/v1/moderations", "/v1/images/generations", "/v1/images/edits",
@@ -259,7 +262,7 @@ class OpenAIDialect:
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         ids: dict[str, Any] = {"output_file_id": None, "error_file_id": None}
-        expires = job["extra"].get("output_expires_after")
+        expires = job["extra"].get("output_expires_after") or OUTPUT_RETENTION
         for sink, key, suffix in (("output", "output_file_id", "output"), ("error", "error_file_id", "error")):
             if sinks[sink].lines == 0:
                 continue

@@ -148,7 +148,8 @@ class Api:
                 if not (public is not None and public(request)) and not self._api_key(request):
                     raise ApiError(401, flavor.auth_message, type=flavor.error_type(401))
                 fault = engine.http_fault(flavor.name, request.method, request.url.path)
-                if fault is not None:
+                if fault is not None and fault.http_status is not None:
+                    await linger(request, fault.http_delay)
                     raise fault_error(fault)
                 if is_async:
                     result = await handler(request)  # type: ignore[misc]
@@ -158,6 +159,8 @@ class Api:
                                 request.query_params.multi_items(),
                                 {k.lower(): v for k, v in request.headers.items()}, body, origin(request))
                     result = await run_in_threadpool(handler, call)
+                if fault is not None:  # a delay alone: the real answer, late (body already read)
+                    await linger(request, fault.http_delay)
             except ApiError as error:
                 return flavor.error_response(error, request_id)
             response = result if isinstance(result, Response) else JSONResponse(result)
@@ -189,6 +192,21 @@ class Api:
         return None
 
 
+async def linger(request: Request, seconds: float) -> None:
+    """Hold the answer back ``seconds`` (a hung provider), or until the client gives up."""
+    if seconds <= 0:
+        return
+
+    async def until_disconnect() -> None:
+        while (await request.receive())["type"] != "http.disconnect":
+            pass
+
+    try:
+        await asyncio.wait_for(until_disconnect(), seconds)
+    except asyncio.TimeoutError:
+        pass
+
+
 def origin(request: Request) -> str:
     return f"{request.url.scheme}://{request.url.netloc}"
 
@@ -217,6 +235,8 @@ def fault_error(fault: Fault) -> ApiError:
         message = "Rate limit exceeded (sandbox fault injection)."
     elif status >= 500:
         message = "The server had an error while processing your request (sandbox fault injection)."
+    elif status == 404:
+        message = "Not found (sandbox fault injection)."
     else:
         message = "The request was rejected (sandbox fault injection)."
     return ApiError(status, message, headers=headers,

@@ -74,20 +74,20 @@ class AnthropicPlugin:
         return jobs.submit(provider, chunk, options)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-        return jobs.check(job, options)
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+        return jobs.check(job, options, timeout)
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterable[Result]:
-        return jobs.fetch(job, options)
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterable[Result]:
+        return jobs.fetch(job, options, timeout)
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
         jobs.cancel(job, options)
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-        return jobs.find_job(provider, tag, options)
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+        return jobs.find_job(provider, tag, options, timeout)
 
 
 # The module is the entry point: its hooks are those of a default-limits plugin object.

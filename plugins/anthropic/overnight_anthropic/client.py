@@ -92,6 +92,21 @@ def client(options: Mapping[str, Any]) -> anthropic.Anthropic:
         return found
 
 
+def bounded(sdk: anthropic.Anthropic, timeout: float | None) -> anthropic.Anthropic:
+    """The client for one call that must end within ``timeout`` seconds (None: no bound).
+
+    When the bound is shorter than the client's per-attempt timeout: one attempt bounded
+    by it (the core's polling retries at its next check; SDK retries would multiply the
+    wait past the user's deadline; see overnight.hookspecs, "Deadlines").
+    """
+    if timeout is None:
+        return sdk
+    per_attempt = getattr(sdk.timeout, "read", sdk.timeout)
+    if isinstance(per_attempt, (int, float)) and per_attempt <= timeout:
+        return sdk
+    return sdk.with_options(timeout=timeout, max_retries=0)
+
+
 def _identity(options: Mapping[str, Any]) -> str:
     """A digest of everything the client depends on (so no secret is kept as a dict key)."""
     env = {name: os.environ.get(name) for name in (KEY_ENV, TOKEN_ENV, BASE_URL_ENV, "ANTHROPIC_CUSTOM_HEADERS")}

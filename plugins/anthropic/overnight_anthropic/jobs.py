@@ -13,11 +13,11 @@ from typing import Any, Iterator, Mapping
 
 import anthropic
 
-from overnight import Chunk, JobRef, JobStatus, ProviderError, Result, SubmissionRejected
+from overnight import Chunk, JobRef, JobStatus, ProviderError, Result, ResultsGone, SubmissionRejected
 from overnight.jsonl import parse
 
 from overnight_anthropic import translate, wire_ids
-from overnight_anthropic.client import client
+from overnight_anthropic.client import bounded, client
 
 log = logging.getLogger(__name__)
 
@@ -66,12 +66,32 @@ def _tagged(line: dict[str, Any], tag: str) -> dict[str, Any]:
     return {**line, "custom_id": wire_ids.encode(tag, line["custom_id"])}
 
 
-def check(job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-    batch = client(options).messages.batches.retrieve(job.remote_id)
+def check(job: JobRef, options: Mapping[str, Any], timeout: float | None = None) -> JobStatus:
+    batch = _retrieve(bounded(client(options), timeout), job)
     return translate.job_status(batch.to_dict())
 
 
-def fetch(job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
+def _retrieve(sdk: anthropic.Anthropic, job: JobRef) -> Any:
+    """The batch; ResultsGone when Anthropic certainly no longer has it (deleted)."""
+    try:
+        return sdk.messages.batches.retrieve(job.remote_id)
+    except anthropic.NotFoundError as exc:
+        raise _gone(sdk, exc, f"Anthropic batch {job.remote_id} no longer exists (404: deleted)") from None
+
+
+def _gone(sdk: anthropic.Anthropic, exc: anthropic.NotFoundError, what: str) -> Exception:
+    """ResultsGone if the 404 is about the batch: the same API answers another call.
+
+    A wrong base URL or proxy answers 404 for everything; then the original error stands.
+    """
+    try:
+        sdk.messages.batches.list(limit=1)
+    except Exception:
+        return exc
+    return ResultsGone(what)
+
+
+def fetch(job: JobRef, options: Mapping[str, Any], timeout: float | None = None) -> Iterator[Result]:
     """Stream a batch's results; a generator, so nothing happens until it is iterated.
 
     The results endpoint gives no size, so a body cut between two lines would parse as
@@ -79,8 +99,13 @@ def fetch(job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
     ended batch has a result line, so a stream with fewer lines than the batch's request
     counts is read once more; only what a second read also lacks is left unfinished.
     """
-    sdk = client(options)
-    counts = sdk.messages.batches.retrieve(job.remote_id).request_counts
+    sdk = bounded(client(options), timeout)
+    batch = _retrieve(sdk, job)
+    if getattr(batch, "archived_at", None):
+        # Results are kept 29 days after creation; past that the batch says when they went.
+        raise ResultsGone(f"the results of Anthropic batch {job.remote_id} were archived at "
+                          f"{batch.archived_at} and can no longer be downloaded")
+    counts = batch.request_counts
     expected = sum(int(getattr(counts, k, 0) or 0) for k in ("processing", "succeeded", "errored", "canceled", "expired"))
     seen: set[str] = set()
     for _read in range(2):
@@ -95,27 +120,33 @@ def fetch(job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
 
 def _results(sdk: anthropic.Anthropic, job: JobRef) -> Iterator[Result]:
     tagged = job.data.get("ids") == REF_DATA["ids"]
-    stream = sdk.messages.batches.with_streaming_response.results(job.remote_id)
-    with stream as response:  # closes the connection even if the consumer stops early
-        for line in parse(response.iter_bytes()):
-            wire_id = str(line.get("custom_id"))
-            key = wire_ids.decode(wire_id) if tagged else wire_id
-            # An id we did not send is passed on as is: the core ignores unknown ids.
-            yield translate.result_from_line(line, key or wire_id)
+    try:
+        stream = sdk.messages.batches.with_streaming_response.results(job.remote_id)
+        with stream as response:  # closes the connection even if the consumer stops early
+            for line in parse(response.iter_bytes()):
+                wire_id = str(line.get("custom_id"))
+                key = wire_ids.decode(wire_id) if tagged else wire_id
+                # An id we did not send is passed on as is: the core ignores unknown ids.
+                yield translate.result_from_line(line, key or wire_id)
+    except anthropic.NotFoundError:
+        # The batch was just retrieved from the same API: the 404 is about its results.
+        raise ResultsGone(f"the results of Anthropic batch {job.remote_id} are gone (404)") from None
 
 
 def cancel(job: JobRef, options: Mapping[str, Any]) -> None:
     sdk = client(options)
     try:
         sdk.messages.batches.cancel(job.remote_id)
+    except anthropic.NotFoundError as exc:
+        raise _gone(sdk, exc, f"Anthropic batch {job.remote_id} no longer exists (404: deleted)") from None
     except anthropic.APIStatusError as exc:
         # Cancelling a batch that already ended is refused; there is nothing left to stop.
-        if exc.status_code in (400, 409) and sdk.messages.batches.retrieve(job.remote_id).processing_status == "ended":
+        if exc.status_code in (400, 409) and _retrieve(sdk, job).processing_status == "ended":
             return
         raise
 
 
-def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
+def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None = None) -> JobRef | None:
     """The batch created with ``tag``, found by the tag digest inside its custom ids.
 
     A batch's custom ids can only be read from its results, which exist once it has
@@ -125,7 +156,7 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
     core asks again on the next run (never paying twice). Archived batches (results
     gone, 29 days after creation) are skipped: their results could not be fetched anyway.
     """
-    sdk = client(options)
+    sdk = bounded(client(options), timeout)
     running: list[str] = []
     for batch in sdk.messages.batches.list(limit=LIST_PAGE):
         if batch.processing_status != "ended":

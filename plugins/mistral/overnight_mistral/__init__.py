@@ -44,13 +44,13 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 
 
 @hookimpl
-def check(provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-    return _plugin.check(provider, job, options)
+def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+    return _plugin.check(provider, job, options, timeout)
 
 
 @hookimpl
-def fetch(provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-    return _plugin.fetch(provider, job, options)
+def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+    return _plugin.fetch(provider, job, options, timeout)
 
 
 @hookimpl
@@ -59,5 +59,5 @@ def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
 
 
 @hookimpl
-def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-    return _plugin.find_job(provider, tag, options)
+def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+    return _plugin.find_job(provider, tag, options, timeout)

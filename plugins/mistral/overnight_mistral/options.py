@@ -27,6 +27,8 @@ INLINE_THRESHOLD = 1000
 INLINE_MAX_BYTES = 8 * 1024 * 1024
 
 SERVERS = ("global", "eu", "us")
+#: The SDK's per-call timeout when none is configured.
+SDK_TIMEOUT_MS = 300_000
 
 KNOWN = {
     "api_key": "the Mistral API key (default: $MISTRAL_API_KEY)",

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Iterator, Mapping
 
 from overnight import jsonl
-from overnight.errors import ProviderError
+from overnight.errors import ProviderError, ResultsGone
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -55,6 +55,25 @@ def _rejected(exc: BaseException) -> bool:
     """The server refused the call (4xx): it certainly did nothing."""
     status = _http_status(exc)
     return status is not None and 400 <= status < 500
+
+
+def _not_found(exc: BaseException) -> bool:
+    return _http_status(exc) == 404
+
+
+def _bounded(settings: opts.Settings, timeout: float | None) -> dict[str, Any]:
+    """Per-call SDK arguments for a call that must end within ``timeout`` seconds.
+
+    When the bound is shorter than the client's per-attempt timeout: one attempt bounded
+    by it (the core's polling retries at its next check; SDK retries would multiply the
+    wait past the user's deadline; see overnight.hookspecs, "Deadlines").
+    """
+    if timeout is None:
+        return {}
+    per_attempt_ms = settings.timeout_ms or opts.SDK_TIMEOUT_MS
+    if per_attempt_ms <= timeout * 1000:
+        return {}
+    return {"timeout_ms": max(1, int(timeout * 1000)), "retries": opts.retry_config(0)}
 
 
 class MistralPlugin:
@@ -133,8 +152,9 @@ class MistralPlugin:
             log.warning("could not delete the unused Mistral input file %s: %s", file_id, type(exc).__name__)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-        remote = opts.client(opts.resolve(options)).batch.jobs.get(job_id=job.remote_id)
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+        settings = opts.resolve(options)
+        remote = self._get(opts.client(settings), job, **_bounded(settings, timeout))
         state = translate.job_state(remote.status)
         message = None
         if state is JobState.FAILED:
@@ -149,30 +169,70 @@ class MistralPlugin:
         )
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-        return self._results(opts.client(opts.resolve(options)), job)
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+        settings = opts.resolve(options)
+        return self._results(opts.client(settings), job, _bounded(settings, timeout))
 
-    def _results(self, client: Any, job: JobRef) -> Iterator[Result]:
-        remote = client.batch.jobs.get(job_id=job.remote_id)
+    def _results(self, client: Any, job: JobRef, bound: Mapping[str, Any] | None = None) -> Iterator[Result]:
+        bound = dict(bound or {})
+        remote = self._get(client, job, **bound)
         state = translate.job_state(remote.status)
-        files = [f for f in (remote.output_file, remote.error_file) if isinstance(f, str) and f]
+        files = [(kind, f) for kind, f in (("output", remote.output_file), ("error", remote.error_file))
+                 if isinstance(f, str) and f]
         if files:
-            for file_id in files:
-                for line in self._download(client, file_id):
+            for kind, file_id in files:
+                for line in self._download(client, file_id, kind, job, bound):
                     yield translate.parse_line(line, state)
         elif job.data.get("inline", False):
             # No result files: an inline job's outputs come with the job (bounded in size,
             # since only small chunks are sent inline).
-            remote = client.batch.jobs.get(job_id=job.remote_id, inline=True)
+            remote = self._get(client, job, inline=True, **bound)
             for line in remote.outputs or ():
                 yield translate.parse_line(line, state)
 
     @staticmethod
-    def _download(client: Any, file_id: str) -> Iterator[dict[str, Any]]:
-        # A body cut at a line boundary parses cleanly: only the size tells it is short,
-        # and then the missing rows would look unfinished and be paid for again.
-        expected = client.files.retrieve(file_id=file_id).size_bytes
-        response = client.files.download(file_id=file_id)
+    def _get(client: Any, job: JobRef, *, inline: bool = False, **bound: Any) -> Any:
+        """The batch job; ResultsGone when Mistral certainly no longer has it (deleted)."""
+        try:
+            if inline:
+                return client.batch.jobs.get(job_id=job.remote_id, inline=True, **bound)
+            return client.batch.jobs.get(job_id=job.remote_id, **bound)
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            MistralPlugin._confirm_gone(client, exc, f"Mistral batch job {job.remote_id} no longer exists (404: deleted)",
+                                        bound)
+            raise  # pragma: no cover - _confirm_gone always raises
+
+    @staticmethod
+    def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
+        """Raise ResultsGone if the 404 is about the job: the same API answers another call.
+
+        A wrong base URL or proxy answers 404 for everything; then the original error stands.
+        """
+        try:
+            client.batch.jobs.list(page=0, page_size=1, **(bound or {}))
+        except Exception:
+            raise exc from None
+        raise ResultsGone(what) from None
+
+    @staticmethod
+    def _download(client: Any, file_id: str, kind: str = "result", job: JobRef | None = None,
+                  bound: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        bound = dict(bound or {})
+        # The job was just read from the same API: a 404 here is about the file itself
+        # (deleted by someone, or expired: Mistral keeps batch results for a limited time).
+        owner = f" of Mistral batch job {job.remote_id}" if job is not None else ""
+        gone = f"the {kind} file {file_id}{owner} is gone (404: deleted, or expired)"
+        try:
+            # A body cut at a line boundary parses cleanly: only the size tells it is short,
+            # and then the missing rows would look unfinished and be paid for again.
+            expected = client.files.retrieve(file_id=file_id, **bound).size_bytes
+            response = client.files.download(file_id=file_id, **bound)
+        except Exception as exc:
+            if _not_found(exc):
+                raise ResultsGone(gone) from None
+            raise
         try:
             source = f"the download of Mistral result file {file_id}"
             yield from jsonl.parse(response.iter_bytes(), expected_bytes=expected, source=source)
@@ -188,14 +248,18 @@ class MistralPlugin:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
             if not _rejected(exc):
                 raise
-            if not translate.job_state(client.batch.jobs.get(job_id=job.remote_id).status).terminal:
+            if _not_found(exc):
+                self._confirm_gone(client, exc, f"Mistral batch job {job.remote_id} no longer exists (404)")
+            if not translate.job_state(self._get(client, job).status).terminal:
                 raise
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-        client = opts.client(opts.resolve(options))
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+        settings = opts.resolve(options)
+        client = opts.client(settings)
+        bound = _bounded(settings, timeout)
         # Oldest first; the sort is stable, so the server's order breaks ties.
-        found = sorted(self._tagged(client, tag), key=lambda j: j.created_at)
+        found = sorted(self._tagged(client, tag, bound), key=lambda j: j.created_at)
         if not found:
             self._delete_orphan_input(client, tag)  # the core now resubmits under a new tag
             return None
@@ -229,12 +293,12 @@ class MistralPlugin:
             log.warning("could not delete the input file of the interrupted submit %s: %s", tag, exc)
 
     @staticmethod
-    def _tagged(client: Any, tag: str) -> Iterator[Any]:
+    def _tagged(client: Any, tag: str, bound: Mapping[str, Any] | None = None) -> Iterator[Any]:
         """Every job whose metadata holds ``tag``; the server filters, this double-checks."""
         page, size, seen = 0, 100, 0
         while True:
             listing = client.batch.jobs.list(
-                page=page, page_size=size, metadata={translate.TAG_KEY: tag}, order_by="created"
+                page=page, page_size=size, metadata={translate.TAG_KEY: tag}, order_by="created", **(bound or {})
             )
             data = listing.data or []
             for job in data:

@@ -131,3 +131,18 @@ def _build(**settings: Any) -> openai.OpenAI:
     kwargs = {k: v for k, v in settings.items() if v is not None}
     kwargs["default_headers"] = dict(settings["default_headers"]) or None
     return openai.OpenAI(**kwargs)
+
+
+def bounded(client: openai.OpenAI, timeout: float | None) -> openai.OpenAI:
+    """The client for one call that must end within ``timeout`` seconds (None: no bound).
+
+    When the bound is shorter than the client's own per-attempt timeout, one attempt
+    bounded by it: the core's polling retries at its next check, and SDK retries would
+    multiply the wait past the user's deadline (see overnight.hookspecs, "Deadlines").
+    """
+    if timeout is None:
+        return client
+    per_attempt = getattr(client.timeout, "read", client.timeout)
+    if isinstance(per_attempt, (int, float)) and per_attempt <= timeout:
+        return client
+    return client.with_options(timeout=timeout, max_retries=0)

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import openai
 
-from overnight import SubmissionRejected, jsonl
+from overnight import ResultsGone, SubmissionRejected, jsonl
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, Result
 
@@ -134,7 +134,7 @@ def _delete_quietly(client: openai.OpenAI, file_id: str) -> None:
 
 
 def check(client: openai.OpenAI, job: JobRef) -> JobStatus:
-    status = job_status(client.batches.retrieve(job.remote_id))
+    status = job_status(_retrieve(client, job))
     if status.raw_status not in _TERMINAL | RUNNING_STATUSES:
         log.warning("batch %s reports an unknown status %r; treating it as running", job.remote_id, status.raw_status)
     return status
@@ -146,27 +146,61 @@ def fetch(client: openai.OpenAI, job: JobRef) -> Iterator[Result]:
     Either file may be absent (no success / no failure). Lines the files lack are
     left out: the core treats them as unfinished.
     """
-    batch = client.batches.retrieve(job.remote_id)
-    for file_id in (batch.output_file_id, batch.error_file_id):
+    batch = _retrieve(client, job)
+    for kind, file_id in (("output", batch.output_file_id), ("error", batch.error_file_id)):
         if file_id:
-            yield from _stream(client, file_id)
+            yield from _stream(client, file_id, kind, job)
 
 
-def _stream(client: openai.OpenAI, file_id: str) -> Iterator[Result]:
-    # The size lets a download cut between two lines be told from a complete one.
-    expected = client.files.retrieve(file_id).bytes
-    with client.files.with_streaming_response.content(file_id) as response:
-        source = f"the download of OpenAI file {file_id}"
-        for line in jsonl.parse(response.iter_bytes(), expected_bytes=expected, source=source):
-            yield result_from_line(line)
+def _stream(client: openai.OpenAI, file_id: str, kind: str, job: JobRef) -> Iterator[Result]:
+    # The batch was just retrieved from the same API, so a 404 here is about the file
+    # itself: deleted by someone, or expired (batch output files expire, 30 days by default).
+    gone = ResultsGone(
+        f"the {kind} file {file_id} of OpenAI batch {job.remote_id} is gone (404: deleted, or expired)"
+    )
+    try:
+        # The size lets a download cut between two lines be told from a complete one.
+        expected = client.files.retrieve(file_id).bytes
+    except openai.NotFoundError:
+        raise gone from None
+    try:
+        with client.files.with_streaming_response.content(file_id) as response:
+            source = f"the download of OpenAI file {file_id}"
+            for line in jsonl.parse(response.iter_bytes(), expected_bytes=expected, source=source):
+                yield result_from_line(line)
+    except openai.NotFoundError:
+        raise gone from None
+
+
+def _retrieve(client: openai.OpenAI, job: JobRef) -> Any:
+    """The batch; ResultsGone when OpenAI certainly no longer has it."""
+    try:
+        return client.batches.retrieve(job.remote_id)
+    except openai.NotFoundError as exc:
+        raise _gone(client, exc, f"OpenAI batch {job.remote_id} no longer exists (404)") from None
+
+
+def _gone(client: openai.OpenAI, exc: openai.NotFoundError, what: str) -> Exception:
+    """ResultsGone if the 404 is about the object: the same API answers another call.
+
+    A wrong base URL or proxy answers 404 for everything; then the original error stands
+    and nothing is taken for lost.
+    """
+    try:
+        client.batches.list(limit=1)
+    except Exception:
+        return exc
+    return ResultsGone(what)
 
 
 def cancel(client: openai.OpenAI, job: JobRef) -> None:
     try:
         client.batches.cancel(job.remote_id)
+    except openai.NotFoundError as exc:
+        raise _gone(client, exc, f"OpenAI batch {job.remote_id} no longer exists (404)") from None
     except (openai.BadRequestError, openai.ConflictError):
         # Already over (or already cancelling): nothing left to cancel.
-        if client.batches.retrieve(job.remote_id).status in _TERMINAL | {"cancelling"}:
+        if _retrieve(client, job).status in _TERMINAL | {"cancelling"}:
             return
         raise
 

@@ -80,20 +80,20 @@ class OpenAIPlugin:
         return jobs.submit(clients.client_for(options), provider, chunk, labels)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-        return jobs.check(clients.client_for(options), job)
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+        return jobs.check(clients.bounded(clients.client_for(options), timeout), job)
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-        return jobs.fetch(clients.client_for(options), job)
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+        return jobs.fetch(clients.bounded(clients.client_for(options), timeout), job)
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
         jobs.cancel(clients.client_for(options), job)
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-        client = clients.client_for(options)
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+        client = clients.bounded(clients.client_for(options), timeout)
         batch = jobs.find(client, tag)
         if batch is None:
             jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
