@@ -76,18 +76,15 @@ __all__ = [
 from overnight.dataset import Dataset
 from overnight.llm import LLM
 from overnight.pipeline import Pipeline
-from overnight.steps import (
-    FilterRows,
-    KeepColumns,
+from overnight.loaders import (
     LoadDataFromCSV,
     LoadDataFromDicts,
     LoadDataFromHub,
     LoadDataFromJSONL,
     LoadDataFromParquet,
-    MapStep,
-    Step,
-    StepContext,
 )
+from overnight.step import Step, StepContext
+from overnight.transforms import FilterRows, KeepColumns, MapStep
 from overnight.policy import RunPolicy
 from overnight.tasks import TextGeneration
 

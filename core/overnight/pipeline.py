@@ -19,7 +19,6 @@ the rest of the pipeline runs, and ``run()`` then raises
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import sys
@@ -29,20 +28,15 @@ from typing import Any, Literal, Mapping, Sequence
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
 from overnight.policy import RunPolicy
-from overnight.steps import _NAME, Step, StepContext, digest
+from overnight.identity import digest
+from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
 
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
 OUTPUT_FORMAT = 1
 
-_active: contextvars.ContextVar[tuple["Pipeline", ...]] = contextvars.ContextVar("overnight_pipelines", default=())
-
-
-def current_pipeline() -> "Pipeline | None":
-    """The innermost pipeline whose ``with`` block is running, if any."""
-    stack = _active.get()
-    return stack[-1] if stack else None
+__all__ = ["Pipeline", "current_pipeline"]
 
 
 class Pipeline:

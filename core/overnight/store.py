@@ -2,7 +2,7 @@
 
 It records runs, provider jobs (from the intent committed before submit to the last
 fetch), which request belongs to which job, and every result. Requests are
-content-addressed (see :func:`overnight.executor.request_key`), so the same request
+content-addressed (see :func:`overnight.identity.request_key`), so the same request
 from a re-run, an edited pipeline or another pipeline reuses what was paid for.
 
 The interface is narrow (plans, jobs, requests, runs) and every write is a short

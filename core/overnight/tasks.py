@@ -9,9 +9,9 @@ import attrs
 from attrs import define, field
 
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
-from overnight.executor import PlannedRequest, RowResult
-from overnight.models import ChatRequest, Message, Result
-from overnight.steps import RUNTIME, Step, StepContext, template_fields
+from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
+from overnight.step import RUNTIME, Step, StepContext
+from overnight.templates import template_fields
 
 if TYPE_CHECKING:
     from overnight.dataset import Rows
