@@ -12,6 +12,7 @@ import attrs
 from attrs import define, field
 
 from overnight.errors import ConfigurationError
+from overnight.filedigests import content_digest
 from overnight.identity import canonical, digest
 from overnight.step import SIGNATURE, Step, StepContext
 
@@ -31,7 +32,7 @@ class Loader(Step):
     num_examples: int | None = field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
 
     def source_identity(self) -> Any:
-        """What identifies the source's content (file size and mtime, the data itself, ...)."""
+        """What identifies the source's content (a hash of the file's bytes, the data itself, ...)."""
         return None
 
     def signature_data(self) -> dict[str, Any]:
@@ -61,11 +62,12 @@ class FileLoader(Loader):
             )
 
     def source_identity(self) -> Any:
+        # The bytes, not size + mtime: an edit that puts the timestamps back is still an edit.
         try:
-            stat = self.path.stat()
+            content = content_digest(self.path)
         except OSError:
             return {"path": str(self.path.resolve()), "missing": True}
-        return {"path": str(self.path.resolve()), "size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+        return {"path": str(self.path.resolve()), "content": content}
 
 
 @define(kw_only=True, eq=False)
