@@ -6,6 +6,7 @@ later from the same script, in order, without paying twice or losing a row.
 
 from overnight.errors import (
     ConfigurationError,
+    DiskError,
     InvalidRequest,
     MissingCredentials,
     NotFinished,
@@ -45,6 +46,7 @@ __all__ = [
     "ChatRequest",
     "Chunk",
     "ConfigurationError",
+    "DiskError",
     "GenerationParams",
     "InvalidRequest",
     "JobRef",

@@ -40,6 +40,7 @@ from overnight.errors import (
     UnconfirmedSubmission,
     ValidationError,
 )
+from overnight.diskerrors import disk_error
 from overnight.faultpoints import fault_point
 from overnight.identity import request_key
 from overnight.models import (
@@ -412,7 +413,13 @@ class BatchExecutor:
         except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
             yield
             return
-        with open(Path(self.store.cache_dir) / "overnight.lock", "w") as handle:
+        path = Path(self.store.cache_dir) / "overnight.lock"
+        try:
+            fault_point("open_lock", path)
+            handle = open(path, "w")
+        except OSError as exc:
+            raise disk_error(path, exc, done=self.store.activity()) or exc
+        with handle:
             deadline = time.monotonic() + self.policy.lock_timeout
             announced = False
             while True:

@@ -26,7 +26,7 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
-from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
+from overnight.errors import ConfigurationError, DiskError, OfflineBatchGenerationNotFinished, PipelineNotFinished
 from overnight.policy import RunPolicy
 from overnight.filedigests import FileDigests
 from overnight.identity import digest
@@ -220,8 +220,15 @@ class Pipeline:
                     use_cache=use_cache, policy=policy,
                 )
                 state = "pending" if pending else "done"
+            except DiskError as exc:
+                # Raised where the run's history is unknown (an output, a temporary file): say it.
+                raise exc.with_done(store.activity()) from exc.__cause__
             finally:
-                store.finish_run(run_id, state)
+                try:
+                    store.finish_run(run_id, state)
+                except DiskError:
+                    if state != "failed":  # else the disk that failed the run fails this too: keep the first error
+                        raise
         finally:
             store.close()
 
