@@ -28,6 +28,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import polling, store as st
 from overnight._serialization import dumps
+from overnight.diskerrors import disk_error
 from overnight.errors import (
     InvalidRequest,
     OfflineBatchGenerationNotFinished,
@@ -40,7 +41,6 @@ from overnight.errors import (
     UnconfirmedSubmission,
     ValidationError,
 )
-from overnight.diskerrors import disk_error
 from overnight.faultpoints import fault_point
 from overnight.identity import request_key
 from overnight.models import (

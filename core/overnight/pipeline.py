@@ -27,10 +27,10 @@ from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, DiskError, OfflineBatchGenerationNotFinished, PipelineNotFinished
-from overnight.policy import RunPolicy
 from overnight.filedigests import FileDigests
 from overnight.identity import digest
 from overnight.loaders import FileLoader
+from overnight.policy import RunPolicy
 from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
 
 log = logging.getLogger("overnight.pipeline")

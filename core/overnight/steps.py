@@ -8,12 +8,12 @@ request keys), :mod:`overnight.loaders`, :mod:`overnight.transforms` and
 from overnight.identity import canonical, digest
 from overnight.loaders import (
     FileLoader,
-    Loader,
     LoadDataFromCSV,
     LoadDataFromDicts,
     LoadDataFromHub,
     LoadDataFromJSONL,
     LoadDataFromParquet,
+    Loader,
 )
 from overnight.step import _NAME, RUNTIME, SIGNATURE, Step, StepContext
 from overnight.templates import template_fields

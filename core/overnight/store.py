@@ -140,7 +140,10 @@ class Store:
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
         if conn is None and self.readonly:
-            conn = self._local.conn = self._connect_readonly()
+            try:
+                conn = self._local.conn = self._connect_readonly()
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)

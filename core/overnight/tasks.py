@@ -178,6 +178,7 @@ class TextGeneration(Step):
     def validate(self, rows: "Rows") -> int:
         """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
         problems: list[RowProblem] = []
+        outputs = self.output_columns()
         collisions: dict[str, list[int]] = {}
         bad = count = 0
         for count, row in enumerate(rows, start=1):
@@ -187,12 +188,13 @@ class TextGeneration(Step):
                 bad += 1
                 if len(problems) < MAX_PROBLEMS:
                     problems.extend(found)
-            _output_collisions(self.output_columns(), row, count - 1, collisions)
-        problems.extend(self._collision_problems(collisions))
+            _output_collisions(outputs, row, count - 1, collisions)
         if problems:
             unlisted = bad - len({p.row for p in problems})
             if unlisted > 0:
                 problems.append(RowProblem(self.name or "", None, None, f"{unlisted} more bad row(s) not listed"))
+        problems.extend(self._collision_problems(collisions))
+        if problems:
             raise ValidationError(problems)
         return count
 
