@@ -46,7 +46,7 @@ WRITE_POINTS = (
 _seen: dict[str, int] = {}
 
 
-def fault_point(name: str, path: object = None) -> None:
+def fault_point(name: str, path: "str | os.PathLike[str] | None" = None) -> None:
     """Act here, now, if the environment asks for it (tests only). ``path``: what a write
     site writes, named in the raised error."""
     wanted = os.environ.get(ENV)
@@ -68,7 +68,7 @@ def fault_point(name: str, path: object = None) -> None:
             _fill()
     else:
         code = getattr(errno, action)
-        raise OSError(code, os.strerror(code), None if path is None else os.fspath(path))  # type: ignore[arg-type]
+        raise OSError(code, os.strerror(code), None if path is None else os.fspath(path))
 
 
 def _fill() -> None:
