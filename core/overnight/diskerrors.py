@@ -16,9 +16,13 @@ from typing import Any
 from overnight.errors import DiskError
 
 #: errno -> (what happened, what to do).
+_AGAIN = (
+    "Free some space and run again: the run carries on where it stopped (results not saved yet are "
+    "downloaded again, not paid for again)."
+)
 _KINDS = {
-    errno.ENOSPC: ("the disk is full", "Free some space and run again: the run carries on where it stopped."),
-    errno.EDQUOT: ("the disk quota is used up", "Free some space and run again: the run carries on where it stopped."),
+    errno.ENOSPC: ("the disk is full", _AGAIN),
+    errno.EDQUOT: ("the disk quota is used up", _AGAIN),
     errno.EFBIG: ("the file is over the size limit", "Raise the file size limit (ulimit -f) and run again."),
     errno.EROFS: (
         "the file system is read-only",

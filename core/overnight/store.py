@@ -430,9 +430,10 @@ class Store:
                     (ref.remote_id, dumps(ref), time.time(), job_id),
                 )
         except DiskError as exc:
+            earlier = f"{self.activity()} " if self.submitted else ""
             raise DiskError(exc.path, exc.problem, hint=exc.hint, done=(
-                f"{self.activity()} The {ref.provider} job {ref.remote_id} was created but its id could not be "
-                "recorded; its intent is, so the next run looks it up by its tag instead of paying again."
+                f"{earlier}This run created the {ref.provider} job {ref.remote_id} ({ref.tag}) but could not record "
+                "its id; its intent is recorded, so the next run looks the job up by its tag instead of paying again."
             )) from None
         self.submitted.append(ref.remote_id)
 

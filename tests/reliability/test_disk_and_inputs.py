@@ -116,6 +116,32 @@ def test_the_disk_filling_up_while_polling_after_a_submit_is_a_true_clear_error(
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_disk_filling_up_right_after_a_create_keeps_the_intent_and_the_job_is_found(make_lane, disk, provider):
+    lane = make_lane(provider)
+    disk.mount(lane.home)
+    result = lane.run(fault="after_create:1:fill")  # the job exists; its id cannot be committed
+    result.assert_clear_error("overnight.sqlite", "the disk is full", "could not record its id",
+                              "looks the job up by its tag")
+    assert "Nothing was submitted" not in result.stderr and len(lane.remote_jobs()) == 1
+    free_space(lane)
+    assert_finishes_paid_once(lane)  # found by its tag, not submitted again
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_the_disk_filling_up_mid_download_keeps_what_was_saved(make_lane, disk, provider):
+    lane = make_lane(provider)
+    disk.mount(lane.home)
+    lane.run(expect=75)
+    lane.advance()
+    result = lane.run(fault="mid_fetch:1:fill")  # 16 results committed, the next batch cannot be
+    result.assert_clear_error("overnight.sqlite", "the disk is full", "downloaded again")
+    assert_true_about_the_run(result, submitted=0)
+    assert lane.request_states().get("done") == 16
+    free_space(lane)
+    assert_finishes_paid_once(lane)
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
 def test_the_disk_filling_up_while_writing_the_output_is_a_clear_error(make_lane, disk, provider):
     lane = make_lane(provider)
     disk.mount(lane.home)
