@@ -6,6 +6,7 @@ later from the same script, in order, without paying twice or losing a row.
 
 from overnight.errors import (
     ConfigurationError,
+    DiskError,
     InvalidRequest,
     LostResults,
     MissingCredentials,
@@ -47,6 +48,7 @@ __all__ = [
     "ChatRequest",
     "Chunk",
     "ConfigurationError",
+    "DiskError",
     "GenerationParams",
     "InvalidRequest",
     "JobRef",
@@ -80,18 +82,15 @@ __all__ = [
 from overnight.dataset import Dataset
 from overnight.llm import LLM
 from overnight.pipeline import Pipeline
-from overnight.steps import (
-    FilterRows,
-    KeepColumns,
+from overnight.loaders import (
     LoadDataFromCSV,
     LoadDataFromDicts,
     LoadDataFromHub,
     LoadDataFromJSONL,
     LoadDataFromParquet,
-    MapStep,
-    Step,
-    StepContext,
 )
+from overnight.step import Step, StepContext
+from overnight.transforms import FilterRows, KeepColumns, MapStep
 from overnight.policy import RunPolicy
 from overnight.tasks import TextGeneration
 

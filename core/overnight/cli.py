@@ -202,10 +202,10 @@ def _exit_status(code: Any) -> int:
 # --- status and jobs --------------------------------------------------------------------
 
 
-def _open_store() -> Any:
+def _open_store(*, readonly: bool = False) -> Any:
     from overnight.store import Store
 
-    return Store.open()
+    return Store.open_readonly() if readonly else Store.open()
 
 
 def _span(seconds: float) -> str:
@@ -255,7 +255,7 @@ _JOB_HEADER = ["ID", "RUN", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS"
 
 
 def cmd_status(args: argparse.Namespace) -> int:
-    store = _open_store()
+    store = _open_store(readonly=True)  # only reads: works on a read-only or full home
     try:
         runs = store.list_runs(limit=args.limit)
         jobs = store.list_jobs(active_only=True)
@@ -307,7 +307,7 @@ def _duration(start: Any, end: Any) -> str:
 
 
 def cmd_jobs(args: argparse.Namespace) -> int:
-    store = _open_store()
+    store = _open_store(readonly=True)
     try:
         jobs = store.list_jobs(active_only=not args.all)
     finally:

@@ -20,7 +20,9 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, overload
 
+from overnight.diskerrors import disk_error
 from overnight.errors import ConfigurationError, RowProblem, ValidationError
+from overnight.faultpoints import fault_point
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
@@ -60,12 +62,17 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
     """Write ``rows`` to ``path`` through a temporary file; return the row count.
 
     If anything fails (including a "not finished" exception raised mid-stream), the
-    temporary file is removed and ``path`` is left as it was.
+    temporary file is removed and ``path`` is left as it was. A full disk, a read-only
+    folder or a denied permission is a :class:`~overnight.DiskError` naming ``path``.
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    _remove_abandoned_temp_files(path.parent)
-    # The writer's pid in the name tells a live writer's file from one a killed run left.
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    try:
+        fault_point("write_output", path)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        _remove_abandoned_temp_files(path.parent)
+        # The writer's pid in the name tells a live writer's file from one a killed run left.
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
+    except OSError as exc:
+        raise disk_error(path, exc) or exc
     count = 0
     try:
         with os.fdopen(fd, "w", encoding="utf-8") as handle:
@@ -81,14 +88,35 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
                     bad = _bad_column(row)
                     hint = "convert it to text or a number first (e.g. with a MapStep)"
                     raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
-            handle.flush()
-            os.fsync(handle.fileno())
-        os.replace(tmp, path)
+                except OSError as exc:  # the buffer went to a full disk
+                    raise disk_error(path, exc) or exc
+            with _writing(path):  # flushed here: closing has nothing left to write
+                handle.flush()
+                os.fsync(handle.fileno())
+        with _writing(path):
+            os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):
             os.unlink(tmp)
+        # Stop the producing step now, while what it reads from (the store) is still open.
+        close = getattr(rows, "close", None)
+        if callable(close):
+            with contextlib.suppress(Exception):
+                close()
         raise
     return count
+
+
+@contextlib.contextmanager
+def _writing(path: Path) -> Iterator[None]:
+    """Our own writes to ``path``: a full disk (or a read-only folder) is a DiskError.
+
+    Only around the writer's own calls: an OSError raised by the step producing the rows
+    (e.g. a loader that cannot read its input) passes through as it is."""
+    try:
+        yield
+    except OSError as exc:
+        raise disk_error(path, exc) or exc
 
 
 def _bad_column(row: dict[str, Any]) -> str | None:

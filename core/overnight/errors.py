@@ -241,3 +241,30 @@ def redact(text: str, secrets: Sequence[Any]) -> str:
         if isinstance(secret, str) and len(secret) >= 4:
             text = text.replace(secret, "***")
     return text
+
+
+class DiskError(OvernightError):
+    """A file overnight must write cannot be: the disk is full, the folder is read-only,
+    or permission is denied (``ENOSPC``, ``EROFS``, ``EACCES``, ...).
+
+    ``path`` names the file or folder; the message says what the run had already done
+    (``done``) and what to do. Nothing paid for is lost: job ids are committed before
+    anything depends on them, and results not yet saved are downloaded again.
+    """
+
+    def __init__(self, path: Any, problem: str, *, done: str | None = None, hint: str = "") -> None:
+        self.path = str(path)
+        self.problem = problem
+        self.done = done
+        self.hint = hint
+        parts = [f"cannot write {self.path}: {problem}."]
+        if done:
+            parts.append(done)
+        parts.append(hint or "Fix that and run again: the run carries on where it stopped.")
+        super().__init__(" ".join(parts))
+
+    def with_done(self, done: str) -> "DiskError":
+        """The same error, saying what the run had done (when the place that raised it could not tell)."""
+        if self.done is not None:
+            return self
+        return DiskError(self.path, self.problem, done=done, hint=self.hint)

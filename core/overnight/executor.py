@@ -24,17 +24,15 @@ of DESIGN.md:
 from __future__ import annotations
 
 import contextlib
-import hashlib
 import json
 import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from attrs import frozen
-
 from overnight import polling, store as st
 from overnight._serialization import dumps
+from overnight.diskerrors import disk_error
 from overnight.errors import (
     InvalidRequest,
     LostResults,
@@ -50,15 +48,17 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.faultpoints import fault_point
+from overnight.identity import request_key
 from overnight.models import (
     STANDARD_PARAMS,
-    ChatRequest,
     Chunk,
     GenerationParams,
     JobRef,
     JobState,
+    PlannedRequest,
     Result,
     ResultStatus,
+    RowResult,
     evolve,
 )
 from overnight.policy import RunPolicy
@@ -73,36 +73,6 @@ FETCH_BATCH_MAX = 1024
 MAX_PROBLEMS = 1000
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
 MAX_POLL_ERRORS = 5
-
-
-@frozen
-class PlannedRequest:
-    """One generation to make: ``sample`` of input ``row``."""
-
-    row: int
-    sample: int
-    request: ChatRequest
-
-
-@frozen
-class RowResult:
-    """The outcome of one planned request, in plan order."""
-
-    row: int
-    sample: int
-    result: Result
-
-
-def request_key(provider: str, request: ChatRequest, sample: int, *, params_json: str | None = None) -> str:
-    """The content address of a request: provider, model, body and sample index.
-
-    ``params_json`` is ``dumps(request.params)``, for callers that computed it already
-    (the options are usually the same object for a whole plan).
-    """
-    messages = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False, separators=(",", ":"))
-    params = params_json if params_json is not None else dumps(request.params)
-    digest = hashlib.sha256(f"{provider}\0{request.model}\0{messages}\0{params}\0{sample}".encode())
-    return digest.hexdigest()[:40]
 
 
 def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str, str]]:
@@ -498,7 +468,13 @@ class BatchExecutor:
         except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
             yield
             return
-        with open(Path(self.store.cache_dir) / "overnight.lock", "w") as handle:
+        path = Path(self.store.cache_dir) / "overnight.lock"
+        try:
+            fault_point("open_lock", path)
+            handle = open(path, "w")
+        except OSError as exc:
+            raise disk_error(path, exc, done=self.store.activity()) or exc
+        with handle:
             deadline = time.monotonic() + self.policy.lock_timeout
             announced = False
             while True:

@@ -10,7 +10,9 @@ import json
 import tempfile
 from typing import IO, Any, Iterable, Iterator
 
+from overnight.diskerrors import disk_error
 from overnight.errors import ProviderError
+from overnight.faultpoints import fault_point
 
 def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
     """Write ``lines`` as compact JSONL to a temporary file, rewound for reading.
@@ -18,12 +20,29 @@ def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
     A real file on disk (not a SpooledTemporaryFile, which is no ``io.IOBase`` before
     Python 3.11 and which SDKs that validate their upload argument refuse).
     """
-    out = tempfile.TemporaryFile(mode="w+b")
-    for line in lines:
-        out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
-        out.write(b"\n")
-    out.seek(0)
+    folder = tempfile.gettempdir()
+    try:
+        fault_point("spool", folder)
+        out = tempfile.TemporaryFile(mode="w+b")
+    except OSError as exc:
+        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc
+    try:
+        for line in lines:
+            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
+            out.write(b"\n")
+        out.flush()
+        out.seek(0)
+    except OSError as exc:
+        out.close()
+        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc
     return out
+
+
+#: What to do when the temporary folder (not the cache directory) is full or read-only.
+_TMP_HINT = (
+    "Free some space there (or point TMPDIR at a folder with room) and run again: nothing was sent "
+    "for this job, and the next run checks its tag before submitting it."
+)
 
 
 def parse(

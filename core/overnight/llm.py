@@ -11,8 +11,8 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import plugins
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
-from overnight.executor import BatchExecutor, PlannedRequest, RowResult
-from overnight.models import STANDARD_PARAMS, GenerationParams, evolve, standard_param_problems
+from overnight.executor import BatchExecutor
+from overnight.models import STANDARD_PARAMS, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems
 from overnight.policy import RunPolicy
 from overnight.polling import Backoff
 from overnight.providers import Provider

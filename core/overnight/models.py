@@ -240,6 +240,24 @@ class Result:
         return self.status is ResultStatus.SUCCEEDED
 
 
+@frozen
+class PlannedRequest:
+    """One generation to make: ``sample`` of input ``row``."""
+
+    row: int
+    sample: int
+    request: ChatRequest
+
+
+@frozen
+class RowResult:
+    """The outcome of one planned request, in plan order."""
+
+    row: int
+    sample: int
+    result: Result
+
+
 def evolve(instance: Any, **changes: Any) -> Any:
     """Return a copy of a frozen value with some fields changed."""
     return attrs.evolve(instance, **changes)

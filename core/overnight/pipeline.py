@@ -19,7 +19,6 @@ the rest of the pipeline runs, and ``run()`` then raises
 
 from __future__ import annotations
 
-import contextvars
 import logging
 import os
 import sys
@@ -27,22 +26,19 @@ from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
-from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, PipelineNotFinished
+from overnight.errors import ConfigurationError, DiskError, OfflineBatchGenerationNotFinished, PipelineNotFinished
+from overnight.filedigests import FileDigests
+from overnight.identity import digest
+from overnight.loaders import FileLoader
 from overnight.policy import RETRY_FAILED_ENV, RunPolicy
-from overnight.steps import _NAME, Step, StepContext, digest
+from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
 
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
 OUTPUT_FORMAT = 1
 
-_active: contextvars.ContextVar[tuple["Pipeline", ...]] = contextvars.ContextVar("overnight_pipelines", default=())
-
-
-def current_pipeline() -> "Pipeline | None":
-    """The innermost pipeline whose ``with`` block is running, if any."""
-    stack = _active.get()
-    return stack[-1] if stack else None
+__all__ = ["Pipeline", "current_pipeline"]
 
 
 class Pipeline:
@@ -149,6 +145,10 @@ class Pipeline:
 
     def signatures(self) -> dict[str, str]:
         """Each step's signature, from its class (and code), parameters and inputs' signatures."""
+        with FileDigests(None).active():  # no shortcut: every input file is hashed
+            return self._signatures()
+
+    def _signatures(self) -> dict[str, str]:
         sigs: dict[str, str] = {}
         for step in self._order():
             cls = type(step)
@@ -215,7 +215,7 @@ class Pipeline:
         order = self._order()
         for step in order:
             step.check()
-        signatures = self.signatures()
+        signatures = self._verified_signatures(use_cache)
         if retry_failed is None:
             retry_failed = os.environ.get(RETRY_FAILED_ENV, "") not in ("", "0")
         policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed,
@@ -234,8 +234,15 @@ class Pipeline:
                     use_cache=use_cache, policy=policy,
                 )
                 state = "pending" if pending else "done"
+            except DiskError as exc:
+                # Raised where the run's history is unknown (an output, a temporary file): say it.
+                raise exc.with_done(store.activity()) from exc.__cause__
             finally:
-                store.finish_run(run_id, state)
+                try:
+                    store.finish_run(run_id, state)
+                except DiskError:
+                    if state != "failed":  # else the disk that failed the run fails this too: keep the first error
+                        raise
         finally:
             store.close()
 
@@ -252,6 +259,32 @@ class Pipeline:
         for name, dataset in leaves.items():
             log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
         return next(iter(leaves.values())) if len(leaves) == 1 else leaves
+
+    def _verified_signatures(self, use_cache: bool) -> dict[str, str]:
+        """The signatures, input files identified by content: remembered digests (see
+        :mod:`overnight.filedigests`) are re-verified before a finished step that depends
+        on them would be reused."""
+        from overnight.store import default_cache_dir
+
+        cache_dir = self.cache_dir if self.cache_dir is not None else default_cache_dir()
+        digests = FileDigests(cache_dir)
+        with digests.active():
+            signatures = self._signatures()
+            if use_cache and digests.trusted:
+                directory = cache_dir / "pipelines" / self.name
+                changed = False
+                for name, step in self._steps.items():
+                    if not isinstance(step, FileLoader) or str(step.path.resolve()) not in digests.trusted:
+                        continue
+                    affected = {name} | self._descendants(name)
+                    if any((directory / f"{s}-{signatures[s]}.jsonl").is_file() for s in affected):
+                        if not digests.verify(step.path):
+                            log.info("step %r: %s changed (its timestamps did not); its steps run again", name, step.path)
+                            changed = True
+                if changed:
+                    signatures = self._signatures()
+        digests.save()
+        return signatures
 
     def _apply_parameters(self, parameters: Mapping[str, Mapping[str, Any]]) -> None:
         if not isinstance(parameters, Mapping):

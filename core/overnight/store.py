@@ -2,7 +2,7 @@
 
 It records runs, provider jobs (from the intent committed before submit to the last
 fetch), which request belongs to which job, and every result. Requests are
-content-addressed (see :func:`overnight.executor.request_key`), so the same request
+content-addressed (see :func:`overnight.identity.request_key`), so the same request
 from a re-run, an edited pipeline or another pipeline reuses what was paid for.
 
 The interface is narrow (plans, jobs, requests, runs) and every write is a short
@@ -22,7 +22,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import platformdirs
 
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
-from overnight.errors import StoreError
+from overnight.diskerrors import disk_error
+from overnight.errors import DiskError, OvernightError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus
 
 DB_NAME = "overnight.sqlite"
@@ -106,10 +107,18 @@ def default_cache_dir() -> Path:
 class Store:
     """The embedded SQLite store. One connection per thread; WAL; short transactions."""
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
         self.cache_dir = self.path.parent
-        self.cache_dir.mkdir(parents=True, exist_ok=True)
+        #: Opened only to read (``overnight status``, ``jobs``): works on a read-only folder.
+        self.readonly = readonly
+        #: Remote ids of the jobs submitted through this store object (this run), as recorded.
+        self.submitted: list[str] = []
+        if not readonly:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise disk_error(self.cache_dir, exc, done=self.activity()) or exc
         self._local = threading.local()
         #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
         self.run_id: int | None = None
@@ -121,11 +130,22 @@ class Store:
         directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
         return cls(directory / DB_NAME)
 
+    @classmethod
+    def open_readonly(cls, cache_dir: str | os.PathLike[str] | None = None) -> "Store":
+        """Open the store only to read it, changing nothing on disk (a read-only home works)."""
+        directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+        return cls(directory / DB_NAME, readonly=True)
+
     # -- connection ----------------------------------------------------------------------
 
     @property
     def _db(self) -> sqlite3.Connection:
         conn = getattr(self._local, "conn", None)
+        if conn is None and self.readonly:
+            try:
+                conn = self._local.conn = self._connect_readonly()
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
         if conn is None:
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
@@ -138,9 +158,46 @@ class Store:
             self._local.conn = conn
         return conn
 
-    def _unusable(self, exc: Exception) -> StoreError:
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A connection that writes nothing, not even SQLite's shared-memory file.
+
+        ``mode=ro`` reads a WAL store, committed WAL content included, but needs the
+        ``-shm`` file to exist or be creatable. A store closed cleanly has neither
+        ``-wal`` nor ``-shm``; in a read-only folder it opens with ``immutable=1`` then
+        (safe: with no ``-wal`` file, everything is in the main file). A store that does
+        not exist yet reads as empty.
+        """
+        if not self.path.exists():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(_SCHEMA)
+        else:
+            uri = self.path.resolve().as_uri()
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError:
+                if Path(f"{self.path}-wal").exists():
+                    raise
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def activity(self) -> str:
+        """What this run has recorded (for error messages, which must be true)."""
+        if not self.submitted:
+            return "Nothing was submitted by this run."
+        ids = ", ".join(self.submitted[:3]) + (", ..." if len(self.submitted) > 3 else "")
+        return (
+            f"This run submitted {len(self.submitted)} job(s) ({ids}); their ids are recorded in the "
+            "store, so nothing paid for is lost (results not yet saved are downloaded again)."
+        )
+
+    def _unusable(self, exc: Exception) -> OvernightError:
+        failure = disk_error(self.path, exc, done=self.activity())
+        if failure is not None:
+            return failure
         return StoreError(
-            f"The overnight store {self.path} cannot be used ({exc}). Nothing was submitted. "
+            f"The overnight store {self.path} cannot be used ({exc}). {self.activity()} "
             "If another overnight process is running, let it finish; if the file is corrupt, "
             "move it aside (it holds your job ids: keep a copy) and run again."
         )
@@ -160,7 +217,8 @@ class Store:
             with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
                 db.execute("ROLLBACK")
             if isinstance(exc, sqlite3.DatabaseError):
-                # Found while reading or writing a page (e.g. "database disk image is malformed").
+                # Found while reading or writing a page (e.g. "database disk image is malformed",
+                # "database or disk is full").
                 raise self._unusable(exc) from None
             raise
 
@@ -193,6 +251,8 @@ class Store:
                         "(pip install -U overnight) or point OVERNIGHT_HOME elsewhere. "
                         "Nothing was submitted."
                     )
+            if self.readonly:
+                return
             db.executescript(_SCHEMA)
             db.execute(
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
@@ -365,11 +425,19 @@ class Store:
 
     def confirm_job(self, job_id: int, ref: JobRef) -> None:
         """Record the remote id (and the plugin's state) of a submitted job."""
-        with self.transaction() as db:
-            db.execute(
-                "UPDATE jobs SET remote_id = ?, ref = ?, state = 'running', updated_at = ? WHERE id = ?",
-                (ref.remote_id, dumps(ref), time.time(), job_id),
-            )
+        try:
+            with self.transaction() as db:
+                db.execute(
+                    "UPDATE jobs SET remote_id = ?, ref = ?, state = 'running', updated_at = ? WHERE id = ?",
+                    (ref.remote_id, dumps(ref), time.time(), job_id),
+                )
+        except DiskError as exc:
+            earlier = f"{self.activity()} " if self.submitted else ""
+            raise DiskError(exc.path, exc.problem, hint=exc.hint, done=(
+                f"{earlier}This run created the {ref.provider} job {ref.remote_id} ({ref.tag}) but could not record "
+                "its id; its intent is recorded, so the next run looks the job up by its tag instead of paying again."
+            )) from None
+        self.submitted.append(ref.remote_id)
 
     def abandon_intent(self, job_id: int) -> None:
         """The provider certainly has no job for this intent: its requests go back to NEW."""

@@ -9,9 +9,9 @@ import attrs
 from attrs import define, field
 
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
-from overnight.executor import PlannedRequest, RowResult
-from overnight.models import ChatRequest, Message, Result
-from overnight.steps import RUNTIME, Step, StepContext, template_fields
+from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
+from overnight.step import RUNTIME, Step, StepContext
+from overnight.templates import template_fields
 
 if TYPE_CHECKING:
     from overnight.dataset import Rows
@@ -44,6 +44,18 @@ def _template(instance: Any, attribute: attrs.Attribute, value: str | None) -> N
         template_fields(value)
     except ValueError as exc:
         raise ConfigurationError(f"template {value!r} is not valid: {exc}") from None
+
+
+def _output_collisions(outputs: list[str], row: Any, index: int, found: dict[str, list[int]]) -> None:
+    """Note which of ``outputs`` the input ``row`` already has: ``{column: [count, first rows...]}``."""
+    if not isinstance(row, dict):
+        return
+    for column in outputs:
+        if column in row:
+            seen = found.setdefault(column, [0])
+            seen[0] += 1
+            if len(seen) <= 5:
+                seen.append(index)
 
 
 @define(kw_only=True, eq=False)
@@ -158,9 +170,16 @@ class TextGeneration(Step):
         system = (Message("system", self.system_prompt),) if self.system_prompt else ()
         return (*system, Message("user", prompt))
 
+    def output_columns(self) -> list[str]:
+        """The columns this step adds to each row (what :meth:`_assemble` writes)."""
+        out = self.output_column
+        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", "model_name"]
+
     def validate(self, rows: "Rows") -> int:
         """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
         problems: list[RowProblem] = []
+        outputs = self.output_columns()
+        collisions: dict[str, list[int]] = {}
         bad = count = 0
         for count, row in enumerate(rows, start=1):
             found: list[RowProblem] = []
@@ -169,12 +188,34 @@ class TextGeneration(Step):
                 bad += 1
                 if len(problems) < MAX_PROBLEMS:
                     problems.extend(found)
+            _output_collisions(outputs, row, count - 1, collisions)
         if problems:
             unlisted = bad - len({p.row for p in problems})
             if unlisted > 0:
                 problems.append(RowProblem(self.name or "", None, None, f"{unlisted} more bad row(s) not listed"))
+        problems.extend(self._collision_problems(collisions))
+        if problems:
             raise ValidationError(problems)
         return count
+
+    def _collision_problems(self, collisions: dict[str, list[int]]) -> list[RowProblem]:
+        """One problem per input column this step would overwrite, with the rows that have it."""
+        problems = []
+        for column, (n, *rows) in collisions.items():
+            shown = ", ".join(map(str, rows)) + (", ..." if n > len(rows) else "")
+            if column == "model_name":
+                way_out = "rename or drop that column before this step (e.g. with a MapStep)"
+            else:
+                way_out = (
+                    f"pass output_column='...' (e.g. TextGeneration(..., output_column='{self.output_column}_2')) "
+                    "or rename that column before this step"
+                )
+            problems.append(RowProblem(
+                self.name or "", rows[0], column,
+                f"the input already has a column {column!r}, which this step writes its output to: it would be "
+                f"overwritten (rows {shown}: {n} rows). To keep it, {way_out}",
+            ))
+        return problems
 
     def plan(self, rows: "Rows") -> Iterator[PlannedRequest]:
         for index, row in enumerate(rows):

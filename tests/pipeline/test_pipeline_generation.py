@@ -273,3 +273,30 @@ def test_ctrl_c_while_polling_stops_the_whole_run(fake):
     assert exc.value.interrupted and "polling stopped by the user" in str(exc.value)
     assert "step 'wait'" in str(exc.value) and CALLS == {}
     assert runs_states() == ["pending"]
+
+
+@pytest.mark.parametrize(
+    "column, output_column",
+    [("generation", "generation"), ("generation_error", "generation"), ("generation_usage", "generation"),
+     ("generation_finish_reason", "generation"), ("model_name", "generation"), ("answer", "answer"),
+     ("answer_usage", "answer")],
+)
+def test_an_input_column_named_like_an_output_is_refused_before_any_spend(fake, column, output_column):
+    rows = [{**r, column: "mine"} if r["id"] >= 3 else r for r in ROWS]
+    with pytest.raises(ValidationError) as exc:
+        build(rows, output_column=output_column).run()
+    assert fake.jobs() == [] and fake.submitted_requests == 0
+    (problem,) = [p for p in exc.value.problems if p.field == column]
+    assert problem.row == 3 and "would be overwritten" in problem.message
+    assert "rows 3, 4, 5, 6, 7, ...: 9 rows" in problem.message  # every row counted, a few listed
+    way_out = "rename or drop" if column == "model_name" else "output_column="
+    assert way_out in str(exc.value)
+
+
+def test_a_different_output_column_is_the_way_out(fake):
+    rows = [{**r, "generation": "mine"} for r in ROWS]
+    with pytest.raises(PipelineNotFinished):
+        build(rows, output_column="answer").run()
+    fake.advance()
+    ds = build(rows, output_column="answer").run()
+    assert [r["generation"] for r in ds] == ["mine"] * len(ROWS) and all(r["answer"] for r in ds)

@@ -87,6 +87,19 @@ CASES = [
     Bad("seed not a number", ("seed",), lane={"generation_kwargs": {"seed": "x"}}),
     Bad("stop not strings", ("stop",), lane={"generation_kwargs": {"stop": 5}}),
     Bad("response_format not a dict", ("response_format",), lane={"generation_kwargs": {"response_format": "json"}}),
+    # A user column named like one of TextGeneration's outputs would be overwritten.
+    *(
+        Bad(f"input column named like the output {column!r}",
+            (f"row {BAD}", f"field {column!r}", "would be overwritten", way_out),
+            rows=at_bad_row(setting(column, "mine")))
+        for column, way_out in [
+            ("generation", "output_column="), ("generation_error", "output_column="),
+            ("generation_usage", "output_column="), ("generation_finish_reason", "output_column="),
+            ("model_name", "rename or drop"),
+        ]
+    ),
+    Bad("input column named like a custom output_column", ("row 0", "field 'answer'", "would be overwritten"),
+        rows=lambda rows: [{**r, "answer": "mine"} for r in rows], lane={"task": {"output_column": "answer"}}),
 ]
 
 

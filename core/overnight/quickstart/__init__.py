@@ -53,7 +53,7 @@ def quickstart(argv: list[str] | None = None) -> int:
     from overnight import plugins
     from overnight.llm import LLM
     from overnight.pipeline import Pipeline
-    from overnight.steps import LoadDataFromJSONL
+    from overnight.loaders import LoadDataFromJSONL
     from overnight.store import default_cache_dir
     from overnight.tasks import TextGeneration
 

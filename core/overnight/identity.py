@@ -1,0 +1,104 @@
+"""Identities: stable hashes of what a step is and of what a request asks.
+
+A step's signature hashes its parameters (:func:`canonical` forms of them) and its
+code; a request's key (:func:`request_key`) is the content address under which the
+store keeps what was paid for.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import inspect
+import json
+import os
+import types
+from typing import Any
+
+import attrs
+
+from overnight._serialization import dumps
+from overnight.models import ChatRequest
+
+
+def canonical(value: Any) -> Any:
+    """A JSON-able, stable form of a parameter value, for signatures.
+
+    Objects with a ``signature()`` method (e.g. :class:`~overnight.llm.LLM`) give their
+    own; functions are identified by name and code; anything else unknown falls back to
+    its ``repr`` (which may hold an address: the step then simply never hits the cache).
+    """
+    if value is None or isinstance(value, (bool, int, float, str)):
+        return value
+    if isinstance(value, os.PathLike):
+        return os.fspath(value)
+    if isinstance(value, dict):
+        return {str(k): canonical(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [canonical(v) for v in value]
+    if isinstance(value, (set, frozenset)):
+        return sorted((canonical(v) for v in value), key=lambda v: json.dumps(v, sort_keys=True))
+    signature = getattr(value, "signature", None)
+    if callable(signature) and not isinstance(value, type):
+        return canonical(signature())
+    if attrs.has(type(value)):
+        return {"class": _qualname(type(value)), "fields": canonical(attrs.asdict(value, recurse=False))}
+    if inspect.isfunction(value) or inspect.ismethod(value):
+        return _function_identity(value)
+    return {"class": _qualname(type(value)), "repr": repr(value)}
+
+
+def _qualname(obj: Any) -> str:
+    return f"{getattr(obj, '__module__', '?')}.{getattr(obj, '__qualname__', getattr(obj, '__name__', '?'))}"
+
+
+def _function_identity(fn: Any) -> dict[str, Any]:
+    """A function's name, code and captured values: editing its body re-runs the step."""
+    func = getattr(fn, "__func__", fn)
+    closure = [c.cell_contents for c in (func.__closure__ or ()) if _is_plain(c.cell_contents)]
+    return {
+        "function": _qualname(func),
+        "code": _code_digest(func.__code__),
+        "defaults": canonical([d for d in (func.__defaults__ or ()) if _is_plain(d)]),
+        "closure": canonical(closure),
+    }
+
+
+def _code_digest(code: types.CodeType) -> str:
+    """A hash of what a code object does (bytecode, names, constants), not where it sits:
+    moving a function or adding a comment keeps its identity."""
+    h = hashlib.sha256()
+
+    def feed(c: types.CodeType) -> None:
+        h.update(c.co_code)
+        h.update(repr((c.co_names, c.co_varnames, c.co_freevars)).encode())
+        for const in c.co_consts:
+            if isinstance(const, types.CodeType):
+                feed(const)
+            elif isinstance(const, frozenset):  # set iteration order varies between processes
+                h.update(repr(sorted(map(repr, const))).encode())
+            else:
+                h.update(repr(const).encode())
+
+    feed(code)
+    return h.hexdigest()[:16]
+
+
+def _is_plain(value: Any) -> bool:
+    return value is None or isinstance(value, (bool, int, float, str, list, tuple, dict))
+
+
+def digest(data: Any) -> str:
+    text = json.dumps(data, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+def request_key(provider: str, request: ChatRequest, sample: int, *, params_json: str | None = None) -> str:
+    """The content address of a request: provider, model, body and sample index.
+
+    ``params_json`` is ``dumps(request.params)``, for callers that computed it already
+    (the options are usually the same object for a whole plan).
+    """
+    messages = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False, separators=(",", ":"))
+    params = params_json if params_json is not None else dumps(request.params)
+    digest = hashlib.sha256(f"{provider}\0{request.model}\0{messages}\0{params}\0{sample}".encode())
+    return digest.hexdigest()[:40]
