@@ -208,29 +208,38 @@ def option_problems(provider: Provider) -> list[str]:
             request = evolve(OPTION_BASE, params=GenerationParams(**{option: value}))
             try:
                 lines[shown] = _line(provider, request)
+                if _line(provider, request) != lines[shown]:  # differing lines would prove nothing
+                    problems.append(f"{info.name}: build_request is not deterministic for {shown}")
+                    break
             except InvalidRequest as exc:
                 if exc.field != option:
                     problems.append(f"{info.name}: {shown} is refused with field={exc.field!r}, not {option!r}: {exc}")
                 refused.append(f"{shown}: {exc}")
             except Exception as exc:
                 problems.append(f"{info.name}: build_request raised {type(exc).__name__} for {shown}: {exc}")
-        if len(lines) < 2:
-            problems.append(
-                f"{info.name}: build_request refuses {option} for nearly every value ({'; '.join(refused)}); "
-                f"if the provider cannot honour it, declare it in ProviderInfo.unsupported_params"
-            )
-            continue
-        by_line = collections.defaultdict(list)
-        for shown, line in lines.items():
-            by_line[line].append(shown)
-        same = [values for values in by_line.values() if len(values) > 1]
-        if same:
-            problems.append(
-                f"{info.name}: build_request drops {option}: {' and '.join(same[0][:2])} build the same line; "
-                f"send it to the provider, or declare it in ProviderInfo.unsupported_params so the core "
-                "refuses it before anything is paid for"
-            )
+        else:
+            _compare(info.name, option, lines, refused, problems)
     return problems
+
+
+def _compare(name: str, option: str, lines: dict[str, str], refused: list[str], problems: list[str]) -> None:
+    """Add a problem unless the accepted values of ``option`` built pairwise different lines."""
+    if len(lines) < 2:
+        problems.append(
+            f"{name}: build_request refuses {option} for nearly every value ({'; '.join(refused)}); "
+            f"if the provider cannot honour it, declare it in ProviderInfo.unsupported_params"
+        )
+        return
+    by_line: dict[str, list[str]] = collections.defaultdict(list)
+    for shown, line in lines.items():
+        by_line[line].append(shown)
+    same = [values for values in by_line.values() if len(values) > 1]
+    if same:
+        problems.append(
+            f"{name}: build_request drops {option}: {' and '.join(same[0][:2])} build the same line; "
+            f"send it to the provider, or declare it in ProviderInfo.unsupported_params so the core "
+            "refuses it before anything is paid for"
+        )
 
 
 def request_problems(provider: Provider) -> list[str]:

@@ -224,3 +224,15 @@ def test_round_trips_name_what_goes_wrong(tmp_path, plugin, words):
     broken = plugin(tmp_path)
     with pytest.raises(AssertionError, match=words):
         check_round_trips(broken, backend_for(broken))
+
+
+def test_a_random_line_does_not_pass_for_an_honoured_option(tmp_path):
+    import uuid
+
+    class Random(DropsTemperature):
+        @hookimpl
+        def build_request(self, provider, request):
+            return {**super().build_request(provider, request), "nonce": uuid.uuid4().hex}
+
+    with pytest.raises(AssertionError, match="build_request is not deterministic for max_tokens=37"):
+        check_plugin(Random(tmp_path))
