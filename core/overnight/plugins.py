@@ -12,7 +12,7 @@ import difflib
 import importlib.metadata
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 import pluggy
 from attrs import frozen
@@ -99,7 +99,7 @@ class PluginRegistry:
             self._pm.register(plugin, name=key)
             self._check_pending(plugin, name)
             impls = [i for i in self._pm.hook.register_providers.get_hookimpls() if i.plugin is plugin]
-            infos = tuple(info for impl in impls for info in (impl.function() or ()))
+            infos = tuple(info for impl in impls for info in (cast("Iterable[Any]", impl.function()) or ()))
             for info in infos:
                 if not isinstance(info, ProviderInfo):
                     raise ConfigurationError(f"register_providers returned {info!r}, not a ProviderInfo")

@@ -94,7 +94,7 @@ class Controller:
         """Anthropic ``results_url`` form: "absolute" (default) or "relative"."""
         if style not in ("absolute", "relative"):
             raise ValueError("results_url must be 'absolute' or 'relative'")
-        self.engine.results_url = style
+        self.engine.results_url = style  # type: ignore[assignment]  # one of the two, checked above
 
     def jobs(self) -> list[dict[str, Any]]:
         out = []

@@ -144,13 +144,13 @@ class Api:
                 if fault is not None:
                     raise fault_error(fault)
                 if is_async:
-                    result = await handler(request)  # type: ignore[misc]
+                    result = await handler(request)  # type: ignore[arg-type]  # is_async: takes the Request
                 else:
                     body = await read_body(request, body_limit() if body_limit else None)
                     call = Call(request.method, request.url.path, dict(request.path_params),
                                 request.query_params.multi_items(),
                                 {k.lower(): v for k, v in request.headers.items()}, body, origin(request))
-                    result = await run_in_threadpool(handler, call)
+                    result = await run_in_threadpool(handler, call)  # type: ignore[arg-type]  # takes a Call
             except ApiError as error:
                 return flavor.error_response(error, request_id)
             response = result if isinstance(result, Response) else JSONResponse(result)
