@@ -74,7 +74,7 @@ from overnight.models import (
     evolve,
 )
 from overnight.plugins import PluginRegistry
-from overnight.providers import Provider
+from overnight.providers import _SECRET_WORDS, Provider
 
 #: Requests every provider should either express or refuse with a named field.
 SAMPLE_REQUESTS = (
@@ -121,7 +121,6 @@ OPTION_SAMPLES: Mapping[str, tuple[Any, ...]] = {
 
 _REQUIRED = ("build_request", "submit", "check", "fetch")
 _CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job"}
-_SECRET_WORDS = ("key", "token", "secret", "password")
 
 
 # --- loading and the checks that need no backend -------------------------------------------

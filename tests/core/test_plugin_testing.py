@@ -65,6 +65,15 @@ def test_hook_arguments_must_match_the_spec():
         check_plugin(WrongArguments())
 
 
+def test_every_standard_option_has_sample_values():
+    from overnight.models import STANDARD_PARAMS
+    from overnight.plugin_testing import OPTION_SAMPLES
+
+    assert set(OPTION_SAMPLES) == STANDARD_PARAMS
+    for option, values in OPTION_SAMPLES.items():
+        assert len({repr(v) for v in values}) == 3, option
+
+
 # --- the suite, run as a plugin author runs it --------------------------------------------
 
 
