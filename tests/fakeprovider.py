@@ -134,6 +134,11 @@ class FakeProvider:
         }
         if params.max_tokens is not None:
             body["max_tokens"] = params.max_tokens
+        for name in ("temperature", "top_p", "response_format"):  # seed is declared unsupported
+            if getattr(params, name) is not None:
+                body[name] = getattr(params, name)
+        if params.stop:
+            body["stop"] = list(params.stop)
         body.update(params.extra)
         return {"custom_id": request.custom_id, **body}
 

@@ -4,7 +4,7 @@ retry → assemble.
 Each run of a pipeline runs it again from the top; everything it learns is committed
 to the store as it goes, so a run can stop (or be killed) at any point and the next
 run carries on without paying twice or losing a row. The invariants it keeps are those
-of DESIGN.md:
+of docs/design.md:
 
 * an intent (tag + membership) is committed before submit, the remote id right after;
   an intent without an id is resolved by asking the plugin to find the job by its tag,

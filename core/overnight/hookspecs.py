@@ -75,12 +75,17 @@ def register_providers() -> list[ProviderInfo]:
 
     Called once per plugin when plugins load. Must be cheap and must not touch the
     network. Two plugins declaring the same name is a configuration error.
+    Raise only when the plugin cannot serve at all (e.g. its SDK is missing): the plugin
+    is then reported as failed to load and skipped, and the other plugins keep working.
     """
 
 
 @hookspec(firstresult=True)
 def validate_options(provider: str, options: Mapping[str, Any]) -> None:
     """Check that the LLM's client options (and the environment) allow calling the provider.
+
+    ``provider``: the provider name the LLM uses; ``options``: its client options (see
+    the module docstring). Returns nothing: raising is how it refuses.
 
     Called once when a batch step starts, before any work. Raise
     :class:`~overnight.MissingCredentials` when no API key can be found (name the
@@ -93,6 +98,10 @@ def validate_options(provider: str, options: Mapping[str, Any]) -> None:
 @hookspec(firstresult=True)
 def build_request(provider: str, request: ChatRequest) -> dict[str, Any]:
     """Translate one neutral request into the provider's per-request JSON object.
+
+    ``provider``: the provider name; ``request``: one :class:`~overnight.ChatRequest`
+    (its ``custom_id`` is the request's key, its standard options already checked by the
+    core, its ``params.extra`` holding only the options the provider declared).
 
     Return exactly what one line of the provider's batch input holds, custom id
     included (OpenAI: ``{"custom_id", "method", "url", "body"}``; Anthropic:
@@ -110,6 +119,9 @@ def build_request(provider: str, request: ChatRequest) -> dict[str, Any]:
 @hookspec(firstresult=True)
 def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     """Create one provider job holding every request of ``chunk``.
+
+    ``provider``: the provider name; ``chunk``: the :class:`~overnight.Chunk` to submit;
+    ``options``: the LLM's client options.
 
     ``chunk.lines()`` streams the request objects built by ``build_request`` (call it
     again to stream them again); ``chunk.count`` and ``chunk.bytes`` are within the
@@ -134,11 +146,17 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
     """Report a job's state in the core's vocabulary, with request counts.
 
+    ``provider``: the provider name; ``job``: the :class:`~overnight.JobRef` that
+    ``submit`` (or ``find_job``) returned, as stored; ``options``: the LLM's client
+    options. Return a :class:`~overnight.JobStatus`.
+
     Map the provider's status to :class:`~overnight.JobState`: anything still moving
     (queued, validating, in progress, finalizing, cancelling) is ``RUNNING``; a job
     rejected as a whole is ``FAILED`` (put the provider's reason in ``message``); a job
     past its window is ``EXPIRED``; a cancelled one ``CANCELLED``; done is ``FINISHED``.
-    Must be idempotent and cheap: the core calls it at every poll.
+    Must be idempotent and cheap: the core calls it at every poll. Raise (let the SDK's
+    error propagate) when the provider cannot be asked: the core keeps the job running
+    and asks again later; a failure to *ask* must never be reported as ``FAILED``.
 
     Raise :class:`~overnight.ResultsGone` when the provider answers that the job does not
     exist (HTTP 404 on the job, e.g. a deleted batch), confirmed by the same API answering
@@ -151,6 +169,9 @@ def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
 @hookspec(firstresult=True)
 def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterable[Result]:
     """Stream the per-request results of a job that ``check`` reported as terminal.
+
+    ``provider``: the provider name; ``job``: the job's :class:`~overnight.JobRef`;
+    ``options``: the LLM's client options.
 
     Return an iterable (a generator is best: results are streamed into the store and
     never all held in memory) of :class:`~overnight.Result`, one per request the
@@ -179,17 +200,24 @@ def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
 def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
     """Ask the provider to cancel a job (optional; declare ``Capabilities.cancel``).
 
+    ``provider``: the provider name; ``job``: the job's :class:`~overnight.JobRef`;
+    ``options``: the LLM's client options.
+
     Return once the request is accepted; the job then goes on being checked until it
     is terminal, and its finished requests are still fetched and kept. Return quietly
     for a job that already ended. Raise :class:`~overnight.ResultsGone` when the provider
-    answers that the job does not exist (HTTP 404); let other failures propagate (the
-    ``overnight cancel`` command reports them).
+    answers that the job does not exist (HTTP 404); let other failures propagate, e.g.
+    when the provider refuses or cannot be reached (the ``overnight cancel`` command
+    reports them).
     """
 
 
 @hookspec(firstresult=True)
 def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
     """Find the job created with ``tag`` by an earlier ``submit`` (crash recovery).
+
+    ``provider``: the provider name; ``tag``: the :attr:`Chunk.tag` of the interrupted
+    submit; ``options``: the LLM's client options.
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
     :class:`~overnight.JobRef`, or ``None`` when the provider certainly holds no job

@@ -8,7 +8,7 @@ that the core does not understand travels in :attr:`JobRef.data`, an opaque JSON
 from __future__ import annotations
 
 import enum
-from typing import Any, Callable, Iterator, Mapping
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 import attrs
 from attrs import field, frozen
@@ -20,6 +20,10 @@ def _tuple(value: Any) -> tuple:
 
 def _mapping(value: Mapping[str, Any] | None) -> dict[str, Any]:
     return dict(value or {})
+
+
+def _names(value: Iterable[str]) -> frozenset[str]:
+    return frozenset(value)
 
 
 # --- what the core sends --------------------------------------------------------------
@@ -54,7 +58,7 @@ def standard_param_problems(kwargs: Mapping[str, Any]) -> list[tuple[str, str]]:
         if name in kwargs and kwargs[name] is not None and not ok:
             problems.append((name, f"must be {expected}, got {kwargs[name]!r}"))
 
-    value = kwargs.get
+    value: Callable[[str], Any] = kwargs.get
     check("max_tokens", isinstance(value("max_tokens"), int) and not isinstance(value("max_tokens"), bool)
           and value("max_tokens") >= 1, "a whole number >= 1")
     check("temperature", _is_number(value("temperature")) and value("temperature") >= 0, "a number >= 0")
@@ -155,9 +159,9 @@ class ProviderInfo:
     limits: Limits
     capabilities: Capabilities = field(factory=Capabilities)
     #: Provider-specific generation options accepted in ``GenerationParams.extra``.
-    extra_params: frozenset[str] = field(factory=frozenset, converter=frozenset)
+    extra_params: frozenset[str] = field(factory=frozenset, converter=_names)
     #: Standard options the provider cannot honour; using one is a validation error.
-    unsupported_params: frozenset[str] = field(factory=frozenset, converter=frozenset)
+    unsupported_params: frozenset[str] = field(factory=frozenset, converter=_names)
     #: Environment variables that hold secrets; their values are redacted from errors.
     secret_env: tuple[str, ...] = field(default=(), converter=_tuple)
     description: str = ""

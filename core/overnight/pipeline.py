@@ -23,7 +23,7 @@ import logging
 import os
 import sys
 from pathlib import Path
-from typing import Any, Literal, Mapping, Sequence
+from typing import Any, Literal, Mapping, Sequence, cast
 
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, DiskError, OfflineBatchGenerationNotFinished, PipelineNotFinished
@@ -99,11 +99,12 @@ class Pipeline:
                 )
         if target.is_loader:
             raise ConfigurationError(f"step {target.name!r} is a loader: it reads its own source and takes no input")
-        if source is target or source.name in self._descendants(target.name):
+        source_name, target_name = cast(str, source.name), cast(str, target.name)  # both joined: named
+        if source is target or source_name in self._descendants(target_name):
             raise ConfigurationError(f"connecting {source.name!r} >> {target.name!r} would make a cycle")
-        inputs = self._inputs[target.name]
-        if source.name not in inputs:
-            inputs.append(source.name)
+        inputs = self._inputs[target_name]
+        if source_name not in inputs:
+            inputs.append(source_name)
 
     def predecessors(self, name: str) -> list[str]:
         return list(self._inputs[name])
@@ -152,7 +153,8 @@ class Pipeline:
         sigs: dict[str, str] = {}
         for step in self._order():
             cls = type(step)
-            sigs[step.name] = digest(
+            name = cast(str, step.name)  # every step is named when it joins the pipeline
+            sigs[name] = digest(
                 {
                     "format": OUTPUT_FORMAT,
                     "pipeline": self.name,
@@ -160,7 +162,7 @@ class Pipeline:
                     "class": f"{cls.__module__}.{cls.__qualname__}",
                     "code": step.code_identity(),
                     "parameters": step.signature_data(),
-                    "inputs": [sigs[p] for p in self._inputs[step.name]],
+                    "inputs": [sigs[p] for p in self._inputs[name]],
                 }
             )
         return sigs
@@ -325,7 +327,7 @@ class Pipeline:
         waiting: list[str] = []
         fresh: set[str] = set()  # steps computed (not read from the cache) in this run
         for step in order:
-            name = step.name
+            name = cast(str, step.name)  # every step is named when it joins the pipeline
             inputs = self._inputs[name]
             if any(p in blocked for p in inputs):
                 blocked.add(name)

@@ -1,16 +1,18 @@
 """Plugin discovery: load provider plugins from the ``overnight`` entry-point group.
 
-A plugin that fails to import (or to declare its providers) is recorded in
+A plugin that fails to import, to declare its providers, or to name its hooks right (a
+hook no hookspec declares is an error, not a silent no-op) is recorded in
 :attr:`PluginRegistry.failures` and skipped; the others keep working. Only this module
 and :mod:`overnight.providers` touch the pluggy plugin manager.
 """
 
 from __future__ import annotations
 
+import difflib
 import importlib.metadata
 import logging
 import threading
-from typing import TYPE_CHECKING, Any, Iterable
+from typing import TYPE_CHECKING, Any, Iterable, cast
 
 import pluggy
 from attrs import frozen
@@ -95,8 +97,9 @@ class PluginRegistry:
         name = key or type(plugin).__name__
         try:
             self._pm.register(plugin, name=key)
+            self._check_pending(plugin, name)
             impls = [i for i in self._pm.hook.register_providers.get_hookimpls() if i.plugin is plugin]
-            infos = tuple(info for impl in impls for info in (impl.function() or ()))
+            infos = tuple(info for impl in impls for info in (cast("Iterable[Any]", impl.function()) or ()))
             for info in infos:
                 if not isinstance(info, ProviderInfo):
                     raise ConfigurationError(f"register_providers returned {info!r}, not a ProviderInfo")
@@ -114,6 +117,41 @@ class PluginRegistry:
             self._infos[info.name] = info
             self._owner[info.name] = plugin
         self.entries.append(PluginEntry(name=name, package=package, version=version, providers=infos))
+
+    def _check_pending(self, plugin: Any, name: str) -> None:
+        """Refuse a hook implementation no hookspec declares (a misspelt ``chek``).
+
+        pluggy registers such a function without complaint and never calls it, so the
+        plugin would silently lack the hook. Every plugin registered before this one passed
+        this check, so what ``check_pending`` finds belongs to ``plugin``.
+        """
+        try:
+            self._pm.check_pending()
+        except pluggy.PluginValidationError:
+            known = sorted(n for n in vars(hookspecs) if hasattr(getattr(hookspecs, n), f"{hookspecs.PROJECT}_spec"))
+            unknown = sorted(
+                hook for hook, caller in vars(self._pm.hook).items()
+                if not hook.startswith("_") and not caller.has_spec()
+                and any(i.plugin is plugin and not i.optionalhook for i in caller.get_hookimpls())
+            )
+            problems = []
+            for hook in unknown:
+                close = difflib.get_close_matches(hook, known, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                problems.append(f"{hook!r}{hint}")
+            raise ConfigurationError(
+                f"plugin {name!r} implements {', '.join(problems)}, which is not an overnight hook; "
+                f"the hooks are {', '.join(known)}. Rename it, or mark it "
+                "@hookimpl(optionalhook=True) if it serves a hook of a newer overnight."
+            ) from None
+
+    def implemented_hooks(self, provider: str) -> frozenset[str]:
+        """The names of the hooks the plugin serving ``provider`` implements."""
+        owner = self._owner[self.info(provider).name]
+        return frozenset(
+            hook for hook, caller in vars(self._pm.hook).items()
+            if not hook.startswith("_") and any(i.plugin is owner for i in caller.get_hookimpls())
+        )
 
     @property
     def provider_names(self) -> list[str]:

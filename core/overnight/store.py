@@ -281,7 +281,7 @@ class Store:
                 "INSERT INTO runs (pipeline, state, started_at) VALUES (?, 'running', ?)",
                 (pipeline, time.time()),
             )
-            self.run_id = int(cur.lastrowid)
+            self.run_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
             return self.run_id
 
     def finish_run(self, run_id: int, state: str) -> None:
@@ -403,7 +403,7 @@ class Store:
                 "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
                 (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, now, now),
             )
-            job_id = int(cur.lastrowid)
+            job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
             db.executemany(
                 "INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys]
             )
@@ -502,7 +502,7 @@ class Store:
     def _settle(db: sqlite3.Connection, outcomes: Sequence[tuple[sqlite3.Row, Result]],
                 max_attempts: int, max_unfinished: int) -> None:
         """Apply results to queued requests (rows of key, attempts, unfinished)."""
-        updates = []
+        updates: list[tuple[str, int, int, str | None, str]] = []
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
             if result.status is ResultStatus.SUCCEEDED:

@@ -233,7 +233,7 @@ class TextGeneration(Step):
             return
         results = self.llm.generate_offline(
             self.plan(rows),
-            store=ctx.store,
+            store=ctx.store,  # type: ignore[arg-type]  # a pipeline run always opens its store
             step=self.name or "",
             plan_id=ctx.signature,
             policy=ctx.policy,

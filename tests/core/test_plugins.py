@@ -110,3 +110,63 @@ def test_jsonl_parse_refuses_a_stream_cut_between_or_inside_lines():
     assert got == [{"a": 1}]  # what was read is kept
     with pytest.raises(ProviderError, match="middle of a line"):
         list(parse([whole[:12]]))
+
+
+class Misspelt(Serving):
+    @hookimpl
+    def chek(self, provider, job, options):  # meant to be ``check``
+        return None
+
+
+def test_a_misspelt_hook_is_an_error_naming_the_plugin_and_the_hook():
+    registry = PluginRegistry([Misspelt("typo"), Serving("fine")], entrypoints=False)
+    assert registry.provider_names == ["fine"]  # the broken plugin is skipped, the rest work
+    [failure] = registry.failures
+    assert failure.name == "Misspelt"  # plugin objects register under their class name
+    assert "'chek' (did you mean 'check'?)" in failure.error and "not an overnight hook" in failure.error
+    registry.provider("fine").build_request(ChatRequest("x", "m", []))
+
+
+def test_an_optional_hook_of_a_newer_core_is_not_an_error():
+    class Newer(Serving):
+        @hookimpl(optionalhook=True)
+        def estimate_cost(self, provider, chunk):
+            return 0
+
+    registry = PluginRegistry([Newer("newer")], entrypoints=False)
+    assert registry.failures == [] and registry.provider_names == ["newer"]
+
+
+def test_an_installed_plugin_with_a_misspelt_hook_shows_in_overnight_plugins(tmp_path, monkeypatch, capsys):
+    from overnight import plugins
+    from overnight.cli import main
+
+    site = tmp_path / "site"
+    (site / "typo_dist-1.0.dist-info").mkdir(parents=True)
+    (site / "typo_dist-1.0.dist-info" / "METADATA").write_text("Name: typo-dist\nVersion: 1.0\n")
+    (site / "typo_dist-1.0.dist-info" / "entry_points.txt").write_text("[overnight]\ntypo = typo_plugin_mod\n")
+    (site / "typo_plugin_mod.py").write_text(
+        textwrap.dedent(
+            """
+            from overnight import hookimpl, ProviderInfo, Limits
+
+            @hookimpl
+            def register_providers():
+                return [ProviderInfo(name="typo", limits=Limits(1, 1))]
+
+            @hookimpl
+            def fetsh(provider, job, options):
+                return []
+            """
+        )
+    )
+    monkeypatch.syspath_prepend(str(site))
+    previous = plugins.set_registry(None)  # the CLI loads the installed plugins afresh
+    try:
+        assert main(["plugins"]) == 1
+    finally:
+        plugins.set_registry(previous)
+        sys.modules.pop("typo_plugin_mod", None)
+    out = capsys.readouterr().out
+    assert "typo (typo-dist): ConfigurationError: plugin 'typo' implements 'fetsh' (did you mean 'fetch'?)" in out
+    assert "provider typo" not in out

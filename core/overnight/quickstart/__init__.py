@@ -88,7 +88,7 @@ def quickstart(argv: list[str] | None = None) -> int:
             return 75
         sent = sandbox.counters()["openai"]["requests"] - before
 
-    rows = dataset.to_list()
+    rows = dataset.to_list()  # type: ignore[union-attr]  # one leaf step: one Dataset
     say("")
     for row in rows[: args.show]:
         say(f"> {row['instruction']}")
@@ -99,7 +99,7 @@ def quickstart(argv: list[str] | None = None) -> int:
         say(f"Done: {len(rows)} rows, {errors} errors; {sent} requests were sent to the batch API.")
     else:
         say(f"Done: {len(rows)} rows, {errors} errors, all reused from the previous run: nothing was submitted.")
-    say(f"Dataset written to {dataset.path}")
+    say(f"Dataset written to {dataset.path}")  # type: ignore[union-attr]
     say("Next: `overnight status`, `overnight jobs`, or the examples/ scripts against a real provider.")
     return 0
 

@@ -105,7 +105,7 @@ class Controller:
         """Anthropic ``results_url`` form: "absolute" (default) or "relative"."""
         if style not in ("absolute", "relative"):
             raise ValueError("results_url must be 'absolute' or 'relative'")
-        self.engine.results_url = style
+        self.engine.results_url = style  # type: ignore[assignment]  # one of the two, checked above
 
     def lose_results(self, provider: str, job_id: str) -> dict[str, Any]:
         """An ended job's results go now, as the provider's retention would do it."""

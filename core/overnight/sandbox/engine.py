@@ -88,7 +88,7 @@ class Dialect(Protocol):
                fate: Fate, error: RequestError | None) -> ResultLine:
         """Render the result of one request."""
 
-    def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[Sink, SinkFile]) -> dict[str, Any]:
+    def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         """Turn the written sink files into provider objects; return fields for ``job['result']``."""
 
 
@@ -416,7 +416,7 @@ class Engine:
         errors = set(job["error_idx"])
         invalid = job["invalid"]
         injected = RequestError(faults.error_status, "The request failed (sandbox fault injection).")
-        sinks: dict[Sink, SinkFile] = {"output": SinkFile(self.store.tmp_path()),
+        sinks: dict[str, SinkFile] = {"output": SinkFile(self.store.tmp_path()),
                                        "error": SinkFile(self.store.tmp_path())}
         handles = {name: open(sink.path, "wb") for name, sink in sinks.items()}
         to_skip = faults.result_missing_count

@@ -74,7 +74,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], model: str, 
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
-        dims = body.get("output_dimension") if isinstance(body.get("output_dimension"), int) else 16
+        dims = body["output_dimension"] if isinstance(body.get("output_dimension"), int) else 16
         tokens = sum(count_tokens(t) for t in texts)
         return ({"id": rid[:32], "object": "list", "model": model,
                  "data": [{"object": "embedding", "index": i, "embedding": embedding(t, dims)}
@@ -224,7 +224,7 @@ def job_view(engine: Engine, state: JobState, *, inline: bool = False) -> dict[s
 
 
 def _outputs(engine: Engine, result: Mapping[str, Any]) -> list[dict[str, Any]]:
-    lines = []
+    lines: list[dict[str, Any]] = []
     for key in ("output_file", "error_file"):
         if result.get(key):
             lines.extend(json.loads(line) for _, line in iter_jsonl(engine.file_path(result[key])))

@@ -111,7 +111,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
     model = str(body["model"])
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
-        dims = body.get("dimensions") if isinstance(body.get("dimensions"), int) else 16
+        dims = body["dimensions"] if isinstance(body.get("dimensions"), int) else 16
         texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
         tokens = sum(count_tokens(t) for t in texts)
         return ({"object": "list", "model": model,
@@ -122,8 +122,8 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         conv = conversation(body["messages"])
         g = _generate(engine, conv, model, _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"),
                       json_spec(body.get("response_format")))
-        n = body.get("n") if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-        choices = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
+        n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
+        choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
                                             "annotations": []},
                     "logprobs": None, "finish_reason": _finish(g)} for i in range(n)]
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,

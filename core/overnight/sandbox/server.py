@@ -118,7 +118,7 @@ class Sandbox(Controller, ProviderUrls):
 
     # --- URLs ----------------------------------------------------------------------------
     @property
-    def url(self) -> str:
+    def url(self) -> str:  # type: ignore[override]  # ProviderUrls only reads it
         if self._server is None:
             raise RuntimeError("the sandbox is not running; call start() or use it as a context manager")
         return f"http://{self.host}:{self.port}"

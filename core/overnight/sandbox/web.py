@@ -152,13 +152,13 @@ class Api:
                     await linger(request, fault.http_delay)
                     raise fault_error(fault)
                 if is_async:
-                    result = await handler(request)  # type: ignore[misc]
+                    result = await handler(request)  # type: ignore[arg-type]  # is_async: takes the Request
                 else:
                     body = await read_body(request, body_limit() if body_limit else None)
                     call = Call(request.method, request.url.path, dict(request.path_params),
                                 request.query_params.multi_items(),
                                 {k.lower(): v for k, v in request.headers.items()}, body, origin(request))
-                    result = await run_in_threadpool(handler, call)
+                    result = await run_in_threadpool(handler, call)  # type: ignore[arg-type]  # takes a Call
                 if fault is not None:  # a delay alone: the real answer, late (body already read)
                     await linger(request, fault.http_delay)
             except ApiError as error:

@@ -41,7 +41,7 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     once = sdk.with_options(max_retries=0)
     for attempt in range(sdk.max_retries + 1):
         try:
-            batch = once.messages.batches.create(requests=requests)
+            batch = once.messages.batches.create(requests=requests)  # type: ignore[arg-type]  # the TypedDict's shape
             break
         except anthropic.RateLimitError as exc:
             if attempt == sdk.max_retries:

@@ -192,7 +192,7 @@ def job_status(batch: Mapping[str, Any]) -> JobStatus:
     total = sum(counts.get(k, 0) for k in ("processing", "succeeded", "errored", "canceled", "expired"))
     succeeded, errored = counts.get("succeeded", 0), counts.get("errored", 0)
     expired, canceled = counts.get("expired", 0), counts.get("canceled", 0)
-    common = {"total": total, "completed": succeeded, "failed": errored, "raw_status": status}
+    common: dict[str, Any] = {"total": total, "completed": succeeded, "failed": errored, "raw_status": status}
     if status != "ended":
         # Includes unknown future words: never treat what we do not know as done.
         return JobStatus(state=JobState.RUNNING, **common)

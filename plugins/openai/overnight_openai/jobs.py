@@ -118,7 +118,7 @@ def _delay(exc: openai.APIError, attempt: int) -> float:
     headers = response.headers if response is not None else {}
     for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
         try:
-            value = float(headers.get(name)) * scale
+            value = float(headers.get(name)) * scale  # type: ignore[arg-type]  # None: TypeError, below
         except (TypeError, ValueError):
             continue
         if 0 <= value <= 60:

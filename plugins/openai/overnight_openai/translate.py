@@ -8,13 +8,13 @@ Requests become ``/v1/chat/completions`` input lines, batch objects become
 from __future__ import annotations
 
 import re
-from typing import Any
+from typing import Any, Final
 
 from overnight.errors import InvalidRequest
 from overnight.models import ChatRequest, JobState, JobStatus, Result, evolve
 from overnight.openai_compat import chat_body, parse_batch_line
 
-ENDPOINT = "/v1/chat/completions"
+ENDPOINT: Final = "/v1/chat/completions"
 #: The chat completions API takes at most this many stop sequences.
 MAX_STOP = 4
 ROLES = frozenset({"system", "developer", "user", "assistant"})

@@ -1,0 +1,87 @@
+"""The conformance suite of ``overnight.plugin_testing`` over the shipped plugins and the
+README's plugin guide, each through its SDK against a fresh sandbox (the published
+``sandbox_fixture``), as a plugin author would run it."""
+
+from __future__ import annotations
+
+import importlib.util
+import re
+import sys
+from pathlib import Path
+
+import pytest
+
+import overnight_anthropic
+import overnight_mistral
+import overnight_openai
+from overnight.plugin_testing import PluginConformance, sandbox_backend
+from overnight.sandbox.testing import sandbox_fixture  # noqa: F401  (the fixture the backends use)
+
+README = Path(__file__).resolve().parents[2] / "README.md"
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch):
+    """No key or URL from the developer's shell reaches the plugins."""
+    for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
+                "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY",
+                "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
+        monkeypatch.delenv(var, raising=False)
+
+
+class TestOpenAI(PluginConformance):
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return sandbox_backend(sandbox_fixture, "openai", model="gpt-conformance")
+
+
+class TestAnthropic(PluginConformance):
+    @pytest.fixture
+    def plugin(self):
+        return overnight_anthropic
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return sandbox_backend(sandbox_fixture, "anthropic", model="claude-conformance")
+
+
+class TestMistral(PluginConformance):
+    @pytest.fixture
+    def plugin(self):
+        return overnight_mistral
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return sandbox_backend(sandbox_fixture, "mistral", model="mistral-conformance")
+
+
+def readme_plugin_snippet() -> str:
+    """The plugin: the first Python block of README's "Writing a provider plugin" section."""
+    section = README.read_text().split("## Writing a provider plugin", 1)[1].split("\n## ", 1)[0]
+    return re.findall(r"```python\n(.+?)\n```", section, re.DOTALL)[0]
+
+
+def test_the_readme_plugin_guide_stays_short():
+    assert len(readme_plugin_snippet().splitlines()) <= 60
+
+
+class TestReadmeSnippet(PluginConformance):
+    """The guide's plugin, for a gateway that speaks OpenAI's Batch API: the sandbox's."""
+
+    @pytest.fixture
+    def plugin(self, tmp_path):
+        path = tmp_path / "overnight_acme.py"
+        path.write_text(readme_plugin_snippet())
+        spec = importlib.util.spec_from_file_location("overnight_acme", path)
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        yield module
+        sys.modules.pop("overnight_acme", None)
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return sandbox_backend(sandbox_fixture, "openai", model="acme-conformance")
