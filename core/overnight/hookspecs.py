@@ -41,7 +41,7 @@ from typing import Any, Iterable, Mapping
 
 import pluggy
 
-from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 PROJECT = "overnight"
 
@@ -167,4 +167,29 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
     returning ``None`` a plugin may delete what the interrupted submit left, such as an
     uploaded input file). Raise when the provider cannot tell right now: the core
     retries on the next run rather than risk paying twice.
+    """
+
+
+@hookspec(firstresult=True)
+def list_jobs(
+    provider: str, options: Mapping[str, Any], horizon: float, limit: int, skip: frozenset[str]
+) -> list[RemoteJob]:
+    """List the provider's recent overnight jobs and the request keys they hold.
+
+    The provider is the second source of truth: the core calls this when a plan holds
+    requests that no job of its store holds (a lost or deleted cache directory, another
+    machine, a power loss that took a commit) and adopts the jobs holding them instead
+    of paying again; and after a create whose answer was lost, to spot a second job
+    holding the same requests (it cancels the extra one).
+
+    Optional; declare ``Capabilities.list_jobs`` when implemented. Return a
+    :class:`~overnight.RemoteJob` for each job that overnight submitted (recognised by
+    its tag: metadata, file name, wire ids), newest first, created at most ``horizon``
+    seconds before the newest one listed (the provider's clock), and at most ``limit``
+    of them: the listing must stay cheap when there is nothing to adopt. ``custom_ids``
+    are the core's keys (decode wire ids), read from the job's input or results; leave
+    them ``None`` for jobs whose remote id is in ``skip`` (the store knows them; do not
+    download anything for them) and for jobs whose ids cannot be read yet (say so in
+    your plugin's documentation). Include failed jobs with their state: the core skips
+    them. Raise when the listing itself fails: the core then submits nothing this pass.
     """

@@ -95,4 +95,6 @@ def _check_info(info: ProviderInfo, implemented: set[str]) -> list[str]:
             problems.append(f"{info.name}: declares cancel but implements no cancel hook")
         if info.capabilities.find_by_tag and "find_job" not in implemented:
             problems.append(f"{info.name}: declares find_by_tag but implements no find_job hook")
+        if info.capabilities.list_jobs and "list_jobs" not in implemented:
+            problems.append(f"{info.name}: declares list_jobs but implements no list_jobs hook")
     return problems

@@ -261,6 +261,12 @@ class ScopedSandbox:
         return [j for j in self.box.jobs() if j["id"] not in self._before]
 
 
+@pytest.fixture(autouse=True)
+def _no_adoption(monkeypatch):
+    """The tests share one sandbox (one account): a test would adopt the jobs of the last."""
+    monkeypatch.setenv("OVERNIGHT_ADOPT_HORIZON", "0")
+
+
 @pytest.fixture(scope="module")
 def _module_sandbox(tmp_path_factory):
     with Sandbox(state_dir=tmp_path_factory.mktemp("mistral-sandbox")) as box:

@@ -402,13 +402,28 @@ def test_a_lost_create_response_never_creates_a_second_batch(sb, openai_plugin):
     assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:5])))
 
 
-def test_create_errors_are_retried_without_duplicates(sb, openai_plugin):
+def test_a_5xx_on_create_is_never_retried_on_one_lookup(sb, openai_plugin, monkeypatch):
+    # A 5xx may hide a created batch: looked up once by tag (not there), not created again.
     sb.set_faults(http_status=503, http_method="POST", http_path="/batches$", times=1, retry_after=0.01)
     llm = make_llm(sb)
+    with pytest.raises(ProviderError, match="intent is saved under tag"):
+        generate(llm, plan(PROMPTS[:5]))
+    assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
+    # Within the settle window "not found" is no proof: nothing is submitted.
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "300")
     pending(llm, plan(PROMPTS[:5]))
-    # Looked up by tag (not there), created on the second attempt, exactly once.
-    assert counters(sb)["http"]["POST /batches"] == 2 and counters(sb)["http"]["GET /batches"] == 1
-    assert counters(sb)["jobs"] == 1 and counters(sb)["files"] == 1
+    assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
+    # After it, submitted again under the same tag (and the same uploaded file name), once.
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
+    pending(llm, plan(PROMPTS[:5]))
+    assert counters(sb)["http"]["POST /batches"] == 2 and counters(sb)["jobs"] == 1
+    [batch] = batches(sb)
+    store = Store.open()
+    try:
+        [job] = store.list_jobs()
+    finally:
+        store.close()
+    assert batch.metadata["overnight_tag"] == job["tag"] and job["remote_id"] == batch.id
 
 
 def test_a_rejected_create_deletes_the_uploaded_file(sb, openai_plugin):
