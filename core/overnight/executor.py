@@ -236,12 +236,14 @@ class BatchExecutor:
         request twice, whichever pipelines they run.
         """
         with self._lock():
-            for job in self.store.open_jobs(self.plan_id):
+            jobs = self.store.open_jobs(self.plan_id)
+            for job in jobs:
                 if job["state"] == st.INTENT:
                     job["ref"] = self._reconcile(job)
+            self._cancel_duplicates()  # before a check closes the job a duplicate mirrors
+            for job in jobs:
                 if job["ref"] is not None:
                     self._check(job)
-            self._cancel_duplicates()
             self._submit_pending()
             return self.store.open_jobs(self.plan_id)
 
@@ -341,15 +343,16 @@ class BatchExecutor:
         Cheap when there is nothing to adopt: nothing is asked when every request of the
         plan is already in a job; otherwise one bounded listing (``adopt_horizon``
         seconds, at most :data:`ADOPT_LIMIT` jobs; the input of jobs the store knows is
-        never read). Returns the number of requests adopted.
+        never read; ``adopt_horizon=0`` skips the listing, and only what ``overnight adopt``
+        listed is adopted). Returns the number of requests adopted.
         """
-        if not self.provider.info.capabilities.list_jobs or self.policy.adopt_seconds <= 0:
+        if not self.provider.info.capabilities.list_jobs or not self.store.has_unsent(self.plan_id):
             return 0
-        if not self.store.has_unsent(self.plan_id):
-            return 0
-        with self._provider_errors(f"listing recent {self.provider.name} jobs to adopt",
-                                   then="Nothing was submitted; run again."):
-            self.import_remote_jobs(self.store, self.provider, self.options, self.policy.adopt_seconds)
+        if self.policy.adopt_seconds > 0:
+            with self._provider_errors(f"listing recent {self.provider.name} jobs to adopt",
+                                       then="Nothing was submitted; run again."):
+                self.import_remote_jobs(self.store, self.provider, self.options, self.policy.adopt_seconds)
+        # What this pass or `overnight adopt` listed (no network): jobs holding these requests.
         adopted = self.store.adopt_remote_jobs(self.plan_id, self.provider.name, self.step)
         for ref, count in adopted:
             polling.report(

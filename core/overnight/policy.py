@@ -65,7 +65,8 @@ class RunPolicy:
     create_settle_seconds: float | None = None
     #: Before paying for requests no job of this store holds, look at the provider for
     #: overnight jobs created in the last ``adopt_horizon`` seconds that hold them, and
-    #: adopt those (providers that declare ``Capabilities.list_jobs``). 0 turns it off.
+    #: adopt those (providers that declare ``Capabilities.list_jobs``). 0: no listing in
+    #: runs (jobs listed by ``overnight adopt`` are still adopted).
     #: ``None``: ``$OVERNIGHT_ADOPT_HORIZON``, else 7 days (read when used).
     adopt_horizon: float | None = None
 

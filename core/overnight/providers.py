@@ -97,7 +97,9 @@ class Provider:
         if not self.info.capabilities.list_jobs:
             raise ConfigurationError(f"the {self.name} plugin cannot list its jobs")
         jobs = self._call("list_jobs", options, horizon=horizon, limit=limit, skip=skip)
-        jobs = list(jobs) if jobs is not None else None
-        if jobs is None or not all(isinstance(j, RemoteJob) for j in jobs):
+        if jobs is None:
+            raise ConfigurationError(f"the {self.name} plugin declares list_jobs but implements no list_jobs hook")
+        jobs = list(jobs)
+        if not all(isinstance(j, RemoteJob) for j in jobs):
             raise ProviderError(f"the {self.name} plugin's list_jobs returned something else than RemoteJobs")
         return jobs

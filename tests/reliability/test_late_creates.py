@@ -1,0 +1,141 @@
+"""Creates whose answer is lost, and stores that are lost: never two paid jobs, nothing paid again.
+
+The sandbox accepts a create, creates the job, drops the response (the SDK sees a
+connection error) and hides the job from get and list for a while: a create that lands
+late. Each test reads the truth from the sandbox's own job list.
+"""
+
+from __future__ import annotations
+
+import shutil
+
+import pytest
+
+from harness import DONE, PROVIDERS, ROWS
+
+pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
+
+#: A settle window far longer than the tests take: "not found" is never proof in them.
+LONG_SETTLE = {"OVERNIGHT_CREATE_SETTLE_SECONDS": "3600"}
+#: Sandbox seconds a normal job of these tests takes to end (validating + processing).
+RUNNING = 20.0
+
+
+def one_job_every_row(lane) -> None:
+    lane.assert_complete()
+    assert len(lane.remote_jobs()) == 1, lane.remote_jobs()
+    assert lane.paid_requests() == ROWS
+    lane.assert_store_ok()
+
+
+def test_a_lost_create_answer_within_the_settle_window_is_found_not_paid_again(make_lane, provider):
+    lane = make_lane(provider, extra_env=LONG_SETTLE)
+    lane.fault(create_response_lost=True, visible_after=8, times=1)
+    lane.run().assert_clear_error("intent is saved under tag")
+    assert len(lane.remote_jobs()) == 1  # created (and billed), though the caller never heard
+    # Still invisible: "not found" right after an ambiguous create proves nothing.
+    waiting = lane.run(expect=75)
+    assert "its create may still land" in waiting.stderr
+    assert len(lane.remote_jobs()) == 1
+    lane.advance(10)  # the create lands: the job becomes visible
+    if provider == "anthropic":
+        # Its tag is readable only in the results of an ended batch: it cannot tell yet.
+        lane.run().assert_clear_error("cannot tell yet")
+        lane.advance()
+        lane.run(expect=0)
+    else:
+        found = lane.run(expect=75)
+        assert "found job" in found.stderr and "not submitting again" in found.stderr
+        lane.advance()
+        lane.run(expect=0)
+    one_job_every_row(lane)
+
+
+def test_a_lost_create_answer_while_polling_waits_instead_of_resubmitting(make_lane, provider):
+    lane = make_lane(provider, extra_env=LONG_SETTLE)
+    lane.fault(create_response_lost=True, invisible_lookups=3, times=1)
+    # Polling: the failed submit, then passes that find nothing (hidden for 3 lookups),
+    # then found (Anthropic: cannot tell until it ends), until the time bound.
+    lane.run(block=0.5)
+    assert len(lane.remote_jobs()) == 1
+    lane.advance()
+    lane.run_until_done()
+    one_job_every_row(lane)
+
+
+def test_a_create_landing_after_the_settle_window_is_a_duplicate_cancelled_and_reported(make_lane, provider):
+    lane = make_lane(provider)  # settle window 0: resubmitted at the next run
+    lane.fault(create_response_lost=True, visible_after=10, times=1)
+    lane.run().assert_clear_error("intent is saved under tag")
+    resubmitted = lane.run(expect=75)
+    assert "submitting it again under the same tag" in resubmitted.stderr
+    assert len(lane.remote_jobs()) == 2  # the late create has landed too: two paid jobs exist
+    lane.advance(12)  # the late one is visible now; both still run
+    if provider == "anthropic":
+        lane.run(expect=75)  # running batches show no ids: cannot be told apart yet
+        lane.advance()
+    else:
+        lane.run(expect=75)
+    report = [r for r in lane.history if "two " + provider in r.stderr]
+    if provider != "anthropic":
+        assert report, lane.logs()
+    else:
+        lane.run(expect=0)
+        report = [r for r in lane.history if "two " + provider in r.stderr]
+        assert report, lane.logs()
+    kept, extra = _duplicate(lane)
+    line = report[0].stderr
+    assert kept in line and extra in line and f"Up to {ROWS} request(s) were billed twice" in line
+    phases = {j["id"]: j["phase"] for j in lane.remote_jobs()}
+    if provider != "anthropic":
+        assert phases[extra] in ("cancelling", "cancelled"), phases  # the extra one is stopped
+    lane.advance()
+    lane.run_until_done()
+    lane.assert_complete()  # every row once, its own answer; results of one job kept
+    assert len(lane.remote_jobs()) == 2
+    lane.assert_store_ok()
+
+
+def _duplicate(lane) -> tuple[str, str]:
+    (kept,) = lane.query("SELECT remote_id FROM jobs WHERE state != 'duplicate' AND remote_id IS NOT NULL")[0:1]
+    rows = lane.query("SELECT remote_id, message FROM jobs WHERE state = 'duplicate'")
+    assert len(rows) == 1, rows
+    return kept[0], rows[0][0]
+
+
+# --- the provider as second source of truth ------------------------------------------------------
+
+
+@pytest.mark.parametrize("when, options", [
+    ("running", {}), ("running", {"inline_threshold": 0}), ("ended", {}),
+], ids=["running", "running-file", "ended"])
+def test_a_lost_store_adopts_the_providers_jobs_and_pays_nothing_again(make_lane, provider, when, options):
+    if options and provider != "mistral":
+        pytest.skip("only Mistral sends small jobs inline")
+    if when == "running" and (provider == "anthropic" or (provider == "mistral" and not options)):
+        # A running Message Batch shows no custom ids (results only), nor does a running
+        # inline Mistral job (outputs only): README says so; they are adopted once ended.
+        pytest.skip("not readable while running (see README: guarantees)")
+    lane = make_lane(provider, client_options=options)
+    lane.run(expect=75)
+    assert len(lane.remote_jobs()) == 1
+    lane.advance(DONE if when == "ended" else RUNNING / 4)
+    shutil.rmtree(lane.home)  # a lost cache directory, a power loss, another machine
+    adopted = lane.run(expect=0 if when == "ended" else 75)
+    assert "adopted " + provider + " job" in adopted.stderr, adopted.describe()
+    assert lane.remote_jobs()[0]["id"] in adopted.stderr
+    lane.advance()
+    lane.run_until_done()
+    one_job_every_row(lane)
+
+
+def test_overnight_adopt_recovers_paid_work_explicitly(make_lane, provider):
+    lane = make_lane(provider, extra_env={"OVERNIGHT_ADOPT_HORIZON": "0"})  # runs do not adopt
+    lane.run(expect=75)
+    lane.advance()
+    shutil.rmtree(lane.home)
+    listed = lane.cli("adopt", provider)
+    assert listed.status == 0, listed.describe()
+    assert f"{ROWS} requests" in listed.stdout
+    lane.run(expect=0)  # adopted from what `overnight adopt` recorded: collected, not paid again
+    one_job_every_row(lane)
