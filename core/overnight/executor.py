@@ -240,7 +240,9 @@ class BatchExecutor:
             for job in jobs:
                 if job["state"] == st.INTENT:
                     job["ref"] = self._reconcile(job)
-            self._cancel_duplicates()  # before a check closes the job a duplicate mirrors
+            # Duplicates first: before a check closes the job one mirrors, its successes count.
+            self._cancel_duplicates()
+            self._collect_duplicates()
             for job in jobs:
                 if job["ref"] is not None:
                     self._check(job)
@@ -334,6 +336,33 @@ class BatchExecutor:
                 f"{remote.ref.remote_id} (a create that landed late); {what}. Up to {billed} request(s) were "
                 "billed twice; each request's result is counted once."
             )
+
+    def _collect_duplicates(self) -> None:
+        """Check each duplicate until it ends; keep its successes for requests still queued.
+
+        Results of either job are accepted for the same content-addressed request, and a
+        request is answered once: whichever job delivers it first.
+        """
+        for dup in self.store.open_duplicates(self.plan_id):
+            ref = dup["ref"]
+            with self._provider_errors(f"checking the duplicate {self.provider.name} job {ref.remote_id}"):
+                status = self.provider.check(ref, self.options)
+            self.store.update_job(dup["id"], status)
+            if not status.state.terminal:
+                continue
+            taken = 0
+            if status.state is not JobState.FAILED:
+                batch: list[Result] = []
+                for result in self._fetched(ref):
+                    batch.append(result)
+                    if len(batch) >= FETCH_BATCH_MAX:
+                        taken += self.store.record_duplicate_results(dup["of_job"], batch)
+                        batch = []
+                taken += self.store.record_duplicate_results(dup["of_job"], batch)
+            self.store.close_duplicate(dup["id"])
+            if taken:
+                polling.report(f"{self.step}: kept {taken} result(s) of the duplicate {self.provider.name} job "
+                               f"{ref.remote_id} (each request counted once)")
 
     # -- adoption: the provider as second source of truth ---------------------------------
 

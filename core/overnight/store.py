@@ -71,6 +71,7 @@ CREATE TABLE IF NOT EXISTS job_requests (
     job_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, key)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS ambiguous_creates (job_id INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS duplicates (job_id INTEGER PRIMARY KEY, of_job INTEGER NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_jobs (
     remote_id TEXT PRIMARY KEY, provider TEXT NOT NULL, ref TEXT NOT NULL, state TEXT NOT NULL,
     created_at REAL NOT NULL, listed_at REAL NOT NULL
@@ -616,18 +617,55 @@ class Store:
             total += int(rows[0]["n"])
         return total
 
-    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> None:
-        """Record a second provider job of one chunk (cancelled; never fetched)."""
+    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int:
+        """Record a second provider job of one chunk; it is checked and its successes kept."""
         now = time.time()
         with self.transaction() as db:
-            db.execute(
+            cur = db.execute(
                 "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, message, ref, "
-                "requests, bytes, fetched, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, 'duplicate', ?, ?, ?, 0, 1, ?, ?)",
+                "requests, bytes, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
                 (f"{of_job['tag']}~{ref.remote_id}", of_job["provider"], of_job["model"], of_job["step"],
-                 of_job["plan_id"], self.run_id, ref.remote_id,
-                 f"duplicate of {of_job['remote_id']} ({state} when found)", dumps(ref), requests, now, now),
+                 of_job["plan_id"], self.run_id, ref.remote_id, state,
+                 f"duplicate of {of_job['remote_id']}", dumps(ref), requests, now, now),
             )
+            job_id = int(cur.lastrowid)
+            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job["id"]))
+            return job_id
+
+    def open_duplicates(self, plan_id: str) -> list[dict[str, Any]]:
+        """Duplicate jobs of this plan not yet collected, each with ``of_job`` (the kept one)."""
+        rows = self._query(
+            "SELECT jobs.*, d.of_job FROM jobs JOIN duplicates d ON d.job_id = jobs.id "
+            "WHERE jobs.plan_id = ? AND jobs.fetched = 0 ORDER BY jobs.id",
+            (plan_id,),
+        )
+        return [self._job_dict(r) for r in rows]
+
+    def record_duplicate_results(self, of_job: int, results: Sequence[Result]) -> int:
+        """Keep a duplicate job's successes for requests still queued in the kept job.
+
+        Its errors and unfinished requests are ignored (the kept job answers for them),
+        and a request already answered is never answered twice. Returns how many it took.
+        """
+        ok = {r.custom_id: r for r in results if r.status is ResultStatus.SUCCEEDED}
+        taken = 0
+        with self.transaction() as db:
+            keys = list(ok)
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                rows = db.execute(
+                    f"SELECT key, attempts, unfinished FROM requests WHERE key IN ({','.join('?' * len(part))}) "
+                    f"AND +job_id = ? AND state = '{QUEUED}'",
+                    (*part, of_job),
+                ).fetchall()
+                self._settle(db, [(row, ok[row["key"]]) for row in rows], 1, 1)
+                taken += len(rows)
+        return taken
+
+    def close_duplicate(self, job_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
 
 def result_from_json(text: str | None) -> Result | None:

@@ -96,11 +96,30 @@ def test_a_create_landing_after_the_settle_window_is_a_duplicate_cancelled_and_r
     lane.assert_store_ok()
 
 
+def test_results_of_either_job_are_kept_each_request_counted_once(make_lane, provider):
+    if provider != "anthropic":
+        pytest.skip("elsewhere the extra job is cancelled as soon as it is visible (test above)")
+    # Running Message Batches show no ids, so the late one runs to its end. The kept job
+    # expires half-way: the late one's answers fill the rest; nothing is paid a third time.
+    lane = make_lane(provider)
+    lane.fault(create_response_lost=True, visible_after=10, times=1)
+    lane.run().assert_clear_error("intent is saved under tag")
+    lane.fault(expire_after_fraction=0.5, times=1)  # the resubmitted (kept) job
+    lane.run(expect=75)
+    lane.advance()
+    done = lane.run(expect=0)
+    assert "billed twice" in done.stderr and "kept " in done.stderr, done.describe()
+    lane.assert_complete()
+    assert len(lane.remote_jobs()) == 2  # no third job
+    lane.assert_store_ok()
+
+
 def _duplicate(lane) -> tuple[str, str]:
-    (kept,) = lane.query("SELECT remote_id FROM jobs WHERE state != 'duplicate' AND remote_id IS NOT NULL")[0:1]
-    rows = lane.query("SELECT remote_id, message FROM jobs WHERE state = 'duplicate'")
+    rows = lane.query("SELECT j.remote_id, k.remote_id FROM duplicates d JOIN jobs j ON j.id = d.job_id "
+                      "JOIN jobs k ON k.id = d.of_job")
     assert len(rows) == 1, rows
-    return kept[0], rows[0][0]
+    extra, kept = rows[0]
+    return kept, extra
 
 
 # --- the provider as second source of truth ------------------------------------------------------
