@@ -310,17 +310,16 @@ class BatchExecutor:
         with self._provider_errors(f"listing recent {self.provider.name} jobs to look for duplicates"):
             listed = self.provider.list_jobs(
                 self.options, horizon=self.policy.settle_seconds + 24 * 3600.0, limit=ADOPT_LIMIT,
-                skip=self.store.known_remote_ids(self.provider.name),
+                skip=self.store.known_remote_ids(self.provider.name), tags=frozenset(j["tag"] for j in ours),
             )
         known = self.store.known_remote_ids(self.provider.name)
         by_tag = {j["tag"]: j for j in ours}
         for remote in listed:
             if remote.ref.remote_id in known or remote.state is JobState.FAILED:
                 continue  # ours, or refused as a whole (nothing billed)
+            # Only our own tag makes a duplicate: a job of another store holding the same
+            # requests is someone's paid work, never cancelled from here.
             twin = by_tag.get(remote.ref.tag)
-            overlap = self.store.queued_among([j["id"] for j in ours], remote.custom_ids or ())
-            if twin is None and overlap:
-                twin = next(j for j in ours if self.store.queued_among([j["id"]], remote.custom_ids or ()))
             if twin is None:
                 continue
             billed = len(remote.custom_ids) if remote.custom_ids is not None else twin["requests"]

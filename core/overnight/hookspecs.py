@@ -172,7 +172,8 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
 
 @hookspec(firstresult=True)
 def list_jobs(
-    provider: str, options: Mapping[str, Any], horizon: float, limit: int, skip: frozenset[str]
+    provider: str, options: Mapping[str, Any], horizon: float, limit: int, skip: frozenset[str],
+    tags: frozenset[str],
 ) -> list[RemoteJob]:
     """List the provider's recent overnight jobs and the request keys they hold.
 
@@ -192,4 +193,12 @@ def list_jobs(
     download anything for them) and for jobs whose ids cannot be read yet (say so in
     your plugin's documentation). Include failed jobs with their state: the core skips
     them. Raise when the listing itself fails: the core then submits nothing this pass.
+
+    ``ref.tag`` is the tag the job carries. ``tags`` are tags the core looks for (those
+    of its jobs whose create was ambiguous): a plugin whose API does not show a job's tag
+    but can recognise a given one (Anthropic: a digest inside the wire ids) sets
+    ``ref.tag`` to the one in ``tags`` the job carries, else ``""``. The core takes a job
+    with one of its tags and another remote id for a duplicate; a job that only holds
+    the same requests (another store's, another machine's) is never cancelled, only
+    adopted when the store has no job for them.
     """

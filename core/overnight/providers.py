@@ -93,10 +93,10 @@ class Provider:
         return self._call("find_job", options, tag=tag)
 
     def list_jobs(self, options: Mapping[str, Any], *, horizon: float, limit: int,
-                  skip: frozenset[str]) -> list[RemoteJob]:
+                  skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
         if not self.info.capabilities.list_jobs:
             raise ConfigurationError(f"the {self.name} plugin cannot list its jobs")
-        jobs = self._call("list_jobs", options, horizon=horizon, limit=limit, skip=skip)
+        jobs = self._call("list_jobs", options, horizon=horizon, limit=limit, skip=skip, tags=tags)
         if jobs is None:
             raise ConfigurationError(f"the {self.name} plugin declares list_jobs but implements no list_jobs hook")
         jobs = list(jobs)

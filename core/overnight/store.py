@@ -602,21 +602,6 @@ class Store:
                 adopted.append((ref, len(keys)))
         return adopted
 
-    def queued_among(self, job_ids: Sequence[int], keys: Iterable[str]) -> int:
-        """How many of ``keys`` are requests queued in one of ``job_ids``."""
-        keys = list(keys)
-        total = 0
-        marks = ",".join("?" * len(job_ids))
-        for i in range(0, len(keys), 500):
-            part = keys[i : i + 500]
-            rows = self._query(
-                f"SELECT COUNT(*) AS n FROM requests WHERE key IN ({','.join('?' * len(part))}) "
-                f"AND state = '{QUEUED}' AND job_id IN ({marks})",
-                (*part, *job_ids),
-            )
-            total += int(rows[0]["n"])
-        return total
-
     def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int:
         """Record a second provider job of one chunk; it is checked and its successes kept."""
         now = time.time()

@@ -726,3 +726,32 @@ def test_batch_statuses_map_to_job_states(status, state):
     assert result.raw_status == status
     if state is JobState.FAILED:
         assert result.message == "OpenAI rejected batch batch_1: line 3: invalid_json_line: not JSON"
+
+
+# --- list_jobs: the provider as second source of truth ---------------------------------------
+
+
+def _store_keys() -> set[str]:
+    store = Store.open()
+    try:
+        return {row["key"] for row in store._query("SELECT key FROM requests")}
+    finally:
+        store.close()
+
+
+def test_list_jobs_reads_each_tagged_batch_input_unless_skipped(sb, openai_plugin):
+    llm = make_llm(sb)
+    pending(llm, plan(PROMPTS[:3]))
+    provider = openai_plugin.provider("openai")
+    [batch] = batches(sb)
+    everything = provider.list_jobs(llm.client_options, horizon=3600, limit=100, skip=frozenset())
+    [listed] = [j for j in everything if j.ref.remote_id == batch.id]
+    assert listed.ref.tag == batch.metadata["overnight_tag"] and listed.state is JobState.RUNNING
+    assert listed.custom_ids == _store_keys()
+    downloads = counters(sb)["http"].get("GET /files/{file_id}/content", 0)
+    all_ids = frozenset(j.ref.remote_id for j in everything)  # the module's sandbox has other tests' too
+    [skipped] = [j for j in provider.list_jobs(llm.client_options, horizon=3600, limit=100, skip=all_ids)
+                 if j.ref.remote_id == batch.id]
+    assert skipped.custom_ids is None
+    assert counters(sb)["http"].get("GET /files/{file_id}/content", 0) == downloads  # nothing read
+    assert provider.list_jobs(llm.client_options, horizon=3600, limit=0, skip=frozenset()) == []

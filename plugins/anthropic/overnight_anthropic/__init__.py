@@ -92,8 +92,8 @@ class AnthropicPlugin:
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
-                  skip: frozenset[str]) -> list[RemoteJob]:
-        return jobs.list_overnight(provider, options, horizon=horizon, limit=limit, skip=skip)
+                  skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+        return jobs.list_overnight(provider, options, horizon=horizon, limit=limit, skip=skip, tags=tags)
 
 
 # The module is the entry point: its hooks are those of a default-limits plugin object.
