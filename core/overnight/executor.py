@@ -67,6 +67,8 @@ FETCH_BATCH_MAX = 1024
 MAX_PROBLEMS = 1000
 #: Most provider jobs listed when looking for jobs to adopt or for duplicates.
 ADOPT_LIMIT = 1000
+#: Newest provider jobs looked at for a duplicate (a late create lands next to our own).
+DUPLICATE_LIMIT = 100
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
 MAX_POLL_ERRORS = 5
 
@@ -309,7 +311,7 @@ class BatchExecutor:
             return
         with self._provider_errors(f"listing recent {self.provider.name} jobs to look for duplicates"):
             listed = self.provider.list_jobs(
-                self.options, horizon=self.policy.settle_seconds + 24 * 3600.0, limit=ADOPT_LIMIT,
+                self.options, horizon=self.policy.settle_seconds + 24 * 3600.0, limit=DUPLICATE_LIMIT,
                 skip=self.store.known_remote_ids(self.provider.name), tags=frozenset(j["tag"] for j in ours),
             )
         known = self.store.known_remote_ids(self.provider.name)

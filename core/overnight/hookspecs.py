@@ -110,7 +110,10 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     this and the returned id right after. If this raises, the core cannot know whether
     the job was created: it will call ``find_job`` on the next pass (or stop and ask
     the user when the provider cannot find by tag), so raise only after cleaning up
-    what you can (e.g. an uploaded file). When the provider certainly created nothing
+    what you can (e.g. an uploaded file). Never create twice inside one call: no
+    provider honours an idempotency key for batch creates, so retry only what certainly
+    created nothing (a 429) and let an ambiguous failure (no response, a timeout, a
+    5xx) propagate; the same chunk may come back later under the same tag. When the provider certainly created nothing
     (a definitive 4xx refusal of the create call), raise
     :class:`~overnight.SubmissionRejected` instead: the core counts a failed attempt
     for each request and moves on.
@@ -162,11 +165,12 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
     """Find the job created with ``tag`` by an earlier ``submit`` (crash recovery).
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
-    :class:`~overnight.JobRef`, or ``None`` when the provider certainly holds no job
-    with that tag (the core then submits the chunk again, under a new tag; before
-    returning ``None`` a plugin may delete what the interrupted submit left, such as an
-    uploaded input file). Raise when the provider cannot tell right now: the core
-    retries on the next run rather than risk paying twice.
+    :class:`~overnight.JobRef`, or ``None`` when the provider shows no job with that tag
+    (before returning ``None`` a plugin may delete what the interrupted submit left, such
+    as an uploaded input file). ``None`` right after an ambiguous create is not proof:
+    the core submits the chunk again, under the same tag, only once
+    ``RunPolicy.create_settle_seconds`` have passed since. Raise when the provider cannot
+    tell right now: the core retries on the next run rather than risk paying twice.
     """
 
 
@@ -194,10 +198,11 @@ def list_jobs(
     your plugin's documentation). Include failed jobs with their state: the core skips
     them. Raise when the listing itself fails: the core then submits nothing this pass.
 
-    ``ref.tag`` is the tag the job carries. ``tags`` are tags the core looks for (those
-    of its jobs whose create was ambiguous): a plugin whose API does not show a job's tag
-    but can recognise a given one (Anthropic: a digest inside the wire ids) sets
-    ``ref.tag`` to the one in ``tags`` the job carries, else ``""``. The core takes a job
+    ``ref.tag`` is the tag the job carries. ``tags``, when not empty, are the only tags
+    the core looks for (those of its jobs whose create was ambiguous): read ids only for
+    jobs carrying one of them (leave the others ``None``); a plugin whose API does not
+    show a job's tag but can recognise a given one (Anthropic: a digest inside the wire
+    ids) sets ``ref.tag`` to the one in ``tags`` the job carries, else ``""``. The core takes a job
     with one of its tags and another remote id for a duplicate; a job that only holds
     the same requests (another store's, another machine's) is never cancelled, only
     adopted when the store has no job for them.

@@ -726,9 +726,11 @@ def test_list_jobs_reads_the_keys_of_ended_batches_only(sb, plugin):
         [job] = store.list_jobs()
     finally:
         store.close()
-    [ended] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset({"ovn-other"}))
+    [ended] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset())
     assert ended.custom_ids == keys and ended.ref.data == {"ids": "tagged-v1"}
     assert ended.ref.tag == ""  # only the digest travels: a tag is recognised, not read
+    [other] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset({"ovn-other"}))
+    assert other.ref.tag == "" and other.custom_ids is None  # looking for another tag: not read
     [skipped] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset({ended.ref.remote_id}),
                                  frozenset({job["tag"]}))
     assert skipped.custom_ids is None and skipped.ref.tag == job["tag"]

@@ -697,7 +697,7 @@ def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mist
         store.close()
 
     def listed():
-        found = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset())
+        found = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset(), frozenset())
                  if j.ref.remote_id == job_id]
         assert len(found) == 1
         return found[0]
@@ -705,6 +705,6 @@ def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mist
     assert listed().custom_ids == (None if inline_threshold else keys)
     sb.advance(DONE)
     assert listed().custom_ids == keys
-    [skipped] = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset({job_id}))
+    [skipped] = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset({job_id}), frozenset())
                  if j.ref.remote_id == job_id]
     assert skipped.custom_ids is None

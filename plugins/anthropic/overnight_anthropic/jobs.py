@@ -188,7 +188,7 @@ def list_overnight(provider: str, options: Mapping[str, Any], *, horizon: float,
             first = _first_id(sdk, batch.id)
             tag = digests.get((first or "")[: wire_ids.TAG_CHARS], "")
             ref = JobRef(provider=provider, remote_id=batch.id, tag=tag, data=dict(REF_DATA))
-        if batch.id in skip or not batch.results_url or batch.archived_at:
+        if batch.id in skip or not batch.results_url or batch.archived_at or (tags and not ref.tag):
             found.append(RemoteJob(ref=ref, created_at=created, state=state, custom_ids=None))
         else:
             keys = _result_keys(sdk, batch.id)

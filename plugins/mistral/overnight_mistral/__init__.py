@@ -65,5 +65,5 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | No
 
 @hookimpl
 def list_jobs(provider: str, options: Mapping[str, Any], horizon: float, limit: int,
-              skip: frozenset[str]) -> list[RemoteJob]:
-    return _plugin.list_jobs(provider, options, horizon, limit, skip)
+              skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+    return _plugin.list_jobs(provider, options, horizon, limit, skip, tags)

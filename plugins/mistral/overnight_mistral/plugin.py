@@ -217,7 +217,7 @@ class MistralPlugin:
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
-                  skip: frozenset[str]) -> list[RemoteJob]:
+                  skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
         """Recent jobs carrying an overnight tag, newest first, with the keys they hold.
 
         ``batch.jobs.list`` pages newest first (``order_by=-created``, 100 a page); the
@@ -225,7 +225,8 @@ class MistralPlugin:
         seconds before the newest. Keys are the ``custom_id`` of each line of the job's
         input files (downloaded for jobs not in ``skip``); an inline job keeps no input
         file, so its keys are read from its outputs once it has ended, and a running
-        inline job is listed with ``custom_ids=None``.
+        inline job is listed with ``custom_ids=None``. With ``tags``, only jobs carrying
+        one of them are read.
         """
         client = opts.client(opts.resolve(options))
         found: list[RemoteJob] = []
@@ -246,7 +247,8 @@ class MistralPlugin:
                     continue  # not submitted by overnight
                 state = translate.job_state(job.status)
                 files = [f for f in job.input_files or () if f]
-                ids = None if job.id in skip else self._job_keys(client, job, files, state)
+                wanted = job.id not in skip and (not tags or tag in tags)
+                ids = self._job_keys(client, job, files, state) if wanted else None
                 found.append(RemoteJob(ref=self._ref(job, tag, input_file=files[0] if files else None),
                                        created_at=float(job.created_at), state=state, custom_ids=ids))
             if len(data) < size or (listing.total is not None and page * size + len(data) >= listing.total):

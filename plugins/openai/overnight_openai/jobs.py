@@ -213,14 +213,15 @@ def find(client: openai.OpenAI, tag: str) -> Any | None:
 
 
 def list_overnight(client: openai.OpenAI, provider: str, *, horizon: float, limit: int,
-                   skip: frozenset[str]) -> list[RemoteJob]:
+                   skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
     """Recent batches carrying an overnight tag, newest first, with the keys they hold.
 
     Batches are listed newest first (``GET /batches``, 100 a page); the listing stops
     after ``limit`` batches or at one created more than ``horizon`` seconds before the
     newest (the server's clock). The keys are the ``custom_id`` of each line of the
-    batch's input file, downloaded for batches not in ``skip`` only. A batch whose input
-    file is gone (deleted, expired) is listed with ``custom_ids=None``.
+    batch's input file, downloaded for batches not in ``skip`` (and, when ``tags`` is
+    given, carrying one of them) only. A batch whose input file is gone (deleted,
+    expired) is listed with ``custom_ids=None``.
     """
     found: list[RemoteJob] = []
     newest: int | None = None
@@ -235,7 +236,8 @@ def list_overnight(client: openai.OpenAI, provider: str, *, horizon: float, limi
         tag = (batch.metadata or {}).get(TAG_KEY)
         if not tag:
             continue  # not submitted by overnight
-        ids = None if batch.id in skip else _input_ids(client, batch.input_file_id)
+        wanted = batch.id not in skip and (not tags or tag in tags)
+        ids = _input_ids(client, batch.input_file_id) if wanted else None
         found.append(RemoteJob(ref=job_ref(provider, batch, tag), created_at=float(created),
                                state=job_status(batch).state, custom_ids=ids))
     return found

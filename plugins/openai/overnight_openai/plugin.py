@@ -104,5 +104,6 @@ class OpenAIPlugin:
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
-                  skip: frozenset[str]) -> list[RemoteJob]:
-        return jobs.list_overnight(clients.client_for(options), provider, horizon=horizon, limit=limit, skip=skip)
+                  skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+        return jobs.list_overnight(clients.client_for(options), provider, horizon=horizon, limit=limit, skip=skip,
+                                   tags=tags)
