@@ -148,6 +148,20 @@ def test_a_lost_store_adopts_the_providers_jobs_and_pays_nothing_again(make_lane
     one_job_every_row(lane)
 
 
+LIST = {"openai": "GET /batches", "anthropic": "GET /v1/messages/batches", "mistral": "GET /v1/batch/jobs"}
+
+
+def test_looking_for_jobs_to_adopt_is_one_listing_and_only_while_requests_are_unsent(make_lane, provider):
+    lane = make_lane(provider)
+    lane.run(expect=75)  # a new plan: one listing (nothing to adopt), then the submit
+    assert lane.counters()["http"].get(LIST[provider], 0) == 1
+    lane.run(expect=75)  # every request is in a job: nothing asked
+    lane.advance()
+    lane.run(expect=0)
+    assert lane.counters()["http"].get(LIST[provider], 0) == 1
+    one_job_every_row(lane)
+
+
 def test_overnight_adopt_recovers_paid_work_explicitly(make_lane, provider):
     lane = make_lane(provider, extra_env={"OVERNIGHT_ADOPT_HORIZON": "0"})  # runs do not adopt
     lane.run(expect=75)
