@@ -263,7 +263,8 @@ class BatchExecutor:
                 ref = None  # the user chose to resubmit what cannot be confirmed
             if ref is not None:
                 self.store.confirm_job(job["id"], ref)
-                polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted run; not submitting again")
+                polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted or unanswered submit; "
+                               "not submitting again")
                 return ref
             return self._settled_resubmit(job)
         elif self.policy.resubmit_unconfirmed:
