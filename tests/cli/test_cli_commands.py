@@ -153,3 +153,9 @@ def test_quickstart_is_loaded_lazily(monkeypatch):
 def test_no_command_prints_usage(capsys):
     assert main([]) == 2
     assert "usage: overnight" in capsys.readouterr().err
+
+
+def test_adopt_says_clearly_when_the_provider_cannot_list_its_jobs(fake, capsys):
+    assert main(["adopt", "fake"]) == 1
+    err = capsys.readouterr().err
+    assert "overnight: error:" in err and "cannot list its jobs" in err and "Traceback" not in err
