@@ -18,6 +18,9 @@ def overnight_home(tmp_path, monkeypatch):
     """Every test gets its own store and cache directory."""
     home = tmp_path / "overnight-home"
     monkeypatch.setenv("OVERNIGHT_HOME", str(home))
+    # A crash or a failed create is resubmitted at once unless a test asks for the settle
+    # window (the default, 300 s, is for real providers: tests drive no wall clock).
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
     return home
 
 

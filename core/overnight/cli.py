@@ -131,6 +131,20 @@ def _parser() -> argparse.ArgumentParser:
     )
     lost.add_argument("jobs", nargs="*", help="local ids, tags or remote ids (default: every lost job)")
     lost.set_defaults(handler=cmd_resubmit_lost)
+    adopt = sub.add_parser(
+        "adopt",
+        help="find paid work at the provider that this store does not know (lost cache, other machine)",
+        description="List the provider's recent overnight jobs and the request ids they hold into the "
+        "store, so the next run of a pipeline adopts the jobs that hold its requests instead of paying "
+        "again. Runs do this by themselves when a step has requests no job holds; use this after a "
+        "lost or deleted cache directory, a move to another machine, or once running jobs that could "
+        "not be read have ended. Credentials and base URL come from the environment (e.g. "
+        "OPENAI_API_KEY, OPENAI_BASE_URL).",
+    )
+    adopt.add_argument("provider", help="the provider name, e.g. openai, anthropic, mistral")
+    adopt.add_argument("--hours", type=float, default=7 * 24.0,
+                       help="how far back to look, in hours (default 168: seven days)")
+    adopt.set_defaults(handler=cmd_adopt)
 
     plugins = sub.add_parser("plugins", help="installed provider plugins, their limits, and load failures")
     plugins.add_argument("--json", action="store_true", help="print JSON")
@@ -431,6 +445,41 @@ def cmd_forget_unconfirmed(args: argparse.Namespace) -> int:
         store.close()
     print("The next run submits these requests again. If the provider did create such a job, "
           "cancel it in its console, or it is paid twice.")
+    return EXIT_OK
+
+
+def cmd_adopt(args: argparse.Namespace) -> int:
+    """List the provider's overnight jobs into the store; the next run adopts those it needs."""
+    from overnight.errors import ConfigurationError, ProviderError
+    from overnight.executor import BatchExecutor
+    from overnight.plugins import get_registry
+
+    provider = get_registry().provider(args.provider)
+    if not provider.info.capabilities.list_jobs:
+        raise ConfigurationError(
+            f"the {provider.name} plugin cannot list its jobs (no list_jobs capability), so paid work "
+            "cannot be recovered from the provider; check the provider's console."
+        )
+    store = _open_store()
+    try:
+        try:
+            listed = BatchExecutor.import_remote_jobs(store, provider, {}, args.hours * 3600.0)
+        except OvernightError:
+            raise
+        except Exception as exc:
+            raise ProviderError(
+                f"listing the {provider.name} jobs failed ({type(exc).__name__}: {exc}). Nothing was "
+                "changed; run `overnight adopt` again."
+            ) from exc
+    finally:
+        store.close()
+    readable = [j for j in listed if j.custom_ids is not None]
+    print(
+        f"Found {len(listed)} overnight {provider.name} job(s) of the last {args.hours:g} h; "
+        f"{len(readable)} with readable request ids "
+        f"({sum(len(j.custom_ids or ()) for j in readable)} requests) are recorded in {store.cache_dir}.\n"
+        "The next run of a pipeline adopts the jobs that hold its requests instead of paying again."
+    )
     return EXIT_OK
 
 

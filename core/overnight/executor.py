@@ -71,6 +71,10 @@ FETCH_BATCH_FIRST = 16
 FETCH_BATCH_MAX = 1024
 #: Most problems listed in one ValidationError (the count covers them all).
 MAX_PROBLEMS = 1000
+#: Most provider jobs listed when looking for jobs to adopt or for duplicates.
+ADOPT_LIMIT = 1000
+#: Newest provider jobs looked at for a duplicate (a late create lands next to our own).
+DUPLICATE_LIMIT = 100
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
 MAX_POLL_ERRORS = 5
 
@@ -143,6 +147,7 @@ class BatchExecutor:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
+            self.adopt()
             if self.policy.retry_failed:
                 retried = self.store.retry_failed(self.plan_id)
                 if retried:
@@ -223,11 +228,18 @@ class BatchExecutor:
         has passed (those stay open: the run ends as not finished).
         """
         with self._lock():
-            for job in self.store.open_jobs(self.plan_id):
+            jobs = self.store.open_jobs(self.plan_id)
+            for job in jobs:
                 if deadline is not None and time.monotonic() >= deadline:
                     break
                 if job["state"] == st.INTENT:
                     job["ref"] = self._reconcile(job, deadline)
+            # Duplicates first: before a check closes the job one mirrors, its successes count.
+            self._cancel_duplicates()
+            self._collect_duplicates()
+            for job in jobs:
+                if deadline is not None and time.monotonic() >= deadline:
+                    break
                 if job["ref"] is not None:
                     self._check(job, deadline)
             if self.policy.resubmit_lost:
@@ -250,14 +262,155 @@ class BatchExecutor:
                 ref = None  # the user chose to resubmit what cannot be confirmed
             if ref is not None:
                 self.store.confirm_job(job["id"], ref)
-                polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted run; not submitting again")
+                polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted or unanswered submit; "
+                               "not submitting again")
                 return ref
-            self.store.abandon_intent(job["id"])
+            return self._settled_resubmit(job)
         elif self.policy.resubmit_unconfirmed:
             self.store.abandon_intent(job["id"])
         else:
             raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
         return None
+
+    def _settled_resubmit(self, job: dict[str, Any]) -> JobRef | None:
+        """The provider shows no job with this intent's tag: not proof, until the create settles.
+
+        Right after an ambiguous create (an error that may hide a created job, or a run
+        killed around a submit) "not found" may only mean "not visible yet": the chunk
+        waits ``create_settle_seconds``. After that it is submitted again under the same
+        tag, so a create that lands later still is recognised as a duplicate and cancelled.
+        """
+        since = self.store.ambiguous_since(job["id"]) or job["updated_at"]
+        settles = since + self.policy.settle_seconds
+        if time.time() < settles and not self.policy.resubmit_unconfirmed:
+            polling.report(
+                f"{self.step}: no {self.provider.name} job tagged {job['tag']} yet, but its create may still "
+                f"land; nothing is submitted again for {settles - time.time():.0f}s more (create_settle_seconds)"
+            )
+            return None
+        polling.report(f"{self.step}: no {self.provider.name} job tagged {job['tag']} after the settle window; "
+                       "submitting it again under the same tag")
+        chunk = Chunk(
+            tag=job["tag"], model=job["model"], count=job["requests"], bytes=job["bytes"],
+            lines=lambda: (json.loads(line) for line in self.store.job_lines(job["id"])),
+        )
+        return self._send(job["id"], chunk)
+
+    def _cancel_duplicates(self) -> None:
+        """After an ambiguous create, a late one may have made a second job: cancel it.
+
+        Asks the provider (``list_jobs``) while a job of this plan whose submission was
+        ambiguous is open. A listed job this store does not know that carries the same
+        tag, or holds requests queued in those jobs, is the extra one: it is cancelled and
+        recorded, and the log names both jobs and how many requests were billed twice.
+        """
+        if not self.provider.info.capabilities.list_jobs:
+            return
+        ours = self.store.ambiguous_open_jobs(self.plan_id)
+        if not ours:
+            return
+        with self._provider_errors(f"listing recent {self.provider.name} jobs to look for duplicates"):
+            listed = self.provider.list_jobs(
+                self.options, horizon=self.policy.settle_seconds + 24 * 3600.0, limit=DUPLICATE_LIMIT,
+                skip=self.store.known_remote_ids(self.provider.name), tags=frozenset(j["tag"] for j in ours),
+            )
+        known = self.store.known_remote_ids(self.provider.name)
+        by_tag = {j["tag"]: j for j in ours}
+        for remote in listed:
+            if remote.ref.remote_id in known or remote.state is JobState.FAILED:
+                continue  # ours, or refused as a whole (nothing billed)
+            # Only our own tag makes a duplicate: a job of another store holding the same
+            # requests is someone's paid work, never cancelled from here.
+            twin = by_tag.get(remote.ref.tag)
+            if twin is None:
+                continue
+            billed = len(remote.custom_ids) if remote.custom_ids is not None else twin["requests"]
+            if not remote.state.terminal and self.provider.info.capabilities.cancel:
+                with self._provider_errors(f"cancelling the duplicate {self.provider.name} job {remote.ref.remote_id}"):
+                    self.provider.cancel(remote.ref, self.options)
+                what = "cancelled it"
+            else:
+                what = f"it had already {remote.state.value}"
+            self.store.record_duplicate(twin, remote.ref, billed, remote.state.value)
+            polling.report(
+                f"{self.step}: two {self.provider.name} jobs hold the same chunk: {twin['remote_id']} (kept) and "
+                f"{remote.ref.remote_id} (a create that landed late); {what}. Up to {billed} request(s) were "
+                "billed twice; each request's result is counted once."
+            )
+
+    def _collect_duplicates(self) -> None:
+        """Check each duplicate until it ends; keep its successes for requests still queued.
+
+        Results of either job are accepted for the same content-addressed request, and a
+        request is answered once: whichever job delivers it first.
+        """
+        for dup in self.store.open_duplicates(self.plan_id):
+            ref = dup["ref"]
+            with self._provider_errors(f"checking the duplicate {self.provider.name} job {ref.remote_id}"):
+                status = self.provider.check(ref, self.options)
+            self.store.update_job(dup["id"], status)
+            if not status.state.terminal:
+                continue
+            taken = 0
+            if status.state is not JobState.FAILED:
+                batch: list[Result] = []
+                for result in self._fetched(ref):
+                    batch.append(result)
+                    if len(batch) >= FETCH_BATCH_MAX:
+                        taken += self.store.record_duplicate_results(dup["of_job"], batch)
+                        batch = []
+                taken += self.store.record_duplicate_results(dup["of_job"], batch)
+            self.store.close_duplicate(dup["id"])
+            if taken:
+                polling.report(f"{self.step}: kept {taken} result(s) of the duplicate {self.provider.name} job "
+                               f"{ref.remote_id} (each request counted once)")
+
+    # -- adoption: the provider as second source of truth ---------------------------------
+
+    def adopt(self) -> int:
+        """Adopt the provider's jobs that hold requests of this plan no job of the store holds.
+
+        Cheap when there is nothing to adopt: nothing is asked when every request of the
+        plan is already in a job; otherwise one bounded listing (``adopt_horizon``
+        seconds, at most :data:`ADOPT_LIMIT` jobs; the input of jobs the store knows is
+        never read; ``adopt_horizon=0`` skips the listing, and only what ``overnight adopt``
+        listed is adopted). Returns the number of requests adopted.
+        """
+        if not self.provider.info.capabilities.list_jobs or not self.store.has_unsent(self.plan_id):
+            return 0
+        if self.policy.adopt_seconds > 0:
+            with self._provider_errors(f"listing recent {self.provider.name} jobs to adopt",
+                                       then="Nothing was submitted; run again."):
+                self.import_remote_jobs(self.store, self.provider, self.options, self.policy.adopt_seconds)
+        # What this pass or `overnight adopt` listed (no network): jobs holding these requests.
+        adopted = self.store.adopt_remote_jobs(self.plan_id, self.provider.name, self.step)
+        for ref, count in adopted:
+            polling.report(
+                f"{self.step}: adopted {self.provider.name} job {ref.remote_id}, found at the provider "
+                f"(this store did not know it): it holds {count} request(s) of this step, not paid for again"
+            )
+        return sum(count for _, count in adopted)
+
+    @staticmethod
+    def import_remote_jobs(store: Store, provider: Provider, options: Mapping[str, Any], horizon: float) -> list[Any]:
+        """List the provider's recent overnight jobs into the store (what ``overnight adopt`` does)."""
+        listed = provider.list_jobs(options, horizon=horizon, limit=ADOPT_LIMIT,
+                                    skip=store.known_remote_ids(provider.name))
+        unreadable = []
+        for remote in listed:
+            if remote.custom_ids is None:
+                if not remote.state.terminal:
+                    unreadable.append(remote.ref.remote_id)
+                continue
+            store.remember_remote_job(provider.name, remote.ref, remote.state.value, remote.created_at,
+                                      remote.custom_ids)
+        if unreadable:
+            polling.report(
+                f"{len(unreadable)} running {provider.name} job(s) could not be read yet "
+                f"({', '.join(unreadable[:3])}{', ...' if len(unreadable) > 3 else ''}): if they hold these "
+                "requests, `overnight adopt` after they end adopts them"
+            )
+        return listed
 
     def _check(self, job: dict[str, Any], deadline: float | None = None) -> None:
         ref = job["ref"]
@@ -369,20 +522,30 @@ class BatchExecutor:
             tag=tag, model=model, count=len(keys), bytes=nbytes,
             lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
         )
+        self._send(job_id, chunk)
+
+    def _send(self, job_id: int, chunk: Chunk) -> JobRef | None:
+        """Submit an intent's chunk; commit its remote id, or when it may exist, when it failed."""
         try:
             with self._provider_errors(
-                f"submitting a {self.provider.name} job of {len(keys)} requests",
-                then=f"The intent is saved under tag {tag}; run again to check whether the provider "
+                f"submitting a {self.provider.name} job of {chunk.count} requests",
+                then=f"The intent is saved under tag {chunk.tag}; run again to check whether the provider "
                 "created it and to carry on.",
             ):
                 ref = self.provider.submit(chunk, self.options)
         except SubmissionRejected as exc:
-            polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
+            polling.report(f"{self.step}: the {self.provider.name} job of {chunk.count} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
-            return
+            return None
+        except BaseException:
+            # The create may have reached the provider: "not found" is no proof for a while.
+            with contextlib.suppress(Exception):
+                self.store.mark_ambiguous(job_id)
+            raise
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
-        polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
+        polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({chunk.count} requests)")
+        return ref
 
     # -- waiting ---------------------------------------------------------------------------
 

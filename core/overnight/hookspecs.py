@@ -54,7 +54,7 @@ from typing import Any, Iterable, Mapping
 
 import pluggy
 
-from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 PROJECT = "overnight"
 
@@ -135,7 +135,10 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     this and the returned id right after. If this raises, the core cannot know whether
     the job was created: it will call ``find_job`` on the next pass (or stop and ask
     the user when the provider cannot find by tag), so raise only after cleaning up
-    what you can (e.g. an uploaded file). When the provider certainly created nothing
+    what you can (e.g. an uploaded file). Never create twice inside one call: no
+    provider honours an idempotency key for batch creates, so retry only what certainly
+    created nothing (a 429) and let an ambiguous failure (no response, a timeout, a
+    5xx) propagate; the same chunk may come back later under the same tag. When the provider certainly created nothing
     (a definitive 4xx refusal of the create call), raise
     :class:`~overnight.SubmissionRejected` instead: the core counts a failed attempt
     for each request and moves on.
@@ -220,10 +223,49 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float
     submit; ``options``: the LLM's client options.
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
-    :class:`~overnight.JobRef`, or ``None`` when the provider certainly holds no job
-    with that tag (the core then submits the chunk again, under a new tag; before
-    returning ``None`` a plugin may delete what the interrupted submit left, such as an
-    uploaded input file). Raise when the provider cannot tell right now: the core
-    retries on the next run rather than risk paying twice. ``timeout``: see the module's
-    "Deadlines".
+    :class:`~overnight.JobRef`, or ``None`` when the provider shows no job with that tag
+    (before returning ``None`` a plugin may delete what the interrupted submit left, such
+    as an uploaded input file). ``None`` right after an ambiguous create is not proof:
+    the core submits the chunk again, under the same tag, only once
+    ``RunPolicy.create_settle_seconds`` have passed since. Raise when the provider cannot
+    tell right now: the core retries on the next run rather than risk paying twice.
+    ``timeout``: see the module's "Deadlines".
+    """
+
+
+@hookspec(firstresult=True)
+def list_jobs(
+    provider: str, options: Mapping[str, Any], horizon: float, limit: int, skip: frozenset[str],
+    tags: frozenset[str],
+) -> list[RemoteJob]:
+    """List the provider's recent overnight jobs and the request keys they hold.
+
+    ``provider``: the provider name; ``options``: the LLM's client options (for
+    ``overnight adopt``: the environment's).
+
+    The provider is the second source of truth: the core calls this when a plan holds
+    requests that no job of its store holds (a lost or deleted cache directory, another
+    machine, a power loss that took a commit) and adopts the jobs holding them instead
+    of paying again; and after a create whose answer was lost, to spot a second job
+    holding the same requests (it cancels the extra one).
+
+    Optional; declare ``Capabilities.list_jobs`` when implemented. Return a
+    :class:`~overnight.RemoteJob` for each job that overnight submitted (recognised by
+    its tag: metadata, file name, wire ids), newest first, created at most ``horizon``
+    seconds before the newest one listed (the provider's clock), and at most ``limit``
+    of them: the listing must stay cheap when there is nothing to adopt. ``custom_ids``
+    are the core's keys (decode wire ids), read from the job's input or results; leave
+    them ``None`` for jobs whose remote id is in ``skip`` (the store knows them; do not
+    download anything for them) and for jobs whose ids cannot be read yet (say so in
+    your plugin's documentation). Include failed jobs with their state: the core skips
+    them. Raise when the listing itself fails: the core then submits nothing this pass.
+
+    ``ref.tag`` is the tag the job carries. ``tags``, when not empty, are the only tags
+    the core looks for (those of its jobs whose create was ambiguous): read ids only for
+    jobs carrying one of them (leave the others ``None``); a plugin whose API does not
+    show a job's tag but can recognise a given one (Anthropic: a digest inside the wire
+    ids) sets ``ref.tag`` to the one in ``tags`` the job carries, else ``""``. The core takes a job
+    with one of its tags and another remote id for a duplicate; a job that only holds
+    the same requests (another store's, another machine's) is never cancelled, only
+    adopted when the store has no job for them.
     """

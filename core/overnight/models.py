@@ -149,6 +149,10 @@ class Capabilities:
     cancel: bool = False
     #: The plugin can find a job by the tag it attached at submit (crash recovery).
     find_by_tag: bool = False
+    #: The plugin implements ``list_jobs``: it can list the provider's recent overnight
+    #: jobs and the custom ids they hold, so the core adopts paid work its store does not
+    #: know (a lost store, another machine) and spots a duplicate of a late create.
+    list_jobs: bool = False
 
 
 @frozen
@@ -210,6 +214,25 @@ class JobStatus:
     raw_status: str = ""
     #: Why a job failed, in the provider's words.
     message: str | None = None
+
+
+@frozen
+class RemoteJob:
+    """One overnight job as the provider lists it (see the ``list_jobs`` hook).
+
+    ``ref`` is what ``check`` / ``fetch`` / ``cancel`` need (``ref.tag`` is the tag the
+    job carries, or ``""`` when the provider does not show it); ``created_at`` is Unix
+    seconds on the provider's clock. ``custom_ids`` are the core's request keys the job
+    holds (decoded from the wire ids), or ``None`` when they cannot be read (not yet, as
+    for a running Anthropic batch, or not asked for, see ``skip``).
+    """
+
+    ref: JobRef
+    created_at: float
+    state: JobState = field(converter=JobState)
+    custom_ids: frozenset[str] | None = field(
+        default=None, converter=lambda v: None if v is None else frozenset(v)
+    )
 
 
 class ResultStatus(str, enum.Enum):

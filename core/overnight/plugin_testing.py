@@ -120,7 +120,7 @@ OPTION_SAMPLES: Mapping[str, tuple[Any, ...]] = {
 }
 
 _REQUIRED = ("build_request", "submit", "check", "fetch")
-_CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job"}
+_CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job", "list_jobs": "list_jobs"}
 
 
 # --- loading and the checks that need no backend -------------------------------------------

@@ -7,12 +7,39 @@ else, so a new choice is one field, not an argument threaded through four calls.
 
 from __future__ import annotations
 
+import os
+
 from attrs import frozen
 
+from overnight.errors import ConfigurationError
 from overnight.polling import Backoff
 
 #: Set (to 1) by ``overnight run --retry-failed`` for the script it runs; read by Pipeline.run.
 RETRY_FAILED_ENV = "OVERNIGHT_RETRY_FAILED"
+#: Environment variable overriding :attr:`RunPolicy.create_settle_seconds`.
+SETTLE_ENV = "OVERNIGHT_CREATE_SETTLE_SECONDS"
+#: A create whose answer was lost can land at the provider seconds (rarely minutes) later.
+DEFAULT_CREATE_SETTLE_SECONDS = 300.0
+#: How far back (seconds) a run looks at the provider for jobs to adopt; see ``adopt_horizon``.
+DEFAULT_ADOPT_HORIZON = 7 * 24 * 3600.0
+
+
+#: Environment variable overriding :attr:`RunPolicy.adopt_horizon`.
+ADOPT_ENV = "OVERNIGHT_ADOPT_HORIZON"
+
+
+def seconds_from_env(name: str, default: float) -> float:
+    """A number of seconds >= 0 from the environment variable ``name``, else ``default``."""
+    raw = os.environ.get(name)
+    if not raw:
+        return default
+    try:
+        value = float(raw)
+    except ValueError:
+        value = -1.0
+    if not value >= 0:
+        raise ConfigurationError(f"{name} must be a number of seconds >= 0, got {raw!r}")
+    return value
 
 
 @frozen(kw_only=True)
@@ -37,3 +64,29 @@ class RunPolicy:
     backoff: Backoff = Backoff()
     #: Seconds to wait for another process holding the store's lock.
     lock_timeout: float = 600.0
+    #: Seconds after a create whose answer was lost (or a run killed around a submit)
+    #: during which "the provider has no job with this tag" does not count as proof: the
+    #: create may still land. Until then the chunk waits; after it, it is submitted again
+    #: under the same tag (so a very late duplicate is recognised and cancelled).
+    #: ``None``: ``$OVERNIGHT_CREATE_SETTLE_SECONDS``, else 300 s (read when used).
+    create_settle_seconds: float | None = None
+    #: Before paying for requests no job of this store holds, look at the provider for
+    #: overnight jobs created in the last ``adopt_horizon`` seconds that hold them, and
+    #: adopt those (providers that declare ``Capabilities.list_jobs``). 0: no listing in
+    #: runs (jobs listed by ``overnight adopt`` are still adopted).
+    #: ``None``: ``$OVERNIGHT_ADOPT_HORIZON``, else 7 days (read when used).
+    adopt_horizon: float | None = None
+
+    @property
+    def settle_seconds(self) -> float:
+        """The settle window in force: the field, else the environment, else the default."""
+        if self.create_settle_seconds is not None:
+            return self.create_settle_seconds
+        return seconds_from_env(SETTLE_ENV, DEFAULT_CREATE_SETTLE_SECONDS)
+
+    @property
+    def adopt_seconds(self) -> float:
+        """The adoption horizon in force: the field, else the environment, else the default."""
+        if self.adopt_horizon is not None:
+            return self.adopt_horizon
+        return seconds_from_env(ADOPT_ENV, DEFAULT_ADOPT_HORIZON)

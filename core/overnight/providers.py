@@ -11,7 +11,7 @@ import os
 from typing import Any, Callable, Iterator, Mapping
 
 from overnight.errors import ConfigurationError, OvernightError, ProviderError, redact
-from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
 
@@ -91,3 +91,15 @@ class Provider:
         if not self.info.capabilities.find_by_tag:
             raise ConfigurationError(f"the {self.name} plugin cannot find jobs by tag")
         return self._call("find_job", options, tag=tag, timeout=timeout)
+
+    def list_jobs(self, options: Mapping[str, Any], *, horizon: float, limit: int,
+                  skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
+        if not self.info.capabilities.list_jobs:
+            raise ConfigurationError(f"the {self.name} plugin cannot list its jobs")
+        jobs = self._call("list_jobs", options, horizon=horizon, limit=limit, skip=skip, tags=tags)
+        if jobs is None:
+            raise ConfigurationError(f"the {self.name} plugin declares list_jobs but implements no list_jobs hook")
+        jobs = list(jobs)
+        if not all(isinstance(j, RemoteJob) for j in jobs):
+            raise ProviderError(f"the {self.name} plugin's list_jobs returned something else than RemoteJobs")
+        return jobs

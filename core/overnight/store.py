@@ -73,6 +73,15 @@ CREATE TABLE IF NOT EXISTS jobs (
 CREATE TABLE IF NOT EXISTS job_requests (
     job_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, key)
 ) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS ambiguous_creates (job_id INTEGER PRIMARY KEY, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS duplicates (job_id INTEGER PRIMARY KEY, of_job INTEGER NOT NULL);
+CREATE TABLE IF NOT EXISTS remote_jobs (
+    remote_id TEXT PRIMARY KEY, provider TEXT NOT NULL, ref TEXT NOT NULL, state TEXT NOT NULL,
+    created_at REAL NOT NULL, listed_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS remote_job_keys (
+    remote_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (remote_id, key)
+) WITHOUT ROWID;
 """
 
 
@@ -151,7 +160,10 @@ class Store:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
                 conn.row_factory = sqlite3.Row
                 _enable_wal(conn)
-                conn.execute("PRAGMA synchronous=NORMAL")
+                # FULL: a committed intent or remote id survives an OS crash or a power
+                # loss (NORMAL may lose the last commits, and then a job paid for is
+                # forgotten). Commits are few; see tests/benchmarks/bench_executor.py.
+                conn.execute("PRAGMA synchronous=FULL")
                 conn.execute("PRAGMA busy_timeout=30000")
             except sqlite3.DatabaseError as exc:
                 raise self._unusable(exc) from None
@@ -620,6 +632,148 @@ class Store:
             (job_id,),
         )
         return {r["state"]: r["n"] for r in rows}
+
+
+    # -- the provider as second source of truth ---------------------------------------------
+
+    def mark_ambiguous(self, job_id: int) -> None:
+        """The submit of this job failed in a way that may hide a created job: note when."""
+        with self.transaction() as db:
+            db.execute("INSERT OR REPLACE INTO ambiguous_creates (job_id, at) VALUES (?, ?)", (job_id, time.time()))
+
+    def ambiguous_since(self, job_id: int) -> float | None:
+        rows = self._query("SELECT at FROM ambiguous_creates WHERE job_id = ?", (job_id,))
+        return rows[0]["at"] if rows else None
+
+    def ambiguous_open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
+        """Open, confirmed jobs of this plan whose submission was ambiguous at some point."""
+        return [j for j in self.open_jobs(plan_id)
+                if j["remote_id"] and self.ambiguous_since(j["id"]) is not None]
+
+    def known_remote_ids(self, provider: str) -> frozenset[str]:
+        """Remote ids this store already knows (its own jobs and the provider's listed ones)."""
+        rows = self._query(
+            "SELECT remote_id FROM jobs WHERE provider = ? AND remote_id IS NOT NULL "
+            "UNION SELECT remote_id FROM remote_jobs WHERE provider = ?",
+            (provider, provider),
+        )
+        return frozenset(r["remote_id"] for r in rows)
+
+    def has_unsent(self, plan_id: str) -> bool:
+        """Whether the plan holds a request never sent in any job this store knows of."""
+        rows = self._query(
+            "SELECT 1 FROM plan_items p JOIN requests r ON r.key = p.key WHERE p.plan_id = ? "
+            f"AND r.state = '{NEW}' AND r.job_id IS NULL AND r.attempts = 0 AND r.unfinished = 0 LIMIT 1",
+            (plan_id,),
+        )
+        return bool(rows)
+
+    def remember_remote_job(self, provider: str, ref: JobRef, state: str, created_at: float,
+                            keys: Iterable[str]) -> None:
+        """Keep a job the provider listed, with the request keys it holds, for adoption."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT OR REPLACE INTO remote_jobs (remote_id, provider, ref, state, created_at, listed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?)",
+                (ref.remote_id, provider, dumps(ref), state, created_at, time.time()),
+            )
+            db.executemany(
+                "INSERT OR IGNORE INTO remote_job_keys (remote_id, key) VALUES (?, ?)",
+                [(ref.remote_id, k) for k in keys],
+            )
+
+    def adopt_remote_jobs(self, plan_id: str, provider: str, step: str) -> list[tuple[JobRef, int]]:
+        """Record as this plan's jobs the listed provider jobs holding its unsent requests.
+
+        Each adopted job gets a job row (checked and fetched like one submitted here) and
+        takes the plan's requests it holds that no job holds yet. Returns ``(ref, count)``.
+        """
+        adopted = []
+        with self.transaction() as db:
+            candidates = db.execute(
+                "SELECT rj.remote_id, rj.ref, rj.created_at FROM remote_jobs rj WHERE rj.provider = ? "
+                "AND rj.state != 'failed' AND rj.remote_id NOT IN "
+                "(SELECT remote_id FROM jobs WHERE remote_id IS NOT NULL) ORDER BY rj.created_at",
+                (provider,),
+            ).fetchall()
+            for cand in candidates:
+                keys = [r["key"] for r in db.execute(
+                    "SELECT DISTINCT r.key, r.model FROM remote_job_keys k JOIN plan_items p ON p.key = k.key "
+                    f"JOIN requests r ON r.key = k.key WHERE k.remote_id = ? AND p.plan_id = ? "
+                    f"AND r.state = '{NEW}' AND r.job_id IS NULL AND r.attempts = 0 AND r.unfinished = 0",
+                    (cand["remote_id"], plan_id),
+                )]
+                if not keys:
+                    continue
+                ref = loads(cand["ref"], JobRef)
+                model = db.execute("SELECT model FROM requests WHERE key = ?", (keys[0],)).fetchone()["model"]
+                now = time.time()
+                tag = ref.tag
+                if not tag or db.execute("SELECT 1 FROM jobs WHERE tag = ?", (tag,)).fetchone():
+                    tag = f"adopted-{ref.remote_id}"
+                cur = db.execute(
+                    "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, ref, "
+                    "requests, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    (tag, provider, model, step, plan_id, self.run_id, ref.remote_id, dumps(ref), len(keys), 0,
+                     now, now),
+                )
+                job_id = int(cur.lastrowid)
+                db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
+                db.executemany(
+                    f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?", [(job_id, k) for k in keys]
+                )
+                adopted.append((ref, len(keys)))
+        return adopted
+
+    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int:
+        """Record a second provider job of one chunk; it is checked and its successes kept."""
+        now = time.time()
+        with self.transaction() as db:
+            cur = db.execute(
+                "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, message, ref, "
+                "requests, bytes, created_at, updated_at) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
+                (f"{of_job['tag']}~{ref.remote_id}", of_job["provider"], of_job["model"], of_job["step"],
+                 of_job["plan_id"], self.run_id, ref.remote_id, state,
+                 f"duplicate of {of_job['remote_id']}", dumps(ref), requests, now, now),
+            )
+            job_id = int(cur.lastrowid)
+            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job["id"]))
+            return job_id
+
+    def open_duplicates(self, plan_id: str) -> list[dict[str, Any]]:
+        """Duplicate jobs of this plan not yet collected, each with ``of_job`` (the kept one)."""
+        rows = self._query(
+            "SELECT jobs.*, d.of_job FROM jobs JOIN duplicates d ON d.job_id = jobs.id "
+            "WHERE jobs.plan_id = ? AND jobs.fetched = 0 ORDER BY jobs.id",
+            (plan_id,),
+        )
+        return [self._job_dict(r) for r in rows]
+
+    def record_duplicate_results(self, of_job: int, results: Sequence[Result]) -> int:
+        """Keep a duplicate job's successes for requests still queued in the kept job.
+
+        Its errors and unfinished requests are ignored (the kept job answers for them),
+        and a request already answered is never answered twice. Returns how many it took.
+        """
+        ok = {r.custom_id: r for r in results if r.status is ResultStatus.SUCCEEDED}
+        taken = 0
+        with self.transaction() as db:
+            keys = list(ok)
+            for i in range(0, len(keys), 500):
+                part = keys[i : i + 500]
+                rows = db.execute(
+                    f"SELECT key, attempts, unfinished FROM requests WHERE key IN ({','.join('?' * len(part))}) "
+                    f"AND +job_id = ? AND state = '{QUEUED}'",
+                    (*part, of_job),
+                ).fetchall()
+                self._settle(db, [(row, ok[row["key"]]) for row in rows], 1, 1)
+                taken += len(rows)
+        return taken
+
+    def close_duplicate(self, job_id: int) -> None:
+        with self.transaction() as db:
+            db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
 
 def result_from_json(text: str | None) -> Result | None:

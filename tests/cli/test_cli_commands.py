@@ -101,7 +101,7 @@ def test_plugins_json(fake, capsys):
     [provider] = plugin["providers"]
     assert provider["name"] == "fake"
     assert provider["limits"] == {"max_requests": 100, "max_bytes": 1_000_000, "max_line_bytes": 2_000, "completion_window": 86400}
-    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True}
+    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False}
     assert provider["extra_params"] == ["fake_option"] and provider["unsupported_params"] == ["seed"]
     assert data["failures"] == []
 
@@ -175,3 +175,7 @@ def test_run_retry_failed_reaches_the_script_and_is_undone_after(tmp_path, capsy
     assert main(["run", str(script)]) == 0
     assert capsys.readouterr().out.splitlines() == ["flag=1", "flag=unset"]
     assert RETRY_FAILED_ENV not in os.environ
+def test_adopt_says_clearly_when_the_provider_cannot_list_its_jobs(fake, capsys):
+    assert main(["adopt", "fake"]) == 1
+    err = capsys.readouterr().err
+    assert "overnight: error:" in err and "cannot list its jobs" in err and "Traceback" not in err

@@ -92,3 +92,14 @@ def _try_lock(executor):
             return None
     except StoreError as exc:
         return exc
+
+
+def test_commits_are_durable_across_an_os_crash(overnight_home):
+    # synchronous=FULL: a committed intent or remote id is on disk before the commit
+    # returns (NORMAL in WAL mode may lose the last commits on a power loss).
+    store = Store.open()
+    try:
+        assert store._query("PRAGMA synchronous")[0][0] == 2  # FULL
+        assert store._query("PRAGMA journal_mode")[0][0] == "wal"
+    finally:
+        store.close()

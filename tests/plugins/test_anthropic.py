@@ -634,7 +634,8 @@ def test_refused_create_is_retried_at_once_without_a_lookup(sb, plugin):
         generate(llm)  # refused, counted as an attempt, created on the second try
     assert counters(sb)["jobs"] == 1
     assert counters(sb)["http"]["POST /v1/messages/batches"] == 2
-    assert "GET /v1/messages/batches" not in counters(sb)["http"]  # no find_job needed
+    # One listing: the lookup for jobs to adopt before the first submit; no find_job needed.
+    assert counters(sb)["http"]["GET /v1/messages/batches"] == 1
     sb.advance(LATER)
     assert all(r.result.ok for r in generate(llm))
 
@@ -710,3 +711,26 @@ def test_results_cut_between_two_lines_are_read_again_not_paid_twice(sb, plugin)
     results = generate(llm_for(sb))
     assert all(r.result.ok for r in results) and counters(sb)["jobs"] == 1
     assert counters(sb)["http"]["GET /v1/messages/batches/{batch_id}/results"] == 2
+
+
+def test_list_jobs_reads_the_keys_of_ended_batches_only(sb, plugin):
+    options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(llm_for(sb))
+    [running] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset())
+    assert running.custom_ids is None and running.state is JobState.RUNNING  # ids unreadable yet
+    sb.advance(LATER)
+    store = Store.open()
+    try:
+        keys = {row["key"] for row in store._query("SELECT key FROM requests")}
+        [job] = store.list_jobs()
+    finally:
+        store.close()
+    [ended] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset())
+    assert ended.custom_ids == keys and ended.ref.data == {"ids": "tagged-v1"}
+    assert ended.ref.tag == ""  # only the digest travels: a tag is recognised, not read
+    [other] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset({"ovn-other"}))
+    assert other.ref.tag == "" and other.custom_ids is None  # looking for another tag: not read
+    [skipped] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset({ended.ref.remote_id}),
+                                 frozenset({job["tag"]}))
+    assert skipped.custom_ids is None and skipped.ref.tag == job["tag"]

@@ -261,6 +261,12 @@ class ScopedSandbox:
         return [j for j in self.box.jobs() if j["id"] not in self._before]
 
 
+@pytest.fixture(autouse=True)
+def _no_adoption(monkeypatch):
+    """The tests share one sandbox (one account): a test would adopt the jobs of the last."""
+    monkeypatch.setenv("OVERNIGHT_ADOPT_HORIZON", "0")
+
+
 @pytest.fixture(scope="module")
 def _module_sandbox(tmp_path_factory):
     with Sandbox(state_dir=tmp_path_factory.mktemp("mistral-sandbox")) as box:
@@ -677,3 +683,28 @@ def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, m
     assert job_sizes(sb) == [3, 3]
     sb.advance(DONE)
     assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:3]]
+
+
+@pytest.mark.parametrize("inline_threshold", [1000, 0], ids=["inline", "uploaded-file"])
+def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mistral, inline_threshold):
+    options = {"api_key": KEY, "base_url": sb.mistral_base_url}
+    first = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[:3]), plan_id=f"list-{inline_threshold}")
+    [job_id] = first.jobs_ids
+    store = Store.open()
+    try:
+        keys = {row["key"] for row in store._query("SELECT key FROM requests")}
+    finally:
+        store.close()
+
+    def listed():
+        found = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset(), frozenset())
+                 if j.ref.remote_id == job_id]
+        assert len(found) == 1
+        return found[0]
+
+    assert listed().custom_ids == (None if inline_threshold else keys)
+    sb.advance(DONE)
+    assert listed().custom_ids == keys
+    [skipped] = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset({job_id}), frozenset())
+                 if j.ref.remote_id == job_id]
+    assert skipped.custom_ids is None

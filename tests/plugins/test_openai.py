@@ -402,13 +402,28 @@ def test_a_lost_create_response_never_creates_a_second_batch(sb, openai_plugin):
     assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:5])))
 
 
-def test_create_errors_are_retried_without_duplicates(sb, openai_plugin):
+def test_a_5xx_on_create_is_never_retried_on_one_lookup(sb, openai_plugin, monkeypatch):
+    # A 5xx may hide a created batch: looked up once by tag (not there), not created again.
     sb.set_faults(http_status=503, http_method="POST", http_path="/batches$", times=1, retry_after=0.01)
     llm = make_llm(sb)
+    with pytest.raises(ProviderError, match="intent is saved under tag"):
+        generate(llm, plan(PROMPTS[:5]))
+    assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
+    # Within the settle window "not found" is no proof: nothing is submitted.
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "300")
     pending(llm, plan(PROMPTS[:5]))
-    # Looked up by tag (not there), created on the second attempt, exactly once.
-    assert counters(sb)["http"]["POST /batches"] == 2 and counters(sb)["http"]["GET /batches"] == 1
-    assert counters(sb)["jobs"] == 1 and counters(sb)["files"] == 1
+    assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
+    # After it, submitted again under the same tag (and the same uploaded file name), once.
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
+    pending(llm, plan(PROMPTS[:5]))
+    assert counters(sb)["http"]["POST /batches"] == 2 and counters(sb)["jobs"] == 1
+    [batch] = batches(sb)
+    store = Store.open()
+    try:
+        [job] = store.list_jobs()
+    finally:
+        store.close()
+    assert batch.metadata["overnight_tag"] == job["tag"] and job["remote_id"] == batch.id
 
 
 def test_a_rejected_create_deletes_the_uploaded_file(sb, openai_plugin):
@@ -711,3 +726,32 @@ def test_batch_statuses_map_to_job_states(status, state):
     assert result.raw_status == status
     if state is JobState.FAILED:
         assert result.message == "OpenAI rejected batch batch_1: line 3: invalid_json_line: not JSON"
+
+
+# --- list_jobs: the provider as second source of truth ---------------------------------------
+
+
+def _store_keys() -> set[str]:
+    store = Store.open()
+    try:
+        return {row["key"] for row in store._query("SELECT key FROM requests")}
+    finally:
+        store.close()
+
+
+def test_list_jobs_reads_each_tagged_batch_input_unless_skipped(sb, openai_plugin):
+    llm = make_llm(sb)
+    pending(llm, plan(PROMPTS[:3]))
+    provider = openai_plugin.provider("openai")
+    [batch] = batches(sb)
+    everything = provider.list_jobs(llm.client_options, horizon=3600, limit=100, skip=frozenset())
+    [listed] = [j for j in everything if j.ref.remote_id == batch.id]
+    assert listed.ref.tag == batch.metadata["overnight_tag"] and listed.state is JobState.RUNNING
+    assert listed.custom_ids == _store_keys()
+    downloads = counters(sb)["http"].get("GET /files/{file_id}/content", 0)
+    all_ids = frozenset(j.ref.remote_id for j in everything)  # the module's sandbox has other tests' too
+    [skipped] = [j for j in provider.list_jobs(llm.client_options, horizon=3600, limit=100, skip=all_ids)
+                 if j.ref.remote_id == batch.id]
+    assert skipped.custom_ids is None
+    assert counters(sb)["http"].get("GET /files/{file_id}/content", 0) == downloads  # nothing read
+    assert provider.list_jobs(llm.client_options, horizon=3600, limit=0, skip=frozenset()) == []

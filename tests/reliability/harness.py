@@ -254,6 +254,8 @@ class Lane:
             "REL_MODEL": self.model,
             "REL_INPUT": str(self.input),
             "REL_OUTPUT": str(self.output),
+            # Resubmit at once what a crash left unconfirmed (tests of the window set it).
+            "OVERNIGHT_CREATE_SETTLE_SECONDS": "0",
         }
         if self.provider in URL_ENV:
             env[URL_ENV[self.provider]] = f"{self.control.url}{_PREFIX[self.provider]}"

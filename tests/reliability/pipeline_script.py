@@ -63,14 +63,15 @@ def plugin(provider: str, limits: Limits | None, lookup: bool):
 
 
 class WithoutLookup:
-    """The same plugin, declaring ``find_by_tag=False`` and offering no ``find_job``."""
+    """The same plugin, declaring ``find_by_tag=False`` and ``list_jobs=False`` (no ``find_job``,
+    no ``list_jobs``): a provider that cannot find its jobs again."""
 
     def __init__(self, inner: Any) -> None:
         self.inner = inner
 
     @hookimpl
     def register_providers(self):
-        return [attrs.evolve(info, capabilities=attrs.evolve(info.capabilities, find_by_tag=False))
+        return [attrs.evolve(info, capabilities=attrs.evolve(info.capabilities, find_by_tag=False, list_jobs=False))
                 for info in self.inner.register_providers()]
 
     @hookimpl

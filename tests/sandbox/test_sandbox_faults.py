@@ -249,3 +249,44 @@ def test_http_faults_over_the_raw_api(sandbox: Sandbox) -> None:
     sandbox.set_faults(http_status=500, http_path="^/mistral/", times=1)
     response = httpx.get(sandbox.mistral_base_url + "/v1/files", headers={"authorization": "Bearer k"})
     assert response.status_code == 500 and response.json()["object"] == "error"
+
+
+# --- a create that lands late ------------------------------------------------------------------
+
+def test_a_lost_create_response_still_creates_a_job_hidden_for_a_while(
+        sandbox: Sandbox, oai: openai.OpenAI, ant: anthropic.Anthropic, mis: Mistral) -> None:
+    sandbox.set_faults(create_response_lost=True, visible_after=30)
+    with pytest.raises(openai.APIConnectionError):
+        upload_openai_batch(oai, prompts(2))
+    with pytest.raises(anthropic.APIConnectionError):
+        ant.messages.batches.create(requests=anthropic_requests(prompts(2)))
+    with pytest.raises(Exception, match="peer closed connection"):  # the SDK's httpx, unwrapped
+        mis.batch.jobs.create(endpoint="/v1/chat/completions", model="m", requests=[
+            {"custom_id": "a", "body": {"messages": [{"role": "user", "content": "x"}]}}])
+    truth = sandbox.jobs()
+    assert sorted(j["provider"] for j in truth) == ["anthropic", "mistral", "openai"]  # created, and billed
+    ids = {j["provider"]: j["id"] for j in truth}
+    # Not visible yet: lists leave them out, lookups by id answer 404 in each provider's shape.
+    assert oai.batches.list().data == [] and ant.messages.batches.list().data == []
+    assert mis.batch.jobs.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.retrieve(ids["openai"])
+    with pytest.raises(anthropic.NotFoundError):
+        ant.messages.batches.retrieve(ids["anthropic"])
+    with pytest.raises(mistral_errors.SDKError):
+        mis.batch.jobs.get(job_id=ids["mistral"])
+    sandbox.advance(31)
+    assert [b.id for b in oai.batches.list().data] == [ids["openai"]]
+    assert oai.batches.retrieve(ids["openai"]).metadata is None  # the real shape, once visible
+    assert [b.id for b in ant.messages.batches.list().data] == [ids["anthropic"]]
+    assert mis.batch.jobs.get(job_id=ids["mistral"]).id == ids["mistral"]
+
+
+def test_invisible_lookups_hide_a_job_from_the_next_n_lookups(sandbox: Sandbox, oai: openai.OpenAI) -> None:
+    sandbox.set_faults(provider="openai", invisible_lookups=2)
+    batch = upload_openai_batch(oai, prompts(2))  # the response arrives; the job is hidden from lookups
+    assert oai.batches.list().data == []
+    with pytest.raises(openai.NotFoundError):
+        oai.batches.retrieve(batch.id)
+    assert oai.batches.retrieve(batch.id).id == batch.id
+    assert [b.id for b in oai.batches.list().data] == [batch.id]

@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id
 from .responder import ForwardError, Generation, conversation, generate, json_spec
-from .web import Api, ApiError, Call, Flavor, download
+from .web import Api, ApiError, Call, Flavor, created, download
 
 PROVIDER = "anthropic"
 DAY = 24 * 3600
@@ -233,10 +233,10 @@ def routes(engine: Engine) -> list[Route]:
         except ApiError:
             shutil.rmtree(path.parent, ignore_errors=True)
             raise
-        return view(state, call)
+        return created(engine, state, view(state, call))
 
     def get(call: Call) -> JobState:
-        state = engine.get_job(PROVIDER, call.params["batch_id"])
+        state = engine.lookup_job(PROVIDER, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"message_batch '{call.params['batch_id']}' not found")
         return state
@@ -246,7 +246,7 @@ def routes(engine: Engine) -> list[Route]:
 
     def list_batches(call: Call) -> Any:
         limit = call.q_int("limit", 20, 1, 1000)
-        items = [view(state, call) for state in engine.list_jobs(PROVIDER)]
+        items = [view(state, call) for state in engine.lookup_jobs(PROVIDER)]
         return _page(items, call.q("after_id"), call.q("before_id"), limit)
 
     def cancel(call: Call) -> Any:

@@ -343,6 +343,8 @@ class Engine:
                 "fault_ids": fault_ids, "error_idx": error_idx,
                 "invalid": {str(i): e.to_dict() for i, e in scan.invalid.items()},
                 "problems": problems, "extra": dict(extra or {}), "result": None,
+                # A create that lands late: invisible to the API until then (see faults.py).
+                "visible_at": now + faults.visible_after, "hidden_lookups": faults.invisible_lookups,
             }
             self.store.insert("jobs", job_id, provider, doc)
             self.count(provider, "jobs")
@@ -358,6 +360,34 @@ class Engine:
         """Newest first."""
         with self._lock:
             return [self._refresh(doc) for doc in self.store.all("jobs", provider)]
+
+    def lookup_job(self, provider: str, job_id: str) -> JobState | None:
+        """The job as the provider's API shows it: ``None`` while a late create hides it.
+
+        Each lookup that finds a hidden job uses up one of its ``invisible_lookups``.
+        The control API (:meth:`get_job`, :meth:`list_jobs`) always sees every job.
+        """
+        with self._lock:
+            state = self.get_job(provider, job_id)
+            return state if state is not None and self._visible(state) else None
+
+    def lookup_jobs(self, provider: str) -> list[JobState]:
+        """Newest first, as the provider's list endpoint shows them (hidden jobs left out)."""
+        with self._lock:
+            return [state for state in self.list_jobs(provider) if self._visible(state)]
+
+    def _visible(self, state: JobState) -> bool:
+        doc = state.doc
+        hidden = doc.get("hidden_lookups", 0)
+        if hidden > 0:
+            updated = {**doc, "hidden_lookups": hidden - 1}
+            self.store.update("jobs", doc["id"], updated)
+            return False
+        return self.now() >= doc.get("visible_at", 0.0)
+
+    def create_lost(self, state: JobState) -> bool:
+        """Whether the create call of this job must lose its response (a fault)."""
+        return bool(state.doc["faults"].get("create_response_lost"))
 
     def cancel_job(self, state: JobState) -> JobState:
         """Request a cancel (idempotent); the caller checks the job is not terminal."""

@@ -12,7 +12,13 @@ and *effects* of three kinds:
   back for ``http_delay`` wall seconds (a hung provider; the wait ends early when the
   client gives up); they select on provider, method and path only;
 * download effects, checked on every file / results download: a delay before the
-  body, or a body cut part-way.
+  body, or a body cut part-way;
+* create effects (fixed at create, like job effects): the job is created but the
+  create call's response is dropped (``create_response_lost``: headers sent, then the
+  connection is closed, so the SDK sees a connection error), and the job stays
+  invisible to get / list / cancel / results for ``visible_after`` sandbox seconds and
+  for the next ``invisible_lookups`` lookups that would have shown it. That is a
+  create that lands late: the caller cannot tell whether it was created.
 
 ``times`` bounds how often a rule fires: HTTP responses replaced, downloads altered or
 jobs affected; ``None`` means forever.
@@ -31,7 +37,8 @@ TruncateMode = Literal["abort", "short"]
 _JOB_FIELDS = (
     "error_rate", "error_ids", "fail_validation", "validation_delay", "expire_after_fraction",
     "cancel_after_fraction", "stuck", "result_unknown_id", "result_duplicate",
-    "result_missing_ids", "result_missing_count",
+    "result_missing_ids", "result_missing_count", "create_response_lost", "visible_after",
+    "invisible_lookups",
 )
 
 
@@ -77,6 +84,11 @@ class Fault:
     result_duplicate: bool = False               # repeat the first successful line
     result_missing_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_frozenset)
     result_missing_count: int = 0                # drop the first N successful lines
+
+    # --- a create that lands late (job effect; see the module docstring) ---------------
+    create_response_lost: bool = False           # the job is created, the response never arrives
+    visible_after: float = 0.0                   # sandbox seconds the job is invisible after its create
+    invisible_lookups: int = 0                   # lookups (get / list) that do not show it yet
 
     # --- HTTP bursts ---------------------------------------------------------------
     http_status: int | None = None               # e.g. 429, 500, 503, 529
@@ -160,6 +172,9 @@ class JobFaults:
     result_duplicate: bool = False
     result_missing_ids: frozenset[str] = frozenset()
     result_missing_count: int = 0
+    create_response_lost: bool = False
+    visible_after: float = 0.0
+    invisible_lookups: int = 0
 
     @classmethod
     def merge(cls, rules: list[Fault]) -> JobFaults:
@@ -178,6 +193,9 @@ class JobFaults:
                 result_duplicate=merged.result_duplicate or r.result_duplicate,
                 result_missing_ids=merged.result_missing_ids | r.result_missing_ids,
                 result_missing_count=max(merged.result_missing_count, r.result_missing_count),
+                create_response_lost=merged.create_response_lost or r.create_response_lost,
+                visible_after=max(merged.visible_after, r.visible_after),
+                invisible_lookups=max(merged.invisible_lookups, r.invisible_lookups),
             )
         return merged
 

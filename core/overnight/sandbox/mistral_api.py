@@ -23,7 +23,7 @@ from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
 from .responder import ForwardError, Generation, conversation, count_tokens, embedding, generate, json_spec
-from .web import Api, ApiError, Call, Flavor, download, receive_upload
+from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
 PROVIDER = "mistral"
 MB = 1024 * 1024
@@ -342,10 +342,10 @@ def routes(engine: Engine) -> list[Route]:
             PROVIDER, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint,
             window=float(timeout_hours) * 3600,
             extra={"input_files": [str(f) for f in input_files], "model": model, "agent_id": agent_id})
-        return job_view(engine, state)
+        return created(engine, state, job_view(engine, state))
 
     def get(call: Call) -> JobState:
-        state = engine.get_job(PROVIDER, call.params["job_id"])
+        state = engine.lookup_job(PROVIDER, call.params["job_id"])
         if state is None:
             raise ApiError(404, f"Batch job {call.params['job_id']} not found", code="not_found")
         return state
@@ -354,7 +354,7 @@ def routes(engine: Engine) -> list[Route]:
         return job_view(engine, get(call), inline=call.q("inline") == "true")
 
     def list_jobs(call: Call) -> Any:
-        states = engine.list_jobs(PROVIDER)
+        states = engine.lookup_jobs(PROVIDER)
         if call.q("order_by", "-created") == "created":
             states.reverse()
         model, agent_id, statuses = call.q("model"), call.q("agent_id"), call.q_all("status")

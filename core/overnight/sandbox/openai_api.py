@@ -23,7 +23,7 @@ from starlette.routing import Route
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
 from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
                         json_spec, count_tokens)
-from .web import Api, ApiError, Call, Flavor, download, receive_upload
+from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
 PROVIDER = "openai"
 DAY = 24 * 3600
@@ -431,10 +431,10 @@ def routes(engine: Engine) -> list[Route]:
         state = engine.create_job(
             PROVIDER, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint,
             extra={"input_file_id": file_doc["id"], "output_expires_after": seconds})
-        return batch_view(state)
+        return created(engine, state, batch_view(state))
 
     def get_batch(call: Call) -> JobState:
-        state = engine.get_job(PROVIDER, call.params["batch_id"])
+        state = engine.lookup_job(PROVIDER, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"No batch found with id '{call.params['batch_id']}'.", param="batch_id")
         return state
@@ -450,7 +450,7 @@ def routes(engine: Engine) -> list[Route]:
 
     def list_batches(call: Call) -> Any:
         limit = call.q_int("limit", 20, 1, 100)
-        return _page([batch_view(s) for s in engine.list_jobs(PROVIDER)], call.q("after"), limit)
+        return _page([batch_view(s) for s in engine.lookup_jobs(PROVIDER)], call.q("after"), limit)
 
     return [
         api.route("/files", create_file, ["POST"]),

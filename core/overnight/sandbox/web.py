@@ -389,6 +389,28 @@ class FaultyDownload(Response):
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
 
+class LostResponse(Response):
+    """The answer to a create whose response is lost: headers, then the connection drops.
+
+    The job was created; the client sees a connection error (httpx ``RemoteProtocolError``,
+    an ``APIConnectionError`` in the OpenAI and Anthropic SDKs) and cannot tell.
+    """
+
+    def __init__(self) -> None:
+        super().__init__(media_type="application/json")
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        headers = [(k, v) for k, v in self.raw_headers if k != b"content-length"]
+        headers.append((b"content-length", b"1024"))
+        await send({"type": "http.response.start", "status": 200, "headers": headers})
+        raise DeliberateDisconnect()
+
+
+def created(engine: Engine, state: Any, view: Any) -> Any:
+    """A create's answer: its view, or a lost response when a fault says so."""
+    return LostResponse() if engine.create_lost(state) else view
+
+
 def download(path: Path, media_type: str, fault: Fault | None) -> Response:
     if fault is None:
         return FileResponse(path, media_type=media_type)

@@ -18,6 +18,7 @@ from overnight import (
     JobStatus,
     Limits,
     ProviderInfo,
+    RemoteJob,
     Result,
     hookimpl,
 )
@@ -39,7 +40,7 @@ def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
     return ProviderInfo(
         name=PROVIDER,
         limits=limits,
-        capabilities=Capabilities(cancel=True, find_by_tag=True),
+        capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
         extra_params=EXTRA_PARAMS,
         unsupported_params=UNSUPPORTED_PARAMS,
         secret_env=client.SECRET_ENV,
@@ -89,6 +90,11 @@ class AnthropicPlugin:
     def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
         return jobs.find_job(provider, tag, options, timeout)
 
+    @hookimpl
+    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+                  skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+        return jobs.list_overnight(provider, options, horizon=horizon, limit=limit, skip=skip, tags=tags)
+
 
 # The module is the entry point: its hooks are those of a default-limits plugin object.
 _default = AnthropicPlugin()
@@ -100,6 +106,7 @@ check = _default.check
 fetch = _default.fetch
 cancel = _default.cancel
 find_job = _default.find_job
+list_jobs = _default.list_jobs
 
 __all__ = [
     "AnthropicPlugin",

@@ -13,7 +13,9 @@ from typing import Any, Iterator, Mapping
 
 import anthropic
 
-from overnight import Chunk, JobRef, JobStatus, ProviderError, Result, ResultsGone, SubmissionRejected
+from overnight import (
+    Chunk, JobRef, JobState, JobStatus, ProviderError, RemoteJob, Result, ResultsGone, SubmissionRejected,
+)
 from overnight.jsonl import parse
 
 from overnight_anthropic import translate, wire_ids
@@ -182,3 +184,58 @@ def _first_id(sdk: anthropic.Anthropic, batch_id: str) -> str | None:
         for line in parse(response.iter_bytes()):
             return str(line.get("custom_id"))
     return None
+
+
+def list_overnight(provider: str, options: Mapping[str, Any], *, horizon: float, limit: int,
+                   skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
+    """Recent batches holding overnight requests, newest first, with the keys they hold.
+
+    Message Batches keep no metadata and show their requests' custom ids only in the
+    results, which exist once a batch has ended. So: an ended batch (not archived, not in
+    ``skip``) is read whole and listed when its wire ids are overnight's (tag digest +
+    key; see :mod:`wire_ids`), with the decoded keys; a batch still processing is listed
+    with ``custom_ids=None`` (nobody can tell what it holds until it ends). Only the
+    tag's digest travels, so ``ref.tag`` is the one of ``tags`` whose digest the batch's
+    wire ids carry (read for ended batches, skipped ones included), else empty. Listed
+    newest first, at most ``limit`` batches, stopping at one created more than
+    ``horizon`` seconds before the newest.
+    """
+    digests = {wire_ids.tag_digest(t): t for t in tags}
+    sdk = client(options)
+    found: list[RemoteJob] = []
+    newest: float | None = None
+    for seen, batch in enumerate(sdk.messages.batches.list(limit=LIST_PAGE)):
+        if seen >= limit:
+            break
+        created = batch.created_at.timestamp()
+        if newest is None:
+            newest = created
+        if newest - created > horizon:
+            break
+        state = translate.job_status(batch.to_dict()).state
+        ref = JobRef(provider=provider, remote_id=batch.id, tag="", data=dict(REF_DATA))
+        if batch.processing_status != "ended":
+            found.append(RemoteJob(ref=ref, created_at=created, state=JobState.RUNNING, custom_ids=None))
+            continue
+        if digests and batch.results_url and not batch.archived_at:
+            first = _first_id(sdk, batch.id)
+            tag = digests.get((first or "")[: wire_ids.TAG_CHARS], "")
+            ref = JobRef(provider=provider, remote_id=batch.id, tag=tag, data=dict(REF_DATA))
+        if batch.id in skip or not batch.results_url or batch.archived_at or (tags and not ref.tag):
+            found.append(RemoteJob(ref=ref, created_at=created, state=state, custom_ids=None))
+        else:
+            keys = _result_keys(sdk, batch.id)
+            if keys:  # else not an overnight batch
+                found.append(RemoteJob(ref=ref, created_at=created, state=state, custom_ids=keys))
+    return found
+
+
+def _result_keys(sdk: anthropic.Anthropic, batch_id: str) -> frozenset[str]:
+    """The core keys of an ended batch, decoded from its results' wire ids."""
+    keys = set()
+    with sdk.messages.batches.with_streaming_response.results(batch_id) as response:
+        for line in parse(response.iter_bytes()):
+            key = wire_ids.decode(str(line.get("custom_id")))
+            if key is not None:
+                keys.add(key)
+    return frozenset(keys)

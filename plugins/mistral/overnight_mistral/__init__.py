@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from overnight.hookspecs import hookimpl
-from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 from overnight_mistral.options import clear_clients
 from overnight_mistral.plugin import LIMITS, MistralPlugin
@@ -61,3 +61,9 @@ def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
 @hookimpl
 def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
     return _plugin.find_job(provider, tag, options, timeout)
+
+
+@hookimpl
+def list_jobs(provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+              skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+    return _plugin.list_jobs(provider, options, horizon, limit, skip, tags)

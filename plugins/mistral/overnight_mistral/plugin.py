@@ -24,6 +24,7 @@ from overnight.models import (
     JobStatus,
     Limits,
     ProviderInfo,
+    RemoteJob,
     Result,
 )
 
@@ -91,7 +92,7 @@ class MistralPlugin:
             ProviderInfo(
                 name=self.name,
                 limits=self.limits,
-                capabilities=Capabilities(cancel=True, find_by_tag=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=(opts.KEY_ENV,),
@@ -277,6 +278,63 @@ class MistralPlugin:
                 ) from None
         files = [f for f in keep.input_files or () if f]
         return self._ref(keep, tag, input_file=files[0] if files else None)
+
+    @hookimpl
+    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+                  skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
+        """Recent jobs carrying an overnight tag, newest first, with the keys they hold.
+
+        ``batch.jobs.list`` pages newest first (``order_by=-created``, 100 a page); the
+        listing stops after ``limit`` jobs or at one created more than ``horizon``
+        seconds before the newest. Keys are the ``custom_id`` of each line of the job's
+        input files (downloaded for jobs not in ``skip``); an inline job keeps no input
+        file, so its keys are read from its outputs once it has ended, and a running
+        inline job is listed with ``custom_ids=None``. With ``tags``, only jobs carrying
+        one of them are read.
+        """
+        client = opts.client(opts.resolve(options))
+        found: list[RemoteJob] = []
+        newest: int | None = None
+        page, size, seen = 0, 100, 0
+        while seen < limit:
+            listing = client.batch.jobs.list(page=page, page_size=size, order_by="-created")
+            data = listing.data or []
+            for job in data:
+                seen += 1
+                if seen > limit:
+                    break
+                newest = job.created_at if newest is None else newest
+                if newest - job.created_at > horizon:
+                    return found
+                tag = (job.metadata or {}).get(translate.TAG_KEY)
+                if not tag:
+                    continue  # not submitted by overnight
+                state = translate.job_state(job.status)
+                files = [f for f in job.input_files or () if f]
+                wanted = job.id not in skip and (not tags or tag in tags)
+                ids = self._job_keys(client, job, files, state) if wanted else None
+                found.append(RemoteJob(ref=self._ref(job, tag, input_file=files[0] if files else None),
+                                       created_at=float(job.created_at), state=state, custom_ids=ids))
+            if len(data) < size or (listing.total is not None and page * size + len(data) >= listing.total):
+                break
+            page += 1
+        return found
+
+    def _job_keys(self, client: Any, job: Any, files: list[str], state: JobState) -> frozenset[str] | None:
+        keys: set[str] = set()
+        if files:
+            for file_id in files:
+                try:
+                    keys.update(str(line["custom_id"]) for line in self._download(client, file_id) if "custom_id" in line)
+                except Exception as exc:
+                    if _http_status(exc) != 404:
+                        raise
+                    return None  # the input file is gone: cannot tell
+            return frozenset(keys)
+        if not state.terminal:
+            return None
+        remote = client.batch.jobs.get(job_id=job.id, inline=True)
+        return frozenset(str(line["custom_id"]) for line in remote.outputs or () if "custom_id" in line)
 
     @staticmethod
     def _delete_orphan_input(client: Any, tag: str) -> None:

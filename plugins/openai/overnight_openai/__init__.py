@@ -24,3 +24,4 @@ check = _default.check
 fetch = _default.fetch
 cancel = _default.cancel
 find_job = _default.find_job
+list_jobs = _default.list_jobs

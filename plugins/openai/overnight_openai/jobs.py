@@ -15,7 +15,7 @@ import openai
 
 from overnight import ResultsGone, SubmissionRejected, jsonl
 from overnight.faultpoints import fault_point
-from overnight.models import Chunk, JobRef, JobStatus, Result
+from overnight.models import Chunk, JobRef, JobStatus, RemoteJob, Result
 
 from overnight_openai.translate import ENDPOINT, RUNNING_STATUSES, job_status, result_from_line
 
@@ -59,7 +59,11 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
 
     The SDK would retry a timed-out create blindly and OpenAI takes no idempotency key,
     so a lost response could become two paid batches. Instead: one HTTP attempt at a
-    time, and after an ambiguous failure, look the batch up by its tag before trying again.
+    time; only a 429 (certainly not created) is tried again here. After an ambiguous
+    failure (no response, 408/409, 5xx) the batch is looked up by its tag once; found,
+    it is used; not found proves nothing (the create may land seconds later), so the
+    error goes to the core, which keeps the input file and asks again after its settle
+    window (``create_settle_seconds``) before it submits under the same tag.
     """
     once = client.with_options(max_retries=0)
     attempts = client.max_retries + 1
@@ -80,6 +84,7 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
                 if found is not None:
                     log.info("batch %s was created although the call failed; using it", found.id)
                     return found
+                raise  # may still land: never create again on one lookup (the core decides later)
             if attempt + 1 < attempts and _retryable(exc):
                 time.sleep(_delay(exc, attempt))
                 continue
@@ -239,3 +244,47 @@ def find(client: openai.OpenAI, tag: str) -> Any | None:
         if created and newest - created > FIND_HORIZON:
             break
     return None
+
+
+def list_overnight(client: openai.OpenAI, provider: str, *, horizon: float, limit: int,
+                   skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
+    """Recent batches carrying an overnight tag, newest first, with the keys they hold.
+
+    Batches are listed newest first (``GET /batches``, 100 a page); the listing stops
+    after ``limit`` batches or at one created more than ``horizon`` seconds before the
+    newest (the server's clock). The keys are the ``custom_id`` of each line of the
+    batch's input file, downloaded for batches not in ``skip`` (and, when ``tags`` is
+    given, carrying one of them) only. A batch whose input file is gone (deleted,
+    expired) is listed with ``custom_ids=None``.
+    """
+    found: list[RemoteJob] = []
+    newest: int | None = None
+    for seen, batch in enumerate(client.batches.list(limit=100)):
+        if seen >= limit:
+            break
+        created = int(batch.created_at or 0)
+        if newest is None:
+            newest = created
+        if created and newest - created > horizon:
+            break
+        tag = (batch.metadata or {}).get(TAG_KEY)
+        if not tag:
+            continue  # not submitted by overnight
+        wanted = batch.id not in skip and (not tags or tag in tags)
+        ids = _input_ids(client, batch.input_file_id) if wanted else None
+        found.append(RemoteJob(ref=job_ref(provider, batch, tag), created_at=float(created),
+                               state=job_status(batch).state, custom_ids=ids))
+    return found
+
+
+def _input_ids(client: openai.OpenAI, file_id: str | None) -> frozenset[str] | None:
+    if not file_id:
+        return None
+    try:
+        expected = client.files.retrieve(file_id).bytes
+        with client.files.with_streaming_response.content(file_id) as response:
+            lines = jsonl.parse(response.iter_bytes(), expected_bytes=expected,
+                                source=f"the download of OpenAI input file {file_id}")
+            return frozenset(str(line["custom_id"]) for line in lines if "custom_id" in line)
+    except openai.NotFoundError:
+        return None

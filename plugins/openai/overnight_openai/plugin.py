@@ -17,7 +17,9 @@ from typing import Any, Iterator, Mapping
 
 from overnight import hookimpl
 from overnight.errors import ConfigurationError
-from overnight.models import Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ProviderInfo, Result
+from overnight.models import (
+    Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ProviderInfo, RemoteJob, Result,
+)
 
 from overnight_openai import client as clients, jobs, translate
 
@@ -58,7 +60,7 @@ class OpenAIPlugin:
             ProviderInfo(
                 name=NAME,
                 limits=self.limits or limits_from_env(),
-                capabilities=Capabilities(cancel=True, find_by_tag=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=frozenset(),  # chat completions take every standard option
                 secret_env=(clients.KEY_ENV,),
@@ -99,3 +101,9 @@ class OpenAIPlugin:
             jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
             return None
         return jobs.job_ref(provider, batch, tag)
+
+    @hookimpl
+    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+                  skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+        return jobs.list_overnight(clients.client_for(options), provider, horizon=horizon, limit=limit, skip=skip,
+                                   tags=tags)
