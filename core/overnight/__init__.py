@@ -5,6 +5,7 @@ later from the same script, in order, without paying twice or losing a row.
 """
 
 from overnight.errors import (
+    BudgetExceeded,
     ConfigurationError,
     InvalidRequest,
     MissingCredentials,
@@ -14,6 +15,7 @@ from overnight.errors import (
     PipelineNotFinished,
     ProviderError,
     ProviderNotFound,
+    QuotaExceeded,
     RowProblem,
     StaleCache,
     StoreError,
@@ -32,7 +34,9 @@ from overnight.models import (
     JobStatus,
     Limits,
     Message,
+    ModelSpec,
     ProviderInfo,
+    QueueLimits,
     Result,
     ResultStatus,
     Usage,
@@ -41,6 +45,7 @@ from overnight.models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetExceeded",
     "Capabilities",
     "ChatRequest",
     "Chunk",
@@ -53,6 +58,7 @@ __all__ = [
     "Limits",
     "Message",
     "MissingCredentials",
+    "ModelSpec",
     "NotFinished",
     "OfflineBatchGenerationNotFinished",
     "OvernightError",
@@ -60,6 +66,8 @@ __all__ = [
     "ProviderError",
     "ProviderInfo",
     "ProviderNotFound",
+    "QueueLimits",
+    "QuotaExceeded",
     "Result",
     "ResultStatus",
     "RowProblem",

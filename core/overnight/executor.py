@@ -31,11 +31,14 @@ from attrs import frozen
 
 from overnight import polling, store as st
 from overnight._serialization import dumps
+from overnight.accounting import Accounting
 from overnight.errors import (
+    BudgetExceeded,
     InvalidRequest,
     OfflineBatchGenerationNotFinished,
     OvernightError,
     ProviderError,
+    QuotaExceeded,
     RowProblem,
     StaleCache,
     StoreError,
@@ -44,6 +47,7 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.faultpoints import fault_point
+from overnight.money import usd
 from overnight.models import (
     STANDARD_PARAMS,
     ChatRequest,
@@ -76,6 +80,8 @@ class PlannedRequest:
     row: int
     sample: int
     request: ChatRequest
+    #: The input column the request's text came from, named in errors about its size.
+    source: str | None = None
 
 
 @frozen
@@ -110,6 +116,58 @@ def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str
         known = sorted(STANDARD_PARAMS | info.extra_params)
         problems.append((name, f"unknown generation option for {info.name}; known: {', '.join(known)}"))
     return problems
+
+
+class _Gate:
+    """Decides, request by request, how much of the queue may be submitted in this pass:
+    what is in flight stays under the account's queue figures, and what is committed
+    stays within the run's budget."""
+
+    def __init__(self, executor: "BatchExecutor", model: str) -> None:
+        acc = executor.accounting
+        self.acc = acc
+        self.model = model
+        self.max_tokens, self.max_requests = acc.queue_limits(model)
+        self.held_tokens, self.held_requests = executor.store.in_flight(executor.provider.name, model)
+        self.tokens = 0
+        self.requests = 0
+        self.stopped = False
+        self.over_budget: str | None = None
+        budget = executor.policy.budget
+        self.budget = budget if budget is not None and budget.limited else None
+        self.plan_id = executor.plan_id
+        if self.budget is not None:
+            money = executor.store.plan_money(executor.plan_id)
+            self.expected, _ = acc.expected_output(money)
+            self.committed = acc.committed(money, model, self.expected)
+            self.budget.commit(self.plan_id, self.committed)
+            self.room = self.budget.room(self.plan_id)
+
+    def admits(self, row: Any, *, first: bool) -> bool:
+        tokens = row["tokens"] if row["tokens"] is not None else (row["bytes"] + 3) // 4
+        nothing_held = self.held_requests == 0 and first
+        if self.max_tokens is not None and self.held_tokens + self.tokens + tokens > self.max_tokens \
+                and not nothing_held:
+            self.stopped = True
+            return False
+        if self.max_requests is not None and self.held_requests + self.requests + 1 > self.max_requests \
+                and not nothing_held:
+            self.stopped = True
+            return False
+        if self.budget is not None:
+            cost = self.acc.request_cost(self.model, tokens, row["max_output"], self.expected)
+            if self.committed + cost > self.room + 1e-12:
+                self.stopped = True
+                self.over_budget = (
+                    f"submitting the next request (about {usd(cost)}) would pass the budget of "
+                    f"{usd(self.budget.limit_usd)}"
+                )
+                return False
+            self.committed += cost
+            self.budget.commit(self.plan_id, self.committed)
+        self.tokens += tokens
+        self.requests += 1
+        return True
 
 
 def _collapse(problems: list[RowProblem]) -> list[RowProblem]:
@@ -148,6 +206,11 @@ class BatchExecutor:
         self.step = step
         self.plan_id = plan_id
         self.policy = policy
+        self.accounting = Accounting(store, provider, policy, plan_id=plan_id, step=step)
+        #: Why the last pass left requests unsubmitted for the budget (None: it did not).
+        self._over_budget: str | None = None
+        #: Quota figures already announced this run, so each is said once.
+        self._announced: set[tuple[str, Any]] = set()
 
     # -- the whole step --------------------------------------------------------------------
 
@@ -167,10 +230,16 @@ class BatchExecutor:
                 "run(..., paid_results='reuse') to use them, or change the requests "
                 "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
             )
+        if self.policy.budget is not None:
+            self.policy.budget.joined(self.plan_id)
+        if self.policy.estimates is not None:
+            return self._estimate_only()
         if self.policy.block_until_done:
             self._poll(self.policy.block_until_done)
         elif self._advance():
             raise self._not_finished()
+        if self._over_budget:
+            raise self._budget_error()
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -203,14 +272,19 @@ class BatchExecutor:
                     continue
                 size = len(line.encode()) + 1
                 cap = min(limits.max_line_bytes or limits.max_bytes, limits.max_bytes)
+                source = p.source or "messages"
                 if size > cap:
                     self._problem(
-                        problems, p.row, "prompt",
+                        problems, p.row, source,
                         f"the request is {size:,} bytes, over the {self.provider.name} limit of {cap:,} bytes per request",
                     )
                     continue
+                input_tokens, max_output, too_big = self.accounting.weigh(req)
+                if too_big:
+                    self._problem(problems, p.row, source, too_big)
+                    continue
                 count += 1
-                yield p.row, p.sample, key, req.model, line, size
+                yield p.row, p.sample, key, req.model, line, size, input_tokens, max_output
 
         self.store.write_plan(self.plan_id, self.provider.name, self.step, items())
         problems[:0] = [RowProblem(self.step, None, f, m) for f, m in option_problems]
@@ -269,6 +343,10 @@ class BatchExecutor:
         self.store.update_job(job["id"], status)
         if not status.state.terminal:
             return
+        if status.state is JobState.FAILED and status.quota:
+            self._quota_refused(job, status.message or f"the {self.provider.name} job {ref.remote_id} "
+                                "failed for the account's queue limit", failed=True)
+            return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
             self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished, failure=reason)
@@ -312,29 +390,45 @@ class BatchExecutor:
             raise ProviderError(f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). {then}") from exc
 
     def _record(self, job_id: int, results: list[Result]) -> None:
+        model = self._job_model(job_id)
+        results = [self.accounting.priced(r, model) for r in results]
         self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
+
+    def _job_model(self, job_id: int) -> str:
+        job = self.store.get_job(job_id)
+        return str(job["model"]) if job else ""
 
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
+        self._over_budget = None
         while True:
             keys: list[str] = []
             nbytes = 0
             model = None
+            gate = None
             for row in self.store.pending_lines(self.plan_id):
-                if keys and (
-                    len(keys) >= limits.max_requests
-                    or nbytes + row["bytes"] > limits.max_bytes
-                    or row["model"] != model
-                ):
+                if keys and row["model"] != model:
+                    break
+                if gate is None:
+                    gate = _Gate(self, row["model"])
+                if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
+                    break
+                if not gate.admits(row, first=not keys):
                     break
                 keys.append(row["key"])
                 nbytes += row["bytes"]
                 model = row["model"]
             if not keys:
+                if gate is not None and gate.over_budget:
+                    self._over_budget = gate.over_budget
                 return
-            self._submit(keys, model or "", nbytes)
+            if not self._submit(keys, model or "", nbytes, gate.tokens if gate else 0) or gate.stopped:
+                if gate is not None and gate.over_budget:
+                    self._over_budget = gate.over_budget
+                return
 
-    def _submit(self, keys: list[str], model: str, nbytes: int) -> None:
+    def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> bool:
+        """Submit one chunk; False when the provider refused it for quota (submit no more now)."""
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
@@ -352,13 +446,76 @@ class BatchExecutor:
                 "created it and to carry on.",
             ):
                 ref = self.provider.submit(chunk, self.options)
+        except QuotaExceeded as exc:
+            job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
+            return self._quota_refused(job, str(exc), failed=False)
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
-            return
+            return True
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
+        return True
+
+    # -- quotas and budgets ----------------------------------------------------------------
+
+    def _quota_refused(self, job: dict[str, Any], reason: str, *, failed: bool) -> bool:
+        """A job refused (at create) or failed (at validation) for the account's queue limit.
+
+        Not an attempt: its requests wait again. The figure overnight keeps to for this
+        model drops to what the provider held besides this job (or half this job when it
+        held nothing else), and the run says so once. Returns whether submitting may go on
+        now (only when nothing else is in flight and the job can still be made smaller).
+        """
+        model = str(job["model"])
+        requests = int(job["requests"])
+        chunk_tokens = int(job.get("tokens") or self.store.job_tokens(job["id"]))
+        self.store.requeue_job(job["id"], "quota", reason)
+        held_tokens, held_requests = self.store.in_flight(self.provider.name, model)
+        if held_requests == 0 and requests <= 1:
+            # Even one request alone is refused: no smaller figure helps, so it is a real failure.
+            raise ProviderError(
+                f"step {self.step!r}: the {self.provider.name} account refused a single request of "
+                f"{model} for its queue limit, with nothing else in flight ({reason}). Raise the "
+                "account's limit (or wait for other work on it to finish), then run again."
+            )
+        new_tokens = held_tokens if held_requests else max(1, chunk_tokens // 2)
+        new_requests = held_requests if held_requests else max(1, requests // 2)
+        lowered = self.store.learn_quota(self.provider.name, model, tokens=new_tokens, requests=new_requests,
+                                         reason=reason)
+        if lowered and (model, "quota") not in self._announced:
+            self._announced.add((model, "quota"))
+            what = "failed at validation" if failed else "was refused"
+            polling.report(
+                f"{self.step}: a {self.provider.name} job of {requests} requests {what} for the account's "
+                f"queue limit ({reason}); its requests wait and go again, not counted as attempts. "
+                f"overnight now keeps at most {new_tokens:,} input tokens / {new_requests:,} requests of "
+                f"{model} in flight (set LLM(max_enqueued_tokens=...) to your account's figure)."
+            )
+        return held_requests == 0
+
+    def _budget_error(self) -> BudgetExceeded:
+        estimate = self.accounting.estimate()
+        budget = self.policy.budget
+        spent = budget.committed() if budget is not None else 0.0
+        left = (estimate.cost_usd or 0.0) - estimate.billed_usd
+        return BudgetExceeded(
+            f"step {self.step!r}: {self._over_budget}. Spent so far (billed and in flight, all steps): "
+            f"{usd(spent)} of the {usd(budget.limit_usd if budget else None)} budget; this step is "
+            f"estimated at {usd(estimate.cost_usd)} in all, {usd(left)} of it not yet billed. Nothing past the "
+            "budget was submitted and what was submitted is collected. To go on, run again with a higher "
+            "budget (run(budget_usd=...) or overnight run --budget-usd ...).",
+            budget_usd=budget.limit_usd if budget else 0.0, spent_usd=spent, estimate_usd=estimate.cost_usd or 0.0,
+        )
+
+    def _estimate_only(self) -> Iterator[RowResult]:
+        """``overnight estimate``: the plan is stored, nothing is submitted or checked."""
+        self.policy.estimates.add(self.accounting.estimate())
+        counts = self.store.plan_counts(self.plan_id)
+        if counts.get(st.NEW, 0) or counts.get(st.QUEUED, 0):
+            raise self._not_finished()
+        return self._assemble()
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -42,6 +42,11 @@ class LLM:
         generation_kwargs: Mapping[str, Any] | None = None,
         max_attempts: int = 3,
         poll_interval: float = 5.0,
+        context_window: int | None = None,
+        max_enqueued_tokens: int | None = None,
+        max_queued_requests: int | None = None,
+        prices: Mapping[str, float] | None = None,
+        expected_output_tokens: int | None = None,
         **client_options: Any,
     ) -> None:
         provider, sep, model_name = model.partition("/")
@@ -56,6 +61,20 @@ class LLM:
             )
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        for name, value in (("context_window", context_window), ("max_enqueued_tokens", max_enqueued_tokens),
+                            ("max_queued_requests", max_queued_requests),
+                            ("expected_output_tokens", expected_output_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+        #: Limits and money (see README "Limits and money"): the context window overriding the
+        #: plugin's table, the account's queue figures, online prices per million tokens
+        #: ({"input_mtok", "output_mtok"}) overriding the price library, and the output tokens
+        #: expected per request before any is collected.
+        self.context_window = context_window
+        self.max_enqueued_tokens = max_enqueued_tokens
+        self.max_queued_requests = max_queued_requests
+        self.prices = dict(prices) if prices is not None else None
+        self.expected_output_tokens = expected_output_tokens
         self.model = model
         self.provider = provider
         self.model_name = model_name
@@ -115,11 +134,13 @@ class LLM:
         wait = policy.block_until_done if policy.block_until_done is not None \
             else self.offline_batch_generation_block_until_done
         policy = evolve(policy, max_attempts=self.max_attempts, block_until_done=wait,
-                        backoff=Backoff(initial=self.poll_interval))
+                        backoff=Backoff(initial=self.poll_interval), context_window=self.context_window,
+                        max_enqueued_tokens=self.max_enqueued_tokens, max_queued_requests=self.max_queued_requests,
+                        prices=self.prices, expected_output_tokens=self.expected_output_tokens)
         executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
-            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params))
+            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params), p.source)
             for p in planned
         )
         try:

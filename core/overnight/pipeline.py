@@ -174,6 +174,7 @@ class Pipeline:
         use_cache: bool = True,
         paid_results: Literal["reuse"] | None = None,
         resubmit_unconfirmed: bool = False,
+        budget_usd: float | None = None,
     ) -> "Dataset | dict[str, Dataset]":
         """Run every step whose output is not cached yet; return the leaf step's Dataset.
 
@@ -186,6 +187,12 @@ class Pipeline:
         ``use_cache=False`` recomputes every step. Requests a previous run already paid
         for are never resubmitted silently: such a run stops with
         :class:`~overnight.StaleCache` unless ``paid_results="reuse"`` says to use them.
+
+        ``budget_usd`` holds the run's batch steps to a budget in US dollars (default: the
+        ``OVERNIGHT_BUDGET_USD`` environment variable, which ``overnight run --budget-usd``
+        sets): before each submission, what is billed plus the estimate of what is in flight
+        and about to go must fit; the run stops with :class:`~overnight.BudgetExceeded`
+        rather than pass it (what was submitted is still collected; a higher budget goes on).
 
         ``resubmit_unconfirmed=True`` resubmits chunks whose submission a crashed run
         could not confirm and the provider cannot look up (see UnconfirmedSubmission).
@@ -205,7 +212,11 @@ class Pipeline:
         for step in order:
             step.check()
         signatures = self.signatures()
-        policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed)
+        from overnight.money import Budget, active_estimates
+
+        ledger = Budget(_budget(budget_usd))
+        policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed,
+                           budget=ledger, estimates=active_estimates())
 
         from overnight.store import Store  # imported here: only a run needs SQLite
 
@@ -222,6 +233,7 @@ class Pipeline:
                 state = "pending" if pending else "done"
             finally:
                 store.finish_run(run_id, state)
+                _report_cost(store, ledger)
         finally:
             store.close()
 
@@ -310,6 +322,35 @@ class Pipeline:
             log.debug("step %r: wrote %d rows to %s", name, count, path)
             self.outputs[name] = Dataset(path, name=name)
         return pending, waiting
+
+
+def _budget(value: float | None) -> float | None:
+    raw: object = value
+    if value is None:
+        raw = os.environ.get("OVERNIGHT_BUDGET_USD") or None
+        if raw is None:
+            return None
+    try:
+        budget = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        budget = -1.0
+    if not budget >= 0:
+        raise ConfigurationError(f"budget_usd must be a number of US dollars >= 0, got {raw!r}")
+    return budget
+
+
+def _report_cost(store: Any, ledger: Any) -> None:
+    """The run's last line: what its batch steps cost at batch prices and saved against online."""
+    if not ledger.plans:
+        return
+    from overnight.money import usd
+
+    cost = online = 0.0
+    for plan_id in ledger.plans:
+        for values in store.plan_money(plan_id).values():
+            cost += values["cost"]
+            online += values["online"]
+    log.info("cost %s at batch prices, %s saved against online", usd(cost), usd(online - cost))
 
 
 def _ensure_log_handler() -> None:

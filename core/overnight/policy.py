@@ -7,7 +7,9 @@ else, so a new choice is one field, not an argument threaded through four calls.
 
 from __future__ import annotations
 
-from attrs import frozen
+from typing import Any
+
+from attrs import field, frozen
 
 from overnight.polling import Backoff
 
@@ -29,3 +31,18 @@ class RunPolicy:
     backoff: Backoff = Backoff()
     #: Seconds to wait for another process holding the store's lock.
     lock_timeout: float = 600.0
+    #: The model's context window in tokens, overriding the plugin's table (``LLM(context_window=...)``).
+    context_window: int | None = None
+    #: The account's queue limits for this model (``LLM(max_enqueued_tokens=..., max_queued_requests=...)``);
+    #: ``None`` keeps the plugin's (or its environment variable's) figure.
+    max_enqueued_tokens: int | None = None
+    max_queued_requests: int | None = None
+    #: The run's budget across its batch steps (``run(budget_usd=...)``), see overnight.money.Budget.
+    budget: Any = field(default=None, eq=False)
+    #: Plan the batch steps and record their estimates here instead of submitting (``overnight estimate``).
+    estimates: Any = field(default=None, eq=False)
+    #: Online prices in USD per million tokens, overriding the price library:
+    #: ``{"input_mtok": ..., "output_mtok": ...}`` (``LLM(prices=...)``).
+    prices: Any = field(default=None, eq=False)
+    #: Output tokens expected per request before any result of the step is collected.
+    expected_output_tokens: int | None = None

@@ -23,6 +23,7 @@ from overnight.models import (
     JobState,
     JobStatus,
     Limits,
+    ModelSpec,
     ProviderInfo,
     Result,
 )
@@ -38,6 +39,18 @@ MB = 1024 * 1024
 #: Mistral's published per-job limits (the conservative "known limitations" figures:
 #: 100k requests, 512 MB per input file); ``timeout_hours`` defaults to 24.
 LIMITS = Limits(max_requests=100_000, max_bytes=512 * MB, completion_window=24 * 3600)
+
+#: Context windows (Mistral's models overview; docs/protocols/mistral.md). Mistral publishes
+#: no separate output ceiling: output may fill the window. Longest prefix wins.
+MODELS = (
+    ModelSpec("mistral-large", 131_072, 131_072),
+    ModelSpec("mistral-medium", 131_072, 131_072),
+    ModelSpec("mistral-small", 131_072, 131_072),
+    ModelSpec("ministral", 131_072, 131_072),
+    ModelSpec("open-mistral-nemo", 131_072, 131_072),
+    ModelSpec("codestral", 262_144, 262_144),
+    ModelSpec("magistral", 131_072, 131_072),
+)
 
 #: Job creation is not idempotent: retry only what certainly created nothing (429).
 #: A 5xx or a dropped connection may hide a created job; the core finds it by tag.
@@ -77,6 +90,8 @@ class MistralPlugin:
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=(opts.KEY_ENV,),
                 description="Mistral batch API (mistralai SDK)",
+                models=MODELS,
+                batch_discount=0.5,
             )
         ]
 
