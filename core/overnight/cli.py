@@ -126,6 +126,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--state-dir", help="where the emulator keeps its state (default: <cache dir>/sandbox)")
     serve.add_argument("--speed", type=float, default=1.0, help="how much faster than real time jobs progress")
+    serve.add_argument("--max-enqueued-tokens", type=int, metavar="N",
+                       help="an account's queue limit: prompt tokens of unfinished jobs (per model for OpenAI)")
+    serve.add_argument("--max-queued-requests", type=int, metavar="N",
+                       help="an account's queue limit: requests of unfinished jobs")
     serve.set_defaults(handler=cmd_sandbox_serve)
     sandbox.set_defaults(handler=lambda args: _usage(sandbox))
 
@@ -448,7 +452,8 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         from overnight.store import default_cache_dir
 
         state_dir = default_cache_dir() / "sandbox"
-    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed)
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed,
+                 max_enqueued_tokens=args.max_enqueued_tokens, max_queued_requests=args.max_queued_requests)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

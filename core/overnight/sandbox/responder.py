@@ -7,7 +7,9 @@ prompt included), so a test can prove that each row received its own answer:
 options are honoured like a model would: ``max_tokens`` cuts the reply after that many
 tokens (finish reason "length"), a stop sequence cuts the reply before it (finish reason
 "stop"), a JSON response format yields a JSON object string. Tokens are counted as
-whitespace-separated words (plus a small per-message overhead for prompts).
+whitespace-separated words in replies; prompt tokens track the text's length: UTF-8
+bytes / 4, rounded up, plus a small per-message overhead (the rule overnight's own
+estimate uses, see ``overnight.tokens``), so a 10 MB prompt weighs ~2.6 M tokens.
 
 Optionally a :class:`Forwarder` sends each chat request to an OpenAI-compatible server
 (Ollama, vLLM, llama.cpp ...) for real generations.
@@ -95,7 +97,7 @@ def count_tokens(text: str) -> int:
 
 
 def prompt_tokens(conv: Sequence[tuple[str, str]]) -> int:
-    return sum(count_tokens(text) + PROMPT_OVERHEAD for _, text in conv)
+    return sum(math.ceil(len(text.encode("utf-8", "surrogatepass")) / 4) + PROMPT_OVERHEAD for _, text in conv)
 
 
 def digest(conv: Sequence[tuple[str, str]]) -> str:
