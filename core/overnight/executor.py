@@ -422,13 +422,18 @@ class BatchExecutor:
                 if gate is not None and gate.over_budget:
                     self._over_budget = gate.over_budget
                 return
-            if not self._submit(keys, model or "", nbytes, gate.tokens if gate else 0) or gate.stopped:
+            outcome = self._submit(keys, model or "", nbytes, gate.tokens if gate else 0)
+            if outcome == "retry":  # refused for quota with nothing else in flight: try smaller now
+                continue
+            if outcome == "stop" or gate.stopped:
                 if gate is not None and gate.over_budget:
                     self._over_budget = gate.over_budget
                 return
 
-    def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> bool:
-        """Submit one chunk; False when the provider refused it for quota (submit no more now)."""
+    def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> str:
+        """Submit one chunk: "submitted"; "stop" when the provider refused it for quota while
+        other jobs are in flight (submit no more now); "retry" when refused with nothing else
+        in flight (submit a smaller chunk now)."""
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
@@ -448,15 +453,15 @@ class BatchExecutor:
                 ref = self.provider.submit(chunk, self.options)
         except QuotaExceeded as exc:
             job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
-            return self._quota_refused(job, str(exc), failed=False)
+            return "retry" if self._quota_refused(job, str(exc), failed=False) else "stop"
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
-            return True
+            return "submitted"
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
-        return True
+        return "submitted"
 
     # -- quotas and budgets ----------------------------------------------------------------
 
@@ -488,7 +493,7 @@ class BatchExecutor:
             self._announced.add((model, "quota"))
             what = "failed at validation" if failed else "was refused"
             polling.report(
-                f"{self.step}: a {self.provider.name} job of {requests} requests {what} for the account's "
+                f"{self.step}: a job of {requests} {self.provider.name} requests {what} for the account's "
                 f"queue limit ({reason}); its requests wait and go again, not counted as attempts. "
                 f"overnight now keeps at most {new_tokens:,} input tokens / {new_requests:,} requests of "
                 f"{model} in flight (set LLM(max_enqueued_tokens=...) to your account's figure)."

@@ -119,4 +119,6 @@ def active_estimates() -> Estimates | None:
 def usd(value: float | None) -> str:
     if value is None:
         return "unknown (no price for this model; set LLM(prices=...))"
-    return f"${value:,.4f}" if value < 100 else f"${value:,.2f}"
+    if value >= 100:
+        return f"${value:,.2f}"
+    return f"${value:,.4f}" if value >= 0.01 or value == 0 else f"${value:.6f}"

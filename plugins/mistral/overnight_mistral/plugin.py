@@ -12,7 +12,7 @@ import logging
 from typing import Any, Iterator, Mapping
 
 from overnight import jsonl
-from overnight.errors import ProviderError
+from overnight.errors import ProviderError, QuotaExceeded
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -117,7 +117,12 @@ class MistralPlugin:
             retries=opts.retry_config(settings.max_retries, status_codes=_CREATE_RETRY_CODES, connection_errors=False),
         )
         if chunk.count <= settings.inline_threshold and chunk.bytes <= opts.INLINE_MAX_BYTES:
-            job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
+            try:
+                job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
+            except Exception as exc:
+                if _http_status(exc) == 429:  # after the SDK's retries; certainly not created
+                    raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
+                raise
             return self._ref(job, chunk.tag, input_file=None)
         with jsonl.spool(chunk.lines()) as spooled:
             uploaded = client.files.upload(
@@ -131,6 +136,8 @@ class MistralPlugin:
             # job may exist and need its input, so the file is left for it.
             if _rejected(exc):
                 self._delete_file(client, uploaded.id)
+            if _http_status(exc) == 429:
+                raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
             raise
         return self._ref(job, chunk.tag, input_file=uploaded.id)
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import openai
 
-from overnight import SubmissionRejected, jsonl
+from overnight import QuotaExceeded, SubmissionRejected, jsonl
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, Result
 
@@ -86,6 +86,8 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
             _delete_quietly(client, file_id)
             if _status(exc) in REFUSED:
                 raise SubmissionRejected(f"OpenAI refused to create the batch: {exc}") from exc
+            if _status(exc) == 429:  # certainly not created: the account's rate or queue limit
+                raise QuotaExceeded(f"OpenAI refused to create the batch for a rate or queue limit: {exc}") from exc
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
