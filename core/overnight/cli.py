@@ -81,9 +81,24 @@ def _parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(title="commands", metavar="COMMAND")
 
     run = sub.add_parser("run", help="run a pipeline script (exit 75 while batch jobs are pending)")
+    run.add_argument("--budget-usd", type=float, metavar="X",
+                     help="hold the run's batch steps to X US dollars (exit 1 with BudgetExceeded rather than pass it)")
     run.add_argument("script", help="the Python script that builds and runs the pipeline")
     run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=cmd_run)
+
+    estimate = sub.add_parser(
+        "estimate",
+        help="plan a script's batch steps and print what they will cost, submitting nothing",
+        description="Run SCRIPT with every batch step planned but not submitted, and print per step and in "
+        "total: requests, input tokens, expected and maximum output tokens, the expected cost at batch "
+        "prices (cost_usd), the cost if every request used max_tokens (max_cost_usd) and the online price "
+        "of the same work. SCRIPT 'quickstart' estimates the quickstart's pipeline.",
+    )
+    estimate.add_argument("--json", action="store_true", help="print JSON")
+    estimate.add_argument("script", help="the pipeline script (or 'quickstart')")
+    estimate.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    estimate.set_defaults(handler=cmd_estimate)
 
     status = sub.add_parser("status", help="recent runs and the batch jobs still open")
     status.add_argument("--limit", type=int, default=10, help="how many runs to show (default: 10)")
@@ -148,6 +163,71 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    budget = getattr(args, "budget_usd", None)
+    if budget is None:
+        return _run_script(args)
+    if not budget >= 0:
+        print(f"overnight: error: --budget-usd must be >= 0, got {budget}", file=sys.stderr)
+        return EXIT_USAGE
+    saved = os.environ.get("OVERNIGHT_BUDGET_USD")
+    os.environ["OVERNIGHT_BUDGET_USD"] = repr(budget)  # read by Pipeline.run in the script
+    try:
+        return _run_script(args)
+    finally:
+        if saved is None:
+            os.environ.pop("OVERNIGHT_BUDGET_USD", None)
+        else:
+            os.environ["OVERNIGHT_BUDGET_USD"] = saved
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from overnight.money import estimating
+
+    started = time.monotonic()
+    with estimating() as estimates:
+        try:
+            if args.script == "quickstart" and not Path(args.script).exists():
+                from overnight.quickstart import quickstart
+
+                status = _call(quickstart, list(args.script_args))
+            else:
+                status = _run_script(args)
+        except NotFinished:
+            status = EXIT_OK  # planned, not submitted: what an estimate expects
+    if status not in (EXIT_OK, EXIT_PENDING):
+        return status
+    if not estimates.steps:
+        print("overnight: error: the script ran no batch step (nothing to estimate)", file=sys.stderr)
+        return EXIT_ERROR
+    data = {"steps": [s.to_dict() for s in estimates.steps], "total": estimates.total(),
+            "seconds": round(time.monotonic() - started, 3)}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    from overnight.money import usd
+
+    rows = [
+        [s.step, f"{s.provider}/{s.model}", f"{s.requests:,}", f"{s.input_tokens:,}",
+         f"{s.expected_output_tokens:,}", f"{s.max_output_tokens:,}", usd(s.cost_usd) if s.cost_usd is not None
+         else "-", usd(s.max_cost_usd) if s.max_cost_usd is not None else "-",
+         usd(s.online_cost_usd) if s.online_cost_usd is not None else "-", usd(s.billed_usd)]
+        for s in estimates.steps
+    ]
+    t = data["total"]
+    rows.append(["total", "", f"{t['requests']:,}", f"{t['input_tokens']:,}", f"{t['expected_output_tokens']:,}",
+                 f"{t['max_output_tokens']:,}", usd(t["cost_usd"]) if t["cost_usd"] is not None else "-",
+                 usd(t["max_cost_usd"]) if t["max_cost_usd"] is not None else "-",
+                 usd(t["online_cost_usd"]) if t["online_cost_usd"] is not None else "-", usd(t["billed_usd"])])
+    print(_table(rows, ["STEP", "MODEL", "REQUESTS", "INPUT TOKENS", "EXPECTED OUTPUT", "MAX OUTPUT",
+                        "COST_USD", "MAX_COST_USD", "ONLINE", "BILLED"]))
+    for s in estimates.steps:
+        print(f"  {s.step}: expected output from {s.expected_output_from}; prices from {s.prices_from}"
+              + (f"; {s.collected:,} request(s) already collected" if s.collected else ""))
+    print("Nothing was submitted. Input tokens are estimated (UTF-8 bytes / 4 + 4 per message).")
+    return EXIT_OK
+
+
+def _run_script(args: argparse.Namespace) -> int:
     script = Path(args.script)
     if not script.is_file():
         print(f"overnight: error: no such script: {script}", file=sys.stderr)
@@ -239,10 +319,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     try:
         runs = store.list_runs(limit=args.limit)
         jobs = store.list_jobs(active_only=True)
+        money = store.money_totals()
     finally:
         store.close()
     if args.json:
-        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs]}
+        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
+                "money": money}
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"State store: {store.cache_dir}")
@@ -268,6 +350,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nRun the pipeline's script again to check these jobs and collect their results.")
     elif runs:
         print("\nNo batch job is open.")
+    if money["requests"]:
+        from overnight.money import usd
+
+        unpriced = f" ({money['unpriced']:,} without a known price)" if money["unpriced"] else ""
+        print(f"\nBilled: {money['requests']:,} requests collected, cost {usd(money['cost_usd'])} at batch prices, "
+              f"{usd(money['saved_usd'])} saved against online{unpriced}.")
     return EXIT_OK
 
 

@@ -215,6 +215,7 @@ class Pipeline:
         from overnight.money import Budget, active_estimates
 
         ledger = Budget(_budget(budget_usd))
+        cost_line: str | None = None
         policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed,
                            budget=ledger, estimates=active_estimates())
 
@@ -233,7 +234,8 @@ class Pipeline:
                 state = "pending" if pending else "done"
             finally:
                 store.finish_run(run_id, state)
-                _report_cost(store, ledger)
+                if policy.estimates is None:
+                    cost_line = _cost_line(store, ledger)
         finally:
             store.close()
 
@@ -245,10 +247,14 @@ class Pipeline:
                     "Run the same script again to check and collect "
                     "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
                 )
+            if cost_line:
+                log.info("%s", cost_line)
             raise PipelineNotFinished(self.name, pending, hint=hint)
         leaves = {name: self.outputs[name] for name in self.leaves}
         for name, dataset in leaves.items():
             log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
+        if cost_line:
+            log.info("%s", cost_line)
         return next(iter(leaves.values())) if len(leaves) == 1 else leaves
 
     def _apply_parameters(self, parameters: Mapping[str, Mapping[str, Any]]) -> None:
@@ -296,7 +302,8 @@ class Pipeline:
                 waiting.append(name)
                 continue
             path = directory / f"{name}-{signatures[name]}.jsonl"
-            if use_cache and path.is_file():
+            # An estimate re-plans batch steps whose output is cached, to report what they cost.
+            if use_cache and path.is_file() and policy.estimates is None:
                 log.debug("step %r: output cached in %s", name, path)
                 self.outputs[name] = Dataset(path, name=name)
                 continue
@@ -339,10 +346,10 @@ def _budget(value: float | None) -> float | None:
     return budget
 
 
-def _report_cost(store: Any, ledger: Any) -> None:
+def _cost_line(store: Any, ledger: Any) -> str | None:
     """The run's last line: what its batch steps cost at batch prices and saved against online."""
     if not ledger.plans:
-        return
+        return None
     from overnight.money import usd
 
     cost = online = 0.0
@@ -350,7 +357,7 @@ def _report_cost(store: Any, ledger: Any) -> None:
         for values in store.plan_money(plan_id).values():
             cost += values["cost"]
             online += values["online"]
-    log.info("cost %s at batch prices, %s saved against online", usd(cost), usd(online - cost))
+    return f"cost {usd(cost)} at batch prices, {usd(online - cost)} saved against online"
 
 
 def _ensure_log_handler() -> None:
