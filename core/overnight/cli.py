@@ -223,7 +223,8 @@ def cmd_estimate(args: argparse.Namespace) -> int:
     for s in estimates.steps:
         print(f"  {s.step}: expected output from {s.expected_output_from}; prices from {s.prices_from}"
               + (f"; {s.collected:,} request(s) already collected" if s.collected else ""))
-    print("Nothing was submitted. Input tokens are estimated (UTF-8 bytes / 4 + 4 per message).")
+    print("Nothing was submitted. Input tokens are estimated (see overnight.tokens: within ~15% of "
+          "OpenAI's tokenizer on common text; at most the UTF-8 bytes).")
     return EXIT_OK
 
 
@@ -540,8 +541,9 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         from overnight.store import default_cache_dir
 
         state_dir = default_cache_dir() / "sandbox"
-    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed,
-                 max_enqueued_tokens=args.max_enqueued_tokens, max_queued_requests=args.max_queued_requests)
+    queue = {name: getattr(args, name) for name in ("max_enqueued_tokens", "max_queued_requests")
+             if getattr(args, name) is not None}
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed, **queue)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

@@ -5,12 +5,13 @@ estimates, budgets).
 
 from __future__ import annotations
 
-import math
 from typing import Any
 
 import pytest
 
 from overnight import LLM, BudgetExceeded, Pipeline, PipelineNotFinished, TextGeneration, ValidationError
+from overnight import tokens
+from overnight.models import Message
 from overnight.money import estimating, usd
 from overnight.sandbox import Sandbox
 from overnight.store import Store
@@ -88,7 +89,7 @@ def sent(sb: Sandbox, provider: str) -> int:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_over_context_request_is_refused_before_any_http_request(provider, manual, tmp_path):
-    text = "word " * 250_000  # 1.25 MB: about 312,500 tokens, past every window in the table
+    text = "word " * 250_000  # 1.25 MB: about 250,000 tokens, past every window in the table
     data = [{"instruction": "short"}, {"instruction": text}]
     p = pipeline("ctx", data, llm(manual, provider, KNOWN[provider], generation_kwargs={"max_tokens": 100}), tmp_path)
     with pytest.raises(ValidationError) as exc:
@@ -101,7 +102,7 @@ def test_over_context_request_is_refused_before_any_http_request(provider, manua
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_context_window_override_and_max_tokens_past_the_window(provider, manual, tmp_path):
-    data = [{"instruction": "x" * 4000}]  # ~1004 tokens
+    data = [{"instruction": "word " * 1000}]  # ~1004 tokens
     p = pipeline("ctx2", data, llm(manual, provider, KNOWN[provider], context_window=1000,
                                     generation_kwargs={"max_tokens": 10}), tmp_path)
     with pytest.raises(ValidationError) as exc:
@@ -115,7 +116,7 @@ def test_sandbox_refuses_over_context_per_request_in_each_shape(manual):
     import openai
     from mistralai.client import Mistral
 
-    big = "word " * 170_000  # ~212,500 tokens: past 128k / 131k / 200k
+    big = "word " * 210_000  # ~210,000 tokens: past 128k / 131k / 200k
     oa = openai.OpenAI(api_key="k", base_url=manual.openai_base_url, max_retries=0)
     lines = "\n".join(
         __import__("json").dumps({"custom_id": cid, "method": "POST", "url": "/v1/chat/completions",
@@ -155,7 +156,7 @@ def test_sandbox_refuses_over_context_per_request_in_each_shape(manual):
 
 
 def _tokens(data: list[dict[str, Any]]) -> int:
-    return sum(math.ceil(len(r["instruction"].encode()) / 4) + 4 for r in data)
+    return sum(tokens.estimate([Message("user", r["instruction"])]) for r in data)
 
 
 @pytest.mark.parametrize("provider", PROVIDERS)
@@ -217,9 +218,8 @@ def test_billed_cost_per_row_and_in_total_match_a_hand_computation(provider, san
     p = pipeline("bill", data, llm(sandbox, provider, prices=PRICES, poll_interval=0.001,
                                    offline_batch_generation_block_until_done=60), tmp_path)
     out = list(p.run())
-    # The sandbox bills prompt tokens by length: bytes / 4 rounded up, plus 4 per message.
-    assert [r["generation_usage"]["input_tokens"] for r in out] == \
-        [math.ceil(len(r["instruction"].encode()) / 4) + 4 for r in data]
+    # The sandbox bills prompt tokens by length, with overnight's own estimate.
+    assert [r["generation_usage"]["input_tokens"] for r in out] == [_tokens([r]) for r in data]
     for r in out:
         usage = r["generation_usage"]
         expected = (usage["input_tokens"] * 1.0 + usage["output_tokens"] * 4.0) / 1e6

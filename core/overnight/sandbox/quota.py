@@ -1,7 +1,7 @@
 """What real accounts refuse: context windows per request, queue limits per account.
 
-* **Context windows.** Each request's prompt tokens (the responder's rule: UTF-8 bytes / 4,
-  rounded up, plus 4 per message) plus its ``max_tokens`` must fit the model's window
+* **Context windows.** Each request's prompt tokens (the responder's rule, that of
+  ``overnight.tokens``, plus 4 per message) plus its ``max_tokens`` must fit the model's window
   (:data:`CONTEXT_WINDOWS`, longest prefix wins, :data:`DEFAULT_WINDOW` otherwise). One
   that does not is a per-request error in the provider's own shape (:func:`context_error`):
   a 400 ``context_length_exceeded`` line in OpenAI's error file, an ``errored`` result
