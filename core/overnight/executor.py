@@ -34,6 +34,7 @@ from overnight._serialization import dumps
 from overnight.accounting import Accounting
 from overnight.errors import (
     BudgetExceeded,
+    ConfigurationError,
     InvalidRequest,
     OfflineBatchGenerationNotFinished,
     OvernightError,
@@ -137,6 +138,13 @@ class _Gate:
         self.budget = budget if budget is not None and budget.limited else None
         self.plan_id = executor.plan_id
         if self.budget is not None:
+            if acc.rates(model) is None:
+                raise ConfigurationError(
+                    f"step {executor.step!r}: a budget was set but no price is known for "
+                    f"{executor.provider.name}/{model}, so nothing can be held to it. Give the online prices: "
+                    "LLM(..., prices={'input_mtok': ..., 'output_mtok': ...}) (USD per million tokens). "
+                    "Nothing was submitted."
+                )
             money = executor.store.plan_money(executor.plan_id)
             self.expected, _ = acc.expected_output(money)
             self.committed = acc.committed(money, model, self.expected)
@@ -211,6 +219,7 @@ class BatchExecutor:
         self._over_budget: str | None = None
         #: Quota figures already announced this run, so each is said once.
         self._announced: set[tuple[str, Any]] = set()
+        self._models: dict[int, str] = {}
 
     # -- the whole step --------------------------------------------------------------------
 
@@ -395,12 +404,26 @@ class BatchExecutor:
         self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
 
     def _job_model(self, job_id: int) -> str:
-        job = self.store.get_job(job_id)
-        return str(job["model"]) if job else ""
+        if job_id not in self._models:
+            job = self.store.get_job(job_id)
+            self._models[job_id] = str(job["model"]) if job else ""
+        return self._models[job_id]
+
+    def _commit_to_budget(self) -> None:
+        """Tell the run's budget what this step has billed and has in flight, so the run's
+        other steps see it even when this one has nothing left to submit."""
+        budget = self.policy.budget
+        if budget is None or not budget.limited:
+            return
+        money = self.store.plan_money(self.plan_id)
+        model = next((v["model"] for v in money.values() if v["model"]), "")
+        expected, _ = self.accounting.expected_output(money)
+        budget.commit(self.plan_id, self.accounting.committed(money, model, expected))
 
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
         self._over_budget = None
+        self._commit_to_budget()
         while True:
             keys: list[str] = []
             nbytes = 0

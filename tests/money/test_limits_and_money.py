@@ -306,3 +306,12 @@ def test_estimate_reports_requests_tokens_and_costs_without_submitting(manual, t
     assert step.expected_output_tokens == 30 * 50  # the default (256) is bounded by max_tokens
     assert step.max_cost_usd == pytest.approx((tokens * 1.0 + 1500 * 4.0) / 1e6)
     assert step.online_cost_usd == pytest.approx(2 * step.cost_usd)
+
+
+def test_a_budget_needs_a_price(manual, tmp_path):
+    from overnight import ConfigurationError
+
+    p = pipeline("noprice", rows(3), llm(manual, "openai", "no-such-model-xyz"), tmp_path)
+    with pytest.raises(ConfigurationError, match="no price is known"):
+        p.run(budget_usd=1.0)
+    assert sent(manual, "openai") == 0
