@@ -315,3 +315,25 @@ def test_a_budget_needs_a_price(manual, tmp_path):
     with pytest.raises(ConfigurationError, match="no price is known"):
         p.run(budget_usd=1.0)
     assert sent(manual, "openai") == 0
+
+
+def test_queue_limits_through_the_control_api(manual):
+    import openai
+
+    from overnight.sandbox import SandboxControl
+
+    control = SandboxControl(manual.url)
+    control.set_queue_limits(max_enqueued_tokens=10, max_queued_requests=None)
+    oa = openai.OpenAI(api_key="k", base_url=manual.openai_base_url, max_retries=0)
+    line = ('{"custom_id":"a","method":"POST","url":"/v1/chat/completions","body":{"model":"gpt-4o",'
+            '"messages":[{"role":"user","content":"' + "word " * 50 + '"}]}}').encode()
+    f = oa.files.create(file=("in.jsonl", line, "application/jsonl"), purpose="batch")
+    batch = oa.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    manual.advance(60)
+    failed = oa.batches.retrieve(batch.id)
+    assert failed.status == "failed" and failed.errors.data[0].code == "token_limit_exceeded"
+    assert failed.errors.data[0].message.startswith("Enqueued token limit reached for gpt-4o")
+    control.set_queue_limits(max_enqueued_tokens=None)
+    ok = oa.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
+    manual.advance(3600)
+    assert oa.batches.retrieve(ok.id).status == "completed"
