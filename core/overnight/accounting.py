@@ -59,6 +59,11 @@ class Accounting:
     def spec(self, model: str) -> ModelSpec | None:
         if model not in self._specs:
             spec = tokens.find_model(self.info.models, model)
+            if spec is None and self.info.models:
+                # A model the table does not know: no model of this provider takes more than
+                # its largest window, so a request past that cannot fit any of them.
+                spec = ModelSpec(model, max(m.context_window for m in self.info.models),
+                                 max(m.max_output_tokens for m in self.info.models))
             if self.policy.context_window is not None:
                 spec = ModelSpec(model, self.policy.context_window,
                                  min(spec.max_output_tokens, self.policy.context_window) if spec

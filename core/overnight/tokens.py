@@ -73,7 +73,12 @@ def upper_bound(messages: Iterable[Message]) -> int:
 
 
 def find_model(models: Sequence[ModelSpec], name: str) -> ModelSpec | None:
-    """The spec whose prefix matches ``name`` longest, or None."""
+    """The spec whose prefix matches ``name`` longest, or None.
+
+    A fine-tuned model (``ft:<base>:...``, OpenAI's form) matches as its base model.
+    """
+    if name.startswith("ft:"):
+        name = name[3:]
     best: ModelSpec | None = None
     for spec in models:
         if name.startswith(spec.prefix) and (best is None or len(spec.prefix) > len(best.prefix)):

@@ -337,3 +337,13 @@ def test_queue_limits_through_the_control_api(manual):
     ok = oa.batches.create(input_file_id=f.id, endpoint="/v1/chat/completions", completion_window="24h")
     manual.advance(3600)
     assert oa.batches.retrieve(ok.id).status == "completed"
+
+
+@pytest.mark.parametrize("provider", PROVIDERS)
+def test_a_10_mb_prompt_is_refused_for_a_model_the_table_does_not_know(provider, manual, tmp_path):
+    data = [{"instruction": "word " * 2_000_000}]  # 10 MB, about 2 M tokens: past every window of the provider
+    p = pipeline("huge", data, llm(manual, provider, "some-future-model"), tmp_path)
+    with pytest.raises(ValidationError) as exc:
+        p.run()
+    assert (exc.value.problems[0].row, exc.value.problems[0].field) == (0, "instruction")
+    assert sent(manual, provider) == 0
