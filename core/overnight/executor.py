@@ -499,15 +499,22 @@ class BatchExecutor:
         model = str(job["model"])
         requests = int(job["requests"])
         chunk_tokens = int(job.get("tokens") or self.store.job_tokens(job["id"]))
+        _, held = self.store.in_flight(self.provider.name, model)
+        others = held - (0 if failed else requests)  # a refused create is still an intent here
+        if others == 0 and requests <= 1:
+            # One request alone, nothing else in flight, and still refused: no smaller figure
+            # helps, so this is a real failure and counts as an attempt like any other.
+            message = (f"the {self.provider.name} account refused this request for its queue limit with "
+                       f"nothing else in flight ({reason}); raise the account's limit")
+            polling.report(f"{self.step}: {message}")
+            if failed:
+                self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished,
+                                     failure=message)
+            else:
+                self.store.reject_intent(job["id"], message, self.policy.max_attempts, self.policy.max_unfinished)
+            return False
         self.store.requeue_job(job["id"], "quota", reason)
         held_tokens, held_requests = self.store.in_flight(self.provider.name, model)
-        if held_requests == 0 and requests <= 1:
-            # Even one request alone is refused: no smaller figure helps, so it is a real failure.
-            raise ProviderError(
-                f"step {self.step!r}: the {self.provider.name} account refused a single request of "
-                f"{model} for its queue limit, with nothing else in flight ({reason}). Raise the "
-                "account's limit (or wait for other work on it to finish), then run again."
-            )
         new_tokens = held_tokens if held_requests else max(1, chunk_tokens // 2)
         new_requests = held_requests if held_requests else max(1, requests // 2)
         lowered = self.store.learn_quota(self.provider.name, model, tokens=new_tokens, requests=new_requests,

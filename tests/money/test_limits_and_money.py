@@ -347,3 +347,10 @@ def test_a_10_mb_prompt_is_refused_for_a_model_the_table_does_not_know(provider,
         p.run()
     assert (exc.value.problems[0].row, exc.value.problems[0].field) == (0, "instruction")
     assert sent(manual, provider) == 0
+
+
+def test_a_request_too_big_for_the_whole_queue_ends_as_an_error_row_not_a_loop(sandbox, tmp_path):
+    sandbox.set_queue_limits(max_enqueued_tokens=5)  # less than any single request
+    model = llm(sandbox, "openai", max_attempts=2, poll_interval=0.001, offline_batch_generation_block_until_done=60)
+    out = list(pipeline("tiny-queue", rows(3), model, tmp_path).run())
+    assert len(out) == 3 and all("queue limit" in r["generation_error"] for r in out)
