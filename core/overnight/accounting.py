@@ -161,7 +161,6 @@ class Accounting:
         collected = money.get(DONE, {"n": 0, "used_in": 0, "used_out": 0, "cost": 0.0, "online": 0.0})
         left = [money[s] for s in (NEW, QUEUED) if s in money]
         requests = int(sum(v["n"] for v in money.values()))
-        left_n = sum(v["n"] for v in left)
         left_in = sum(v["tokens"] for v in left)
         left_max = sum(v["max_output"] for v in left)
         unbounded = sum(v["unbounded"] or 0 for v in left)

@@ -157,7 +157,8 @@ def fetch(provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterable[Re
     ``ERRORED`` with the provider's error message (the core retries these up to a
     bound), ``UNFINISHED`` for requests an expired or cancelled job never ran (the core
     resubmits them). Fill ``usage`` and ``finish_reason`` whenever the provider gives
-    them, and ``raw`` with the provider's per-request body.
+    them, and ``raw`` with the provider's per-request body. Leave ``cost_usd`` unset: the
+    core prices each result from its ``usage`` at the provider's batch prices.
 
     Partial results of expired and cancelled jobs are paid for: yield them all. Results
     the provider omits are treated as unfinished; unknown or duplicate custom ids are
