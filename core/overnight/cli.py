@@ -456,6 +456,9 @@ def _plugins_data() -> dict[str, Any]:
             "capabilities": attrs.asdict(info.capabilities),
             "extra_params": sorted(info.extra_params),
             "unsupported_params": sorted(info.unsupported_params),
+            "models": [attrs.asdict(m) for m in info.models],
+            "queue": attrs.asdict(info.queue),
+            "batch_discount": info.batch_discount,
         }
 
     return {
@@ -505,6 +508,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 f"completion window {_span(limits['completion_window'])}; "
                 f"can: {', '.join(can) or 'submit, check and fetch only'}"
             )
+            if p.get("models"):
+                windows = sorted({m["context_window"] for m in p["models"]})
+                print(f"    context windows of {len(p['models'])} model families: {windows[0]:,} to {windows[-1]:,} tokens")
+            queue = {k: v for k, v in (p.get("queue") or {}).items() if v is not None}
+            if queue:
+                print("    queue limits: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in queue.items()))
             if p["extra_params"]:
                 print(f"    extra generation options: {', '.join(p['extra_params'])}")
             if p["unsupported_params"]:
