@@ -34,7 +34,7 @@ from overnight.steps import _NAME, Step, StepContext, digest
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
-OUTPUT_FORMAT = 1
+OUTPUT_FORMAT = 2  # 2: TextGeneration rows gain <output>_cost_usd
 
 _active: contextvars.ContextVar[tuple["Pipeline", ...]] = contextvars.ContextVar("overnight_pipelines", default=())
 
