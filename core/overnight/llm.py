@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import plugins
-from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
+from overnight.errors import (
+    ConfigurationError,
+    MissingCredentials,
+    OfflineBatchGenerationNotFinished,
+    RowProblem,
+    ValidationError,
+)
 from overnight.executor import BatchExecutor, PlannedRequest, RowResult
 from overnight.models import STANDARD_PARAMS, GenerationParams, evolve, standard_param_problems
 from overnight.policy import RunPolicy
@@ -92,7 +98,13 @@ class LLM:
     def load(self) -> Provider:
         """Resolve the provider plugin and check the client options; no network."""
         provider = plugins.get_registry().provider(self.provider)
-        provider.validate_options(self.client_options)
+        try:
+            provider.validate_options(self.client_options)
+        except MissingCredentials:
+            from overnight.money import active_estimates
+
+            if active_estimates() is None:  # an estimate calls no provider: it needs no key
+                raise
         return provider
 
     def params(self) -> GenerationParams:

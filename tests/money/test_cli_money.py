@@ -50,6 +50,15 @@ def test_estimate_prints_figures_and_submits_nothing(setup, capsys):
     assert "COST_USD" in out and "MAX_COST_USD" in out and "Nothing was submitted" in out
 
 
+def test_estimate_needs_no_api_key(setup, capsys, monkeypatch):
+    sb, script = setup
+    monkeypatch.delenv("OPENAI_API_KEY")
+    assert cli.main(["estimate", "--json", script, sb.openai_base_url]) == 0
+    assert json.loads(capsys.readouterr().out)["steps"][0]["requests"] == 20
+    assert cli.main(["run", script, sb.openai_base_url]) == 1  # a real run still needs it
+    assert "OPENAI_API_KEY" in capsys.readouterr().err
+
+
 def test_run_with_a_budget_below_the_estimate_exits_1_and_submits_nothing(setup, capsys):
     sb, script = setup
     assert cli.main(["run", "--budget-usd", "0.0000001", script, sb.openai_base_url]) == 1
