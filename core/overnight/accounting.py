@@ -2,8 +2,9 @@
 in-flight figures against the account's queue limits, dollars against the run's budget.
 
 The executor asks :class:`Accounting` at plan time (does this request fit?), before
-each submission (how much more may go now?) and at fetch time (what did this result
-cost?). Everything it knows comes from the plugin's :class:`~overnight.ProviderInfo`,
+each submission (a :class:`Gate`: how much more may go now?), when a job is refused or
+fails for the account's queue (:meth:`Accounting.quota_refused`: no attempt, a lower
+figure learned) and at fetch time (what did this result cost?). Everything it knows comes from the plugin's :class:`~overnight.ProviderInfo`,
 the run's :class:`~overnight.policy.RunPolicy` and the store.
 """
 
@@ -12,9 +13,9 @@ from __future__ import annotations
 import os
 from typing import Any, Mapping
 
-from overnight import pricing, tokens
-from overnight.errors import ConfigurationError
-from overnight.money import DEFAULT_EXPECTED_OUTPUT, StepEstimate
+from overnight import polling, pricing, tokens
+from overnight.errors import BudgetExceeded, ConfigurationError
+from overnight.money import DEFAULT_EXPECTED_OUTPUT, StepEstimate, usd
 from overnight.models import ChatRequest, ModelSpec, Result
 from overnight.policy import RunPolicy
 from overnight.providers import Provider
@@ -49,6 +50,8 @@ class Accounting:
         self.step = step
         self._rates: dict[str, pricing.Rates | None] = {}
         self._specs: dict[str, ModelSpec | None] = {}
+        #: Quota figures already announced this run, so each is said once.
+        self._announced: set[tuple[str, Any]] = set()
 
     @property
     def info(self) -> Any:
@@ -110,6 +113,79 @@ class Accounting:
             lowest(first(self.policy.max_queued_requests, _env_int(request_env), self.info.queue.max_queued_requests),
                    learned_requests),
         )
+
+    def gate(self, model: str) -> "Gate":
+        """A fresh gate for one chunk of ``model``'s requests about to be submitted."""
+        return Gate(self, model)
+
+    # -- quotas and budgets ----------------------------------------------------------------
+
+    def quota_refused(self, job: dict[str, Any], reason: str, *, failed: bool) -> bool:
+        """A job refused (at create) or failed (at validation) for the account's queue limit.
+
+        Not an attempt: its requests wait again. The figure overnight keeps to for this
+        model drops to what the provider held besides this job (or half this job when it
+        held nothing else), and the run says so once. Returns whether submitting may go on
+        now (only when nothing else is in flight and the job can still be made smaller).
+        """
+        model = str(job["model"])
+        requests = int(job["requests"])
+        chunk_tokens = int(job.get("tokens") or self.store.job_tokens(job["id"]))
+        _, held = self.store.in_flight(self.info.name, model)
+        others = held - (0 if failed else requests)  # a refused create is still an intent here
+        if others == 0 and requests <= 1:
+            # One request alone, nothing else in flight, and still refused: no smaller figure
+            # helps, so this is a real failure and counts as an attempt like any other.
+            message = (f"the {self.info.name} account refused this request for its queue limit with "
+                       f"nothing else in flight ({reason}); raise the account's limit")
+            polling.report(f"{self.step}: {message}")
+            if failed:
+                self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished,
+                                     failure=message)
+            else:
+                self.store.reject_intent(job["id"], message, self.policy.max_attempts, self.policy.max_unfinished)
+            return False
+        self.store.requeue_job(job["id"], "quota", reason)
+        held_tokens, held_requests = self.store.in_flight(self.info.name, model)
+        new_tokens = held_tokens if held_requests else max(1, chunk_tokens // 2)
+        new_requests = held_requests if held_requests else max(1, requests // 2)
+        lowered = self.store.learn_quota(self.info.name, model, tokens=new_tokens, requests=new_requests,
+                                         reason=reason)
+        if lowered and (model, "quota") not in self._announced:
+            self._announced.add((model, "quota"))
+            what = "failed at validation" if failed else "was refused"
+            polling.report(
+                f"{self.step}: a job of {requests} {self.info.name} requests {what} for the account's "
+                f"queue limit ({reason}); its requests wait and go again, not counted as attempts. "
+                f"overnight now keeps at most {new_tokens:,} input tokens / {new_requests:,} requests of "
+                f"{model} in flight (set LLM(max_enqueued_tokens=...) to your account's figure)."
+            )
+        return held_requests == 0
+
+    def budget_error(self, over_budget: str) -> BudgetExceeded:
+        estimate = self.estimate()
+        budget = self.policy.budget
+        spent = budget.committed() if budget is not None else 0.0
+        left = (estimate.cost_usd or 0.0) - estimate.billed_usd
+        return BudgetExceeded(
+            f"step {self.step!r}: {over_budget}. Spent so far (billed and in flight, all steps): "
+            f"{usd(spent)} of the {usd(budget.limit_usd if budget else None)} budget; this step is "
+            f"estimated at {usd(estimate.cost_usd)} in all, {usd(left)} of it not yet billed. Nothing past the "
+            "budget was submitted and what was submitted is collected. To go on, run again with a higher "
+            "budget (run(budget_usd=...) or overnight run --budget-usd ...).",
+            budget_usd=budget.limit_usd if budget else 0.0, spent_usd=spent, estimate_usd=estimate.cost_usd or 0.0,
+        )
+
+    def commit_to_budget(self) -> None:
+        """Tell the run's budget what this step has billed and has in flight, so the run's
+        other steps see it even when this one has nothing left to submit."""
+        budget = self.policy.budget
+        if budget is None or not budget.limited:
+            return
+        money = self.store.plan_money(self.plan_id)
+        model = next((v["model"] for v in money.values() if v["model"]), "")
+        expected, _ = self.expected_output(money)
+        budget.commit(self.plan_id, self.committed(money, model, expected))
 
     # -- money -----------------------------------------------------------------------------
 
@@ -181,3 +257,61 @@ class Accounting:
             billed_usd=float(collected["cost"]), collected=int(collected["n"]),
             expected_output_from=source, prices_from=rates.source if rates else "no price known",
         )
+
+
+class Gate:
+    """Decides, request by request, how much of the queue may be submitted in this pass:
+    what is in flight stays under the account's queue figures, and what is committed
+    stays within the run's budget."""
+
+    def __init__(self, acc: "Accounting", model: str) -> None:
+        self.acc = acc
+        self.model = model
+        self.max_tokens, self.max_requests = acc.queue_limits(model)
+        self.held_tokens, self.held_requests = acc.store.in_flight(acc.info.name, model)
+        self.tokens = 0
+        self.requests = 0
+        self.stopped = False
+        self.over_budget: str | None = None
+        budget = acc.policy.budget
+        self.budget = budget if budget is not None and budget.limited else None
+        self.plan_id = acc.plan_id
+        if self.budget is not None:
+            if acc.rates(model) is None:
+                raise ConfigurationError(
+                    f"step {acc.step!r}: a budget was set but no price is known for "
+                    f"{acc.info.name}/{model}, so nothing can be held to it. Give the online prices: "
+                    "LLM(..., prices={'input_mtok': ..., 'output_mtok': ...}) (USD per million tokens). "
+                    "Nothing was submitted."
+                )
+            money = acc.store.plan_money(acc.plan_id)
+            self.expected, _ = acc.expected_output(money)
+            self.committed = acc.committed(money, model, self.expected)
+            self.budget.commit(self.plan_id, self.committed)
+            self.room = self.budget.room(self.plan_id)
+
+    def admits(self, row: Any, *, first: bool) -> bool:
+        tokens = row["tokens"] if row["tokens"] is not None else (row["bytes"] + 3) // 4
+        nothing_held = self.held_requests == 0 and first
+        if self.max_tokens is not None and self.held_tokens + self.tokens + tokens > self.max_tokens \
+                and not nothing_held:
+            self.stopped = True
+            return False
+        if self.max_requests is not None and self.held_requests + self.requests + 1 > self.max_requests \
+                and not nothing_held:
+            self.stopped = True
+            return False
+        if self.budget is not None:
+            cost = self.acc.request_cost(self.model, tokens, row["max_output"], self.expected)
+            if self.committed + cost > self.room + 1e-12:
+                self.stopped = True
+                self.over_budget = (
+                    f"submitting the next request (about {usd(cost)}) would pass the budget of "
+                    f"{usd(self.budget.limit_usd)}"
+                )
+                return False
+            self.committed += cost
+            self.budget.commit(self.plan_id, self.committed)
+        self.tokens += tokens
+        self.requests += 1
+        return True

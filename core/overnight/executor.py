@@ -33,8 +33,6 @@ from overnight import polling, store as st
 from overnight._serialization import dumps
 from overnight.accounting import Accounting
 from overnight.errors import (
-    BudgetExceeded,
-    ConfigurationError,
     InvalidRequest,
     OfflineBatchGenerationNotFinished,
     OvernightError,
@@ -48,7 +46,6 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.faultpoints import fault_point
-from overnight.money import usd
 from overnight.models import (
     STANDARD_PARAMS,
     ChatRequest,
@@ -119,65 +116,6 @@ def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str
     return problems
 
 
-class _Gate:
-    """Decides, request by request, how much of the queue may be submitted in this pass:
-    what is in flight stays under the account's queue figures, and what is committed
-    stays within the run's budget."""
-
-    def __init__(self, executor: "BatchExecutor", model: str) -> None:
-        acc = executor.accounting
-        self.acc = acc
-        self.model = model
-        self.max_tokens, self.max_requests = acc.queue_limits(model)
-        self.held_tokens, self.held_requests = executor.store.in_flight(executor.provider.name, model)
-        self.tokens = 0
-        self.requests = 0
-        self.stopped = False
-        self.over_budget: str | None = None
-        budget = executor.policy.budget
-        self.budget = budget if budget is not None and budget.limited else None
-        self.plan_id = executor.plan_id
-        if self.budget is not None:
-            if acc.rates(model) is None:
-                raise ConfigurationError(
-                    f"step {executor.step!r}: a budget was set but no price is known for "
-                    f"{executor.provider.name}/{model}, so nothing can be held to it. Give the online prices: "
-                    "LLM(..., prices={'input_mtok': ..., 'output_mtok': ...}) (USD per million tokens). "
-                    "Nothing was submitted."
-                )
-            money = executor.store.plan_money(executor.plan_id)
-            self.expected, _ = acc.expected_output(money)
-            self.committed = acc.committed(money, model, self.expected)
-            self.budget.commit(self.plan_id, self.committed)
-            self.room = self.budget.room(self.plan_id)
-
-    def admits(self, row: Any, *, first: bool) -> bool:
-        tokens = row["tokens"] if row["tokens"] is not None else (row["bytes"] + 3) // 4
-        nothing_held = self.held_requests == 0 and first
-        if self.max_tokens is not None and self.held_tokens + self.tokens + tokens > self.max_tokens \
-                and not nothing_held:
-            self.stopped = True
-            return False
-        if self.max_requests is not None and self.held_requests + self.requests + 1 > self.max_requests \
-                and not nothing_held:
-            self.stopped = True
-            return False
-        if self.budget is not None:
-            cost = self.acc.request_cost(self.model, tokens, row["max_output"], self.expected)
-            if self.committed + cost > self.room + 1e-12:
-                self.stopped = True
-                self.over_budget = (
-                    f"submitting the next request (about {usd(cost)}) would pass the budget of "
-                    f"{usd(self.budget.limit_usd)}"
-                )
-                return False
-            self.committed += cost
-            self.budget.commit(self.plan_id, self.committed)
-        self.tokens += tokens
-        self.requests += 1
-        return True
-
-
 def _collapse(problems: list[RowProblem]) -> list[RowProblem]:
     """The same problem on many rows (a bad option) is listed once, with its rows."""
     groups: dict[tuple[str | None, str], list[RowProblem]] = {}
@@ -217,8 +155,6 @@ class BatchExecutor:
         self.accounting = Accounting(store, provider, policy, plan_id=plan_id, step=step)
         #: Why the last pass left requests unsubmitted for the budget (None: it did not).
         self._over_budget: str | None = None
-        #: Quota figures already announced this run, so each is said once.
-        self._announced: set[tuple[str, Any]] = set()
         self._models: dict[int, str] = {}
 
     # -- the whole step --------------------------------------------------------------------
@@ -248,7 +184,7 @@ class BatchExecutor:
         elif self._advance():
             raise self._not_finished()
         if self._over_budget:
-            raise self._budget_error()
+            raise self.accounting.budget_error(self._over_budget)
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -353,8 +289,8 @@ class BatchExecutor:
         if not status.state.terminal:
             return
         if status.state is JobState.FAILED and status.quota:
-            self._quota_refused(job, status.message or f"the {self.provider.name} job {ref.remote_id} "
-                                "failed for the account's queue limit", failed=True)
+            self.accounting.quota_refused(job, status.message or f"the {self.provider.name} job {ref.remote_id} "
+                                          "failed for the account's queue limit", failed=True)
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
@@ -409,21 +345,10 @@ class BatchExecutor:
             self._models[job_id] = str(job["model"]) if job else ""
         return self._models[job_id]
 
-    def _commit_to_budget(self) -> None:
-        """Tell the run's budget what this step has billed and has in flight, so the run's
-        other steps see it even when this one has nothing left to submit."""
-        budget = self.policy.budget
-        if budget is None or not budget.limited:
-            return
-        money = self.store.plan_money(self.plan_id)
-        model = next((v["model"] for v in money.values() if v["model"]), "")
-        expected, _ = self.accounting.expected_output(money)
-        budget.commit(self.plan_id, self.accounting.committed(money, model, expected))
-
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
         self._over_budget = None
-        self._commit_to_budget()
+        self.accounting.commit_to_budget()
         while True:
             keys: list[str] = []
             nbytes = 0
@@ -433,7 +358,7 @@ class BatchExecutor:
                 if keys and row["model"] != model:
                     break
                 if gate is None:
-                    gate = _Gate(self, row["model"])
+                    gate = self.accounting.gate(row["model"])
                 if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
                     break
                 if not gate.admits(row, first=not keys):
@@ -476,7 +401,7 @@ class BatchExecutor:
                 ref = self.provider.submit(chunk, self.options)
         except QuotaExceeded as exc:
             job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
-            return "retry" if self._quota_refused(job, str(exc), failed=False) else "stop"
+            return "retry" if self.accounting.quota_refused(job, str(exc), failed=False) else "stop"
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
@@ -485,64 +410,6 @@ class BatchExecutor:
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
         return "submitted"
-
-    # -- quotas and budgets ----------------------------------------------------------------
-
-    def _quota_refused(self, job: dict[str, Any], reason: str, *, failed: bool) -> bool:
-        """A job refused (at create) or failed (at validation) for the account's queue limit.
-
-        Not an attempt: its requests wait again. The figure overnight keeps to for this
-        model drops to what the provider held besides this job (or half this job when it
-        held nothing else), and the run says so once. Returns whether submitting may go on
-        now (only when nothing else is in flight and the job can still be made smaller).
-        """
-        model = str(job["model"])
-        requests = int(job["requests"])
-        chunk_tokens = int(job.get("tokens") or self.store.job_tokens(job["id"]))
-        _, held = self.store.in_flight(self.provider.name, model)
-        others = held - (0 if failed else requests)  # a refused create is still an intent here
-        if others == 0 and requests <= 1:
-            # One request alone, nothing else in flight, and still refused: no smaller figure
-            # helps, so this is a real failure and counts as an attempt like any other.
-            message = (f"the {self.provider.name} account refused this request for its queue limit with "
-                       f"nothing else in flight ({reason}); raise the account's limit")
-            polling.report(f"{self.step}: {message}")
-            if failed:
-                self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished,
-                                     failure=message)
-            else:
-                self.store.reject_intent(job["id"], message, self.policy.max_attempts, self.policy.max_unfinished)
-            return False
-        self.store.requeue_job(job["id"], "quota", reason)
-        held_tokens, held_requests = self.store.in_flight(self.provider.name, model)
-        new_tokens = held_tokens if held_requests else max(1, chunk_tokens // 2)
-        new_requests = held_requests if held_requests else max(1, requests // 2)
-        lowered = self.store.learn_quota(self.provider.name, model, tokens=new_tokens, requests=new_requests,
-                                         reason=reason)
-        if lowered and (model, "quota") not in self._announced:
-            self._announced.add((model, "quota"))
-            what = "failed at validation" if failed else "was refused"
-            polling.report(
-                f"{self.step}: a job of {requests} {self.provider.name} requests {what} for the account's "
-                f"queue limit ({reason}); its requests wait and go again, not counted as attempts. "
-                f"overnight now keeps at most {new_tokens:,} input tokens / {new_requests:,} requests of "
-                f"{model} in flight (set LLM(max_enqueued_tokens=...) to your account's figure)."
-            )
-        return held_requests == 0
-
-    def _budget_error(self) -> BudgetExceeded:
-        estimate = self.accounting.estimate()
-        budget = self.policy.budget
-        spent = budget.committed() if budget is not None else 0.0
-        left = (estimate.cost_usd or 0.0) - estimate.billed_usd
-        return BudgetExceeded(
-            f"step {self.step!r}: {self._over_budget}. Spent so far (billed and in flight, all steps): "
-            f"{usd(spent)} of the {usd(budget.limit_usd if budget else None)} budget; this step is "
-            f"estimated at {usd(estimate.cost_usd)} in all, {usd(left)} of it not yet billed. Nothing past the "
-            "budget was submitted and what was submitted is collected. To go on, run again with a higher "
-            "budget (run(budget_usd=...) or overnight run --budget-usd ...).",
-            budget_usd=budget.limit_usd if budget else 0.0, spent_usd=spent, estimate_usd=estimate.cost_usd or 0.0,
-        )
 
     def _estimate_only(self) -> Iterator[RowResult]:
         """``overnight estimate``: the plan is stored, nothing is submitted or checked."""
