@@ -73,6 +73,10 @@ CREATE TABLE IF NOT EXISTS job_requests (
 """
 
 
+#: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
+#: ended by then, so the queue that refused it has emptied at least once).
+QUOTA_MEMORY = 24 * 3600.0
+
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
 
@@ -540,10 +544,13 @@ class Store:
         return int(rows[0]["tokens"])
 
     def learned_quota(self, provider: str, model: str) -> tuple[int | None, int | None]:
-        """The ``(max enqueued tokens, max queued requests)`` overnight learned for this model."""
+        """The ``(max enqueued tokens, max queued requests)`` overnight learned for this model
+        within the last :data:`QUOTA_MEMORY` seconds (older figures are forgotten: a queue
+        that was full then may have been full of other work, and a tier may have grown)."""
         rows = self._query(
-            "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ?",
-            (provider, model),
+            "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ? "
+            "AND learned_at >= ?",
+            (provider, model, time.time() - QUOTA_MEMORY),
         )
         return (rows[0]["max_enqueued_tokens"], rows[0]["max_queued_requests"]) if rows else (None, None)
 
@@ -552,9 +559,11 @@ class Store:
         """Lower the learned figures (never raise them); True when one went down."""
         with self.transaction() as db:
             row = db.execute(
-                "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ?",
-                (provider, model),
+                "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ? "
+                "AND learned_at >= ?",
+                (provider, model, time.time() - QUOTA_MEMORY),
             ).fetchone()
+            # A figure older than QUOTA_MEMORY is forgotten: start again from what was just seen.
             old_tokens, old_requests = (row[0], row[1]) if row else (None, None)
 
             def lower(old: int | None, new: int | None) -> int | None:

@@ -357,3 +357,19 @@ def test_a_request_too_big_for_the_whole_queue_ends_as_an_error_row_not_a_loop(s
     model = llm(sandbox, "openai", max_attempts=2, poll_interval=0.001, offline_batch_generation_block_until_done=60)
     out = list(pipeline("tiny-queue", rows(3), model, tmp_path).run())
     assert len(out) == 3 and all("queue limit" in r["generation_error"] for r in out)
+
+
+def test_learned_queue_figures_only_go_down_and_are_forgotten_after_a_day(tmp_path, monkeypatch):
+    import overnight.store as st
+
+    with Store.open(tmp_path / "home") as store:
+        assert store.learn_quota("openai", "m", tokens=1000, requests=10)
+        assert not store.learn_quota("openai", "m", tokens=5000, requests=50)  # never raised
+        assert store.learn_quota("openai", "m", tokens=400)
+        assert store.learned_quota("openai", "m") == (400, 10)
+        assert store.learned_quota("openai", "other") == (None, None)  # per provider and model
+        now = st.time.time()
+        monkeypatch.setattr(st.time, "time", lambda: now + st.QUOTA_MEMORY + 1)
+        assert store.learned_quota("openai", "m") == (None, None)
+        assert store.learn_quota("openai", "m", tokens=3000)  # learned afresh
+        assert store.learned_quota("openai", "m") == (3000, None)
