@@ -5,6 +5,7 @@ later from the same script, in order, without paying twice or losing a row.
 """
 
 from overnight.errors import (
+    BudgetExceeded,
     ConfigurationError,
     DiskError,
     InvalidRequest,
@@ -17,6 +18,7 @@ from overnight.errors import (
     ProviderError,
     ProviderNotFound,
     ResultsGone,
+    QuotaExceeded,
     RowProblem,
     StaleCache,
     StoreError,
@@ -35,8 +37,10 @@ from overnight.models import (
     JobStatus,
     Limits,
     Message,
+    ModelSpec,
     ProviderInfo,
     RemoteJob,
+    QueueLimits,
     Result,
     ResultStatus,
     Usage,
@@ -45,6 +49,7 @@ from overnight.models import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "BudgetExceeded",
     "Capabilities",
     "ChatRequest",
     "Chunk",
@@ -59,6 +64,7 @@ __all__ = [
     "LostResults",
     "Message",
     "MissingCredentials",
+    "ModelSpec",
     "NotFinished",
     "OfflineBatchGenerationNotFinished",
     "OvernightError",
@@ -67,6 +73,8 @@ __all__ = [
     "RemoteJob",
     "ProviderInfo",
     "ProviderNotFound",
+    "QueueLimits",
+    "QuotaExceeded",
     "Result",
     "ResultsGone",
     "ResultStatus",

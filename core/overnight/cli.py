@@ -86,9 +86,24 @@ def _parser() -> argparse.ArgumentParser:
         "--retry-failed", action="store_true",
         help="give requests that ended as error rows one more round of attempts (pays only for those)",
     )
+    run.add_argument("--budget-usd", type=float, metavar="X",
+                     help="hold the run's batch steps to X US dollars (exit 1 with BudgetExceeded rather than pass it)")
     run.add_argument("script", help="the Python script that builds and runs the pipeline")
     run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=cmd_run)
+
+    estimate = sub.add_parser(
+        "estimate",
+        help="plan a script's batch steps and print what they will cost, submitting nothing",
+        description="Run SCRIPT with every batch step planned but not submitted, and print per step and in "
+        "total: requests, input tokens, expected and maximum output tokens, the expected cost at batch "
+        "prices (cost_usd), the cost if every request used max_tokens (max_cost_usd) and the online price "
+        "of the same work. SCRIPT 'quickstart' estimates the quickstart's pipeline.",
+    )
+    estimate.add_argument("--json", action="store_true", help="print JSON")
+    estimate.add_argument("script", help="the pipeline script (or 'quickstart')")
+    estimate.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
+    estimate.set_defaults(handler=cmd_estimate)
 
     status = sub.add_parser("status", help="recent runs and the batch jobs still open")
     status.add_argument("--limit", type=int, default=10, help="how many runs to show (default: 10)")
@@ -157,6 +172,10 @@ def _parser() -> argparse.ArgumentParser:
     serve.add_argument("--port", type=int, default=8080)
     serve.add_argument("--state-dir", help="where the emulator keeps its state (default: <cache dir>/sandbox)")
     serve.add_argument("--speed", type=float, default=1.0, help="how much faster than real time jobs progress")
+    serve.add_argument("--max-enqueued-tokens", type=int, metavar="N",
+                       help="an account's queue limit: prompt tokens of unfinished jobs (per model for OpenAI)")
+    serve.add_argument("--max-queued-requests", type=int, metavar="N",
+                       help="an account's queue limit: requests of unfinished jobs")
     serve.set_defaults(handler=cmd_sandbox_serve)
     sandbox.set_defaults(handler=lambda args: _usage(sandbox))
 
@@ -175,13 +194,79 @@ def _usage(parser: argparse.ArgumentParser) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    budget = getattr(args, "budget_usd", None)
+    if budget is None:
+        return _run_script(args)
+    if not budget >= 0:
+        print(f"overnight: error: --budget-usd must be >= 0, got {budget}", file=sys.stderr)
+        return EXIT_USAGE
+    saved = os.environ.get("OVERNIGHT_BUDGET_USD")
+    os.environ["OVERNIGHT_BUDGET_USD"] = repr(budget)  # read by Pipeline.run in the script
+    try:
+        return _run_script(args)
+    finally:
+        if saved is None:
+            os.environ.pop("OVERNIGHT_BUDGET_USD", None)
+        else:
+            os.environ["OVERNIGHT_BUDGET_USD"] = saved
+
+
+def cmd_estimate(args: argparse.Namespace) -> int:
+    from overnight.money import estimating
+
+    started = time.monotonic()
+    with estimating() as estimates:
+        try:
+            if args.script == "quickstart" and not Path(args.script).exists():
+                from overnight.quickstart import quickstart
+
+                status = _call(quickstart, list(args.script_args))
+            else:
+                status = _run_script(args)
+        except NotFinished:
+            status = EXIT_OK  # planned, not submitted: what an estimate expects
+    if status not in (EXIT_OK, EXIT_PENDING):
+        return status
+    if not estimates.steps:
+        print("overnight: error: the script ran no batch step (nothing to estimate)", file=sys.stderr)
+        return EXIT_ERROR
+    data = {"steps": [s.to_dict() for s in estimates.steps], "total": estimates.total(),
+            "seconds": round(time.monotonic() - started, 3)}
+    if args.json:
+        print(json.dumps(data, indent=2))
+        return EXIT_OK
+    from overnight.money import usd
+
+    rows = [
+        [s.step, f"{s.provider}/{s.model}", f"{s.requests:,}", f"{s.input_tokens:,}",
+         f"{s.expected_output_tokens:,}", f"{s.max_output_tokens:,}", usd(s.cost_usd) if s.cost_usd is not None
+         else "-", usd(s.max_cost_usd) if s.max_cost_usd is not None else "-",
+         usd(s.online_cost_usd) if s.online_cost_usd is not None else "-", usd(s.billed_usd)]
+        for s in estimates.steps
+    ]
+    t = data["total"]
+    rows.append(["total", "", f"{t['requests']:,}", f"{t['input_tokens']:,}", f"{t['expected_output_tokens']:,}",
+                 f"{t['max_output_tokens']:,}", usd(t["cost_usd"]) if t["cost_usd"] is not None else "-",
+                 usd(t["max_cost_usd"]) if t["max_cost_usd"] is not None else "-",
+                 usd(t["online_cost_usd"]) if t["online_cost_usd"] is not None else "-", usd(t["billed_usd"])])
+    print(_table(rows, ["STEP", "MODEL", "REQUESTS", "INPUT TOKENS", "EXPECTED OUTPUT", "MAX OUTPUT",
+                        "COST_USD", "MAX_COST_USD", "ONLINE", "BILLED"]))
+    for s in estimates.steps:
+        print(f"  {s.step}: expected output from {s.expected_output_from}; prices from {s.prices_from}"
+              + (f"; {s.collected:,} request(s) already collected" if s.collected else ""))
+    print("Nothing was submitted. Input tokens are estimated (see overnight.tokens: within ~15% of "
+          "OpenAI's tokenizer on common text; at most the UTF-8 bytes).")
+    return EXIT_OK
+
+
+def _run_script(args: argparse.Namespace) -> int:
     script = Path(args.script)
     if not script.is_file():
         print(f"overnight: error: no such script: {script}", file=sys.stderr)
         return EXIT_ERROR
     saved_argv, saved_path = sys.argv[:], sys.path[:]
     saved_retry = os.environ.get(RETRY_FAILED_ENV)
-    if args.retry_failed:  # through the environment, like --cache-dir: Pipeline.run reads it
+    if getattr(args, "retry_failed", False):  # through the environment, like --cache-dir: Pipeline.run reads it
         os.environ[RETRY_FAILED_ENV] = "1"
     sys.argv = [str(script), *args.script_args]
     sys.path.insert(0, str(script.resolve().parent))  # as `python script.py` would
@@ -274,11 +359,13 @@ def cmd_status(args: argparse.Namespace) -> int:
         runs = store.list_runs(limit=args.limit)
         jobs = store.list_jobs(active_only=True)
         lost = store.lost_jobs()
+        money = store.money_totals()
     finally:
         store.close()
     if args.json:
         data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
-                "lost_jobs": [_job_json(j) for j in lost]}
+                "lost_jobs": [_job_json(j) for j in lost],
+                "money": money}
         print(json.dumps(data, indent=2))
         return EXIT_OK
     print(f"State store: {store.cache_dir}")
@@ -310,6 +397,12 @@ def cmd_status(args: argparse.Namespace) -> int:
         print(_table(rows, ["ID", "PROVIDER", "REMOTE ID", "STEP", "WITHOUT RESULT", "WHY"]))
         print("\nTheir other results are kept. The requests without a result were paid for once: "
               "`overnight resubmit-lost` (or Pipeline.run(resubmit_lost=True)) submits them again.")
+    if money["requests"]:
+        from overnight.money import usd
+
+        unpriced = f" ({money['unpriced']:,} without a known price)" if money["unpriced"] else ""
+        print(f"\nBilled: {money['requests']:,} requests collected, cost {usd(money['cost_usd'])} at batch prices, "
+              f"{usd(money['saved_usd'])} saved against online{unpriced}.")
     return EXIT_OK
 
 
@@ -499,6 +592,9 @@ def _plugins_data() -> dict[str, Any]:
             "capabilities": attrs.asdict(info.capabilities),
             "extra_params": sorted(info.extra_params),
             "unsupported_params": sorted(info.unsupported_params),
+            "models": [attrs.asdict(m) for m in info.models],
+            "queue": attrs.asdict(info.queue),
+            "batch_discount": info.batch_discount,
         }
 
     return {
@@ -548,6 +644,12 @@ def cmd_plugins(args: argparse.Namespace) -> int:
                 f"completion window {_span(limits['completion_window'])}; "
                 f"can: {', '.join(can) or 'submit, check and fetch only'}"
             )
+            if p.get("models"):
+                windows = sorted({m["context_window"] for m in p["models"]})
+                print(f"    context windows of {len(p['models'])} model families: {windows[0]:,} to {windows[-1]:,} tokens")
+            queue = {k: v for k, v in (p.get("queue") or {}).items() if v is not None}
+            if queue:
+                print("    queue limits: " + ", ".join(f"{k.replace('_', ' ')} {v:,}" for k, v in queue.items()))
             if p["extra_params"]:
                 print(f"    extra generation options: {', '.join(p['extra_params'])}")
             if p["unsupported_params"]:
@@ -584,7 +686,9 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         from overnight.store import default_cache_dir
 
         state_dir = default_cache_dir() / "sandbox"
-    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed)
+    queue = {name: getattr(args, name) for name in ("max_enqueued_tokens", "max_queued_requests")
+             if getattr(args, name) is not None}
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed, **queue)
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

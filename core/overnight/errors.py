@@ -137,6 +137,30 @@ class LostResults(OvernightError):
             "run `overnight resubmit-lost` (then run the script again) or call "
             "`Pipeline.run(resubmit_lost=True)`."
         )
+class QuotaExceeded(ProviderError):
+    """Raised by a plugin's ``submit`` when the provider refused the job for the account's
+    queue or rate limits (a queue-full or rate-limit 429): certainly nothing was created,
+    and nothing is wrong with the requests.
+
+    The core counts no attempt: the requests wait in the queue, overnight lowers the
+    in-flight figure it keeps to for this provider and model, and submits them again as
+    earlier jobs finish.
+    """
+
+
+class BudgetExceeded(OvernightError):
+    """Submitting more would pass the run's budget (``run(budget_usd=...)``).
+
+    Nothing past the budget was submitted; what was submitted before is still collected.
+    ``estimate_usd`` is the expected cost of the work left, ``spent_usd`` what was billed
+    (or is in flight) so far.
+    """
+
+    def __init__(self, message: str, *, budget_usd: float, spent_usd: float, estimate_usd: float) -> None:
+        self.budget_usd = budget_usd
+        self.spent_usd = spent_usd
+        self.estimate_usd = estimate_usd
+        super().__init__(message)
 
 
 class StoreError(OvernightError):

@@ -33,6 +33,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from overnight import polling, store as st
 from overnight._serialization import dumps
 from overnight.diskerrors import disk_error
+from overnight.accounting import Accounting
 from overnight.errors import (
     InvalidRequest,
     LostResults,
@@ -40,6 +41,7 @@ from overnight.errors import (
     OvernightError,
     ProviderError,
     ResultsGone,
+    QuotaExceeded,
     RowProblem,
     StaleCache,
     StoreError,
@@ -135,6 +137,10 @@ class BatchExecutor:
         self.step = step
         self.plan_id = plan_id
         self.policy = policy
+        self.accounting = Accounting(store, provider, policy, plan_id=plan_id, step=step)
+        #: Why the last pass left requests unsubmitted for the budget (None: it did not).
+        self._over_budget: str | None = None
+        self._models: dict[int, str] = {}
 
     # -- the whole step --------------------------------------------------------------------
 
@@ -159,11 +165,17 @@ class BatchExecutor:
                 "run(..., paid_results='reuse') to use them, or change the requests "
                 "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
             )
+        if self.policy.budget is not None:
+            self.policy.budget.joined(self.plan_id)
+        if self.policy.estimates is not None:
+            return self._estimate_only()
         if self.policy.block_until_done:
             self._poll(self.policy.block_until_done)
         elif self._advance():
             raise self._not_finished()
         self._stop_if_lost()
+        if self._over_budget:
+            raise self.accounting.budget_error(self._over_budget)
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -196,14 +208,19 @@ class BatchExecutor:
                     continue
                 size = len(line.encode()) + 1
                 cap = min(limits.max_line_bytes or limits.max_bytes, limits.max_bytes)
+                source = p.source or "messages"
                 if size > cap:
                     self._problem(
-                        problems, p.row, "prompt",
+                        problems, p.row, source,
                         f"the request is {size:,} bytes, over the {self.provider.name} limit of {cap:,} bytes per request",
                     )
                     continue
+                input_tokens, max_output, too_big = self.accounting.weigh(req)
+                if too_big:
+                    self._problem(problems, p.row, source, too_big)
+                    continue
                 count += 1
-                yield p.row, p.sample, key, req.model, line, size
+                yield p.row, p.sample, key, req.model, line, size, input_tokens, max_output
 
         self.store.write_plan(self.plan_id, self.provider.name, self.step, items())
         problems[:0] = [RowProblem(self.step, None, f, m) for f, m in option_problems]
@@ -294,7 +311,11 @@ class BatchExecutor:
             tag=job["tag"], model=job["model"], count=job["requests"], bytes=job["bytes"],
             lines=lambda: (json.loads(line) for line in self.store.job_lines(job["id"])),
         )
-        return self._send(job["id"], chunk)
+        try:
+            return self._send(job["id"], chunk)
+        except QuotaExceeded as exc:
+            self.accounting.quota_refused(dict(job), str(exc), failed=False)
+            return None
 
     def _cancel_duplicates(self) -> None:
         """After an ambiguous create, a late one may have made a second job: cancel it.
@@ -378,7 +399,7 @@ class BatchExecutor:
         """
         if not self.provider.info.capabilities.list_jobs or not self.store.has_unsent(self.plan_id):
             return 0
-        if self.policy.adopt_seconds > 0:
+        if self.policy.adopt_seconds > 0 and self.policy.estimates is None:  # an estimate asks no provider
             with self._provider_errors(f"listing recent {self.provider.name} jobs to adopt",
                                        then="Nothing was submitted; run again."):
                 self.import_remote_jobs(self.store, self.provider, self.options, self.policy.adopt_seconds)
@@ -422,6 +443,10 @@ class BatchExecutor:
             return
         self.store.update_job(job["id"], status)
         if not status.state.terminal:
+            return
+        if status.state is JobState.FAILED and status.quota:
+            self.accounting.quota_refused(job, status.message or f"the {self.provider.name} job {ref.remote_id} "
+                                          "failed for the account's queue limit", failed=True)
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
@@ -489,29 +514,53 @@ class BatchExecutor:
             raise ProviderError(f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). {then}") from exc
 
     def _record(self, job_id: int, results: list[Result]) -> None:
+        model = self._job_model(job_id)
+        results = [self.accounting.priced(r, model) for r in results]
         self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
+
+    def _job_model(self, job_id: int) -> str:
+        if job_id not in self._models:
+            job = self.store.get_job(job_id)
+            self._models[job_id] = str(job["model"]) if job else ""
+        return self._models[job_id]
 
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
+        self._over_budget = None
+        self.accounting.commit_to_budget()
         while True:
             keys: list[str] = []
             nbytes = 0
             model = None
+            gate = None
             for row in self.store.pending_lines(self.plan_id):
-                if keys and (
-                    len(keys) >= limits.max_requests
-                    or nbytes + row["bytes"] > limits.max_bytes
-                    or row["model"] != model
-                ):
+                if keys and row["model"] != model:
+                    break
+                if gate is None:
+                    gate = self.accounting.gate(row["model"])
+                if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
+                    break
+                if not gate.admits(row, first=not keys):
                     break
                 keys.append(row["key"])
                 nbytes += row["bytes"]
                 model = row["model"]
             if not keys:
+                if gate is not None and gate.over_budget:
+                    self._over_budget = gate.over_budget
                 return
-            self._submit(keys, model or "", nbytes)
+            outcome = self._submit(keys, model or "", nbytes, gate.tokens if gate else 0)
+            if outcome == "retry":  # refused for quota with nothing else in flight: try smaller now
+                continue
+            if outcome == "stop" or gate.stopped:
+                if gate is not None and gate.over_budget:
+                    self._over_budget = gate.over_budget
+                return
 
-    def _submit(self, keys: list[str], model: str, nbytes: int) -> None:
+    def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> str:
+        """Submit one chunk: "submitted"; "stop" when the provider refused it for quota while
+        other jobs are in flight (submit no more now); "retry" when refused with nothing else
+        in flight (submit a smaller chunk now)."""
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
@@ -522,7 +571,12 @@ class BatchExecutor:
             tag=tag, model=model, count=len(keys), bytes=nbytes,
             lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
         )
-        self._send(job_id, chunk)
+        try:
+            self._send(job_id, chunk)
+        except QuotaExceeded as exc:
+            job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
+            return "retry" if self.accounting.quota_refused(job, str(exc), failed=False) else "stop"
+        return "submitted"
 
     def _send(self, job_id: int, chunk: Chunk) -> JobRef | None:
         """Submit an intent's chunk; commit its remote id, or when it may exist, when it failed."""
@@ -537,6 +591,8 @@ class BatchExecutor:
             polling.report(f"{self.step}: the {self.provider.name} job of {chunk.count} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
             return None
+        except QuotaExceeded:
+            raise  # certainly nothing was created: the caller puts the requests back
         except BaseException:
             # The create may have reached the provider: "not found" is no proof for a while.
             with contextlib.suppress(Exception):
@@ -546,6 +602,14 @@ class BatchExecutor:
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({chunk.count} requests)")
         return ref
+
+    def _estimate_only(self) -> Iterator[RowResult]:
+        """``overnight estimate``: the plan is stored, nothing is submitted or checked."""
+        self.policy.estimates.add(self.accounting.estimate())
+        counts = self.store.plan_counts(self.plan_id)
+        if counts.get(st.NEW, 0) or counts.get(st.QUEUED, 0):
+            raise self._not_finished()
+        return self._assemble()
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -69,7 +69,13 @@ def register_providers() -> list[ProviderInfo]:
 
     Return a list of :class:`~overnight.ProviderInfo`: the provider's name (the prefix
     users write in ``LLM("name/model")``), its per-job :class:`~overnight.Limits` (the
-    core chunks requests to them; no plugin chunks), its
+    core chunks requests to them; no plugin chunks), its models' context windows and
+    output ceilings (``models``: :class:`~overnight.ModelSpec` by name prefix; the core
+    refuses a request whose estimated input plus ``max_tokens`` cannot fit, before any
+    spend), the ``max_tokens`` it sends when the user gives none (``default_max_tokens``),
+    the account queue limits it knows (``queue``: :class:`~overnight.QueueLimits`; the
+    core keeps what is in flight under them), its ``batch_discount`` off the online price
+    (for costs when the price library has no batch price), its
     :class:`~overnight.Capabilities` (cancel, find-by-tag), the provider-specific
     generation options it accepts and the standard ones it cannot honour.
 
@@ -142,6 +148,14 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     (a definitive 4xx refusal of the create call), raise
     :class:`~overnight.SubmissionRejected` instead: the core counts a failed attempt
     for each request and moves on.
+
+    Quotas are not failures. When the provider refused the create for the account's
+    queue or rate limits (a queue-full or rate-limit 429: nothing was created, nothing is
+    wrong with the requests), raise :class:`~overnight.QuotaExceeded`: the core counts no
+    attempt, puts the requests back in the queue, lowers the in-flight figure it keeps to
+    for this provider and model (persisted in the store), and submits them again as
+    earlier jobs finish. Retry a passing rate limit inside the plugin first if you like;
+    hand a full queue over at once (it empties only as jobs end).
     """
 
 
@@ -157,6 +171,11 @@ def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
     (queued, validating, in progress, finalizing, cancelling) is ``RUNNING``; a job
     rejected as a whole is ``FAILED`` (put the provider's reason in ``message``); a job
     past its window is ``EXPIRED``; a cancelled one ``CANCELLED``; done is ``FINISHED``.
+    A job that FAILED for the account's queue limits rather than its content (OpenAI's
+    ``token_limit_exceeded``: "Enqueued token limit reached for <model> ...") sets
+    ``quota=True``: like :class:`~overnight.QuotaExceeded` at submit, it costs the
+    requests no attempt and they go again once earlier jobs finish.
+
     Must be idempotent and cheap: the core calls it at every poll. Raise (let the SDK's
     error propagate) when the provider cannot be asked: the core keeps the job running
     and asks again later; a failure to *ask* must never be reported as ``FAILED``.
@@ -182,7 +201,8 @@ def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
     ``ERRORED`` with the provider's error message (the core retries these up to a
     bound), ``UNFINISHED`` for requests an expired or cancelled job never ran (the core
     resubmits them). Fill ``usage`` and ``finish_reason`` whenever the provider gives
-    them, and ``raw`` with the provider's per-request body.
+    them, and ``raw`` with the provider's per-request body. Leave ``cost_usd`` unset: the
+    core prices each result from its ``usage`` at the provider's batch prices.
 
     Partial results of expired and cancelled jobs are paid for: yield them all. Results
     the provider omits are treated as unfinished; unknown or duplicate custom ids are

@@ -10,7 +10,13 @@ from __future__ import annotations
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import plugins
-from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
+from overnight.errors import (
+    ConfigurationError,
+    MissingCredentials,
+    OfflineBatchGenerationNotFinished,
+    RowProblem,
+    ValidationError,
+)
 from overnight.executor import BatchExecutor
 from overnight.models import STANDARD_PARAMS, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems
 from overnight.policy import RunPolicy
@@ -42,6 +48,11 @@ class LLM:
         generation_kwargs: Mapping[str, Any] | None = None,
         max_attempts: int = 3,
         poll_interval: float = 5.0,
+        context_window: int | None = None,
+        max_enqueued_tokens: int | None = None,
+        max_queued_requests: int | None = None,
+        prices: Mapping[str, float] | None = None,
+        expected_output_tokens: int | None = None,
         **client_options: Any,
     ) -> None:
         provider, sep, model_name = model.partition("/")
@@ -56,6 +67,20 @@ class LLM:
             )
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
+        for name, value in (("context_window", context_window), ("max_enqueued_tokens", max_enqueued_tokens),
+                            ("max_queued_requests", max_queued_requests),
+                            ("expected_output_tokens", expected_output_tokens)):
+            if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
+                raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
+        #: Limits and money (see README "Limits and money"): the context window overriding the
+        #: plugin's table, the account's queue figures, online prices per million tokens
+        #: ({"input_mtok", "output_mtok"}) overriding the price library, and the output tokens
+        #: expected per request before any is collected.
+        self.context_window = context_window
+        self.max_enqueued_tokens = max_enqueued_tokens
+        self.max_queued_requests = max_queued_requests
+        self.prices = dict(prices) if prices is not None else None
+        self.expected_output_tokens = expected_output_tokens
         self.model = model
         self.provider = provider
         self.model_name = model_name
@@ -73,7 +98,13 @@ class LLM:
     def load(self) -> Provider:
         """Resolve the provider plugin and check the client options; no network."""
         provider = plugins.get_registry().provider(self.provider)
-        provider.validate_options(self.client_options)
+        try:
+            provider.validate_options(self.client_options)
+        except MissingCredentials:
+            from overnight.money import active_estimates
+
+            if active_estimates() is None:  # an estimate calls no provider: it needs no key
+                raise
         return provider
 
     def params(self) -> GenerationParams:
@@ -115,11 +146,13 @@ class LLM:
         wait = policy.block_until_done if policy.block_until_done is not None \
             else self.offline_batch_generation_block_until_done
         policy = evolve(policy, max_attempts=self.max_attempts, block_until_done=wait,
-                        backoff=Backoff(initial=self.poll_interval))
+                        backoff=Backoff(initial=self.poll_interval), context_window=self.context_window,
+                        max_enqueued_tokens=self.max_enqueued_tokens, max_queued_requests=self.max_queued_requests,
+                        prices=self.prices, expected_output_tokens=self.expected_output_tokens)
         executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
-            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params))
+            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params), p.source)
             for p in planned
         )
         try:

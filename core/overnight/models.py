@@ -143,6 +143,32 @@ class Limits:
 
 
 @frozen
+class ModelSpec:
+    """What one family of a provider's models can take, matched by model-name prefix.
+
+    ``prefix`` matches the start of the model name (the longest matching prefix wins, so
+    ``"gpt-4o-mini"`` can differ from ``"gpt-4o"``); ``context_window`` bounds input plus
+    output tokens of one request; ``max_output_tokens`` is the most the model generates.
+    """
+
+    prefix: str
+    context_window: int
+    max_output_tokens: int
+
+
+@frozen
+class QueueLimits:
+    """What an account may have waiting at the provider at once (per model), as far as
+    the plugin knows; ``None`` is "unknown, no limit assumed". Users set their account's
+    figure with ``LLM(max_enqueued_tokens=..., max_queued_requests=...)``."""
+
+    #: Input tokens of the requests in unfinished jobs of one model (OpenAI's "enqueued tokens").
+    max_enqueued_tokens: int | None = None
+    #: Requests in unfinished jobs (Anthropic's processing queue).
+    max_queued_requests: int | None = None
+
+
+@frozen
 class Capabilities:
     """What a provider can do beyond submit, check and fetch."""
 
@@ -169,6 +195,17 @@ class ProviderInfo:
     #: Environment variables that hold secrets; their values are redacted from errors.
     secret_env: tuple[str, ...] = field(default=(), converter=_tuple)
     description: str = ""
+    #: The models' context windows and output ceilings, matched by name prefix (see ModelSpec).
+    models: tuple[ModelSpec, ...] = field(default=(), converter=_tuple)
+    #: ``max_tokens`` the plugin sends when the user gives none (``None``: the provider's own default,
+    #: which may fill the rest of the context window).
+    default_max_tokens: int | None = None
+    #: The queue limits the plugin knows (lowered by the user's figure or by what overnight learns).
+    queue: QueueLimits = field(factory=QueueLimits)
+    #: Share of the online price the batch API takes off (0.5: half price).
+    batch_discount: float = 0.5
+    #: The provider's id in the price library (genai-prices); default: ``name``.
+    prices_provider: str | None = None
 
 
 # --- what a provider reports ----------------------------------------------------------
@@ -214,6 +251,10 @@ class JobStatus:
     raw_status: str = ""
     #: Why a job failed, in the provider's words.
     message: str | None = None
+    #: A FAILED job that failed for the account's queue or rate limits (e.g. OpenAI's
+    #: ``token_limit_exceeded``), not for its content: the core counts no attempt, puts its
+    #: requests back in the queue and submits less at once.
+    quota: bool = False
 
 
 @frozen
@@ -261,6 +302,11 @@ class Result:
     finish_reason: str | None = None
     #: The provider's raw per-request body, kept for debugging and for extra fields.
     raw: dict[str, Any] | None = None
+    #: What the request was billed, in US dollars at batch prices (from ``usage``; set by
+    #: the core when the model's price is known, ``None`` otherwise).
+    cost_usd: float | None = None
+    #: What the same request costs through the provider's online API, for "saved" figures.
+    online_cost_usd: float | None = None
 
     @property
     def ok(self) -> bool:
@@ -274,6 +320,8 @@ class PlannedRequest:
     row: int
     sample: int
     request: ChatRequest
+    #: The input column the request's text came from, named in errors about its size.
+    source: str | None = None
 
 
 @frozen

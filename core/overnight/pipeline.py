@@ -36,7 +36,7 @@ from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
-OUTPUT_FORMAT = 1
+OUTPUT_FORMAT = 2  # 2: TextGeneration rows gain <output>_cost_usd
 
 __all__ = ["Pipeline", "current_pipeline"]
 
@@ -178,6 +178,7 @@ class Pipeline:
         resubmit_unconfirmed: bool = False,
         resubmit_lost: bool = False,
         retry_failed: bool | None = None,
+        budget_usd: float | None = None,
     ) -> "Dataset | dict[str, Dataset]":
         """Run every step whose output is not cached yet; return the leaf step's Dataset.
 
@@ -190,6 +191,12 @@ class Pipeline:
         ``use_cache=False`` recomputes every step. Requests a previous run already paid
         for are never resubmitted silently: such a run stops with
         :class:`~overnight.StaleCache` unless ``paid_results="reuse"`` says to use them.
+
+        ``budget_usd`` holds the run's batch steps to a budget in US dollars (default: the
+        ``OVERNIGHT_BUDGET_USD`` environment variable, which ``overnight run --budget-usd``
+        sets): before each submission, what is billed plus the estimate of what is in flight
+        and about to go must fit; the run stops with :class:`~overnight.BudgetExceeded`
+        rather than pass it (what was submitted is still collected; a higher budget goes on).
 
         ``resubmit_unconfirmed=True`` resubmits chunks whose submission a crashed run
         could not confirm and the provider cannot look up (see UnconfirmedSubmission).
@@ -220,8 +227,13 @@ class Pipeline:
         signatures = self._verified_signatures(use_cache)
         if retry_failed is None:
             retry_failed = os.environ.get(RETRY_FAILED_ENV, "") not in ("", "0")
+        from overnight.money import Budget, active_estimates
+
+        ledger = Budget(_budget(budget_usd))
+        cost_line: str | None = None
         policy = RunPolicy(reuse_paid=use_cache or paid_results == "reuse", resubmit_unconfirmed=resubmit_unconfirmed,
-                           resubmit_lost=resubmit_lost, retry_failed=retry_failed)
+                           resubmit_lost=resubmit_lost, retry_failed=retry_failed,
+                           budget=ledger, estimates=active_estimates())
 
         from overnight.store import Store  # imported here: only a run needs SQLite
 
@@ -245,6 +257,8 @@ class Pipeline:
                 except DiskError:
                     if state != "failed":  # else the disk that failed the run fails this too: keep the first error
                         raise
+                if policy.estimates is None:
+                    cost_line = _cost_line(store, ledger)
         finally:
             store.close()
 
@@ -256,10 +270,14 @@ class Pipeline:
                     "Run the same script again to check and collect "
                     "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
                 )
+            if cost_line:
+                log.info("%s", cost_line)
             raise PipelineNotFinished(self.name, pending, hint=hint)
         leaves = {name: self.outputs[name] for name in self.leaves}
         for name, dataset in leaves.items():
             log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
+        if cost_line:
+            log.info("%s", cost_line)
         return next(iter(leaves.values())) if len(leaves) == 1 else leaves
 
     def _verified_signatures(self, use_cache: bool) -> dict[str, str]:
@@ -334,7 +352,8 @@ class Pipeline:
                 waiting.append(name)
                 continue
             path = directory / f"{name}-{signatures[name]}.jsonl"
-            if use_cache and path.is_file() and not fresh.intersection(inputs) \
+            # An estimate re-plans batch steps whose output is cached, to report what they cost.
+            if use_cache and path.is_file() and policy.estimates is None and not fresh.intersection(inputs) \
                     and not _store_moved_on(store, signatures[name], policy):
                 log.debug("step %r: output cached in %s", name, path)
                 self.outputs[name] = Dataset(path, name=name)
@@ -378,6 +397,33 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
     if policy.retry_failed and counts.get(st.FAILED):
         return True
     return any(counts.get(state) for state in (st.NEW, st.QUEUED, st.LOST))
+def _budget(value: float | None) -> float | None:
+    raw: object = value
+    if value is None:
+        raw = os.environ.get("OVERNIGHT_BUDGET_USD") or None
+        if raw is None:
+            return None
+    try:
+        budget = float(raw)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        budget = -1.0
+    if not budget >= 0:
+        raise ConfigurationError(f"budget_usd must be a number of US dollars >= 0, got {raw!r}")
+    return budget
+
+
+def _cost_line(store: Any, ledger: Any) -> str | None:
+    """The run's last line: what its batch steps cost at batch prices and saved against online."""
+    if not ledger.plans:
+        return None
+    from overnight.money import usd
+
+    cost = online = 0.0
+    for plan_id in ledger.plans:
+        for values in store.plan_money(plan_id).values():
+            cost += values["cost"]
+            online += values["online"]
+    return f"cost {usd(cost)} at batch prices, {usd(online - cost)} saved against online"
 
 
 def _ensure_log_handler() -> None:

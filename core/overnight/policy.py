@@ -8,8 +8,9 @@ else, so a new choice is one field, not an argument threaded through four calls.
 from __future__ import annotations
 
 import os
+from typing import Any
 
-from attrs import frozen
+from attrs import field, frozen
 
 from overnight.errors import ConfigurationError
 from overnight.polling import Backoff
@@ -76,6 +77,22 @@ class RunPolicy:
     #: runs (jobs listed by ``overnight adopt`` are still adopted).
     #: ``None``: ``$OVERNIGHT_ADOPT_HORIZON``, else 7 days (read when used).
     adopt_horizon: float | None = None
+
+    #: The model's context window in tokens, overriding the plugin's table (``LLM(context_window=...)``).
+    context_window: int | None = None
+    #: The account's queue limits for this model (``LLM(max_enqueued_tokens=..., max_queued_requests=...)``);
+    #: ``None`` keeps the plugin's (or its environment variable's) figure.
+    max_enqueued_tokens: int | None = None
+    max_queued_requests: int | None = None
+    #: The run's budget across its batch steps (``run(budget_usd=...)``), see overnight.money.Budget.
+    budget: Any = field(default=None, eq=False)
+    #: Plan the batch steps and record their estimates here instead of submitting (``overnight estimate``).
+    estimates: Any = field(default=None, eq=False)
+    #: Online prices in USD per million tokens, overriding the price library:
+    #: ``{"input_mtok": ..., "output_mtok": ...}`` (``LLM(prices=...)``).
+    prices: Any = field(default=None, eq=False)
+    #: Output tokens expected per request before any result of the step is collected.
+    expected_output_tokens: int | None = None
 
     @property
     def settle_seconds(self) -> float:

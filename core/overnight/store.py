@@ -85,6 +85,10 @@ CREATE TABLE IF NOT EXISTS remote_job_keys (
 """
 
 
+#: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
+#: ended by then, so the queue that refused it has emptied at least once).
+QUOTA_MEMORY = 24 * 3600.0
+
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
 
@@ -270,8 +274,23 @@ class Store:
                 "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
                 (str(SCHEMA_VERSION),),
             )
+            self._migrate_money(db)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
+
+    @staticmethod
+    def _migrate_money(db: sqlite3.Connection) -> None:
+        """Columns and tables for tokens, queue limits and money; idempotent, so stores made
+        before them gain them in place (requests planned before have NULL tokens)."""
+        have = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
+        for column in ("tokens", "max_output"):
+            if column not in have:
+                db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
+        db.execute(
+            "CREATE TABLE IF NOT EXISTS quotas (provider TEXT NOT NULL, model TEXT NOT NULL, "
+            "max_enqueued_tokens INTEGER, max_queued_requests INTEGER, learned_at REAL NOT NULL, "
+            "reason TEXT, PRIMARY KEY (provider, model))"
+        )
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -322,10 +341,12 @@ class Store:
         plan_id: str,
         provider: str,
         step: str,
-        items: Iterable[tuple[int, int, str, str, str, int]],
+        items: Iterable[tuple[Any, ...]],
         batch: int = 5000,
     ) -> int:
-        """Store a plan from ``(row, sample, key, model, line, bytes)`` items, streamed.
+        """Store a plan from ``(row, sample, key, model, line, bytes[, tokens, max_output])``
+        items, streamed (``tokens``: estimated input tokens; ``max_output``: the most output
+        tokens the request can be billed for).
 
         Requests already known (by key) keep their state and results.
         """
@@ -337,7 +358,7 @@ class Store:
                 (plan_id, provider, step, time.time()),
             )
         position = 0
-        pending: list[tuple[int, int, str, str, str, int]] = []
+        pending: list[tuple[Any, ...]] = []
 
         def flush() -> None:
             nonlocal position
@@ -347,9 +368,9 @@ class Store:
                     [(plan_id, position + i, r, s, k) for i, (r, s, k, *_rest) in enumerate(pending)],
                 )
                 db.executemany(
-                    "INSERT OR IGNORE INTO requests (key, provider, model, line, bytes, state) "
-                    f"VALUES (?, ?, ?, ?, ?, '{NEW}')",
-                    [(k, provider, m, line, b) for (_r, _s, k, m, line, b) in pending],
+                    "INSERT OR IGNORE INTO requests (key, provider, model, line, bytes, tokens, max_output, state) "
+                    f"VALUES (?, ?, ?, ?, ?, ?, ?, '{NEW}')",
+                    [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in pending],
                 )
             position += len(pending)
             pending.clear()
@@ -387,7 +408,7 @@ class Store:
     def pending_lines(self, plan_id: str) -> Iterator[sqlite3.Row]:
         """The plan's requests still to submit, in plan order, each once (key, model, bytes)."""
         yield from self._stream(
-            "SELECT r.key, r.model, r.bytes, MIN(p.position) AS pos FROM plan_items p "
+            "SELECT r.key, r.model, r.bytes, r.tokens, r.max_output, MIN(p.position) AS pos FROM plan_items p "
             f"JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND r.state = '{NEW}' "
             "GROUP BY r.key ORDER BY pos",
             (plan_id,),
@@ -632,6 +653,108 @@ class Store:
             (job_id,),
         )
         return {r["state"]: r["n"] for r in rows}
+
+    # -- tokens in flight, queue limits, money ---------------------------------------------
+
+    def in_flight(self, provider: str, model: str) -> tuple[int, int]:
+        """``(input tokens, requests)`` of the jobs of ``provider``/``model`` the provider may
+        still be holding (submitted or being submitted, not yet terminal), whichever plan
+        submitted them: the provider's queue limits are per account and model."""
+        rows = self._query(
+            "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, COUNT(*) AS n "
+            "FROM jobs j JOIN requests r ON r.job_id = j.id "
+            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', 'running') "
+            f"AND r.state = '{QUEUED}'",
+            (provider, model),
+        )
+        return int(rows[0]["tokens"]), int(rows[0]["n"])
+
+    def job_tokens(self, job_id: int) -> int:
+        """Estimated input tokens of a job's requests."""
+        rows = self._query(
+            "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens FROM job_requests j "
+            "JOIN requests r ON r.key = j.key WHERE j.job_id = ?",
+            (job_id,),
+        )
+        return int(rows[0]["tokens"])
+
+    def learned_quota(self, provider: str, model: str) -> tuple[int | None, int | None]:
+        """The ``(max enqueued tokens, max queued requests)`` overnight learned for this model
+        within the last :data:`QUOTA_MEMORY` seconds (older figures are forgotten: a queue
+        that was full then may have been full of other work, and a tier may have grown)."""
+        rows = self._query(
+            "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ? "
+            "AND learned_at >= ?",
+            (provider, model, time.time() - QUOTA_MEMORY),
+        )
+        return (rows[0]["max_enqueued_tokens"], rows[0]["max_queued_requests"]) if rows else (None, None)
+
+    def learn_quota(self, provider: str, model: str, *, tokens: int | None = None,
+                    requests: int | None = None, reason: str = "") -> bool:
+        """Lower the learned figures (never raise them); True when one went down."""
+        with self.transaction() as db:
+            row = db.execute(
+                "SELECT max_enqueued_tokens, max_queued_requests FROM quotas WHERE provider = ? AND model = ? "
+                "AND learned_at >= ?",
+                (provider, model, time.time() - QUOTA_MEMORY),
+            ).fetchone()
+            # A figure older than QUOTA_MEMORY is forgotten: start again from what was just seen.
+            old_tokens, old_requests = (row[0], row[1]) if row else (None, None)
+
+            def lower(old: int | None, new: int | None) -> int | None:
+                return old if new is None else new if old is None else min(old, new)
+
+            new_tokens, new_requests = lower(old_tokens, tokens), lower(old_requests, requests)
+            if (new_tokens, new_requests) == (old_tokens, old_requests):
+                return False
+            db.execute(
+                "INSERT OR REPLACE INTO quotas (provider, model, max_enqueued_tokens, max_queued_requests, "
+                "learned_at, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                (provider, model, new_tokens, new_requests, time.time(), reason),
+            )
+            return True
+
+    def requeue_job(self, job_id: int, state: str, reason: str) -> None:
+        """A job refused or failed for quota: its requests wait again, no attempt counted."""
+        with self.transaction() as db:
+            db.execute(
+                f"UPDATE requests SET state = '{NEW}', job_id = NULL WHERE job_id = ? AND state = '{QUEUED}'",
+                (job_id,),
+            )
+            db.execute(
+                "UPDATE jobs SET state = ?, message = ?, fetched = 1, updated_at = ? WHERE id = ?",
+                (state, reason, time.time(), job_id),
+            )
+
+    def plan_money(self, plan_id: str) -> dict[str, dict[str, float]]:
+        """Per request state of the plan's distinct requests: count, estimated input tokens,
+        most output tokens, and for collected ones their real usage and billed cost."""
+        rows = self._query(
+            "SELECT r.state AS state, COUNT(*) AS n, MAX(r.model) AS model, "
+            "COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, "
+            "COALESCE(SUM(r.max_output), 0) AS max_output, "
+            "SUM(r.max_output IS NULL) AS unbounded, "
+            "COALESCE(SUM(json_extract(r.result, '$.usage.input_tokens')), 0) AS used_in, "
+            "COALESCE(SUM(json_extract(r.result, '$.usage.output_tokens')), 0) AS used_out, "
+            "COALESCE(SUM(json_extract(r.result, '$.cost_usd')), 0) AS cost, "
+            "COALESCE(SUM(json_extract(r.result, '$.online_cost_usd')), 0) AS online "
+            "FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p JOIN requests r ON r.key = p.key "
+            "GROUP BY r.state",
+            (plan_id,),
+        )
+        return {r["state"]: {k: r[k] for k in r.keys() if k != "state"} for r in rows}
+
+    def money_totals(self) -> dict[str, float]:
+        """What every collected request in the store was billed, and its online price."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(result, '$.cost_usd')), 0) AS cost, "
+            "COALESCE(SUM(json_extract(result, '$.online_cost_usd')), 0) AS online, "
+            "SUM(json_extract(result, '$.cost_usd') IS NULL) AS unpriced "
+            f"FROM requests WHERE state = '{DONE}'"
+        )
+        r = rows[0]
+        return {"requests": r["n"], "cost_usd": r["cost"], "online_cost_usd": r["online"],
+                "saved_usd": r["online"] - r["cost"], "unpriced": r["unpriced"] or 0}
 
 
     # -- the provider as second source of truth ---------------------------------------------

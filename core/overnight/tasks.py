@@ -74,6 +74,8 @@ class TextGeneration(Step):
       retry (a list when ``num_generations > 1``). No row is ever dropped;
     * ``<output_column>_usage``: ``{"input_tokens", "output_tokens"}`` (or a list);
     * ``<output_column>_finish_reason``: e.g. ``"stop"``, ``"length"`` (or a list);
+    * ``<output_column>_cost_usd``: what the request was billed at batch prices (``None``
+      when it failed or the model's price is unknown; a list);
     * ``model_name``: the ``provider/model`` that generated it.
 
     Every row is checked before anything is submitted; all problems are reported at
@@ -218,13 +220,15 @@ class TextGeneration(Step):
         return problems
 
     def plan(self, rows: "Rows") -> Iterator[PlannedRequest]:
+        # What errors about a request's size name: the input column (or the template's columns).
+        source = self.input_column if self.template is None else ", ".join(self._columns()) or "template"
         for index, row in enumerate(rows):
             prompt = self.prompt(row, index, [])
             if prompt is None:  # the input changed since validate(): refuse rather than guess
                 raise ConfigurationError(f"step {self.name!r}: row {index} changed while the step ran; run again")
             request = ChatRequest(custom_id="", model=self.llm.model_name, messages=self.messages(prompt))
             for sample in range(self.num_generations):
-                yield PlannedRequest(row=index, sample=sample, request=request)
+                yield PlannedRequest(row=index, sample=sample, request=request, source=source)
 
     def process(self, rows: "Rows", ctx: StepContext) -> Iterator[dict[str, Any]]:
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
@@ -262,6 +266,7 @@ class TextGeneration(Step):
                 for r in samples
             ]
             reasons = [r.finish_reason for r in samples]
+            costs = [r.cost_usd for r in samples]
             one = self.num_generations == 1
             yield {
                 **row,
@@ -269,6 +274,7 @@ class TextGeneration(Step):
                 f"{out}_error": errors[0] if one else errors,
                 f"{out}_usage": usage[0] if one else usage,
                 f"{out}_finish_reason": reasons[0] if one else reasons,
+                f"{out}_cost_usd": costs[0] if one else costs,
                 "model_name": self.llm.model,
             }
         if next(results, None) is not None:

@@ -133,6 +133,8 @@ def test_sandbox_serve_calls_the_sandbox(monkeypatch, tmp_path, overnight_home):
     assert calls == [{"host": "127.0.0.1", "port": 9999, "state_dir": tmp_path / "s", "speed": 60.0}]
     assert main(["sandbox", "serve"]) == 0
     assert calls[-1]["state_dir"] == overnight_home / "sandbox" and calls[-1]["port"] == 8080
+    assert main(["sandbox", "serve", "--max-enqueued-tokens", "5000", "--max-queued-requests", "70"]) == 0
+    assert (calls[-1]["max_enqueued_tokens"], calls[-1]["max_queued_requests"]) == (5000, 70)
 
 
 def test_sandbox_not_installed(monkeypatch, capsys):

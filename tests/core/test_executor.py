@@ -229,7 +229,7 @@ def test_over_limit_line_names_the_row(fake):
     prompts = ["short", "x " * 5000, "short too"]
     with pytest.raises(ValidationError) as exc:
         generate(prompts)
-    assert [(p.row, p.field) for p in exc.value.problems] == [(1, "prompt")]
+    assert [(p.row, p.field) for p in exc.value.problems] == [(1, "messages")]  # no input column known at this level
     assert "row 1" in str(exc.value) and "bytes" in str(exc.value)
     assert fake.submitted_requests == 0
     # Fixing the input is enough: the failed plan left nothing behind.

@@ -186,7 +186,7 @@ def test_runtime_llm_parameters_change_the_requests(fake):
         ([{"instruction": 42}], {}, 0, "instruction", "must be a string"),
         ([{"instruction": None}], {}, 0, "instruction", "is null"),
         ([{"a": "x"}, {"b": "y"}], {"template": "{a} and {b}"}, 0, "b", "missing column"),
-        ([{"instruction": "x" * 3000}], {}, 0, "prompt", "over the fake limit"),
+        ([{"instruction": "x" * 3000}], {}, 0, "instruction", "over the fake limit"),
         ([{"instruction": "ok"}], {"llm": LLM("fake/m", generation_kwargs={"seed": 1})}, None, "seed", "does not support"),
         ([{"instruction": "ok"}], {"llm": LLM("fake/m", generation_kwargs={"nope": 1})}, None, "nope", "unknown generation option"),
         ([{"instruction": "ok"}], {"llm": LLM("fake/m", generation_kwargs={"stop": ["a", "b", "c"]})}, 0, "stop", "stop sequences"),

@@ -71,7 +71,7 @@ CASES = [
         rows=at_bad_row(setting("instruction", "lone surrogate \ud800 here"))),
     Bad("template field missing", ("row 0", "field 'topic'", "missing column"), lane={"task": {"template": "About {topic}"}}),
     Bad("not a JSON line", ("not valid JSON",), rows=lambda rows: rows[:BAD] + ["{not json"] + rows[BAD + 1:]),
-    Bad("line over the per-request size", (f"row {BAD}", "field 'prompt'", "over the", "limit of 20,000 bytes per request"),
+    Bad("line over the per-request size", (f"row {BAD}", "field 'instruction'", "over the", "limit of 20,000 bytes per request"),
         rows=at_bad_row(setting("instruction", "long " * 6_000)), lane={"max_bytes": 20_000}),
     Bad("generations: zero", ("num_generations",), lane={"task": {"num_generations": 0}}),
     Bad("generations: not a number", ("num_generations",), lane={"task": {"num_generations": "3"}}),

@@ -80,9 +80,14 @@ def quickstart(argv: list[str] | None = None) -> int:
                 system_prompt="You are a concise, friendly assistant.",
             )
             load >> generate
+        from overnight.money import active_estimates
+
         try:
             dataset = pipeline.run()
         except NotFinished as exc:
+            if active_estimates() is not None:  # `overnight estimate quickstart`: planned only
+                raise
+
             say(str(exc))
             say("Run `overnight quickstart` again to resume: nothing will be submitted twice.")
             return 75

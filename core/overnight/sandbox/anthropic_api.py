@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id
 from .responder import ForwardError, Generation, conversation, generate, json_spec
+from .quota import chat_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download
 
 PROVIDER = "anthropic"
@@ -202,6 +203,7 @@ def routes(engine: Engine) -> list[Route]:
         ids: list[str] = []
         seen: set[str] = set()
         invalid: dict[int, RequestError] = {}
+        total_tokens = 0
         for i, item in enumerate(requests):
             if not isinstance(item, Mapping) or not isinstance(item.get("params"), Mapping):
                 raise ApiError(400, f"requests.{i}.params: Field required")
@@ -213,6 +215,11 @@ def routes(engine: Engine) -> list[Route]:
                 raise ApiError(400, f"requests: duplicate custom_id '{custom_id}'")
             seen.add(custom_id)
             error = check_params(item["params"])
+            if error is None:
+                params = item["params"]
+                tokens = chat_tokens(params.get("messages"), params.get("system"))
+                total_tokens += tokens
+                error = context_error(PROVIDER, str(params.get("model")), tokens, max_tokens(params, ("max_tokens",)))
             if error is not None:
                 invalid[i] = error
             ids.append(custom_id)
@@ -226,10 +233,14 @@ def routes(engine: Engine) -> list[Route]:
         def reject(problems: Sequence[Mapping[str, Any]]) -> None:
             raise ApiError(400, "; ".join(str(p["message"]) for p in problems))
 
+        def queue_full(message: str) -> None:
+            raise ApiError(429, message)
+
         model = requests[0]["params"].get("model")
         try:
-            state = engine.create_job(PROVIDER, job_id, Scan(ids, model, (), invalid), model=model, metadata=None,
-                                      endpoint="/v1/messages", reject=reject)
+            state = engine.create_job(PROVIDER, job_id, Scan(ids, model, (), invalid, tokens=total_tokens),
+                                      model=model, metadata=None, endpoint="/v1/messages", reject=reject,
+                                      queue_full=queue_full)
         except ApiError:
             shutil.rmtree(path.parent, ignore_errors=True)
             raise

@@ -84,3 +84,6 @@ class SandboxConfig:
     forward_url: str | None = None
     forward_model: str | None = None
     forward_timeout: float = 120.0
+    #: Account queue limits (see .quota); None: no limit.
+    max_enqueued_tokens: int | None = None
+    max_queued_requests: int | None = None

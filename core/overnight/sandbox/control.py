@@ -20,7 +20,8 @@ The same operations exist three ways, with the same method names:
                                            (OpenAI/Mistral: its files deleted; Anthropic: archived)
       DELETE /_sandbox/jobs/{provider}/{id}  delete an ended job (Anthropic, Mistral: as their
                                            DELETE endpoints do; OpenAI batches cannot be deleted)
-      POST   /_sandbox/config              {"results_url": "absolute" | "relative"}
+      POST   /_sandbox/config              {"results_url": "absolute" | "relative",
+                                            "max_enqueued_tokens": N | null, "max_queued_requests": N | null}
 
 * :class:`SandboxControl` is a small stdlib-only client for those routes.
 """
@@ -123,6 +124,15 @@ class Controller:
         self.engine.delete_job(job_id)
         return {"id": job_id, "deleted": True}
 
+    def set_queue_limits(self, **limits: int | None) -> None:
+        """Account queue limits: ``max_enqueued_tokens`` and/or ``max_queued_requests`` (None: off)."""
+        for name, value in limits.items():
+            if name not in ("max_enqueued_tokens", "max_queued_requests"):
+                raise ValueError(f"unknown queue limit {name!r}")
+            if value is not None and (not isinstance(value, int) or value < 1):
+                raise ValueError(f"{name} must be a positive whole number or null")
+            setattr(self.engine, name, value)
+
     def jobs(self) -> list[dict[str, Any]]:
         out = []
         for provider in PROVIDER_PREFIXES:
@@ -192,7 +202,12 @@ def routes(controller: Controller) -> list[Route]:
     def config(_r: Request, body: Any) -> Any:
         if isinstance(body, dict) and "results_url" in body:
             controller.set_results_url(body["results_url"])
-        return {"results_url": engine.results_url}
+        if isinstance(body, dict):
+            queue = {k: body[k] for k in ("max_enqueued_tokens", "max_queued_requests") if k in body}
+            if queue:
+                controller.set_queue_limits(**queue)
+        return {"results_url": engine.results_url, "max_enqueued_tokens": engine.max_enqueued_tokens,
+                "max_queued_requests": engine.max_queued_requests}
 
     return [
         Route("/health", handler(health), methods=["GET"]),
@@ -263,6 +278,9 @@ class SandboxControl(ProviderUrls):
 
     def set_results_url(self, style: str) -> None:
         self._call("POST", "/config", {"results_url": style})
+
+    def set_queue_limits(self, **limits: int | None) -> None:
+        self._call("POST", "/config", dict(limits))
 
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")["data"]

@@ -59,6 +59,7 @@ class Scan:
     model: str | None = None
     problems: Sequence[Mapping[str, Any]] = ()          # job-level validation errors
     invalid: Mapping[int, RequestError] = attrs.field(factory=dict)  # per-request errors known upfront
+    tokens: int = 0                                     # prompt tokens of the whole job (queue limits)
 
     @property
     def total(self) -> int:
@@ -133,6 +134,9 @@ class Engine:
                           if self.config.forward_url else None)
         self.dialects: dict[str, Dialect] = {}
         self.results_url = self.config.results_url
+        # Account queue limits (see .quota); settable at run time through the control API.
+        self.max_enqueued_tokens: int | None = self.config.max_enqueued_tokens
+        self.max_queued_requests: int | None = self.config.max_queued_requests
         self._lock = threading.RLock()
         self._fault_lock = threading.Lock()
 
@@ -306,11 +310,15 @@ class Engine:
     def create_job(self, provider: str, job_id: str, scan: Scan, *, model: str | None,
                    metadata: Mapping[str, Any] | None, endpoint: str | None,
                    window: float | None = None, extra: Mapping[str, Any] | None = None,
-                   reject: Callable[[Sequence[Mapping[str, Any]]], None] | None = None) -> JobState:
+                   reject: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
+                   queue_full: Callable[[str], None] | None = None) -> JobState:
         """Record a job whose input is already at :meth:`job_input_path`.
 
         ``reject`` is called with the validation problems, if any, before anything is
         stored: providers that validate synchronously (Anthropic) raise from it.
+        ``queue_full`` is called with a message when the job would pass the account's queue
+        limits, for providers that refuse the create (a 429); without it (OpenAI) the job
+        fails at validation with ``token_limit_exceeded``.
         """
         durations = self.config.durations
         with self._lock:
@@ -321,6 +329,8 @@ class Engine:
             problems = list(scan.problems)
             if faults.fail_validation and not problems:
                 problems.append(dict(INJECTED_PROBLEM))
+            if not problems:
+                problems += self._queue_check(provider, model, scan, queue_full)
             if problems and reject is not None:
                 reject(problems)
             schedule = Schedule(
@@ -342,7 +352,7 @@ class Engine:
                 "total": scan.total, "schedule": schedule.to_dict(), "faults": faults.to_dict(),
                 "fault_ids": fault_ids, "error_idx": error_idx,
                 "invalid": {str(i): e.to_dict() for i, e in scan.invalid.items()},
-                "problems": problems, "extra": dict(extra or {}), "result": None,
+                "problems": problems, "extra": dict(extra or {}), "result": None, "tokens": scan.tokens,
                 # A create that lands late: invisible to the API until then (see faults.py).
                 "visible_at": now + faults.visible_after, "hidden_lookups": faults.invisible_lookups,
             }
@@ -350,6 +360,35 @@ class Engine:
             self.count(provider, "jobs")
             self.count(provider, "requests", scan.total)
             return JobState(doc, snapshot(schedule, now))
+
+    def _queue_check(self, provider: str, model: str | None, scan: Scan,
+                     queue_full: Callable[[str], None] | None) -> list[dict[str, Any]]:
+        """Problems (OpenAI) or a refusal (others) for a job past the account's queue limits."""
+        from .quota import token_limit_problem
+
+        tokens_limit, requests_limit = self.max_enqueued_tokens, self.max_queued_requests
+        if tokens_limit is None and requests_limit is None:
+            return []
+        held_tokens = held_requests = 0
+        for doc in self.store.all("jobs", provider):
+            if provider == "openai" and doc.get("model") != model:
+                continue  # OpenAI's enqueued-token limit is per model
+            if doc.get("problems") or self._refresh(doc).snap.terminal:
+                continue
+            held_tokens += int(doc.get("tokens") or 0)
+            held_requests += int(doc.get("total") or 0)
+        over_tokens = tokens_limit is not None and held_tokens + scan.tokens > tokens_limit
+        over_requests = requests_limit is not None and held_requests + scan.total > requests_limit
+        if not (over_tokens or over_requests):
+            return []
+        self.count(provider, "quota_refusals")
+        if queue_full is None:
+            return [token_limit_problem(model, tokens_limit if over_tokens else requests_limit or 0)]
+        what = (f"{held_tokens + scan.tokens:,} tokens over the limit of {tokens_limit:,}" if over_tokens
+                else f"{held_requests + scan.total:,} requests over the limit of {requests_limit:,}")
+        queue_full(f"Your organization's batch processing queue is full ({what} waiting to be processed). "
+                   "Try again once some batches have ended.")
+        return []
 
     def get_job(self, provider: str, job_id: str) -> JobState | None:
         with self._lock:

@@ -23,6 +23,7 @@ from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
 from .responder import ForwardError, Generation, conversation, count_tokens, embedding, generate, json_spec
+from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
 PROVIDER = "mistral"
@@ -117,6 +118,7 @@ class MistralDialect:
         seen: set[str] = set()
         invalid: dict[int, RequestError] = {}
         first_model = model
+        total_tokens = 0
 
         def problem(line: int, message: str) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -138,14 +140,19 @@ class MistralDialect:
                 continue
             seen.add(custom_id)
             error = check_body(endpoint, obj["body"], model)
+            if error is None:
+                tokens = body_tokens(obj["body"])
+                total_tokens += tokens
+                error = context_error(PROVIDER, str(obj["body"].get("model") or model),
+                                      tokens, max_tokens(obj["body"], ("max_tokens",)))
+                if error is None and first_model is None:
+                    first_model = obj["body"].get("model")
             if error is not None:
                 invalid[len(ids)] = error
-            elif first_model is None:
-                first_model = obj["body"].get("model")
             ids.append(custom_id)
         if not ids and not problems:
             problems.append({"code": "empty_file", "line": None, "message": "The batch input is empty"})
-        return Scan(ids, first_model, problems, invalid)
+        return Scan(ids, first_model, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
                error: RequestError | None) -> ResultLine:
@@ -338,9 +345,13 @@ def routes(engine: Engine) -> list[Route]:
         if scan.total > limits().max_requests:
             engine.delete_job(job_id)
             raise ApiError(400, f"A batch may hold at most {limits().max_requests} requests; got {scan.total}")
+        def queue_full(message: str) -> None:
+            engine.delete_job(job_id)
+            raise ApiError(429, message)
+
         state = engine.create_job(
             PROVIDER, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint,
-            window=float(timeout_hours) * 3600,
+            window=float(timeout_hours) * 3600, queue_full=queue_full,
             extra={"input_files": [str(f) for f in input_files], "model": model, "agent_id": agent_id})
         return created(engine, state, job_view(engine, state))
 

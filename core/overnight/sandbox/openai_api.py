@@ -23,6 +23,7 @@ from starlette.routing import Route
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
 from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
                         json_spec, count_tokens)
+from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
 PROVIDER = "openai"
@@ -177,6 +178,7 @@ class OpenAIDialect:
         seen: set[str] = set()
         invalid: dict[int, RequestError] = {}
         model = None
+        total_tokens = 0
 
         def problem(code: str, line: int | None, message: str, param: str | None = None) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -223,6 +225,11 @@ class OpenAIDialect:
                 continue
             seen.add(custom_id)
             error = check_body(endpoint, body)
+            if error is None:
+                tokens = body_tokens(body)
+                total_tokens += tokens
+                output = max_tokens(body, ("max_completion_tokens", "max_tokens", "max_output_tokens"))
+                error = context_error(PROVIDER, str(body.get("model")), tokens, output)
             if error is not None:
                 invalid[len(ids)] = error
             ids.append(custom_id)
@@ -231,7 +238,7 @@ class OpenAIDialect:
         if len(ids) > max_requests:
             problem("too_many_tasks", None,
                     f"The batch has {len(ids)} requests; the maximum is {max_requests}.")
-        return Scan(ids, model, problems, invalid)
+        return Scan(ids, model, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
                error: RequestError | None) -> ResultLine:

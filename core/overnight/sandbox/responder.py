@@ -7,7 +7,10 @@ prompt included), so a test can prove that each row received its own answer:
 options are honoured like a model would: ``max_tokens`` cuts the reply after that many
 tokens (finish reason "length"), a stop sequence cuts the reply before it (finish reason
 "stop"), a JSON response format yields a JSON object string. Tokens are counted as
-whitespace-separated words (plus a small per-message overhead for prompts).
+whitespace-separated words in replies; prompt tokens track the text's length with the
+rule overnight's own estimate uses (``overnight.tokens``: about one token per English
+word, per 3 digits, per CJK character) plus a small per-message overhead, so a 10 MB
+prompt weighs millions of tokens.
 
 Optionally a :class:`Forwarder` sends each chat request to an OpenAI-compatible server
 (Ollama, vLLM, llama.cpp ...) for real generations.
@@ -95,7 +98,9 @@ def count_tokens(text: str) -> int:
 
 
 def prompt_tokens(conv: Sequence[tuple[str, str]]) -> int:
-    return sum(count_tokens(text) + PROMPT_OVERHEAD for _, text in conv)
+    from overnight.tokens import text_tokens
+
+    return sum(text_tokens(text) + PROMPT_OVERHEAD for _, text in conv)
 
 
 def digest(conv: Sequence[tuple[str, str]]) -> str:

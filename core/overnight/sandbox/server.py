@@ -79,13 +79,15 @@ def build_app(engine: Engine) -> Starlette:
 def make_config(*, durations: Durations | Mapping[str, float] | None = None,
                 limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
                 results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
-                forward_model: str | None = None) -> SandboxConfig:
+                forward_model: str | None = None, max_enqueued_tokens: int | None = None,
+                max_queued_requests: int | None = None) -> SandboxConfig:
     if durations is None:
         durations = Durations()
     elif not isinstance(durations, Durations):
         durations = Durations(**dict(durations))
     return SandboxConfig(durations=durations, limits=resolve_limits(limits),
-                         results_url=results_url, forward_url=forward_url, forward_model=forward_model)
+                         results_url=results_url, forward_url=forward_url, forward_model=forward_model,
+                         max_enqueued_tokens=max_enqueued_tokens, max_queued_requests=max_queued_requests)
 
 
 class Sandbox(Controller, ProviderUrls):
@@ -103,14 +105,16 @@ class Sandbox(Controller, ProviderUrls):
                  speed: float | None = None, *, durations: Durations | Mapping[str, float] | None = None,
                  limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
                  results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
-                 forward_model: str | None = None, log_level: str = "warning") -> None:
+                 forward_model: str | None = None, log_level: str = "warning",
+                 max_enqueued_tokens: int | None = None, max_queued_requests: int | None = None) -> None:
         self._tmp = None if state_dir is not None else tempfile.mkdtemp(prefix="overnight-sandbox-")
         self.state_dir = Path(state_dir if state_dir is not None else self._tmp)  # type: ignore[arg-type]
         self.host = host
         self.port = port
         self.speed = speed
         self.config = make_config(durations=durations, limits=limits, results_url=results_url,
-                                  forward_url=forward_url, forward_model=forward_model)
+                                  forward_url=forward_url, forward_model=forward_model,
+                                  max_enqueued_tokens=max_enqueued_tokens, max_queued_requests=max_queued_requests)
         self.log_level = log_level
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -179,7 +183,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLik
           speed: float | None = 1.0, *, durations: Durations | Mapping[str, float] | None = None,
           limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
           results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
-          forward_model: str | None = None, log_level: str = "info") -> None:
+          forward_model: str | None = None, log_level: str = "info", max_enqueued_tokens: int | None = None,
+          max_queued_requests: int | None = None) -> None:
     """Run a sandbox in the foreground until interrupted (``overnight sandbox serve``).
 
     ``speed`` defaults to real time (1.0); None or 0 freezes the clock so that only
@@ -187,7 +192,8 @@ def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLik
     """
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
     config = make_config(durations=durations, limits=limits, results_url=results_url, forward_url=forward_url,
-                         forward_model=forward_model)
+                         forward_model=forward_model, max_enqueued_tokens=max_enqueued_tokens,
+                         max_queued_requests=max_queued_requests)
     engine = Engine(directory, config, speed)
     base = f"http://{host}:{port}"
     print(f"overnight sandbox on {base}  (state: {directory}, clock: "

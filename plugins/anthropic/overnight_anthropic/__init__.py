@@ -17,8 +17,10 @@ from overnight import (
     JobRef,
     JobStatus,
     Limits,
+    ModelSpec,
     ProviderInfo,
     RemoteJob,
+    QueueLimits,
     Result,
     hookimpl,
 )
@@ -35,6 +37,27 @@ PROVIDER = "anthropic"
 #: grows by 3 bytes on the wire (it carries the job's tag).
 LIMITS = Limits(max_requests=100_000, max_bytes=255_000_000, completion_window=24 * 3600)
 
+#: Context windows and output ceilings (Anthropic's models overview; docs/protocols/anthropic.md).
+#: The longest matching prefix wins; "claude-" covers models newer than this table.
+MODELS = (
+    ModelSpec("claude-", 200_000, 64_000),
+    ModelSpec("claude-3-haiku", 200_000, 4_096),
+    ModelSpec("claude-3-opus", 200_000, 4_096),
+    ModelSpec("claude-3-5-haiku", 200_000, 8_192),
+    ModelSpec("claude-3-5-sonnet", 200_000, 8_192),
+    ModelSpec("claude-3-7-sonnet", 200_000, 64_000),
+    ModelSpec("claude-opus-4", 200_000, 32_000),
+    ModelSpec("claude-opus-4-5", 200_000, 64_000),
+    ModelSpec("claude-sonnet-4", 200_000, 64_000),
+    ModelSpec("claude-haiku-4", 200_000, 64_000),
+)
+
+#: Requests an organisation may have waiting in the Message Batches processing queue:
+#: 100,000 at usage tier 1 (more at higher tiers). A create past it is refused with 429.
+#: Raise it to your tier's figure with LLM(max_queued_requests=...) or
+#: OVERNIGHT_ANTHROPIC_MAX_QUEUED_REQUESTS.
+QUEUE = QueueLimits(max_queued_requests=100_000)
+
 
 def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
     return ProviderInfo(
@@ -45,6 +68,10 @@ def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
         unsupported_params=UNSUPPORTED_PARAMS,
         secret_env=client.SECRET_ENV,
         description="Anthropic Message Batches (50% of the Messages API price, results within 24 h)",
+        models=MODELS,
+        default_max_tokens=DEFAULT_MAX_TOKENS,
+        queue=QUEUE,
+        batch_discount=0.5,
     )
 
 

@@ -14,7 +14,8 @@ from typing import Any, Iterator, Mapping
 import anthropic
 
 from overnight import (
-    Chunk, JobRef, JobState, JobStatus, ProviderError, RemoteJob, Result, ResultsGone, SubmissionRejected,
+    Chunk, JobRef, JobState, JobStatus, ProviderError, QuotaExceeded, RemoteJob, Result, ResultsGone,
+    SubmissionRejected,
 )
 from overnight.jsonl import parse
 
@@ -46,8 +47,11 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
             batch = once.messages.batches.create(requests=requests)  # type: ignore[arg-type]  # the TypedDict's shape
             break
         except anthropic.RateLimitError as exc:
-            if attempt == sdk.max_retries:
-                raise
+            # A 429 certainly created nothing. A full processing queue empties only as batches
+            # end, so it is handed to the core at once (it waits, and submits less); a passing
+            # rate limit is retried here first.
+            if attempt == sdk.max_retries or "queue" in str(exc).lower():
+                raise QuotaExceeded(f"Anthropic refused to create the batch: {exc}") from exc
             time.sleep(_retry_after(exc, attempt))
         except anthropic.APIStatusError as exc:
             if exc.status_code in REFUSED:  # certainly not created, and about the requests

@@ -12,7 +12,7 @@ import logging
 from typing import Any, Iterator, Mapping
 
 from overnight import jsonl
-from overnight.errors import ProviderError, ResultsGone
+from overnight.errors import ProviderError, QuotaExceeded, ResultsGone
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -23,6 +23,7 @@ from overnight.models import (
     JobState,
     JobStatus,
     Limits,
+    ModelSpec,
     ProviderInfo,
     RemoteJob,
     Result,
@@ -39,6 +40,18 @@ MB = 1024 * 1024
 #: Mistral's published per-job limits (the conservative "known limitations" figures:
 #: 100k requests, 512 MB per input file); ``timeout_hours`` defaults to 24.
 LIMITS = Limits(max_requests=100_000, max_bytes=512 * MB, completion_window=24 * 3600)
+
+#: Context windows (Mistral's models overview; docs/protocols/mistral.md). Mistral publishes
+#: no separate output ceiling: output may fill the window. Longest prefix wins.
+MODELS = (
+    ModelSpec("mistral-large", 131_072, 131_072),
+    ModelSpec("mistral-medium", 131_072, 131_072),
+    ModelSpec("mistral-small", 131_072, 131_072),
+    ModelSpec("ministral", 131_072, 131_072),
+    ModelSpec("open-mistral-nemo", 131_072, 131_072),
+    ModelSpec("codestral", 262_144, 262_144),
+    ModelSpec("magistral", 131_072, 131_072),
+)
 
 #: Job creation is not idempotent: retry only what certainly created nothing (429).
 #: A 5xx or a dropped connection may hide a created job; the core finds it by tag.
@@ -97,6 +110,8 @@ class MistralPlugin:
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=(opts.KEY_ENV,),
                 description="Mistral batch API (mistralai SDK)",
+                models=MODELS,
+                batch_discount=0.5,
             )
         ]
 
@@ -122,7 +137,12 @@ class MistralPlugin:
             retries=opts.retry_config(settings.max_retries, status_codes=_CREATE_RETRY_CODES, connection_errors=False),
         )
         if chunk.count <= settings.inline_threshold and chunk.bytes <= opts.INLINE_MAX_BYTES:
-            job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
+            try:
+                job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
+            except Exception as exc:
+                if _http_status(exc) == 429:  # after the SDK's retries; certainly not created
+                    raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
+                raise
             return self._ref(job, chunk.tag, input_file=None)
         with jsonl.spool(chunk.lines()) as spooled:
             uploaded = client.files.upload(
@@ -136,6 +156,8 @@ class MistralPlugin:
             # job may exist and need its input, so the file is left for it.
             if _rejected(exc):
                 self._delete_file(client, uploaded.id)
+            if _http_status(exc) == 429:
+                raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
             raise
         return self._ref(job, chunk.tag, input_file=uploaded.id)
 

@@ -13,7 +13,7 @@ from typing import Any, Iterator, Mapping
 
 import openai
 
-from overnight import ResultsGone, SubmissionRejected, jsonl
+from overnight import QuotaExceeded, ResultsGone, SubmissionRejected, jsonl
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, RemoteJob, Result
 
@@ -91,6 +91,8 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
             _delete_quietly(client, file_id)
             if _status(exc) in REFUSED:
                 raise SubmissionRejected(f"OpenAI refused to create the batch: {exc}") from exc
+            if _status(exc) == 429:  # certainly not created: the account's rate or queue limit
+                raise QuotaExceeded(f"OpenAI refused to create the batch for a rate or queue limit: {exc}") from exc
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 

@@ -18,7 +18,8 @@ from typing import Any, Iterator, Mapping
 from overnight import hookimpl
 from overnight.errors import ConfigurationError
 from overnight.models import (
-    Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ProviderInfo, RemoteJob, Result,
+    Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ModelSpec, ProviderInfo, QueueLimits, RemoteJob,
+    Result,
 )
 
 from overnight_openai import client as clients, jobs, translate
@@ -27,6 +28,26 @@ NAME = "openai"
 MB = 1_000_000
 #: OpenAI's published per-batch limits: 50 000 requests and a 200 MB input file.
 DEFAULT_LIMITS = Limits(max_requests=50_000, max_bytes=200 * MB, completion_window=24 * 3600)
+#: Context windows and output ceilings of OpenAI's chat models (model pages of the
+#: platform docs; see docs/protocols/openai.md). The longest matching prefix wins; a model
+#: matching none is not checked (its errors come back per request).
+MODELS = (
+    ModelSpec("gpt-3.5-turbo", 16_385, 4_096),
+    ModelSpec("gpt-4", 8_192, 8_192),
+    ModelSpec("gpt-4-turbo", 128_000, 4_096),
+    ModelSpec("gpt-4o", 128_000, 16_384),
+    ModelSpec("gpt-4o-mini", 128_000, 16_384),
+    ModelSpec("gpt-4.1", 1_047_576, 32_768),
+    ModelSpec("gpt-5", 400_000, 128_000),
+    ModelSpec("o1", 200_000, 100_000),
+    ModelSpec("o3", 200_000, 100_000),
+    ModelSpec("o4-mini", 200_000, 100_000),
+)
+#: OpenAI's enqueued-token limit depends on the model and the organisation's usage tier
+#: (e.g. 2,000,000 for gpt-4o-mini at tier 1), so none is assumed: set yours with
+#: LLM(max_enqueued_tokens=...) or OVERNIGHT_OPENAI_MAX_ENQUEUED_TOKENS; overnight also
+#: learns it from the batches OpenAI fails with ``token_limit_exceeded``.
+QUEUE = QueueLimits()
 MAX_REQUESTS_ENV = "OVERNIGHT_OPENAI_MAX_REQUESTS"
 MAX_BYTES_ENV = "OVERNIGHT_OPENAI_MAX_BYTES"
 
@@ -65,6 +86,9 @@ class OpenAIPlugin:
                 unsupported_params=frozenset(),  # chat completions take every standard option
                 secret_env=(clients.KEY_ENV,),
                 description="OpenAI Batch API (/v1/chat/completions), 50% of the online price",
+                models=MODELS,
+                queue=QUEUE,
+                batch_discount=0.5,
             )
         ]
 

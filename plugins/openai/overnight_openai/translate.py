@@ -132,7 +132,19 @@ def job_status(batch: Any) -> JobStatus:
         # keep checking rather than guess that the job is over.
         state = JobState.RUNNING
     message = failure_message(batch) if state is JobState.FAILED else None
-    return JobStatus(state=state, total=total, completed=completed, failed=failed, raw_status=status, message=message)
+    quota = state is JobState.FAILED and any(code == QUOTA_CODE for code in _error_codes(batch))
+    return JobStatus(state=state, total=total, completed=completed, failed=failed, raw_status=status,
+                     message=message, quota=quota)
+
+
+#: The code of a batch failed because the organisation's enqueued tokens for the model would
+#: pass its limit ("Enqueued token limit reached for <model> ..."): a quota, not bad input.
+QUOTA_CODE = "token_limit_exceeded"
+
+
+def _error_codes(batch: Any) -> list[str]:
+    data = list(getattr(batch.errors, "data", None) or []) if getattr(batch, "errors", None) else []
+    return [str(getattr(e, "code", "") or "") for e in data]
 
 
 def failure_message(batch: Any, shown: int = 3) -> str:
