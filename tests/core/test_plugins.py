@@ -110,3 +110,23 @@ def test_jsonl_parse_refuses_a_stream_cut_between_or_inside_lines():
     assert got == [{"a": 1}]  # what was read is kept
     with pytest.raises(ProviderError, match="middle of a line"):
         list(parse([whole[:12]]))
+
+
+def test_the_process_registry_imports_only_the_plugin_of_the_provider_asked_for():
+    import subprocess
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from overnight.plugins import get_registry
+        registry = get_registry()
+        assert registry.provider("openai").name == "openai"
+        assert "overnight_openai" in sys.modules
+        assert "overnight_anthropic" not in sys.modules and "anthropic" not in sys.modules
+        assert "overnight_mistral" not in sys.modules and "mistralai" not in sys.modules
+        assert {"openai", "anthropic", "mistral"} <= set(registry.provider_names)  # listing loads them all
+        assert "anthropic" in sys.modules
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
