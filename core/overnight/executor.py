@@ -65,6 +65,8 @@ FETCH_BATCH_FIRST = 16
 FETCH_BATCH_MAX = 1024
 #: Most problems listed in one ValidationError (the count covers them all).
 MAX_PROBLEMS = 1000
+#: Pending requests read from the store per query while cutting chunks.
+PENDING_PAGE = 10_000
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
 MAX_POLL_ERRORS = 5
 
@@ -316,25 +318,44 @@ class BatchExecutor:
 
     def _submit_pending(self) -> None:
         limits = self.provider.info.limits
+        # Keyset paging by plan position: each chunk reads on from where the last one
+        # stopped, so submitting N requests reads the plan once, not once per chunk.
+        after = -1
+        page_size = min(max(limits.max_requests, 1), PENDING_PAGE)
         while True:
             keys: list[str] = []
+            taken: set[str] = set()
             nbytes = 0
             model = None
-            for row in self.store.pending_lines(self.plan_id):
-                if keys and (
-                    len(keys) >= limits.max_requests
-                    or nbytes + row["bytes"] > limits.max_bytes
-                    or row["model"] != model
-                ):
+            last = after
+            full = False
+            while not full:
+                page = list(self.store.pending_lines(self.plan_id, after=last, limit=page_size))
+                for row in page:
+                    if row["key"] in taken:  # a repeated row: its request is in this chunk already
+                        last = row["pos"]
+                        continue
+                    if keys and (
+                        len(keys) >= limits.max_requests
+                        or nbytes + row["bytes"] > limits.max_bytes
+                        or row["model"] != model
+                    ):
+                        full = True
+                        break
+                    keys.append(row["key"])
+                    taken.add(row["key"])
+                    nbytes += row["bytes"]
+                    model = row["model"]
+                    last = row["pos"]
+                if len(page) < page_size:
                     break
-                keys.append(row["key"])
-                nbytes += row["bytes"]
-                model = row["model"]
             if not keys:
                 return
-            self._submit(keys, model or "", nbytes)
+            # A refused chunk's requests may be pending again: read the plan from the top.
+            after = last if self._submit(keys, model or "", nbytes) else -1
 
-    def _submit(self, keys: list[str], model: str, nbytes: int) -> None:
+    def _submit(self, keys: list[str], model: str, nbytes: int) -> bool:
+        """Submit one chunk; False when the provider refused it (its requests may be pending again)."""
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
@@ -355,10 +376,11 @@ class BatchExecutor:
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {len(keys)} requests was refused: {exc}")
             self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
-            return
+            return False
         fault_point("after_create")
         self.store.confirm_job(job_id, ref)
         polling.report(f"{self.step}: submitted {self.provider.name} job {ref.remote_id} ({len(keys)} requests)")
+        return True
 
     # -- waiting ---------------------------------------------------------------------------
 

@@ -310,8 +310,23 @@ class Store:
         counts = self.plan_counts(plan_id)
         return sum(n for state, n in counts.items() if state != NEW)
 
-    def pending_lines(self, plan_id: str) -> Iterator[sqlite3.Row]:
-        """The plan's requests still to submit, in plan order, each once (key, model, bytes)."""
+    def pending_lines(self, plan_id: str, *, after: int | None = None, limit: int | None = None
+                      ) -> Iterator[sqlite3.Row]:
+        """The plan's requests still to submit, in plan order, each once (key, model, bytes, pos).
+
+        With ``after`` (a position) and ``limit``, one page of them: those at positions past
+        ``after``, read along the plan's primary key with no sort, so paging through a plan
+        is linear. A page may list a key more than once (a repeated row); the caller keeps
+        the first.
+        """
+        if after is not None or limit is not None:
+            yield from self._stream(
+                "SELECT r.key, r.model, r.bytes, p.position AS pos FROM plan_items p "
+                f"JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND p.position > ? AND r.state = '{NEW}' "
+                "ORDER BY p.position LIMIT ?",
+                (plan_id, -1 if after is None else after, -1 if limit is None else limit),
+            )
+            return
         yield from self._stream(
             "SELECT r.key, r.model, r.bytes, MIN(p.position) AS pos FROM plan_items p "
             f"JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND r.state = '{NEW}' "
