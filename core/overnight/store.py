@@ -73,6 +73,11 @@ CREATE TABLE IF NOT EXISTS job_requests (
 """
 
 
+#: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints.
+PAGE_SIZE = 8192
+CACHE_KB = 64 * 1024
+WAL_CHECKPOINT_PAGES = 4096
+
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
 
@@ -128,9 +133,16 @@ class Store:
             try:
                 conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
                 conn.row_factory = sqlite3.Row
+                # Sized for plans of millions of requests: bigger pages (a no-op on an existing
+                # file), a 64 MB page cache instead of 2 MB (the hot indexes stay in memory
+                # instead of being re-read page by page), fewer WAL checkpoints.
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
                 _enable_wal(conn)
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+                conn.execute("PRAGMA temp_store=MEMORY")
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             except sqlite3.DatabaseError as exc:
                 raise self._unusable(exc) from None
             self._local.conn = conn
