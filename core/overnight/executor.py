@@ -29,7 +29,7 @@ from typing import Any, Iterable, Iterator, Mapping
 
 from attrs import frozen
 
-from overnight import polling, store as st
+from overnight import _json, polling, store as st
 from overnight._serialization import dumps
 from overnight.errors import (
     InvalidRequest,
@@ -199,11 +199,12 @@ class BatchExecutor:
                 key = request_key(self.provider.name, req, p.sample, params_json=params_json)
                 req = evolve(req, custom_id=key)
                 try:
-                    line = json.dumps(self.provider.build_request(req), ensure_ascii=False, separators=(",", ":"))
+                    encoded = _json.dumps(self.provider.build_request(req))
                 except InvalidRequest as exc:
                     self._problem(problems, p.row, exc.field, str(exc))
                     continue
-                size = len(line.encode()) + 1
+                size = len(encoded) + 1
+                line = encoded.decode()
                 cap = min(limits.max_line_bytes or limits.max_bytes, limits.max_bytes)
                 if size > cap:
                     self._problem(
@@ -364,7 +365,8 @@ class BatchExecutor:
         fault_point("after_intent")
         chunk = Chunk(
             tag=tag, model=model, count=len(keys), bytes=nbytes,
-            lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
+            lines=lambda: (_json.loads(line) for line in self.store.job_lines(job_id)),
+            encoded=lambda: ((line + "\n").encode() for line in self.store.job_lines(job_id)),
         )
         try:
             with self._provider_errors(

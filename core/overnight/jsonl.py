@@ -10,6 +10,7 @@ import json
 import tempfile
 from typing import IO, Any, Iterable, Iterator
 
+from overnight import _json
 from overnight.errors import ProviderError
 
 def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
@@ -18,10 +19,13 @@ def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
     A real file on disk (not a SpooledTemporaryFile, which is no ``io.IOBase`` before
     Python 3.11 and which SDKs that validate their upload argument refuse).
     """
+    return spool_jsonl(_json.dumps(line) + b"\n" for line in lines)
+
+
+def spool_jsonl(lines: Iterable[bytes]) -> IO[bytes]:
+    """Write encoded JSONL lines (``Chunk.jsonl()``) as they are to a temporary file, rewound."""
     out = tempfile.TemporaryFile(mode="w+b")
-    for line in lines:
-        out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
-        out.write(b"\n")
+    out.writelines(lines)
     out.seek(0)
     return out
 
@@ -44,10 +48,10 @@ def parse(
         *complete, buffer = buffer.split(b"\n")
         for raw in complete:
             if raw.strip():
-                yield json.loads(raw)
+                yield _json.loads(raw)
     if buffer.strip():
         try:
-            yield json.loads(buffer)
+            yield _json.loads(buffer)
         except json.JSONDecodeError:
             raise ProviderError(f"{source} ended in the middle of a line; run again to fetch it again") from None
     if expected_bytes and received != expected_bytes:

@@ -111,6 +111,12 @@ class Chunk:
     ``lines()`` yields, in order, the provider-specific request dicts that the plugin's
     ``build_request`` returned; it can be called more than once (each call streams
     them again from the store), so a plugin can retry an upload.
+
+    ``jsonl()`` yields the same requests as the bytes of a JSONL file, one compact JSON
+    line each (newline included), exactly as the core measured them against the
+    provider's limits. A plugin that uploads a JSONL file should use it: the lines come
+    straight from the store, never decoded and encoded again. It can be called more
+    than once too.
     """
 
     tag: str
@@ -118,6 +124,16 @@ class Chunk:
     count: int
     bytes: int
     lines: Callable[[], Iterator[dict[str, Any]]] = field(eq=False, repr=False)
+    #: The encoded lines (each ending in ``b"\n"``), when the core has them; see :meth:`jsonl`.
+    encoded: Callable[[], Iterator[bytes]] | None = field(default=None, eq=False, repr=False)
+
+    def jsonl(self) -> Iterator[bytes]:
+        """The requests as JSONL bytes, one line per request, in the order of ``lines()``."""
+        if self.encoded is not None:
+            return self.encoded()
+        from overnight import _json
+
+        return (_json.dumps(line) + b"\n" for line in self.lines())
 
 
 # --- what a provider declares ---------------------------------------------------------
