@@ -23,6 +23,8 @@ class Provider:
         self.info = info
         self.name = info.name
         self._hook = hook
+        #: One hook caller per hook name (build_request is called once per request).
+        self._callers: dict[str, Any] = {}
 
     def _secrets(self, options: Mapping[str, Any] | None) -> list[str]:
         found = [os.environ.get(var, "") for var in self.info.secret_env]
@@ -45,10 +47,13 @@ class Provider:
             raise
 
     def _call(self, hook: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        caller = self._callers.get(hook)
+        if caller is None:
+            caller = self._callers[hook] = self._hook(hook)
         with self._guard(options):
             if options is not None:
                 kwargs["options"] = options
-            return self._hook(hook)(provider=self.name, **kwargs)
+            return caller(provider=self.name, **kwargs)
 
     # -- the contract ------------------------------------------------------------------
 

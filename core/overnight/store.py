@@ -442,8 +442,15 @@ class Store:
         first: dict[str, Result] = {}
         for result in results:
             first.setdefault(result.custom_id, result)
+        # Successes (nearly every result) settle in one statement each, with no read first:
+        # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
+        succeeded = [(dumps(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
-            keys = list(first)
+            db.executemany(
+                f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+                succeeded,
+            )
+            keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
             queued = []
             for i in range(0, len(keys), 500):  # SQLite caps the number of parameters
                 part = keys[i : i + 500]
