@@ -62,7 +62,7 @@ from overnight.store import Store, result_from_json
 #: Results are written to the store in transactions of growing size: small at first so an
 #: interrupted download keeps what it got, large later so big files need few commits.
 FETCH_BATCH_FIRST = 16
-FETCH_BATCH_MAX = 1024
+FETCH_BATCH_MAX = 4096
 #: Most problems listed in one ValidationError (the count covers them all).
 MAX_PROBLEMS = 1000
 #: Pending requests read from the store per query while cutting chunks.

@@ -141,7 +141,6 @@ class Store:
                 conn.execute("PRAGMA synchronous=NORMAL")
                 conn.execute("PRAGMA busy_timeout=30000")
                 conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
-                conn.execute("PRAGMA temp_store=MEMORY")
                 conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
             except sqlite3.DatabaseError as exc:
                 raise self._unusable(exc) from None
@@ -379,10 +378,15 @@ class Store:
             return job_id
 
     def job_lines(self, job_id: int) -> Iterator[str]:
-        """The provider lines of a job's requests, streamed in a stable order."""
+        """The provider lines of a job's requests, streamed in a stable order.
+
+        The order is the requests' order in the store (plan order for a new plan): results
+        come back in about the order sent, so storing them then touches each page of the
+        requests table once instead of once per result.
+        """
         cursor = self._stream(
             "SELECT r.line FROM job_requests j JOIN requests r ON r.key = j.key WHERE j.job_id = ? "
-            "ORDER BY j.key",
+            "ORDER BY r.rowid",
             (job_id,),
         )
         for row in cursor:
