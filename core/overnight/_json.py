@@ -20,8 +20,10 @@ JSONDecodeError = json.JSONDecodeError
 
 def dumps(value: Any, *, sort_keys: bool = False, default: Callable[[Any], Any] | None = None) -> bytes:
     """``value`` as compact UTF-8 JSON bytes."""
+    # Dates and dataclasses go to ``default`` as they do with the standard library.
+    option = orjson.OPT_PASSTHROUGH_DATETIME | orjson.OPT_PASSTHROUGH_DATACLASS
     try:
-        return orjson.dumps(value, default=default, option=orjson.OPT_SORT_KEYS if sort_keys else 0)
+        return orjson.dumps(value, default=default, option=option | orjson.OPT_SORT_KEYS if sort_keys else option)
     except TypeError:  # orjson.JSONEncodeError: let the standard library decide (it may refuse too)
         return json.dumps(value, sort_keys=sort_keys, separators=(",", ":"), ensure_ascii=False,
                           default=default).encode()

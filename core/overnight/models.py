@@ -214,7 +214,7 @@ class JobState(str, enum.Enum):
 class JobStatus:
     """The state of a job with its request counts (0 when the provider does not say)."""
 
-    state: JobState = field(converter=JobState)
+    state: JobState = field(converter=lambda v: v if type(v) is JobState else JobState(v))
     total: int = 0
     completed: int = 0
     failed: int = 0
@@ -243,7 +243,8 @@ class Result:
     """The outcome of one request, matched to it by ``custom_id``."""
 
     custom_id: str
-    status: ResultStatus = field(converter=ResultStatus)
+    # Enum lookup is slow and a Result is built several times per request: skip it for members.
+    status: ResultStatus = field(converter=lambda v: v if type(v) is ResultStatus else ResultStatus(v))
     text: str | None = None
     error: str | None = None
     usage: Usage | None = None
