@@ -197,7 +197,7 @@ class BatchExecutor:
                         checked.add(params_json)
                         option_problems.update(dict.fromkeys(check_params(self.provider, req.params)))
                 key = request_key(self.provider.name, req, p.sample, params_json=params_json)
-                req = evolve(req, custom_id=key)
+                req = ChatRequest(key, req.model, req.messages, req.params)  # attrs.evolve is 3x slower
                 try:
                     encoded = _json.dumps(self.provider.build_request(req))
                 except InvalidRequest as exc:
@@ -290,12 +290,10 @@ class BatchExecutor:
     def _fetched(self, ref: JobRef) -> Iterator[Result]:
         """The job's results; a provider failure part-way is a ProviderError (what came is kept)."""
         results = iter(self.provider.fetch(ref, self.options))
-        while True:
-            with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
-                result = next(results, None)
-            if result is None:
-                return
-            yield result
+        # One guard around the loop, not one per result: a failure ends the stream anyway.
+        with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
+            for result in results:
+                yield result
 
     @contextlib.contextmanager
     def _provider_errors(

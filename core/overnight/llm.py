@@ -12,7 +12,7 @@ from typing import Any, Iterable, Iterator, Mapping
 from overnight import plugins
 from overnight.errors import ConfigurationError, OfflineBatchGenerationNotFinished, RowProblem, ValidationError
 from overnight.executor import BatchExecutor, PlannedRequest, RowResult
-from overnight.models import STANDARD_PARAMS, GenerationParams, evolve, standard_param_problems
+from overnight.models import STANDARD_PARAMS, ChatRequest, GenerationParams, evolve, standard_param_problems
 from overnight.policy import RunPolicy
 from overnight.polling import Backoff
 from overnight.providers import Provider
@@ -119,7 +119,7 @@ class LLM:
         executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
-            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params))
+            PlannedRequest(p.row, p.sample, ChatRequest(p.request.custom_id, self.model_name, p.request.messages, params))
             for p in planned
         )
         try:
