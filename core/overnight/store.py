@@ -414,10 +414,12 @@ class Store:
 
     def open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
         """Jobs holding requests of this plan that are not yet fully collected."""
+        # From the few unfetched jobs to their requests (by the job index), not from every
+        # request of the plan: a poll of a million-request plan no longer scans it.
         rows = self._query(
-            "SELECT * FROM jobs WHERE fetched = 0 AND id IN ("
-            f"SELECT DISTINCT r.job_id FROM plan_items p JOIN requests r ON r.key = p.key "
-            f"WHERE p.plan_id = ? AND r.state = '{QUEUED}') ORDER BY id",
+            "SELECT * FROM jobs WHERE fetched = 0 AND EXISTS ("
+            "SELECT 1 FROM requests r CROSS JOIN plan_items p ON p.key = r.key "  # CROSS: requests first
+            f"WHERE r.job_id = jobs.id AND r.state = '{QUEUED}' AND p.plan_id = ?) ORDER BY id",
             (plan_id,),
         )
         return [self._job_dict(r) for r in rows]
