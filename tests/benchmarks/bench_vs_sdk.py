@@ -196,10 +196,11 @@ def main() -> None:
     print(f"{'ratio':<12}{med('overnight', 'wall') / med('script', 'wall'):>9.2f}x"
           f"{med('overnight', 'cpu') / med('script', 'cpu'):>9.2f}x"
           f"{med('overnight', 'rss') / med('script', 'rss'):>13.2f}x")
-    print("overnight phases (median s):")
+    print(f"overnight phases (median s){'wall':>8}{'CPU':>8}")
     for phase in PHASES:
-        value = statistics.median(r["phases"][phase] for r in runs["overnight"])  # type: ignore[index]
-        print(f"  {phase:<16}{value:>8.2f}")
+        wall, cpu = (statistics.median(r["phases"][kind][phase] for r in runs["overnight"])  # type: ignore[index]
+                     for kind in ("wall", "cpu"))
+        print(f"  {phase:<24}{wall:>8.2f}{cpu:>8.2f}")
     if not args.no_rerun:
         rerun = statistics.median(r["rerun"]["wall"] for r in runs["overnight"])  # type: ignore[index]
         print(f"no-op re-run of the finished pipeline: {rerun:.2f} s wall "

@@ -120,8 +120,10 @@ def test_the_process_registry_imports_only_the_plugin_of_the_provider_asked_for(
         import sys
         from overnight.plugins import get_registry
         registry = get_registry()
-        assert registry.provider("openai").name == "openai"
+        provider = registry.provider("openai")
+        provider.validate_options({"api_key": "sk-test"})
         assert "overnight_openai" in sys.modules
+        assert "openai" not in sys.modules  # the SDK loads with the first API call, not the plugin
         assert "overnight_anthropic" not in sys.modules and "anthropic" not in sys.modules
         assert "overnight_mistral" not in sys.modules and "mistralai" not in sys.modules
         assert {"openai", "anthropic", "mistral"} <= set(registry.provider_names)  # listing loads them all
