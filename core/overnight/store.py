@@ -371,9 +371,11 @@ class Store:
             db.executemany(
                 "INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys]
             )
-            db.executemany(
-                f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?",
-                [(job_id, k) for k in keys],
+            # One set-wise statement over the membership just written, not one per request.
+            db.execute(
+                f"UPDATE requests SET state = '{QUEUED}', job_id = ? "
+                "WHERE key IN (SELECT key FROM job_requests WHERE job_id = ?)",
+                (job_id, job_id),
             )
             return job_id
 
