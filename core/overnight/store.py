@@ -260,9 +260,13 @@ class Store:
         provider: str,
         step: str,
         items: Iterable[tuple[int, int, str, str, str, int]],
-        batch: int = 5000,
+        batch: int = 50_000,
     ) -> int:
         """Store a plan from ``(row, sample, key, model, line, bytes)`` items, streamed.
+
+        In transactions of ``batch`` items: request keys are hashes, so every transaction
+        dirties pages all over two key indexes; big ones write each page a few times in
+        total instead of once per few items (1M requests: 20.2 s -> 11.3 s CPU, sys 9.7 -> 2.7 s).
 
         Requests already known (by key) keep their state and results.
         """
