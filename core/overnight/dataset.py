@@ -20,16 +20,17 @@ from itertools import islice
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, overload
 
+from overnight import _json
 from overnight.diskerrors import disk_error
 from overnight.errors import ConfigurationError, RowProblem, ValidationError
 from overnight.faultpoints import fault_point
 
 
 def read_jsonl(path: Path) -> Iterator[dict[str, Any]]:
-    with open(path, encoding="utf-8") as handle:
+    with open(path, "rb") as handle:
         for line in handle:
             if line.strip():
-                yield json.loads(line)
+                yield _json.loads(line)
 
 
 class Rows:
@@ -75,15 +76,14 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
         raise disk_error(path, exc) or exc
     count = 0
     try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
+        with os.fdopen(fd, "wb") as handle:
             for count, row in enumerate(rows, start=1):
                 if not isinstance(row, dict):
                     raise ConfigurationError(
                         f"step {step!r} produced a {type(row).__name__} as row {count - 1}; rows must be dicts"
                     )
                 try:
-                    line = json.dumps(row, ensure_ascii=False, default=_json_default)
-                    handle.write(line + "\n")
+                    handle.write(_json.dumps(row, default=_json_default) + b"\n")
                 except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
                     bad = _bad_column(row)
                     hint = "convert it to text or a number first (e.g. with a MapStep)"

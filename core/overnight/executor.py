@@ -30,7 +30,9 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from overnight import polling, store as st
+from attrs import frozen
+
+from overnight import _json, polling, store as st
 from overnight._serialization import dumps
 from overnight.diskerrors import disk_error
 from overnight.accounting import Accounting
@@ -53,6 +55,7 @@ from overnight.faultpoints import fault_point
 from overnight.identity import request_key
 from overnight.models import (
     STANDARD_PARAMS,
+    ChatRequest,
     Chunk,
     GenerationParams,
     JobRef,
@@ -70,13 +73,15 @@ from overnight.store import Store, result_from_json
 #: Results are written to the store in transactions of growing size: small at first so an
 #: interrupted download keeps what it got, large later so big files need few commits.
 FETCH_BATCH_FIRST = 16
-FETCH_BATCH_MAX = 1024
+FETCH_BATCH_MAX = 4096
 #: Most problems listed in one ValidationError (the count covers them all).
 MAX_PROBLEMS = 1000
 #: Most provider jobs listed when looking for jobs to adopt or for duplicates.
 ADOPT_LIMIT = 1000
 #: Newest provider jobs looked at for a duplicate (a late create lands next to our own).
 DUPLICATE_LIMIT = 100
+#: Pending requests read from the store per query while cutting chunks.
+PENDING_PAGE = 10_000
 #: Consecutive failed polls (network, 5xx after SDK retries) before polling gives up.
 MAX_POLL_ERRORS = 5
 
@@ -187,7 +192,7 @@ class BatchExecutor:
         option_problems: dict[tuple[str, str], None] = {}
         count = 0
 
-        def items() -> Iterator[tuple[int, int, str, str, str, int]]:
+        def items() -> Iterator[tuple[Any, ...]]:
             nonlocal count
             checked: set[str] = set()
             last_params, params_json = None, ""
@@ -200,13 +205,14 @@ class BatchExecutor:
                         checked.add(params_json)
                         option_problems.update(dict.fromkeys(check_params(self.provider, req.params)))
                 key = request_key(self.provider.name, req, p.sample, params_json=params_json)
-                req = evolve(req, custom_id=key)
+                req = ChatRequest(key, req.model, req.messages, req.params)  # attrs.evolve is 3x slower
                 try:
-                    line = json.dumps(self.provider.build_request(req), ensure_ascii=False, separators=(",", ":"))
+                    encoded = _json.dumps(self.provider.build_request(req))
                 except InvalidRequest as exc:
                     self._problem(problems, p.row, exc.field, str(exc))
                     continue
-                size = len(line.encode()) + 1
+                size = len(encoded) + 1
+                line = encoded.decode()
                 cap = min(limits.max_line_bytes or limits.max_bytes, limits.max_bytes)
                 source = p.source or "messages"
                 if size > cap:
@@ -489,12 +495,10 @@ class BatchExecutor:
     def _fetched(self, ref: JobRef, deadline: float | None = None) -> Iterator[Result]:
         """The job's results; a provider failure part-way is a ProviderError (what came is kept)."""
         results = iter(self.provider.fetch(ref, self.options, timeout=_left(deadline)))
-        while True:
-            with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
-                result = next(results, None)
-            if result is None:
-                return
-            yield result
+        # One guard around the loop, not one per result: a failure ends the stream anyway.
+        with self._provider_errors(f"fetching the results of the {self.provider.name} job {ref.remote_id}"):
+            for result in results:
+                yield result
 
     @contextlib.contextmanager
     def _provider_errors(
@@ -528,39 +532,60 @@ class BatchExecutor:
         limits = self.provider.info.limits
         self._over_budget = None
         self.accounting.commit_to_budget()
+        # Keyset paging by plan position: each chunk reads on from where the last one
+        # stopped, so submitting N requests reads the plan once, not once per chunk.
+        after = -1
+        page_size = min(max(limits.max_requests, 1), PENDING_PAGE)
         while True:
             keys: list[str] = []
+            taken: set[str] = set()
             nbytes = 0
             model = None
             gate = None
-            for row in self.store.pending_lines(self.plan_id):
-                if keys and row["model"] != model:
+            last = after
+            full = False
+            while not full:
+                page = list(self.store.pending_lines(self.plan_id, after=last, limit=page_size))
+                for row in page:
+                    if row["key"] in taken:  # a repeated row: its request is in this chunk already
+                        last = row["pos"]
+                        continue
+                    if keys and row["model"] != model:
+                        full = True
+                        break
+                    if gate is None:
+                        gate = self.accounting.gate(row["model"])
+                    if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
+                        full = True
+                        break
+                    if not gate.admits(row, first=not keys):
+                        full = True
+                        break
+                    keys.append(row["key"])
+                    taken.add(row["key"])
+                    nbytes += row["bytes"]
+                    model = row["model"]
+                    last = row["pos"]
+                if len(page) < page_size:
                     break
-                if gate is None:
-                    gate = self.accounting.gate(row["model"])
-                if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
-                    break
-                if not gate.admits(row, first=not keys):
-                    break
-                keys.append(row["key"])
-                nbytes += row["bytes"]
-                model = row["model"]
-            if not keys:
+            if not keys or gate is None:
                 if gate is not None and gate.over_budget:
                     self._over_budget = gate.over_budget
                 return
-            outcome = self._submit(keys, model or "", nbytes, gate.tokens if gate else 0)
-            if outcome == "retry":  # refused for quota with nothing else in flight: try smaller now
-                continue
-            if outcome == "stop" or gate.stopped:
-                if gate is not None and gate.over_budget:
+            outcome = self._submit(keys, model or "", nbytes, gate.tokens)
+            if outcome != "retry" and (outcome == "stop" or gate.stopped):
+                if gate.over_budget:
                     self._over_budget = gate.over_budget
                 return
+            # Refused (for quota with nothing else in flight: try smaller now; or as a whole):
+            # its requests may be pending again, so read the plan from the top; else read on.
+            after = last if outcome == "submitted" else -1
 
     def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> str:
-        """Submit one chunk: "submitted"; "stop" when the provider refused it for quota while
-        other jobs are in flight (submit no more now); "retry" when refused with nothing else
-        in flight (submit a smaller chunk now)."""
+        """Submit one chunk: "submitted"; "rejected" when the provider refused it as a whole;
+        "stop" when it refused it for quota while other jobs are in flight (submit no more
+        now); "retry" when refused for quota with nothing else in flight (submit a smaller
+        chunk now)."""
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
@@ -569,14 +594,15 @@ class BatchExecutor:
         fault_point("after_intent")
         chunk = Chunk(
             tag=tag, model=model, count=len(keys), bytes=nbytes,
-            lines=lambda: (json.loads(line) for line in self.store.job_lines(job_id)),
+            lines=lambda: (_json.loads(line) for line in self.store.job_lines(job_id)),
+            encoded=lambda: ((line + "\n").encode() for line in self.store.job_lines(job_id)),
         )
         try:
-            self._send(job_id, chunk)
+            ref = self._send(job_id, chunk)
         except QuotaExceeded as exc:
             job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
             return "retry" if self.accounting.quota_refused(job, str(exc), failed=False) else "stop"
-        return "submitted"
+        return "submitted" if ref is not None else "rejected"
 
     def _send(self, job_id: int, chunk: Chunk) -> JobRef | None:
         """Submit an intent's chunk; commit its remote id, or when it may exist, when it failed."""

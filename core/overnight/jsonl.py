@@ -10,6 +10,7 @@ import json
 import tempfile
 from typing import IO, Any, Iterable, Iterator
 
+from overnight import _json
 from overnight.diskerrors import disk_error
 from overnight.errors import ProviderError
 from overnight.faultpoints import fault_point
@@ -20,21 +21,27 @@ def spool(lines: Iterable[dict[str, Any]]) -> IO[bytes]:
     A real file on disk (not a SpooledTemporaryFile, which is no ``io.IOBase`` before
     Python 3.11 and which SDKs that validate their upload argument refuse).
     """
+    return spool_jsonl(_json.dumps(line) + b"\n" for line in lines)
+
+
+def spool_jsonl(lines: Iterable[bytes]) -> IO[bytes]:
+    """Write encoded JSONL lines (``Chunk.jsonl()``) as they are to a temporary file, rewound.
+
+    A full or read-only temporary folder is a :class:`~overnight.DiskError` naming it.
+    """
     folder = tempfile.gettempdir()
     try:
         fault_point("spool", folder)
         out = tempfile.TemporaryFile(mode="w+b")
     except OSError as exc:
-        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc
+        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc from exc
     try:
-        for line in lines:
-            out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
-            out.write(b"\n")
+        out.writelines(lines)
         out.flush()
         out.seek(0)
     except OSError as exc:
         out.close()
-        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc
+        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc from exc
     return out
 
 
@@ -63,10 +70,10 @@ def parse(
         *complete, buffer = buffer.split(b"\n")
         for raw in complete:
             if raw.strip():
-                yield json.loads(raw)
+                yield _json.loads(raw)
     if buffer.strip():
         try:
-            yield json.loads(buffer)
+            yield _json.loads(buffer)
         except json.JSONDecodeError:
             raise ProviderError(f"{source} ended in the middle of a line; run again to fetch it again") from None
     if expected_bytes and received != expected_bytes:

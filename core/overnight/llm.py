@@ -18,7 +18,9 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.executor import BatchExecutor
-from overnight.models import STANDARD_PARAMS, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems
+from overnight.models import (
+    STANDARD_PARAMS, ChatRequest, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems,
+)
 from overnight.policy import RunPolicy
 from overnight.polling import Backoff
 from overnight.providers import Provider
@@ -152,7 +154,8 @@ class LLM:
         executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
-            PlannedRequest(p.row, p.sample, evolve(p.request, model=self.model_name, params=params), p.source)
+            PlannedRequest(p.row, p.sample, ChatRequest(p.request.custom_id, self.model_name, p.request.messages, params),
+                           p.source)
             for p in planned
         )
         try:

@@ -115,6 +115,12 @@ class Chunk:
     ``lines()`` yields, in order, the provider-specific request dicts that the plugin's
     ``build_request`` returned; it can be called more than once (each call streams
     them again from the store), so a plugin can retry an upload.
+
+    ``jsonl()`` yields the same requests as the bytes of a JSONL file, one compact JSON
+    line each (newline included), exactly as the core measured them against the
+    provider's limits. A plugin that uploads a JSONL file should use it: the lines come
+    straight from the store, never decoded and encoded again. It can be called more
+    than once too.
     """
 
     tag: str
@@ -122,6 +128,16 @@ class Chunk:
     count: int
     bytes: int
     lines: Callable[[], Iterator[dict[str, Any]]] = field(eq=False, repr=False)
+    #: The encoded lines (each ending in ``b"\n"``), when the core has them; see :meth:`jsonl`.
+    encoded: Callable[[], Iterator[bytes]] | None = field(default=None, eq=False, repr=False)
+
+    def jsonl(self) -> Iterator[bytes]:
+        """The requests as JSONL bytes, one line per request, in the order of ``lines()``."""
+        if self.encoded is not None:
+            return self.encoded()
+        from overnight import _json
+
+        return (_json.dumps(line) + b"\n" for line in self.lines())
 
 
 # --- what a provider declares ---------------------------------------------------------
@@ -243,7 +259,7 @@ class JobState(str, enum.Enum):
 class JobStatus:
     """The state of a job with its request counts (0 when the provider does not say)."""
 
-    state: JobState = field(converter=JobState)
+    state: JobState = field(converter=lambda v: v if type(v) is JobState else JobState(v))
     total: int = 0
     completed: int = 0
     failed: int = 0
@@ -295,7 +311,8 @@ class Result:
     """The outcome of one request, matched to it by ``custom_id``."""
 
     custom_id: str
-    status: ResultStatus = field(converter=ResultStatus)
+    # Enum lookup is slow and a Result is built several times per request: skip it for members.
+    status: ResultStatus = field(converter=lambda v: v if type(v) is ResultStatus else ResultStatus(v))
     text: str | None = None
     error: str | None = None
     usage: Usage | None = None

@@ -55,20 +55,42 @@ class PluginRegistry:
     ``entrypoints=True`` the installed plugins are loaded too.
     """
 
-    def __init__(self, plugins: Iterable[Any] = (), *, entrypoints: bool = True) -> None:
+    def __init__(self, plugins: Iterable[Any] = (), *, entrypoints: bool = True, lazy: bool = False) -> None:
         self._pm = pluggy.PluginManager(hookspecs.PROJECT)
         self._pm.add_hookspecs(hookspecs)
-        self.failures: list[PluginFailure] = []
-        self.entries: list[PluginEntry] = []
+        self._failures: list[PluginFailure] = []
+        self._entries: list[PluginEntry] = []
         self._owner: dict[str, Any] = {}
         self._infos: dict[str, ProviderInfo] = {}
+        #: Entry points listed but not imported yet (``lazy``).
+        self._unloaded: list[importlib.metadata.EntryPoint] = []
         if entrypoints:
-            self._load_entrypoints()
+            self._unloaded = list(importlib.metadata.entry_points(group=ENTRY_POINT_GROUP))
+            if not lazy:
+                self._load_entrypoints()
         for plugin in plugins:
             self.register(plugin)
 
-    def _load_entrypoints(self) -> None:
-        for ep in importlib.metadata.entry_points(group=ENTRY_POINT_GROUP):
+    @property
+    def failures(self) -> list[PluginFailure]:
+        """Plugins that could not be loaded, and why (every installed plugin is loaded first)."""
+        self._load_entrypoints()
+        return self._failures
+
+    @property
+    def entries(self) -> list[PluginEntry]:
+        """The loaded plugins (every installed plugin is loaded first)."""
+        self._load_entrypoints()
+        return self._entries
+
+    def _load_entrypoints(self, name: str | None = None) -> None:
+        """Import the installed plugins still unloaded (only those named ``name`` if given).
+
+        A lazy registry imports a plugin, and so its provider's SDK, only when a provider
+        it may serve is asked for: a run that uses one provider imports one SDK.
+        """
+        for ep in [ep for ep in self._unloaded if name is None or ep.name == name]:
+            self._unloaded.remove(ep)
             dist = ep.dist.name if ep.dist else None
             version = ep.dist.version if ep.dist else None
             try:
@@ -81,7 +103,7 @@ class PluginRegistry:
     def _fail(self, name: str, package: str | None, exc: BaseException) -> None:
         error = f"{type(exc).__name__}: {exc}"
         log.warning("overnight plugin %r could not be loaded and is skipped: %s", name, error)
-        self.failures.append(PluginFailure(name=name, package=package, error=error))
+        self._failures.append(PluginFailure(name=name, package=package, error=error))
 
     def register(
         self,
@@ -116,7 +138,7 @@ class PluginRegistry:
         for info in infos:
             self._infos[info.name] = info
             self._owner[info.name] = plugin
-        self.entries.append(PluginEntry(name=name, package=package, version=version, providers=infos))
+        self._entries.append(PluginEntry(name=name, package=package, version=version, providers=infos))
 
     def _check_pending(self, plugin: Any, name: str) -> None:
         """Refuse a hook implementation no hookspec declares (a misspelt ``chek``).
@@ -155,9 +177,15 @@ class PluginRegistry:
 
     @property
     def provider_names(self) -> list[str]:
+        self._load_entrypoints()
         return sorted(self._infos)
 
     def info(self, provider: str) -> ProviderInfo:
+        if provider not in self._infos and self._unloaded:
+            # The plugin named like the provider first (overnight-openai is ``openai``), then the rest.
+            self._load_entrypoints(provider)
+            if provider not in self._infos:
+                self._load_entrypoints()
         try:
             return self._infos[provider]
         except KeyError:
@@ -178,11 +206,11 @@ _default_lock = threading.Lock()
 
 
 def get_registry() -> PluginRegistry:
-    """The process-wide registry, loaded from entry points on first use."""
+    """The process-wide registry of the installed plugins, each imported on first use."""
     global _default
     with _default_lock:
         if _default is None:
-            _default = PluginRegistry()
+            _default = PluginRegistry(lazy=True)
         return _default
 
 

@@ -23,6 +23,8 @@ class Provider:
         self.info = info
         self.name = info.name
         self._hook = hook
+        #: One hook caller per hook name (build_request is called once per request).
+        self._callers: dict[str, Any] = {}
 
     def _secrets(self, options: Mapping[str, Any] | None) -> list[str]:
         found = [os.environ.get(var, "") for var in self.info.secret_env]
@@ -37,18 +39,28 @@ class Provider:
         try:
             yield
         except Exception as exc:
-            secrets = self._secrets(options)
-            text = str(exc)
-            if secrets and redact(text, secrets) != text:
-                cls = type(exc) if isinstance(exc, OvernightError) else ProviderError
-                raise cls(f"{self.name}: {redact(text, secrets)}") from None
+            self._redacted(exc, options)
             raise
 
+    def _redacted(self, exc: Exception, options: Mapping[str, Any] | None) -> None:
+        """Raise ``exc`` again, redacted and unchained, if its message holds a secret."""
+        secrets = self._secrets(options)
+        text = str(exc)
+        if secrets and redact(text, secrets) != text:
+            cls = type(exc) if isinstance(exc, OvernightError) else ProviderError
+            raise cls(f"{self.name}: {redact(text, secrets)}") from None
+
     def _call(self, hook: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
-        with self._guard(options):
-            if options is not None:
-                kwargs["options"] = options
-            return self._hook(hook)(provider=self.name, **kwargs)
+        caller = self._callers.get(hook)
+        if caller is None:
+            caller = self._callers[hook] = self._hook(hook)
+        if options is not None:
+            kwargs["options"] = options
+        try:  # not _guard: a context manager per call costs more than build_request itself
+            return caller(provider=self.name, **kwargs)
+        except Exception as exc:
+            self._redacted(exc, options)
+            raise
 
     # -- the contract ------------------------------------------------------------------
 

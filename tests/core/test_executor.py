@@ -306,3 +306,37 @@ def test_malformed_standard_options_are_refused_before_submission(fake, kwargs, 
         generate(PROMPTS, llm=LLM("fake/m", generation_kwargs=kwargs))
     assert [p.field for p in exc.value.problems] == [field]
     assert fake.submitted_requests == 0
+
+
+def test_chunks_hand_plugins_the_stored_jsonl_bytes_and_the_decoded_lines_alike(registry):
+    import json
+
+    from overnight import Chunk, JobRef, Limits, ProviderInfo, hookimpl
+    from overnight.errors import NotFinished
+
+    seen = []
+
+    class Recorder:
+        @hookimpl
+        def register_providers(self):
+            return [ProviderInfo(name="rec", limits=Limits(max_requests=10, max_bytes=10_000_000))]
+
+        @hookimpl
+        def build_request(self, provider, request):
+            return {"custom_id": request.custom_id, "text": request.messages[0].content}
+
+        @hookimpl
+        def submit(self, provider, chunk, options):
+            seen.append((list(chunk.lines()), b"".join(chunk.jsonl()), b"".join(chunk.jsonl()), chunk.bytes))
+            return JobRef(provider=provider, remote_id=chunk.tag, tag=chunk.tag)
+
+    registry.register(Recorder(), name="rec")
+    with pytest.raises(NotFinished):
+        generate(["héllo \"quoted\"", "line\nbreak", "plain"], llm=LLM("rec/m"))
+    (lines, data, again, size) = seen[0]
+    assert data == again and len(data) == size  # callable twice; exactly the bytes measured
+    assert [json.loads(raw) for raw in data.splitlines()] == lines
+    assert sorted(line["text"] for line in lines) == sorted(["héllo \"quoted\"", "line\nbreak", "plain"])
+    # A chunk made without encoded lines (a third party's) encodes its lines() on demand.
+    plain = Chunk(tag="t", model="m", count=1, bytes=0, lines=lambda: iter([{"a": "é"}]))
+    assert b"".join(plain.jsonl()) == '{"a":"é"}\n'.encode()

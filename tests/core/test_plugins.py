@@ -170,3 +170,23 @@ def test_an_installed_plugin_with_a_misspelt_hook_shows_in_overnight_plugins(tmp
     out = capsys.readouterr().out
     assert "typo (typo-dist): ConfigurationError: plugin 'typo' implements 'fetsh' (did you mean 'fetch'?)" in out
     assert "provider typo" not in out
+def test_the_process_registry_imports_only_the_plugin_of_the_provider_asked_for():
+    import subprocess
+
+    code = textwrap.dedent(
+        """
+        import sys
+        from overnight.plugins import get_registry
+        registry = get_registry()
+        provider = registry.provider("openai")
+        provider.validate_options({"api_key": "sk-test"})
+        assert "overnight_openai" in sys.modules
+        assert "openai" not in sys.modules  # the SDK loads with the first API call, not the plugin
+        assert "overnight_anthropic" not in sys.modules and "anthropic" not in sys.modules
+        assert "overnight_mistral" not in sys.modules and "mistralai" not in sys.modules
+        assert {"openai", "anthropic", "mistral"} <= set(registry.provider_names)  # listing loads them all
+        assert "anthropic" in sys.modules
+        """
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr

@@ -10,9 +10,10 @@ from __future__ import annotations
 import functools
 import os
 import threading
-from typing import Any, Mapping
+from typing import TYPE_CHECKING, Any, Mapping
 
-import openai
+if TYPE_CHECKING:  # the SDK is imported on the first call that needs a client, not with the plugin
+    import openai
 
 from overnight.errors import ConfigurationError, MissingCredentials
 
@@ -118,7 +119,7 @@ def user_metadata(value: Any) -> dict[str, str]:
 _lock = threading.Lock()
 
 
-def client_for(options: Mapping[str, Any]) -> openai.OpenAI:
+def client_for(options: Mapping[str, Any]) -> "openai.OpenAI":
     """The SDK client for these options (and the current environment), built once per process."""
     settings = resolve(options)
     settings.pop("metadata")
@@ -127,7 +128,9 @@ def client_for(options: Mapping[str, Any]) -> openai.OpenAI:
 
 
 @functools.lru_cache(maxsize=32)
-def _build(**settings: Any) -> openai.OpenAI:
+def _build(**settings: Any) -> "openai.OpenAI":
+    import openai
+
     kwargs = {k: v for k, v in settings.items() if v is not None}
     kwargs["default_headers"] = dict(settings["default_headers"]) or None
     return openai.OpenAI(**kwargs)

@@ -39,7 +39,7 @@ def job_ref(provider: str, batch: Any, tag: str) -> JobRef:
 
 def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[str, str]) -> JobRef:
     """Upload the chunk as a ``.jsonl`` file and create its batch, tagged with ``chunk.tag``."""
-    with jsonl.spool(chunk.lines()) as spooled:  # streamed from the store, never all in memory
+    with jsonl.spool_jsonl(chunk.jsonl()) as spooled:  # the stored bytes, streamed, never all in memory
         uploaded = client.files.create(
             file=(f"{chunk.tag}.jsonl", spooled, "application/jsonl"), purpose="batch"
         )
