@@ -75,27 +75,32 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
     except OSError as exc:
         raise disk_error(path, exc) or exc
     count = 0
+    handle = os.fdopen(fd, "wb")
     try:
-        with os.fdopen(fd, "wb") as handle:
-            for count, row in enumerate(rows, start=1):
-                if not isinstance(row, dict):
-                    raise ConfigurationError(
-                        f"step {step!r} produced a {type(row).__name__} as row {count - 1}; rows must be dicts"
-                    )
-                try:
-                    handle.write(_json.dumps(row, default=_json_default) + b"\n")
-                except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
-                    bad = _bad_column(row)
-                    hint = "convert it to text or a number first (e.g. with a MapStep)"
-                    raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
-                except OSError as exc:  # the buffer went to a full disk
-                    raise disk_error(path, exc) or exc
-            with _writing(path):  # flushed here: closing has nothing left to write
-                handle.flush()
-                os.fsync(handle.fileno())
+        for count, row in enumerate(rows, start=1):
+            if not isinstance(row, dict):
+                raise ConfigurationError(
+                    f"step {step!r} produced a {type(row).__name__} as row {count - 1}; rows must be dicts"
+                )
+            try:
+                handle.write(_json.dumps(row, default=_json_default) + b"\n")
+            except (TypeError, ValueError) as exc:  # UnicodeEncodeError is a ValueError
+                bad = _bad_column(row)
+                hint = "convert it to text or a number first (e.g. with a MapStep)"
+                raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
+            except OSError as exc:  # the buffer went to a full disk
+                raise disk_error(path, exc) or exc
+        with _writing(path):
+            handle.flush()
+            os.fsync(handle.fileno())
+            handle.close()
         with _writing(path):
             os.replace(tmp, path)
     except BaseException:
+        # A full disk refuses the buffer's last bytes again at close: the file goes anyway,
+        # and the first error (already a DiskError) is the one to report.
+        with contextlib.suppress(OSError):
+            handle.close()
         with contextlib.suppress(OSError):
             os.unlink(tmp)
         # Stop the producing step now, while what it reads from (the store) is still open.
