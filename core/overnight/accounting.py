@@ -4,8 +4,9 @@ in-flight figures against the account's queue limits, dollars against the run's 
 The executor asks :class:`Accounting` at plan time (does this request fit?), before
 each submission (a :class:`Gate`: how much more may go now?), when a job is refused or
 fails for the account's queue (:meth:`Accounting.quota_refused`: no attempt, a lower
-figure learned) and at fetch time (what did this result cost?). Everything it knows comes from the plugin's :class:`~overnight.ProviderInfo`,
-the run's :class:`~overnight.policy.RunPolicy` and the store.
+figure learned) and at fetch time (what did this result cost?). Everything it knows
+comes from the plugin's :class:`~overnight.ProviderInfo`, the run's :class:`~overnight.policy.RunPolicy`
+and the store.
 """
 
 from __future__ import annotations
@@ -183,7 +184,7 @@ class Accounting:
         if budget is None or not budget.limited:
             return
         money = self.store.plan_money(self.plan_id)
-        model = next((v["model"] for v in money.values() if v["model"]), "")
+        model = str(next((v["model"] for v in money.values() if v["model"]), ""))
         expected, _ = self.expected_output(money)
         budget.commit(self.plan_id, self.committed(money, model, expected))
 
@@ -231,7 +232,7 @@ class Accounting:
 
     def estimate(self) -> StepEstimate:
         money = self.store.plan_money(self.plan_id)
-        model = next((v["model"] for v in money.values() if v["model"]), "")
+        model = str(next((v["model"] for v in money.values() if v["model"]), ""))
         expected, source = self.expected_output(money)
         rates = self.rates(model)
         collected = money.get(DONE, {"n": 0, "used_in": 0, "used_out": 0, "cost": 0.0, "online": 0.0})

@@ -244,7 +244,7 @@ def cmd_estimate(args: argparse.Namespace) -> int:
          usd(s.online_cost_usd) if s.online_cost_usd is not None else "-", usd(s.billed_usd)]
         for s in estimates.steps
     ]
-    t = data["total"]
+    t = estimates.total()
     rows.append(["total", "", f"{t['requests']:,}", f"{t['input_tokens']:,}", f"{t['expected_output_tokens']:,}",
                  f"{t['max_output_tokens']:,}", usd(t["cost_usd"]) if t["cost_usd"] is not None else "-",
                  usd(t["max_cost_usd"]) if t["max_cost_usd"] is not None else "-",

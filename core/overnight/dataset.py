@@ -21,7 +21,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Sequence, overload
 
 from overnight import _json
-from overnight.diskerrors import disk_error
+from overnight.diskerrors import raise_on_disk
 from overnight.errors import ConfigurationError, RowProblem, ValidationError
 from overnight.faultpoints import fault_point
 
@@ -73,7 +73,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
         # The writer's pid in the name tells a live writer's file from one a killed run left.
         fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", dir=path.parent)
     except OSError as exc:
-        raise disk_error(path, exc) or exc
+        raise_on_disk(path, exc)
     count = 0
     handle = os.fdopen(fd, "wb")
     try:
@@ -89,7 +89,7 @@ def write_jsonl_atomic(path: Path, rows: Iterable[dict[str, Any]], *, step: str)
                 hint = "convert it to text or a number first (e.g. with a MapStep)"
                 raise ValidationError([RowProblem(step, count - 1, bad, f"{exc}; {hint}")]) from None
             except OSError as exc:  # the buffer went to a full disk
-                raise disk_error(path, exc) or exc
+                raise_on_disk(path, exc)
         with _writing(path):
             handle.flush()
             os.fsync(handle.fileno())
@@ -121,7 +121,7 @@ def _writing(path: Path) -> Iterator[None]:
     try:
         yield
     except OSError as exc:
-        raise disk_error(path, exc) or exc
+        raise_on_disk(path, exc)
 
 
 def _bad_column(row: dict[str, Any]) -> str | None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import errno
 import os
 import sqlite3
-from typing import Any
+from typing import Any, NoReturn
 
 from overnight.errors import DiskError
 
@@ -88,6 +88,15 @@ def disk_error(path: Any, exc: BaseException, *, done: str | None = None, hint: 
         code = _readonly_kind(path)
     problem, what_to_do = _KINDS[code]
     return DiskError(path, f"{problem} ({exc})", done=done, hint=hint if hint and code in (errno.ENOSPC, errno.EDQUOT) else what_to_do)
+
+
+def raise_on_disk(path: Any, exc: BaseException, *, done: str | None = None, hint: str | None = None) -> NoReturn:
+    """Raise the :class:`DiskError` for ``exc`` at ``path`` (caused by it), or ``exc`` itself
+    when it is something else than a full disk, a read-only folder or a denied permission."""
+    error = disk_error(path, exc, done=done, hint=hint)
+    if error is None:
+        raise exc
+    raise error from exc
 
 
 def _is_readonly_fs(folder: str) -> bool:

@@ -30,11 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from attrs import frozen
 
 from overnight import _json, polling, store as st
 from overnight._serialization import dumps
-from overnight.diskerrors import disk_error
+from overnight.diskerrors import raise_on_disk
 from overnight.accounting import Accounting
 from overnight.errors import (
     InvalidRequest,
@@ -726,7 +725,7 @@ class BatchExecutor:
             fault_point("open_lock", path)
             handle = open(path, "w")
         except OSError as exc:
-            raise disk_error(path, exc, done=self.store.activity()) or exc
+            raise_on_disk(path, exc, done=self.store.activity())
         with handle:
             deadline = time.monotonic() + self.policy.lock_timeout
             announced = False

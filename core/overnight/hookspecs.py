@@ -134,8 +134,8 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
     encoded, as the bytes of a JSONL file (one line each, newline included): a plugin
     that uploads a file should write those, with no decoding and re-encoding per
     request (``overnight.jsonl.spool_jsonl(chunk.jsonl())``). ``chunk.count`` and
-    ``chunk.bytes`` (the size of that file) are within the provider's declared limits. Attach ``chunk.tag`` to the job wherever the API allows
-    (metadata, file name, ...) so that ``find_job`` can find it after a crash.
+    ``chunk.bytes`` (the size of that file) are within the provider's declared limits.
+    Attach ``chunk.tag`` to the job wherever the API allows (metadata, file name, ...) so that ``find_job`` can find it after a crash.
 
     Return a :class:`~overnight.JobRef` with the provider's job id and any state the
     plugin needs later in ``data`` (JSON-serialisable, no secrets).

@@ -11,7 +11,7 @@ import tempfile
 from typing import IO, Any, Iterable, Iterator
 
 from overnight import _json
-from overnight.diskerrors import disk_error
+from overnight.diskerrors import raise_on_disk
 from overnight.errors import ProviderError
 from overnight.faultpoints import fault_point
 
@@ -34,14 +34,14 @@ def spool_jsonl(lines: Iterable[bytes]) -> IO[bytes]:
         fault_point("spool", folder)
         out = tempfile.TemporaryFile(mode="w+b")
     except OSError as exc:
-        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc from exc
+        raise_on_disk(f"a temporary file in {folder}", exc, hint=_TMP_HINT)
     try:
         out.writelines(lines)
         out.flush()
         out.seek(0)
     except OSError as exc:
         out.close()
-        raise disk_error(f"a temporary file in {folder}", exc, hint=_TMP_HINT) or exc from exc
+        raise_on_disk(f"a temporary file in {folder}", exc, hint=_TMP_HINT)
     return out
 
 

@@ -7,6 +7,7 @@ that the core does not understand travels in :attr:`JobRef.data`, an opaque JSON
 
 from __future__ import annotations
 
+import builtins  # ``Chunk.bytes`` shadows the type inside the class
 import enum
 from typing import Any, Callable, Iterable, Iterator, Mapping
 
@@ -129,9 +130,9 @@ class Chunk:
     bytes: int
     lines: Callable[[], Iterator[dict[str, Any]]] = field(eq=False, repr=False)
     #: The encoded lines (each ending in ``b"\n"``), when the core has them; see :meth:`jsonl`.
-    encoded: Callable[[], Iterator[bytes]] | None = field(default=None, eq=False, repr=False)
+    encoded: Callable[[], Iterator[builtins.bytes]] | None = field(default=None, eq=False, repr=False)
 
-    def jsonl(self) -> Iterator[bytes]:
+    def jsonl(self) -> Iterator[builtins.bytes]:
         """The requests as JSONL bytes, one line per request, in the order of ``lines()``."""
         if self.encoded is not None:
             return self.encoded()

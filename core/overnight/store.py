@@ -22,7 +22,7 @@ from typing import Any, Iterable, Iterator, Sequence
 import platformdirs
 
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
-from overnight.diskerrors import disk_error
+from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import DiskError, OvernightError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus
 
@@ -135,7 +135,7 @@ class Store:
             try:
                 self.cache_dir.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
-                raise disk_error(self.cache_dir, exc, done=self.activity()) or exc
+                raise_on_disk(self.cache_dir, exc, done=self.activity())
         self._local = threading.local()
         #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
         self.run_id: int | None = None
@@ -635,7 +635,7 @@ class Store:
 
     def lost_jobs(self, plan_id: str | None = None) -> list[dict[str, Any]]:
         """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
-        where, params = "", ()
+        where, params = "", ()  # type: tuple[str, tuple[Any, ...]]
         if plan_id is not None:
             where = "AND r.key IN (SELECT key FROM plan_items WHERE plan_id = ?)"
             params = (plan_id,)
@@ -875,7 +875,7 @@ class Store:
                     (tag, provider, model, step, plan_id, self.run_id, ref.remote_id, dumps(ref), len(keys), 0,
                      now, now),
                 )
-                job_id = int(cur.lastrowid)
+                job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
                 db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
                 db.executemany(
                     f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?", [(job_id, k) for k in keys]
@@ -895,7 +895,7 @@ class Store:
                  of_job["plan_id"], self.run_id, ref.remote_id, state,
                  f"duplicate of {of_job['remote_id']}", dumps(ref), requests, now, now),
             )
-            job_id = int(cur.lastrowid)
+            job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
             db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job["id"]))
             return job_id
 

@@ -267,7 +267,7 @@ class Engine:
 
     def _expired(self, doc: Mapping[str, Any]) -> bool:
         expires = doc.get("expires_at")
-        return bool(expires) and self.now() >= expires
+        return expires is not None and self.now() >= expires
 
     def delete_file(self, provider: str, file_id: str) -> bool:
         with self._lock:
@@ -383,7 +383,7 @@ class Engine:
             return []
         self.count(provider, "quota_refusals")
         if queue_full is None:
-            return [token_limit_problem(model, tokens_limit if over_tokens else requests_limit or 0)]
+            return [token_limit_problem(model, (tokens_limit if over_tokens else requests_limit) or 0)]
         what = (f"{held_tokens + scan.tokens:,} tokens over the limit of {tokens_limit:,}" if over_tokens
                 else f"{held_requests + scan.total:,} requests over the limit of {requests_limit:,}")
         queue_full(f"Your organization's batch processing queue is full ({what} waiting to be processed). "
