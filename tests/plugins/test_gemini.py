@@ -655,3 +655,40 @@ def test_plugins_json_lists_gemini_with_limits_and_capabilities(capsys):
     assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True}
     assert "thinking_config" in provider["extra_params"]
     assert not [f for f in data["failures"] if f["name"] == "gemini"]
+
+
+@pytest.mark.parametrize("inline_threshold", [1000, 0], ids=["inline", "uploaded-file"])
+def test_list_jobs_reads_keys_once_a_job_has_ended_and_never_of_an_expired_one(sb, gemini, inline_threshold):
+    """The SDK shows no input of a Developer-API job and uploads cannot be downloaded: keys
+    come from the results (inline ``metadata.key`` or the results file), once ended."""
+    first = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[:3]),
+                    plan_id=f"list-{inline_threshold}")
+    [job_id] = first.jobs_ids
+    store = Store.open()
+    try:
+        keys = {row["key"] for row in store._query("SELECT key FROM requests")}
+    finally:
+        store.close()
+    foreign = sdk(sb).batches.create(model=MODEL, src=[translate.inline_request(translate.build_line(
+        request(("user", "x"))))], config={"display_name": "someone else's batch"})
+
+    def listed(skip=frozenset(), tags=frozenset()):
+        found = gemini.list_jobs("gemini", options(sb), 3600.0, 1000, skip, tags)
+        assert foreign.name not in {j.ref.remote_id for j in found}  # not overnight's: not listed
+        (mine,) = [j for j in found if j.ref.remote_id == job_id]
+        return mine
+
+    running = listed()
+    assert running.state is JobState.RUNNING and running.custom_ids is None and running.ref.tag.startswith("ovn-")
+    sb.advance(DONE)
+    assert listed().custom_ids == keys and listed().state is JobState.FINISHED
+    assert listed(skip=frozenset({job_id})).custom_ids is None  # the store knows it: nothing downloaded
+    assert listed(tags=frozenset({"ovn-another"})).custom_ids is None  # not a tag looked for
+
+    sb.set_faults(provider="gemini", stuck=True, times=1)
+    expired = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[3:5]),
+                      plan_id=f"list-expired-{inline_threshold}")
+    sb.advance(49 * 3600)
+    (gone,) = [j for j in gemini.list_jobs("gemini", options(sb), 10**6, 1000, frozenset(), frozenset())
+               if j.ref.remote_id == expired.jobs_ids[0]]
+    assert gone.state is JobState.EXPIRED and gone.custom_ids is None  # no results, ever
