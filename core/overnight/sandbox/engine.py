@@ -383,7 +383,7 @@ class Engine:
             return []
         self.count(provider, "quota_refusals")
         if queue_full is None:
-            return [token_limit_problem(model, tokens_limit if over_tokens else requests_limit or 0)]
+            return [token_limit_problem(model, (tokens_limit or 0) if over_tokens else (requests_limit or 0))]
         what = (f"{held_tokens + scan.tokens:,} tokens over the limit of {tokens_limit:,}" if over_tokens
                 else f"{held_requests + scan.total:,} requests over the limit of {requests_limit:,}")
         queue_full(f"Your organization's batch processing queue is full ({what} waiting to be processed). "
