@@ -382,8 +382,9 @@ def test_submit_not_finished_resume_then_results_in_order(sb, plugin):
         assert r.result.raw["result"]["type"] == "succeeded"
     assert counters(sb)["jobs"] == 1 and counters(sb)["requests"] == 10
     # The batch went out with tagged wire ids, one per request, never the bare core keys.
-    (batch,) = sdk(sb).messages.batches.list()
-    ids = [entry.custom_id for entry in sdk(sb).messages.batches.results(batch.id)]
+    client = sdk(sb)  # held: a client collected while its results stream closes that stream's socket (EBADF)
+    (batch,) = client.messages.batches.list()
+    ids = [entry.custom_id for entry in client.messages.batches.results(batch.id)]
     assert all(len(i) == 43 and wire_ids.decode(i) for i in ids) and len(set(ids)) == 10
 
 
