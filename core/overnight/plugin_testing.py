@@ -305,7 +305,7 @@ class Backend:
 
 def sandbox_backend(sandbox: Any, dialect: str, *, model: str = "conformance-model", **options: Any) -> Backend:
     """A backend on a running :class:`~overnight.sandbox.Sandbox` for a plugin whose
-    provider speaks one of its dialects (``openai``, ``anthropic``, ``mistral``).
+    provider speaks one of its dialects (``openai``, ``anthropic``, ``mistral``, ``gemini``).
 
     The plugin gets ``api_key`` and ``base_url`` (the dialect's URL prefix); ``options``
     adds or overrides client options.

@@ -16,10 +16,14 @@ from overnight.money import estimating, usd
 from overnight.sandbox import Sandbox
 from overnight.store import Store
 
-PROVIDERS = ("openai", "anthropic", "mistral")
-KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistral": "MISTRAL_API_KEY"}
+PROVIDERS = ("openai", "anthropic", "mistral", "gemini")
+KEYS = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistral": "MISTRAL_API_KEY",
+        "gemini": "GEMINI_API_KEY"}
 #: Models the plugins' tables know (for context windows) and whose windows the sandbox shares.
-KNOWN = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "mistral": "mistral-small-latest"}
+KNOWN = {"openai": "gpt-4o-mini", "anthropic": "claude-haiku-4-5", "mistral": "mistral-small-latest",
+         "gemini": "gemini-2.5-flash"}
+#: Words past every window of a provider's table (Gemini's models take about a million tokens).
+PAST_WINDOWS = {"gemini": 1_100_000}
 #: Online USD per million tokens, so costs can be computed by hand.
 PRICES = {"input_mtok": 2.0, "output_mtok": 8.0}
 
@@ -28,6 +32,8 @@ PRICES = {"input_mtok": 2.0, "output_mtok": 8.0}
 def _keys(monkeypatch):
     for provider, var in KEYS.items():
         monkeypatch.setenv(var, f"sk-test-{provider}")
+    for var in ("GOOGLE_API_KEY", "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL"):
+        monkeypatch.delenv(var, raising=False)
     for var in ("OVERNIGHT_BUDGET_USD", "OVERNIGHT_OPENAI_MAX_ENQUEUED_TOKENS",
                 "OVERNIGHT_ANTHROPIC_MAX_QUEUED_REQUESTS", "OVERNIGHT_MISTRAL_MAX_ENQUEUED_TOKENS"):
         monkeypatch.delenv(var, raising=False)
@@ -95,7 +101,7 @@ def billable(sb: Sandbox, provider: str) -> int:
 
 @pytest.mark.parametrize("provider", PROVIDERS)
 def test_over_context_request_is_refused_before_any_http_request(provider, manual, tmp_path):
-    text = "word " * 250_000  # 1.25 MB: about 250,000 tokens, past every window in the table
+    text = "word " * PAST_WINDOWS.get(provider, 250_000)  # 1.25 MB: about 250,000 tokens, past every window in the table
     data = [{"instruction": "short"}, {"instruction": text}]
     p = pipeline("ctx", data, llm(manual, provider, KNOWN[provider], generation_kwargs={"max_tokens": 100}), tmp_path)
     with pytest.raises(ValidationError) as exc:
@@ -158,6 +164,38 @@ def test_sandbox_refuses_over_context_per_request_in_each_shape(manual):
     assert "too large for model with 131072 maximum context length" in text
 
 
+def test_sandbox_refuses_gemini_input_past_its_limit_per_request(manual):
+    """Gemini bounds the input alone: a 400 INVALID_ARGUMENT per request, in its own words."""
+    from google import genai
+
+    client = genai.Client(api_key="k", http_options={"base_url": manual.gemini_base_url + "/"})
+    big = "word " * PAST_WINDOWS["gemini"]
+    job = client.batches.create(model="gemini-2.5-flash", src=[
+        {"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "metadata": {"key": "ok"}},
+        {"contents": [{"role": "user", "parts": [{"text": big}]}], "metadata": {"key": "big"}}])
+    manual.advance(3600)
+    responses = {r.metadata["key"]: r for r in client.batches.get(name=job.name).dest.inlined_responses}
+    assert responses["ok"].error is None and responses["ok"].response.text
+    error = responses["big"].error
+    assert error.code == 3 and error.message == ("The input token count exceeds the maximum number of tokens "
+                                                 "allowed 1048576.")
+
+
+def test_sandbox_refuses_a_gemini_create_past_the_queue_with_429_resource_exhausted(manual):
+    from google import genai
+    from google.genai import errors
+
+    manual.set_queue_limits(max_queued_requests=1)
+    client = genai.Client(api_key="k", http_options={"base_url": manual.gemini_base_url + "/"})
+    src = [{"contents": [{"role": "user", "parts": [{"text": "hi"}]}], "metadata": {"key": "a"}}]
+    client.batches.create(model="gemini-2.5-flash", src=src)
+    with pytest.raises(errors.ClientError) as exc:
+        client.batches.create(model="gemini-2.5-flash", src=src)
+    assert (exc.value.code, exc.value.status) == (429, "RESOURCE_EXHAUSTED")
+    assert exc.value.message.startswith("You exceeded your current quota")
+    assert len([j for j in manual.jobs() if j["provider"] == "gemini"]) == 1  # nothing created
+
+
 # --- (B) queue limits -----------------------------------------------------------------------
 
 
@@ -184,10 +222,10 @@ def test_600_rows_under_a_queue_limit_of_a_third_finish_with_no_error(provider, 
     assert sandbox.counters()[provider].get("quota_refusals", 0) == 0
 
 
-@pytest.mark.parametrize("provider", ["openai", "anthropic"])
+@pytest.mark.parametrize("provider", ["openai", "anthropic", "gemini"])
 def test_quota_refusals_cost_no_attempt_and_overnight_learns_the_figure(provider, sandbox, tmp_path, capfd):
     """The user set no figure: the sandbox refuses (OpenAI fails the batch at validation with
-    token_limit_exceeded, Anthropic answers 429), overnight puts the rows back, learns a lower
+    token_limit_exceeded, Anthropic 429, Gemini 429 RESOURCE_EXHAUSTED), overnight puts the rows back, learns a lower
     in-flight figure, says so once, and every row still succeeds (max_attempts=1: any counted
     attempt would make an error row)."""
     data = rows(300)
@@ -349,7 +387,7 @@ def test_queue_limits_through_the_control_api(manual):
 def test_a_10_mb_prompt_is_refused_for_a_model_the_table_does_not_know(provider, manual, tmp_path):
     # 10 MB (about 2 M tokens) for OpenAI, whose largest window is about 1 M tokens; 1.5 MB
     # (300 k tokens) is past every Anthropic and Mistral window already, and quicker.
-    words = 2_000_000 if provider == "openai" else 300_000
+    words = {"openai": 2_000_000, "gemini": 2_200_000}.get(provider, 300_000)  # Gemini: past 2,097,152
     data = [{"instruction": "word " * words}]
     p = pipeline("huge", data, llm(manual, provider, "some-future-model"), tmp_path)
     with pytest.raises(ValidationError) as exc:

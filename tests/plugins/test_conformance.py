@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 import overnight_anthropic
+import overnight_gemini
 import overnight_mistral
 import overnight_openai
 from overnight.plugin_testing import PluginConformance, sandbox_backend
@@ -25,6 +26,7 @@ def _clean_env(monkeypatch):
     """No key or URL from the developer's shell reaches the plugins."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                 "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY",
+                "GOOGLE_API_KEY", "GEMINI_API_KEY", "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
                 "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
         monkeypatch.delenv(var, raising=False)
 
@@ -57,6 +59,16 @@ class TestMistral(PluginConformance):
     @pytest.fixture
     def backend(self, sandbox_fixture):  # noqa: F811
         return sandbox_backend(sandbox_fixture, "mistral", model="mistral-conformance")
+
+
+class TestGemini(PluginConformance):
+    @pytest.fixture
+    def plugin(self):
+        return overnight_gemini
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return sandbox_backend(sandbox_fixture, "gemini", model="gemini-conformance")
 
 
 def readme_plugin_snippet() -> str:

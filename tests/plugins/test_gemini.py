@@ -50,6 +50,8 @@ def request(*messages: tuple[str, str], **params) -> ChatRequest:
 def _fresh_clients(monkeypatch):
     for name in (*opts.KEY_ENVS, *opts.BASE_URL_ENVS):
         monkeypatch.delenv(name, raising=False)
+    # The tests share one sandbox (one account): a test would adopt the jobs of the last.
+    monkeypatch.setenv("OVERNIGHT_ADOPT_HORIZON", "0")
     opts.clear_clients()
     yield
     opts.clear_clients()
@@ -369,9 +371,9 @@ def test_expired_job_gives_nothing_back_so_every_row_goes_out_again_once(sb, gem
     first = pending(model, plan)
     sb.advance(DONE)
     ref = JobRef("gemini", first.jobs_ids[0], "t")
-    status = gemini.check("gemini", ref, options(sb))
+    status = gemini.check("gemini", ref, options(sb), None)
     assert (status.state, status.raw_status) == (JobState.EXPIRED, "JOB_STATE_EXPIRED")
-    assert list(gemini.fetch("gemini", ref, options(sb))) == []
+    assert list(gemini.fetch("gemini", ref, options(sb), None)) == []
     pending(model, plan)
     assert job_sizes(sb) == [10, 10]
     sb.advance(DONE)
@@ -385,7 +387,7 @@ def test_cancelled_job_keeps_finished_rows_inline_too(sb, gemini):
     first = pending(model, plan)
     sb.advance(DONE)
     ref = JobRef("gemini", first.jobs_ids[0], "t")
-    assert [r.status for r in gemini.fetch("gemini", ref, options(sb))] == [ResultStatus.SUCCEEDED] * 5
+    assert [r.status for r in gemini.fetch("gemini", ref, options(sb), None)] == [ResultStatus.SUCCEEDED] * 5
     pending(model, plan)
     assert job_sizes(sb) == [10, 5]
 
@@ -395,9 +397,9 @@ def test_a_stuck_job_expires_after_48_hours(sb, gemini):
     model, plan = llm(sb), planned(PROMPTS[:2])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(47 * 3600)
-    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb)).state is JobState.RUNNING
+    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None).state is JobState.RUNNING
     sb.advance(2 * 3600)
-    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb)).state is JobState.EXPIRED
+    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None).state is JobState.EXPIRED
     pending(model, plan)
     sb.advance(DONE)
     assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:2]]
@@ -476,11 +478,11 @@ def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, gemini, point,
 
 
 def test_find_job_returns_none_only_when_no_job_has_the_tag(sb, gemini):
-    assert gemini.find_job("gemini", "ovn-never-used", options(sb)) is None
+    assert gemini.find_job("gemini", "ovn-never-used", options(sb), None) is None
     first = pending(llm(sb), planned(PROMPTS[:2]))
     tag = sb.jobs()[0]["metadata"]["display_name"]
     pending(llm(sb), planned(PROMPTS[2:4]), plan_id="other")
-    ref = gemini.find_job("gemini", tag, options(sb))
+    ref = gemini.find_job("gemini", tag, options(sb), None)
     assert (ref.remote_id, ref.tag) == (first.jobs_ids[0], tag)
 
 
@@ -488,7 +490,7 @@ def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, g
     client = sdk(sb)
     src = [translate.inline_request(translate.build_line(request(("user", "x"))))]
     made = [client.batches.create(model=MODEL, src=src, config={"display_name": "ovn-dup"}) for _ in range(2)]
-    ref = gemini.find_job("gemini", "ovn-dup", options(sb))
+    ref = gemini.find_job("gemini", "ovn-dup", options(sb), None)
     assert ref.remote_id == made[0].name
     sb.advance(DONE)
     assert client.batches.get(name=made[1].name).state.value == "JOB_STATE_CANCELLED"
@@ -613,7 +615,7 @@ def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, gemini):
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(DONE)
-    status = gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb))
+    status = gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None)
     assert status.state is JobState.FAILED and status.message
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
@@ -627,8 +629,8 @@ def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, g
     ref = JobRef("gemini", remote_id, "t", {"inline": True})
     gemini.cancel("gemini", ref, options(sb))  # still pending
     sb.advance(DONE)
-    assert gemini.check("gemini", ref, options(sb)).state is JobState.CANCELLED
-    assert list(gemini.fetch("gemini", ref, options(sb))) == []
+    assert gemini.check("gemini", ref, options(sb), None).state is JobState.CANCELLED
+    assert list(gemini.fetch("gemini", ref, options(sb), None)) == []
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
     sb.advance(DONE)
@@ -650,6 +652,43 @@ def test_plugins_json_lists_gemini_with_limits_and_capabilities(capsys):
     assert provider["name"] == "gemini"
     assert provider["limits"] == {"max_requests": 100_000, "max_bytes": 2048 * 1024 * 1024,
                                   "max_line_bytes": 20 * 1024 * 1024, "completion_window": 48 * 3600}
-    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False}
+    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True}
     assert "thinking_config" in provider["extra_params"]
     assert not [f for f in data["failures"] if f["name"] == "gemini"]
+
+
+@pytest.mark.parametrize("inline_threshold", [1000, 0], ids=["inline", "uploaded-file"])
+def test_list_jobs_reads_keys_once_a_job_has_ended_and_never_of_an_expired_one(sb, gemini, inline_threshold):
+    """The SDK shows no input of a Developer-API job and uploads cannot be downloaded: keys
+    come from the results (inline ``metadata.key`` or the results file), once ended."""
+    first = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[:3]),
+                    plan_id=f"list-{inline_threshold}")
+    [job_id] = first.jobs_ids
+    store = Store.open()
+    try:
+        keys = {row["key"] for row in store._query("SELECT key FROM requests")}
+    finally:
+        store.close()
+    foreign = sdk(sb).batches.create(model=MODEL, src=[translate.inline_request(translate.build_line(
+        request(("user", "x"))))], config={"display_name": "someone else's batch"})
+
+    def listed(skip=frozenset(), tags=frozenset()):
+        found = gemini.list_jobs("gemini", options(sb), 3600.0, 1000, skip, tags)
+        assert foreign.name not in {j.ref.remote_id for j in found}  # not overnight's: not listed
+        (mine,) = [j for j in found if j.ref.remote_id == job_id]
+        return mine
+
+    running = listed()
+    assert running.state is JobState.RUNNING and running.custom_ids is None and running.ref.tag.startswith("ovn-")
+    sb.advance(DONE)
+    assert listed().custom_ids == keys and listed().state is JobState.FINISHED
+    assert listed(skip=frozenset({job_id})).custom_ids is None  # the store knows it: nothing downloaded
+    assert listed(tags=frozenset({"ovn-another"})).custom_ids is None  # not a tag looked for
+
+    sb.set_faults(provider="gemini", stuck=True, times=1)
+    expired = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[3:5]),
+                      plan_id=f"list-expired-{inline_threshold}")
+    sb.advance(49 * 3600)
+    (gone,) = [j for j in gemini.list_jobs("gemini", options(sb), 10**6, 1000, frozenset(), frozenset())
+               if j.ref.remote_id == expired.jobs_ids[0]]
+    assert gone.state is JobState.EXPIRED and gone.custom_ids is None  # no results, ever

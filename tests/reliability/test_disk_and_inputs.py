@@ -194,7 +194,7 @@ SIMULATED = [
     ("open_lock:1:EROFS", ("overnight.lock", "read-only"), PROVIDERS, "first"),
     ("write_output:1:ENOSPC", ("pipelines", "the disk is full"), PROVIDERS, "first"),  # the loader's output
     ("write_output:1:EACCES", ("pipelines", "permission denied"), PROVIDERS, "collect"),  # the generation's
-    ("spool:1:ENOSPC", ("temporary file in", "the disk is full", "TMPDIR"), ("openai", "mistral"), "first"),
+    ("spool:1:ENOSPC", ("temporary file in", "the disk is full", "TMPDIR"), ("openai", "mistral", "gemini"), "first"),
 ]
 
 
@@ -208,7 +208,7 @@ def simulated_cases():
 def test_a_write_refused_at_each_site_is_a_clear_error_and_the_next_runs_finish(
     make_lane, fault, needles, provider, when
 ):
-    options = {"client_options": {"inline_threshold": 0}} if provider == "mistral" else {}
+    options = {"client_options": {"inline_threshold": 0}} if provider in ("mistral", "gemini") else {}
     lane = make_lane(provider, **options)
     if when == "collect":
         lane.run(expect=75)

@@ -13,18 +13,23 @@ import urllib.request
 
 import pytest
 
-from harness import FIRST_FETCH_BATCH, PROVIDERS, ROWS
+from harness import FIRST_FETCH_BATCH, PROVIDERS, RESULT_FILES, ROWS
 
-# Gemini does not report lost results yet (no ResultsGone in its plugin, no lose-results in its dialect).
-LOST_PROVIDERS = tuple(p for p in PROVIDERS if p != "gemini")
-pytestmark = pytest.mark.parametrize("provider", LOST_PROVIDERS)
+pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
 
-_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral"}
+_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral", "gemini": "/gemini/v1beta"}
+#: Gemini's lanes get their results as a file (RESULT_FILES): the file is what its 48 h
+#: retention deletes and what a hung download holds back (inline results come in the job).
+
+
+def lane_of(make_lane, provider, **options):
+    return make_lane(provider, client_options=RESULT_FILES.get(provider), **options)
 
 
 def provider_http(lane, method: str, path: str) -> dict:
     """One call of the provider's real API (what a user with curl, or a console, does)."""
-    headers = {"authorization": f"Bearer {lane.key}", "x-api-key": lane.key, "anthropic-version": "2023-06-01"}
+    headers = {"authorization": f"Bearer {lane.key}", "x-api-key": lane.key, "anthropic-version": "2023-06-01",
+               "x-goog-api-key": lane.key}
     request = urllib.request.Request(lane.control.url + _PREFIX[lane.provider] + path, headers=headers, method=method)
     with urllib.request.urlopen(request) as response:
         return json.loads(response.read())
@@ -42,6 +47,8 @@ def delete_through_the_api(lane, job_id: str) -> None:
         assert provider_http(lane, "DELETE", f"/files/{file_id}")["deleted"]
     elif lane.provider == "anthropic":
         provider_http(lane, "DELETE", f"/v1/messages/batches/{job_id}")
+    elif lane.provider == "gemini":
+        provider_http(lane, "DELETE", f"/{job_id}")  # job_id is batches/<id>
     else:
         lane.control.delete_job("mistral", job_id)
 
@@ -58,7 +65,7 @@ def assert_lost_message(result, job_id: str, count: int) -> None:
 def test_lost_results_stop_clearly_until_the_user_consents_then_only_those_are_paid_again(
     make_lane, provider, how
 ):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.advance()
     job_id = the_job(lane)
@@ -86,7 +93,7 @@ def test_lost_results_stop_clearly_until_the_user_consents_then_only_those_are_p
 
 
 def test_results_collected_before_the_loss_are_kept_and_run_resubmit_lost_pays_only_the_rest(make_lane, provider):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.advance()
     lane.run(fault="mid_fetch")  # killed after the first batch of results was stored
@@ -104,10 +111,11 @@ def test_results_collected_before_the_loss_are_kept_and_run_resubmit_lost_pays_o
 
 
 def test_a_wrong_base_url_answering_404_everywhere_is_not_taken_for_lost_results(make_lane, provider):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.advance()
-    wrong = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL"}[provider]
+    wrong = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL",
+             "gemini": "GEMINI_BASE_URL"}[provider]
     lane.run(**{wrong: lane.control.url + _PREFIX[provider] + "/wrong/prefix"}).assert_clear_error("run again")
     assert lane.query("SELECT state FROM jobs") != [("lost",)]
     lane.run(expect=0)
@@ -124,7 +132,7 @@ def job_local_id(lane) -> str:
 
 
 def test_cancel_while_the_provider_is_down_is_a_clear_error_and_a_later_cancel_works(make_lane, provider):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.fault(http_status=503, retry_after=0.01)
     failed = lane.cli("cancel", job_local_id(lane))
@@ -135,16 +143,17 @@ def test_cancel_while_the_provider_is_down_is_a_clear_error_and_a_later_cancel_w
 
 
 def test_cancel_answered_404_says_the_job_is_gone_at_the_provider(make_lane, provider):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
-    lane.fault(http_status=404, http_method="POST", http_path=r"/cancel$", times=1)
+    lane.fault(http_status=404, http_method="POST", http_path=r":cancel$" if provider == "gemini" else r"/cancel$",
+               times=1)
     lane.cli("cancel", job_local_id(lane)).assert_clear_error("is gone at the provider", "nothing left to cancel")
 
 
 def test_cancel_of_a_batch_deleted_at_the_provider_says_it_is_gone(make_lane, provider):
     if provider == "openai":
         pytest.skip("OpenAI batches cannot be deleted; the 404 fault above covers its shape")
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.advance()  # ended at the provider; the store still calls it running
     lane.control.delete_job(provider, the_job(lane))
@@ -156,7 +165,7 @@ def test_cancel_of_a_batch_deleted_at_the_provider_says_it_is_gone(make_lane, pr
 
 def test_run_retry_failed_gives_failed_rows_one_more_round_and_pays_only_for_them(make_lane, provider):
     # One attempt per request: the failing share of the first job ends as error rows at once.
-    lane = make_lane(provider, extra_env={"REL_MAX_ATTEMPTS": "1"})
+    lane = lane_of(make_lane, provider, extra_env={"REL_MAX_ATTEMPTS": "1"})
     rule = lane.fault(error_rate=0.25)
     lane.run_until_done()
     errors = lane.assert_complete(allow_errors=True)
@@ -179,13 +188,15 @@ def test_run_retry_failed_gives_failed_rows_one_more_round_and_pays_only_for_the
 
 # --- the polling deadline against a hung provider -------------------------------------------------
 
-STATUS = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$", "mistral": r"/batch/jobs/[^/]+$"}
-DOWNLOAD = {"openai": r"/files/[^/]+/content$", "anthropic": r"/results$", "mistral": r"/files/[^/]+/content$"}
+STATUS = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$", "mistral": r"/batch/jobs/[^/]+$",
+          "gemini": r"/batches/[^/:]+$"}
+DOWNLOAD = {"openai": r"/files/[^/]+/content$", "anthropic": r"/results$", "mistral": r"/files/[^/]+/content$",
+            "gemini": r"/files/[^/]+:download$"}
 
 
 @pytest.mark.parametrize("endpoint", ["status", "download"])
 def test_a_hung_provider_cannot_keep_a_blocking_run_past_its_deadline(make_lane, provider, endpoint):
-    lane = make_lane(provider)
+    lane = lane_of(make_lane, provider)
     lane.run(expect=75)
     lane.advance()
     path = (STATUS if endpoint == "status" else DOWNLOAD)[provider]

@@ -183,8 +183,9 @@ def test_jobs_expire_48_hours_after_creation_and_files_too(sandbox: Sandbox, gem
     expired = gem.batches.get(name=job.name)
     assert expired.state.value == "JOB_STATE_EXPIRED" and expired.dest is None  # no results at all
     with pytest.raises(genai_errors.ClientError) as info:
-        gem.files.get(name=uploaded.name)  # uploads are kept 48 hours
-    assert info.value.code == 404
+        gem.files.get(name=uploaded.name)  # uploads are kept 48 hours, then deleted
+    # A file past its 48 hours answers like any missing one: the real API's 403 (python-genai#1218).
+    assert info.value.code == 403 and info.value.status == "PERMISSION_DENIED" and "may not exist" in info.value.message
     with pytest.raises(genai_errors.ClientError):
         gem.batches.create(model=MODEL, src=uploaded.name)
 
@@ -269,3 +270,50 @@ def test_slow_validation_keeps_a_job_pending(sandbox: Sandbox, gem: genai.Client
     assert gem.batches.get(name=quick.name).state.value == "JOB_STATE_SUCCEEDED"
     sandbox.advance(3600)
     assert gem.batches.get(name=slow.name).state.value == "JOB_STATE_SUCCEEDED"
+
+
+# --- late-landing creates, lost results, deletion (the control API takes batches/<id>) -----------
+
+def test_a_lost_create_response_still_creates_a_batch_hidden_for_a_while(sandbox: Sandbox, gem: genai.Client) -> None:
+    sandbox.set_faults(provider="gemini", create_response_lost=True, visible_after=30, times=1)
+    with pytest.raises(Exception, match="peer closed connection|incomplete"):  # the SDK's httpx, unwrapped
+        gem.batches.create(model=MODEL, src=inline(prompts(2)), config={"display_name": "ovn-late"})
+    (truth,) = [j for j in sandbox.jobs() if j["provider"] == "gemini"]  # created, and billed
+    name = f"batches/{truth['id']}"
+    assert list(gem.batches.list()) == []
+    with pytest.raises(genai_errors.ClientError) as info:
+        gem.batches.get(name=name)
+    assert (info.value.code, info.value.status) == (404, "NOT_FOUND")
+    sandbox.advance(31)
+    assert [b.display_name for b in gem.batches.list()] == ["ovn-late"]
+    assert gem.batches.get(name=name).name == name
+
+
+def test_invisible_lookups_hide_a_batch_from_the_next_n_lookups(sandbox: Sandbox, gem: genai.Client) -> None:
+    sandbox.set_faults(provider="gemini", invisible_lookups=2, times=1)
+    job = gem.batches.create(model=MODEL, src=inline(prompts(1)))  # the answer arrives
+    assert list(gem.batches.list()) == []
+    with pytest.raises(genai_errors.ClientError):
+        gem.batches.get(name=job.name)
+    assert gem.batches.get(name=job.name).name == job.name
+
+
+def test_lose_results_deletes_the_results_file_and_delete_removes_the_batch(sandbox: Sandbox, gem: genai.Client) -> None:
+    from overnight.sandbox import SandboxControl, SandboxControlError
+
+    control = SandboxControl(sandbox.url)  # over HTTP: the id travels in the path, slash and all
+    job = gem.batches.create(model=MODEL, src=upload(gem, jsonl_input(prompts(2))).name)
+    inline_job = gem.batches.create(model=MODEL, src=inline(prompts(1)))
+    sandbox.advance(3600)
+    results = gem.batches.get(name=job.name).dest.file_name
+    assert control.lose_results("gemini", job.name)["deleted_files"] == [results.removeprefix("files/")]
+    with pytest.raises(genai_errors.ClientError) as info:
+        gem.files.get(name=results)
+    assert info.value.code == 403 and "may not exist" in info.value.message
+    assert gem.batches.get(name=job.name).dest.file_name == results  # the batch still names it
+    with pytest.raises(SandboxControlError, match="inline"):
+        control.lose_results("gemini", inline_job.name)  # its responses live in the batch itself
+    assert control.delete_job("gemini", inline_job.name)["deleted"]
+    with pytest.raises(genai_errors.ClientError) as info:
+        gem.batches.get(name=inline_job.name)
+    assert info.value.code == 404

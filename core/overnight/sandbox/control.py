@@ -17,9 +17,10 @@ The same operations exist three ways, with the same method names:
       GET    /_sandbox/jobs                every job with its phase (a debugging aid)
       POST   /_sandbox/jobs/{provider}/{id}/lose-results
                                            an ended job's results go, as retention does it
-                                           (OpenAI/Mistral: its files deleted; Anthropic: archived)
-      DELETE /_sandbox/jobs/{provider}/{id}  delete an ended job (Anthropic, Mistral: as their
+                                           (OpenAI/Mistral/Gemini: its files deleted; Anthropic: archived)
+      DELETE /_sandbox/jobs/{provider}/{id}  delete an ended job (Anthropic, Mistral, Gemini: as their
                                            DELETE endpoints do; OpenAI batches cannot be deleted)
+                                           (a Gemini id may be given as the API names it, batches/<id>)
       POST   /_sandbox/config              {"results_url": "absolute" | "relative",
                                             "max_enqueued_tokens": N | null, "max_queued_requests": N | null}
 
@@ -110,11 +111,12 @@ class Controller:
 
     def lose_results(self, provider: str, job_id: str) -> dict[str, Any]:
         """An ended job's results go now, as the provider's retention would do it."""
-        return self.engine.lose_results(provider, job_id)
+        return self.engine.lose_results(provider, _local_id(provider, job_id))
 
     def delete_job(self, provider: str, job_id: str) -> dict[str, Any]:
         """Delete an ended job, as the provider's own DELETE endpoint does (not OpenAI: it has none)."""
-        if provider not in ("anthropic", "mistral"):
+        job_id = _local_id(provider, job_id)
+        if provider not in ("anthropic", "mistral", "gemini"):
             raise ValueError(f"{provider} has no endpoint that deletes a batch; lose its results instead")
         state = self.engine.get_job(provider, job_id)
         if state is None:
@@ -220,10 +222,16 @@ def routes(controller: Controller) -> list[Route]:
         Route("/counters", handler(counters), methods=["GET"]),
         Route("/counters/reset", handler(reset), methods=["POST"]),
         Route("/jobs", handler(jobs), methods=["GET"]),
-        Route("/jobs/{provider}/{job_id}/lose-results", handler(lose), methods=["POST"]),
-        Route("/jobs/{provider}/{job_id}", handler(delete_job), methods=["DELETE"]),
+        # ``path``: a Gemini job may be named as its API names it, batches/<id>.
+        Route("/jobs/{provider}/{job_id:path}/lose-results", handler(lose), methods=["POST"]),
+        Route("/jobs/{provider}/{job_id:path}", handler(delete_job), methods=["DELETE"]),
         Route("/config", handler(config), methods=["GET", "POST"]),
     ]
+
+
+def _local_id(provider: str, job_id: str) -> str:
+    """The sandbox's id of a job named as the provider's API names it (Gemini: ``batches/<id>``)."""
+    return job_id.removeprefix("batches/") if provider == "gemini" else job_id
 
 
 class SandboxControlError(RuntimeError):

@@ -443,8 +443,10 @@ class Engine:
         """What a provider's retention does to an ended job's results, now (control API).
 
         OpenAI and Mistral: the job's output and error files are deleted (the job keeps
-        their ids, which then answer 404, as after an expiry). Anthropic: the batch is
-        archived (``archived_at`` set; its results answer 404).
+        their ids, which then answer 404, as after an expiry). Gemini: its results file
+        is deleted, as the Files API does 48 hours after creating it (an inline job keeps
+        its responses in the batch itself: delete the batch instead). Anthropic: the batch
+        is archived (``archived_at`` set; its results answer 404).
         """
         with self._lock:
             state = self.get_job(provider, job_id)
@@ -454,7 +456,10 @@ class Engine:
                 raise ValueError(f"the {provider} job {job_id} has not ended: it has no results to lose")
             doc = dict(state.doc)
             result = doc.get("result") or {}
-            deleted = [f for key in ("output_file_id", "error_file_id", "output_file", "error_file")
+            if provider == "gemini" and result.get("inline"):
+                raise ValueError(f"the gemini job {job_id} holds its responses inline, in the batch: no retention "
+                                 "removes them; delete the batch instead")
+            deleted = [f for key in ("output_file_id", "error_file_id", "output_file", "error_file", "responses_file")
                        if (f := result.get(key)) and self.delete_file(provider, f)]
             if provider == "anthropic":
                 doc["extra"] = {**doc["extra"], "archived_at": self.now()}

@@ -62,7 +62,7 @@ class Fault:
     """A fault rule. Field groups: selector, job effects, result corruption, HTTP, downloads."""
 
     # --- selector ---------------------------------------------------------------
-    provider: str | None = None                  # "openai" | "anthropic" | "mistral"
+    provider: str | None = None                  # "openai" | "anthropic" | "mistral" | "gemini"
     model: str | None = None                     # the job's model (first request's)
     metadata: Mapping[str, str] | None = attrs.field(default=None, converter=_metadata)
     times: int | None = None                     # firings left; None = unlimited
@@ -97,7 +97,7 @@ class Fault:
     retry_after: float | None = None             # seconds; sent as retry-after(-ms)
     http_delay: float = 0.0                      # wall seconds before answering (then http_status, if set)
 
-    # --- downloads (OpenAI file content, Anthropic results, Mistral file download) -----
+    # --- downloads (OpenAI file content, Anthropic results, Mistral and Gemini file downloads) -----
     download_delay: float = 0.0                  # wall seconds before the response starts
     download_truncate: float | None = attrs.field(default=None, validator=_fraction)  # share of the body sent
     download_truncate_mode: TruncateMode = "abort"  # abort: full length announced, connection dropped; short: a short, well-formed body

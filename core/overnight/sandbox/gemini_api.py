@@ -17,6 +17,14 @@ in ``x-goog-api-key`` (or ``?key=``). See ``docs/protocols/gemini.md`` for the s
   ``metadata``), file results as a generated file (``output.responsesFile``) of
   ``{"key", "response"|"error"}`` lines. Requests an expiry or a cancel stopped leave
   no result. Jobs not done 48 hours after creation expire.
+* Limits: a request whose input passes the model's input limit is a per-request 400
+  ``INVALID_ARGUMENT`` ("The input token count exceeds the maximum number of tokens
+  allowed 1048576."); a create past the account's queue limits is refused with 429
+  ``RESOURCE_EXHAUSTED`` ("You exceeded your current quota ..."), as the real API does.
+* A missing file (deleted, or past its 48 hours) answers 403 ``PERMISSION_DENIED`` "You
+  do not have permission to access the File X or it may not exist"; a missing batch 404
+  ``NOT_FOUND``. A create that lands late (faults ``create_response_lost``,
+  ``visible_after``, ``invisible_lookups``) hides the batch from get, list and cancel.
 """
 
 from __future__ import annotations
@@ -39,8 +47,9 @@ from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
 from .lifecycle import Schedule, snapshot
-from .responder import ForwardError, Generation, content_text, generate
-from .web import Api, ApiError, Call, Flavor, download
+from .quota import context_error
+from .responder import ForwardError, Generation, content_text, generate, prompt_tokens
+from .web import Api, ApiError, Call, Flavor, created, download
 
 PROVIDER = "gemini"
 HOUR = 3600
@@ -62,6 +71,10 @@ _STATUS_NAMES = {400: "INVALID_ARGUMENT", 401: "UNAUTHENTICATED", 403: "PERMISSI
                  409: "ALREADY_EXISTS", 413: "INVALID_ARGUMENT", 429: "RESOURCE_EXHAUSTED", 500: "INTERNAL",
                  503: "UNAVAILABLE", 504: "DEADLINE_EXCEEDED"}
 #: google.rpc.Code numbers, used inside Operation.error and per-request errors.
+#: The real API's answer to a create past the account's batch quota (python-genai#1901,
+#: the Gemini forum's "Hitting rate limit on Gemini Batch API" thread).
+QUOTA_MESSAGE = ("You exceeded your current quota, please check your plan and billing details. For more information "
+                 "on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits.")
 _RPC_CODES = {"INVALID_ARGUMENT": 3, "DEADLINE_EXCEEDED": 4, "NOT_FOUND": 5, "RESOURCE_EXHAUSTED": 8,
               "FAILED_PRECONDITION": 9, "INTERNAL": 13, "UNAVAILABLE": 14, "UNAUTHENTICATED": 16}
 
@@ -153,6 +166,16 @@ def check_request(request: Any) -> RequestError | None:
     return None
 
 
+def input_limit_error(model: str | None, tokens: int) -> RequestError | None:
+    """Gemini bounds a request's input alone (the output has its own ceiling)."""
+    if context_error(PROVIDER, model, tokens, 0) is None:
+        return None
+    from .quota import window
+
+    return RequestError(400, f"The input token count exceeds the maximum number of tokens allowed "
+                             f"{window(PROVIDER, model)}.", "INVALID_ARGUMENT")
+
+
 def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str) -> tuple[dict[str, Any], Generation]:
     conv = _conversation(request)
     config = _field(request, "generationConfig", "generation_config") or {}
@@ -188,11 +211,12 @@ class GeminiDialect:
             obj = json.loads(line)
             yield _line_key(obj, index), obj
 
-    def scan(self, path: Path) -> Scan:
+    def scan(self, path: Path, model: str | None = None) -> Scan:
         problems: list[dict[str, Any]] = []
         ids: list[str] = []
         seen: set[str] = set()
         invalid: dict[int, RequestError] = {}
+        total_tokens = 0
 
         def problem(line: int, message: str) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -213,12 +237,16 @@ class GeminiDialect:
                 continue
             seen.add(key)
             error = check_request(obj["request"])
+            if error is None:
+                tokens = prompt_tokens(_conversation(obj["request"]))
+                total_tokens += tokens
+                error = input_limit_error(model, tokens)
             if error is not None:
                 invalid[len(ids)] = error
             ids.append(key)
         if not ids and not problems:
             problems.append({"code": "INVALID_ARGUMENT", "line": None, "message": "The batch has no requests."})
-        return Scan(ids, None, problems, invalid)
+        return Scan(ids, None, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
                error: RequestError | None) -> ResultLine:
@@ -373,9 +401,8 @@ def routes(engine: Engine) -> list[Route]:
     def file_doc(file_id: str) -> dict[str, Any]:
         doc = engine.get_file(PROVIDER, file_id)
         if doc is None or (doc.get("expires_at") and engine.now() >= doc["expires_at"]):
-            raise ApiError(403 if doc is None else 404,
-                           f"You do not have permission to access the File {file_id} or it may not exist."
-                           if doc is None else f"File files/{file_id} has expired.")
+            # A file past its 48 hours is deleted: it answers like any missing file.
+            raise ApiError(403, f"You do not have permission to access the File {file_id} or it may not exist.")
         return doc
 
     # -- files: the resumable upload protocol --
@@ -508,20 +535,25 @@ def routes(engine: Engine) -> list[Route]:
                     line = {"key": _line_key(item, index), "request": item.get("request"),
                             "metadata": item.get("metadata") or {}}
                     f.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n")
-        scan = dialect.scan(path)
+        scan = dialect.scan(path, model)
         if scan.total > limits().max_requests:
             engine.delete_job(job_id)
             raise ApiError(400, f"A batch may hold at most {limits().max_requests} requests; got {scan.total}.")
         display_name = batch.get("displayName") or batch.get("display_name") or ""
+
+        def queue_full(_message: str) -> None:
+            engine.delete_job(job_id)
+            raise ApiError(429, QUOTA_MESSAGE)
+
         state = engine.create_job(
             PROVIDER, job_id, scan, model=model, metadata={"display_name": display_name} if display_name else None,
-            endpoint="generateContent", window=WINDOW,
+            endpoint="generateContent", window=WINDOW, queue_full=queue_full,
             extra={"inline": file_name is None, "display_name": display_name,
                    "input_file": str(file_name) if file_name else None})
-        return operation_view(engine, state)
+        return created(engine, state, operation_view(engine, state))
 
     def get_state(job_id: str) -> JobState:
-        state = engine.get_job(PROVIDER, job_id)
+        state = engine.lookup_job(PROVIDER, job_id)
         if state is None:
             raise ApiError(404, f"Batch batches/{job_id} not found.")
         return state
@@ -551,7 +583,7 @@ def routes(engine: Engine) -> list[Route]:
         return {}
 
     def list_batches(call: Call) -> Any:
-        page, token = _page(call, engine.list_jobs(PROVIDER), 50, 1000)
+        page, token = _page(call, engine.lookup_jobs(PROVIDER), 50, 1000)
         body: dict[str, Any] = {"operations": [operation_view(engine, s) for s in page]}
         if token:
             body["nextPageToken"] = token

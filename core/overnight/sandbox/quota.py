@@ -6,11 +6,13 @@
   that does not is a per-request error in the provider's own shape (:func:`context_error`):
   a 400 ``context_length_exceeded`` line in OpenAI's error file, an ``errored`` result
   with ``invalid_request_error: prompt is too long`` for Anthropic, a 400 line in
-  Mistral's error file.
+  Mistral's error file, a 400 ``INVALID_ARGUMENT`` response of a Gemini batch (its input
+  alone against the model's input limit).
 * **Queues.** ``max_enqueued_tokens`` bounds the prompt tokens of a model's unfinished
   jobs (OpenAI: the batch that would pass it fails at validation with
   ``token_limit_exceeded``); ``max_queued_requests`` bounds the requests of unfinished jobs
-  (Anthropic and Mistral refuse the create with a 429). Both are off unless set (``overnight
+  (Anthropic and Mistral refuse the create with a 429; Gemini with 429 ``RESOURCE_EXHAUSTED``,
+  for either limit). Both are off unless set (``overnight
   sandbox serve --max-enqueued-tokens N --max-queued-requests N`` or ``POST /_sandbox/config``).
 """
 
@@ -29,6 +31,8 @@ CONTEXT_WINDOWS: Mapping[str, tuple[tuple[str, int], ...]] = {
     "anthropic": (("claude-", 200_000),),
     "mistral": (("mistral-", 131_072), ("ministral", 131_072), ("open-mistral-nemo", 131_072),
                 ("codestral", 262_144), ("magistral", 131_072)),
+    # Input limits (Gemini bounds the input alone; see gemini_api.input_limit_error).
+    "gemini": (("gemini-", 1_048_576), ("gemini-1.5-pro", 2_097_152)),
 }
 #: The window of a model no table knows (every model the sandbox serves has one).
 DEFAULT_WINDOW = 128_000

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Iterator, Mapping
 
 from overnight.hookspecs import hookimpl
-from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, Result
+from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 from overnight_gemini.options import clear_clients
 from overnight_gemini.plugin import LIMITS, GeminiPlugin
@@ -44,13 +44,13 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 
 
 @hookimpl
-def check(provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-    return _plugin.check(provider, job, options)
+def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+    return _plugin.check(provider, job, options, timeout)
 
 
 @hookimpl
-def fetch(provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-    return _plugin.fetch(provider, job, options)
+def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+    return _plugin.fetch(provider, job, options, timeout)
 
 
 @hookimpl
@@ -59,5 +59,11 @@ def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
 
 
 @hookimpl
-def find_job(provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-    return _plugin.find_job(provider, tag, options)
+def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+    return _plugin.find_job(provider, tag, options, timeout)
+
+
+@hookimpl
+def list_jobs(provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+              skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+    return _plugin.list_jobs(provider, options, horizon, limit, skip, tags)

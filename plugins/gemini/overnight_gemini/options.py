@@ -118,11 +118,12 @@ def retry_options(retries: int, status_codes: list[int] | None = None) -> Any:
     )
 
 
-def once() -> Any:
-    """Per-call HTTP options for a call that must run exactly once (the create)."""
+def once(timeout_ms: int | None = None) -> Any:
+    """Per-call HTTP options for a call that must run exactly once (the create, or a call
+    bounded by the core's deadline: then ``timeout_ms``)."""
     from google.genai import types
 
-    return types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1))
+    return types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1), timeout=timeout_ms)
 
 
 # --- the client cache -----------------------------------------------------------------

@@ -5,6 +5,12 @@ Developer API: small chunks inline (``src=[InlinedRequest...]``, the key in each
 request's metadata), others as a JSONL file uploaded with the Files API. The chunk's
 tag is the job's display name (and the input file's), which ``batches.list`` shows, so
 a run that crashed between create and commit finds its job again.
+
+What a job holds can be read only once it has ended: the SDK keeps no input of a
+Developer-API job (``BatchJob.src`` is filled for Vertex only) and uploaded input files
+cannot be downloaded, so ``list_jobs`` reads the keys from the results (an inline job's
+``metadata.key``, a file job's results file) and lists a running job with
+``custom_ids=None``; an expired job gives back no results, so its keys stay unknown.
 """
 
 from __future__ import annotations
@@ -16,7 +22,7 @@ import time
 from typing import Any, Iterator, Mapping
 
 from overnight import jsonl
-from overnight.errors import ProviderError, SubmissionRejected
+from overnight.errors import ProviderError, QuotaExceeded, ResultsGone, SubmissionRejected
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -27,7 +33,10 @@ from overnight.models import (
     JobState,
     JobStatus,
     Limits,
+    ModelSpec,
     ProviderInfo,
+    QueueLimits,
+    RemoteJob,
     Result,
 )
 
@@ -44,7 +53,29 @@ MB = 1024 * 1024
 #: 100k cap is ours, so one lost job never holds more than that.
 LIMITS = Limits(max_requests=100_000, max_bytes=2048 * MB, max_line_bytes=20 * MB, completion_window=48 * 3600)
 
-#: The create is retried only on 429 (certainly nothing created), a few times, here.
+#: Input limits and output ceilings (Gemini models pages; docs/protocols/gemini.md). Gemini
+#: bounds the input alone (1,048,576 tokens) and the output apart; the core bounds input plus
+#: ``max_tokens`` by ``context_window``, so the input limit is declared there (stricter by at
+#: most ``max_tokens``). Longest prefix wins; others are held to the largest window.
+MODELS = (
+    ModelSpec("gemini-3", 1_048_576, 65_535),
+    ModelSpec("gemini-2.5-pro", 1_048_576, 65_535),
+    ModelSpec("gemini-2.5-flash", 1_048_576, 65_535),
+    ModelSpec("gemini-2.0-flash", 1_048_576, 8_192),
+    ModelSpec("gemini-1.5-flash", 1_048_576, 8_192),
+    ModelSpec("gemini-1.5-pro", 2_097_152, 8_192),
+)
+#: Gemini's batch quotas (100 concurrent batches, enqueued tokens per model) depend on the
+#: tier and are not published per model: none is assumed (set yours with
+#: LLM(max_enqueued_tokens=...)); a create refused for them is a 429 RESOURCE_EXHAUSTED.
+QUEUE = QueueLimits()
+#: The price library's id for the Gemini Developer API (genai-prices has its batch prices).
+PRICES_PROVIDER = "google"
+#: Tags overnight gives jobs (``ovn-<hex>``): a batch whose display name starts so is ours.
+TAG_PREFIX = "ovn-"
+
+#: The create is retried only on 429 (certainly nothing created), a few times, here; then
+#: the core is told the quota is full (QuotaExceeded) and submits again as jobs end.
 CREATE_ATTEMPTS_ON_429 = 3
 #: 4xx answers to a create that certainly created nothing and are about the request
 #: itself: the core counts them as failed attempts.
@@ -62,6 +93,34 @@ def _rejected(exc: BaseException) -> bool:
     return code is not None and 400 <= code < 500
 
 
+def _not_found(exc: BaseException) -> bool:
+    """Gemini's answers for a resource that does not exist (or no longer does).
+
+    A missing file is a 403 PERMISSION_DENIED "You do not have permission to access the
+    File X or it may not exist" (the real API, python-genai#1218); a 404 NOT_FOUND is taken
+    the same way. Another 403 (a key without access, billing) is not.
+    """
+    from google.genai import errors
+
+    if not isinstance(exc, errors.APIError):
+        return False
+    if exc.code == 404:
+        return True
+    return exc.code == 403 and "may not exist" in str(exc.message or "")
+
+
+def _bounded(settings: opts.Settings, timeout: float | None) -> dict[str, Any]:
+    """Per-call config for a call that must end within ``timeout`` seconds.
+
+    When the bound is shorter than the client's per-attempt timeout (the SDK sets none by
+    default): one attempt bounded by it; the core's polling retries at its next check (see
+    overnight.hookspecs, "Deadlines").
+    """
+    if timeout is None or (settings.timeout_ms is not None and settings.timeout_ms <= timeout * 1000):
+        return {}
+    return {"http_options": opts.once(timeout_ms=max(1, int(timeout * 1000)))}
+
+
 class GeminiPlugin:
     """The hooks, bound to one provider declaration (tests may lower ``limits``)."""
 
@@ -77,11 +136,15 @@ class GeminiPlugin:
             ProviderInfo(
                 name=self.name,
                 limits=self.limits,
-                capabilities=Capabilities(cancel=True, find_by_tag=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=opts.KEY_ENVS,
                 description="Gemini Developer API batch mode (google-genai SDK)",
+                models=MODELS,
+                queue=QUEUE,
+                batch_discount=0.5,
+                prices_provider=PRICES_PROVIDER,
             )
         ]
 
@@ -133,8 +196,12 @@ class GeminiPlugin:
             except Exception as exc:
                 code = _code(exc)
                 if code == 429 and attempt + 1 < CREATE_ATTEMPTS_ON_429:
-                    time.sleep(0.5 * 2**attempt)
+                    time.sleep(0.25 * 2**attempt)
                     continue
+                if code == 429:
+                    # Gemini answers a full batch quota (concurrent batches, enqueued tokens)
+                    # and a rate limit alike: "You exceeded your current quota" RESOURCE_EXHAUSTED.
+                    raise QuotaExceeded(f"Gemini refused to create the batch for the account's quota: {exc}") from exc
                 if code in REFUSED:
                     raise SubmissionRejected(f"Gemini refused to create the batch: {exc}") from exc
                 raise
@@ -154,8 +221,9 @@ class GeminiPlugin:
             log.warning("could not delete the unused Gemini input file %s: %s", name, type(exc).__name__)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> JobStatus:
-        remote = opts.client(opts.resolve(options)).batches.get(name=job.remote_id)
+    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+        settings = opts.resolve(options)
+        remote = self._get(opts.client(settings), job, _bounded(settings, timeout))
         state = translate.job_state(remote.state)
         message = None
         if state is JobState.FAILED:
@@ -167,13 +235,39 @@ class GeminiPlugin:
         return JobStatus(state=state, total=int(job.data.get("count") or 0), raw_status=translate.state_word(remote.state),
                          message=message)
 
-    @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> Iterator[Result]:
-        settings = opts.resolve(options)
-        return self._results(opts.client(settings), job, settings.max_retries)
+    @staticmethod
+    def _get(client: Any, job: JobRef, bound: Mapping[str, Any] | None = None) -> Any:
+        """The batch; ResultsGone when Gemini certainly no longer has it (deleted)."""
+        try:
+            return client.batches.get(name=job.remote_id, config=dict(bound or {}))
+        except Exception as exc:
+            if not _not_found(exc):
+                raise
+            GeminiPlugin._confirm_gone(client, exc, f"Gemini batch {job.remote_id} no longer exists "
+                                                    f"({_code(exc)}: deleted)", bound)
+            raise  # pragma: no cover - _confirm_gone always raises
 
-    def _results(self, client: Any, job: JobRef, retries: int) -> Iterator[Result]:
-        remote = client.batches.get(name=job.remote_id)
+    @staticmethod
+    def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
+        """Raise ResultsGone if the answer is about the batch: the same API answers another call.
+
+        A wrong base URL or proxy answers 404 for everything; then the original error stands.
+        """
+        try:
+            client.batches.list(config={"page_size": 1, **(bound or {})})
+        except Exception:
+            raise exc from None
+        raise ResultsGone(what) from None
+
+    @hookimpl
+    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+        settings = opts.resolve(options)
+        bound = _bounded(settings, timeout)
+        return self._results(opts.client(settings), job, 0 if bound else settings.max_retries, bound)
+
+    def _results(self, client: Any, job: JobRef, retries: int, bound: Mapping[str, Any] | None = None,
+                 remote: Any = None) -> Iterator[Result]:
+        remote = remote if remote is not None else self._get(client, job, bound)
         dest = remote.dest
         if dest is None:
             return
@@ -183,24 +277,37 @@ class GeminiPlugin:
                 if result is not None:
                     yield result
         if dest.file_name:
-            for line in self._download(client, dest.file_name, retries):
+            for line in self._download(client, dest.file_name, retries, job, bound):
                 result = translate.parse_file_line(line)
                 if result is not None:
                     yield result
 
     @staticmethod
-    def _download(client: Any, name: str, retries: int) -> Iterator[dict[str, Any]]:
-        # A body cut at a line boundary parses cleanly: only the size tells it is short,
-        # and then the missing rows would look unfinished and be paid for again.
-        expected = client.files.get(name=name).size_bytes
+    def _download(client: Any, name: str, retries: int, job: JobRef | None = None,
+                  bound: Mapping[str, Any] | None = None) -> Iterator[dict[str, Any]]:
+        config = dict(bound or {})
+        # The batch was just read from the same API: a "not found" here is about the file
+        # itself (deleted by someone, or past the Files API's 48 hours).
+        owner = f" of Gemini batch {job.remote_id}" if job is not None else ""
+        try:
+            # A body cut at a line boundary parses cleanly: only the size tells it is short,
+            # and then the missing rows would look unfinished and be paid for again.
+            expected = client.files.get(name=name, config=config).size_bytes
+        except Exception as exc:
+            if _not_found(exc):
+                raise ResultsGone(f"the results file {name}{owner} is gone ({_code(exc)}: deleted, or past "
+                                  "the 48 hours Gemini keeps files)") from None
+            raise
         fd, path = tempfile.mkstemp(prefix="overnight-gemini-", suffix=".jsonl")
         os.close(fd)
         try:
             for attempt in range(retries + 1):
                 try:
-                    client.files.download(file=name, destination=path)
+                    client.files.download(file=name, destination=path, config=config)
                     break
                 except Exception as exc:
+                    if _not_found(exc):
+                        raise ResultsGone(f"the results file {name}{owner} is gone ({_code(exc)})") from None
                     # The SDK never retries a download: a 429/5xx answer is retried here; a
                     # body cut short is not (it propagates, and the core fetches again later).
                     if _code(exc) not in opts.RETRY_STATUS or attempt == retries:
@@ -221,15 +328,19 @@ class GeminiPlugin:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
             if not _rejected(exc):
                 raise
-            if not translate.job_state(client.batches.get(name=job.remote_id).state).terminal:
+            if _not_found(exc):
+                self._confirm_gone(client, exc, f"Gemini batch {job.remote_id} no longer exists ({_code(exc)})")
+            if not translate.job_state(self._get(client, job).state).terminal:
                 raise
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any]) -> JobRef | None:
-        client = opts.client(opts.resolve(options))
+    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+        settings = opts.resolve(options)
+        client = opts.client(settings)
+        bound = _bounded(settings, timeout)
         # Oldest first. The listing is newest first, so reversed it breaks ties between
         # jobs created in the same instant the right way (the sort is stable).
-        tagged = [j for j in client.batches.list(config={"page_size": 100}) if j.display_name == tag]
+        tagged = [j for j in client.batches.list(config={"page_size": 100, **bound}) if j.display_name == tag]
         found = sorted(reversed(tagged), key=lambda j: (j.create_time is None, j.create_time))
         if not found:
             self._delete_orphan_input(client, tag)  # the core now resubmits under a new tag
@@ -246,6 +357,47 @@ class GeminiPlugin:
                     f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.name}, then run again."
                 ) from None
         return JobRef(provider=self.name, remote_id=keep.name, tag=tag, data={"found": True})
+
+    @hookimpl
+    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+                  skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
+        """Recent batches whose display name is an overnight tag, newest first, with their keys.
+
+        ``batches.list`` pages newest first (100 a page); the listing stops after
+        ``limit`` batches or at one created more than ``horizon`` seconds before the
+        newest. Keys come from an ended job's results (see the module docstring): a
+        running or expired job, and one in ``skip`` or (with ``tags``) carrying none of
+        them, is listed with ``custom_ids=None``.
+        """
+        settings = opts.resolve(options)
+        client = opts.client(settings)
+        found: list[RemoteJob] = []
+        newest: float | None = None
+        for seen, batch in enumerate(client.batches.list(config={"page_size": 100})):
+            if seen >= limit:
+                break
+            created = batch.create_time.timestamp() if batch.create_time is not None else 0.0
+            newest = created if newest is None else newest
+            if created and newest - created > horizon:
+                break
+            tag = batch.display_name or ""
+            if not tag.startswith(TAG_PREFIX):
+                continue  # not submitted by overnight
+            state = translate.job_state(batch.state)
+            wanted = batch.name not in skip and (not tags or tag in tags)
+            ids = self._job_keys(client, batch, state, settings.max_retries) if wanted else None
+            found.append(RemoteJob(ref=JobRef(provider=self.name, remote_id=batch.name, tag=tag, data={"found": True}),
+                                   created_at=created, state=state, custom_ids=ids))
+        return found
+
+    def _job_keys(self, client: Any, batch: Any, state: JobState, retries: int) -> frozenset[str] | None:
+        if not state.terminal or state is JobState.EXPIRED or batch.dest is None:
+            return None
+        ref = JobRef(provider=self.name, remote_id=batch.name, tag=batch.display_name or "")
+        try:
+            return frozenset(r.custom_id for r in self._results(client, ref, retries, remote=batch))
+        except ResultsGone:
+            return None  # the results file is gone: cannot tell
 
     @staticmethod
     def _delete_orphan_input(client: Any, tag: str) -> None:
