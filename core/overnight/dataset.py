@@ -147,12 +147,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: distilabel's name of a single-leaf pipeline's configuration in its Distiset.
+DEFAULT_CONFIGURATION = "default"
+
+
 class Dataset:
     """The rows of one step's output, streamed from its JSONL file (:attr:`path`).
 
     Supports ``len()``, iteration, ``ds[i]``, ``ds[i:j]`` (a list), ``ds["column"]``
     (a list of that column's values) and exports to JSONL, Parquet, pandas and
-    Hugging Face ``datasets``.
+    Hugging Face ``datasets``. As distilabel's Distiset, ``ds["default"]["train"]`` is the
+    dataset itself (unless it has a column named ``default``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
@@ -202,7 +207,13 @@ class Dataset:
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
             if key not in self.column_names:
-                raise KeyError(f"no column {key!r}; columns: {', '.join(self.column_names)}")
+                if key == DEFAULT_CONFIGURATION:  # distilabel's distiset["default"]["train"]
+                    return {"train": self}
+                from overnight.suggest import did_you_mean
+
+                raise KeyError(
+                    f"no column {key!r}{did_you_mean(key, self.column_names)}; columns: {', '.join(self.column_names)}"
+                )
             return [row.get(key) for row in self]
         offsets = self._index()
         if isinstance(key, slice):

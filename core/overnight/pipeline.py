@@ -48,13 +48,18 @@ class Pipeline:
     ``$OVERNIGHT_HOME``, else the user cache directory).
     """
 
-    def __init__(self, name: str, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None) -> None:
-        if not isinstance(name, str) or not _NAME.match(name):
+    def __init__(
+        self, name: str | None = None, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
             raise ConfigurationError(
                 f"pipeline name {name!r} is not valid: use letters, digits, '_', '-' and '.' "
                 "(it becomes a directory name)"
             )
-        self.name = name
+        self._name = name
+        # Without a name (distilabel's `Pipeline()`), the name comes from the script that
+        # builds the pipeline and its steps: see the `name` property.
+        self._script = _calling_script()
         self.description = description
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._steps: dict[str, Step] = {}
@@ -64,6 +69,23 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)})"
+
+    @property
+    def name(self) -> str:
+        """The name given, else ``<script>-<hash of the steps' names and classes>``.
+
+        The same script with the same steps gets the same name on every run (so it finds
+        its cached outputs); another step set is another pipeline. Paid requests are
+        reused either way: they are identified by content, not by pipeline.
+        """
+        if self._name is not None:
+            return self._name
+        steps = [(name, f"{type(step).__module__}.{type(step).__qualname__}") for name, step in self._steps.items()]
+        return f"{self._script}-{digest(steps)[:8]}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     def __enter__(self) -> "Pipeline":
         self._token = _active.set(_active.get() + (self,))
@@ -294,7 +316,8 @@ class Pipeline:
                 directory = cache_dir / "pipelines" / self.name
                 changed = False
                 for name, step in self._steps.items():
-                    if not isinstance(step, FileLoader) or str(step.path.resolve()) not in digests.trusted:
+                    if not isinstance(step, FileLoader) or step.path is None \
+                            or str(step.path.resolve()) not in digests.trusted:
                         continue
                     affected = {name} | self._descendants(name)
                     if any((directory / f"{s}-{signatures[s]}.jsonl").is_file() for s in affected):
@@ -368,7 +391,7 @@ class Pipeline:
             )
             rows = Rows([self.outputs[p].path for p in inputs])
             try:
-                count = write_jsonl_atomic(path, step.process(rows, ctx), step=name)
+                count = write_jsonl_atomic(path, step.process_mapped(rows, ctx), step=name)
             except OfflineBatchGenerationNotFinished as exc:
                 if exc.step is None:
                     exc.step = name
@@ -397,6 +420,17 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
     if policy.retry_failed and counts.get(st.FAILED):
         return True
     return any(counts.get(state) for state in (st.NEW, st.QUEUED, st.LOST))
+def _calling_script() -> str:
+    """The stem of the file that called ``Pipeline()`` (sanitised), ``pipeline`` if unknown."""
+    import re
+
+    frame = sys._getframe(2)  # 0: here, 1: Pipeline.__init__, 2: its caller
+    filename = frame.f_code.co_filename if frame is not None else ""
+    stem = Path(filename).stem if filename and not filename.startswith("<") else "pipeline"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("._-")
+    return stem or "pipeline"
+
+
 def _budget(value: float | None) -> float | None:
     raw: object = value
     if value is None:
