@@ -176,7 +176,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="an account's queue limit: prompt tokens of unfinished jobs (per model for OpenAI)")
     serve.add_argument("--max-queued-requests", type=int, metavar="N",
                        help="an account's queue limit: requests of unfinished jobs")
+    serve.add_argument("--access-log", action="store_true", help="log each HTTP request (to stderr)")
     serve.set_defaults(handler=cmd_sandbox_serve)
+    sandbox_url = argparse.ArgumentParser(add_help=False)
+    sandbox_url.add_argument("--url", default=os.environ.get("OVERNIGHT_SANDBOX_URL", "http://127.0.0.1:8080"),
+                             help="the running sandbox (default: $OVERNIGHT_SANDBOX_URL, else http://127.0.0.1:8080)")
+    advance = sandbox_sub.add_parser("advance", parents=[sandbox_url],
+                                     help="move a running sandbox's clock forward; its jobs progress with it")
+    advance.add_argument("seconds", type=float, metavar="SECONDS")
+    advance.set_defaults(handler=cmd_sandbox_advance)
+    sb_status = sandbox_sub.add_parser("status", parents=[sandbox_url],
+                                       help="a running sandbox's clock, jobs and counters")
+    sb_status.add_argument("--json", action="store_true", help="print JSON")
+    sb_status.set_defaults(handler=cmd_sandbox_status)
     sandbox.set_defaults(handler=lambda args: _usage(sandbox))
 
     quickstart = sub.add_parser("quickstart", help="try overnight end to end with no API key", add_help=False)
@@ -688,7 +700,62 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         state_dir = default_cache_dir() / "sandbox"
     queue = {name: getattr(args, name) for name in ("max_enqueued_tokens", "max_queued_requests")
              if getattr(args, name) is not None}
-    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed, **queue)
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed,
+                 access_log=args.access_log, **queue)
+
+
+def _sandbox_control(url: str) -> Any:
+    from overnight.sandbox.control import SandboxControl
+
+    return SandboxControl(url, timeout=10)
+
+
+def _unreachable(url: str, exc: Exception) -> int:
+    print(f"overnight: error: no sandbox answers at {url} ({exc}). Start one with `overnight sandbox serve`, "
+          "or pass --url (or set OVERNIGHT_SANDBOX_URL).", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_sandbox_advance(args: argparse.Namespace) -> int:
+    from overnight.sandbox.control import SandboxControlError
+
+    if not args.seconds >= 0:
+        print("overnight: error: SECONDS must be a number >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        now = _sandbox_control(args.url).advance(args.seconds)
+    except SandboxControlError as exc:
+        print(f"overnight: error: the sandbox refused: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        return _unreachable(args.url, exc)
+    print(f"sandbox clock advanced {args.seconds:g}s; now t={now:g}s")
+    return EXIT_OK
+
+
+def cmd_sandbox_status(args: argparse.Namespace) -> int:
+    control = _sandbox_control(args.url)
+    try:
+        clock, jobs, counters = control.clock(), control.jobs(), control.counters()
+    except RuntimeError as exc:  # SandboxControlError: it answered, but refused
+        print(f"overnight: error: the sandbox refused: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        return _unreachable(args.url, exc)
+    if args.json:
+        print(json.dumps({"url": args.url, "clock": clock, "jobs": jobs, "counters": counters}, indent=2))
+        return EXIT_OK
+    speed = clock.get("speed")
+    print(f"sandbox at {args.url}: t={clock['now']:g}s, clock {'manual' if not speed else f'x{speed:g}'}")
+    for provider in sorted(counters):
+        mine = [j for j in jobs if j["provider"] == provider]
+        phases: dict[str, int] = {}
+        for job in mine:
+            phases[job["phase"]] = phases.get(job["phase"], 0) + 1
+        made = counters[provider]
+        detail = ", ".join(f"{n} {phase}" for phase, n in sorted(phases.items())) or "no jobs"
+        print(f"  {provider:<9} {detail}; {made.get('jobs', 0)} job(s), {made.get('requests', 0)} request(s) received")
+    return EXIT_OK
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:
