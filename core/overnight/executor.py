@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import polling, store as st
+from overnight.suggest import did_you_mean
 from overnight._serialization import dumps
 from overnight.diskerrors import disk_error
 from overnight.accounting import Accounting
@@ -90,7 +91,8 @@ def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str
             problems.append((name, f"the {info.name} provider does not support {name!r}"))
     for name in sorted(set(params.extra) - info.extra_params):
         known = sorted(STANDARD_PARAMS | info.extra_params)
-        problems.append((name, f"unknown generation option for {info.name}; known: {', '.join(known)}"))
+        hint = did_you_mean(name, known)
+        problems.append((name, f"unknown generation option for {info.name}{hint}; known: {', '.join(known)}"))
     return problems
 
 
@@ -582,7 +584,7 @@ class BatchExecutor:
         """Submit an intent's chunk; commit its remote id, or when it may exist, when it failed."""
         try:
             with self._provider_errors(
-                f"submitting a {self.provider.name} job of {chunk.count} requests",
+                f"submitting {self.provider.name} job {chunk.tag} of {chunk.count} requests",  # not "a openai"
                 then=f"The intent is saved under tag {chunk.tag}; run again to check whether the provider "
                 "created it and to carry on.",
             ):
@@ -636,7 +638,7 @@ class BatchExecutor:
                     return
                 remaining = deadline - time.monotonic()
                 if stop.is_set() or remaining <= 0:
-                    raise self._not_finished(interrupted=stop.is_set())
+                    raise self._not_finished(interrupted=stop.is_set(), waited=True)
                 delay = min(next(delays), remaining)
                 polling.report(self._progress(open_jobs) + f"; next check in {delay:.3g}s (Ctrl+C to stop)")
                 fault_point("during_poll")
@@ -654,7 +656,7 @@ class BatchExecutor:
             f"{counts.get(st.FAILED, 0)} failed"
         )
 
-    def _not_finished(self, interrupted: bool = False) -> OfflineBatchGenerationNotFinished:
+    def _not_finished(self, interrupted: bool = False, waited: bool = False) -> OfflineBatchGenerationNotFinished:
         jobs = self.store.open_jobs(self.plan_id)
         counts = self.store.plan_counts(self.plan_id)
         return OfflineBatchGenerationNotFinished(
@@ -668,6 +670,7 @@ class BatchExecutor:
             },
             step=self.step,
             interrupted=interrupted,
+            waited=waited,
         )
 
     # -- assemble --------------------------------------------------------------------------

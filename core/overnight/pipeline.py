@@ -32,6 +32,7 @@ from overnight.identity import digest
 from overnight.loaders import FileLoader
 from overnight.policy import RETRY_FAILED_ENV, RunPolicy
 from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
+from overnight.suggest import did_you_mean
 
 log = logging.getLogger("overnight.pipeline")
 
@@ -286,20 +287,29 @@ class Pipeline:
 
         if pending:
             hint = ""
+            # Every step downstream of a pending one, also those a Ctrl+C kept the run from reaching.
+            blocked = set(waiting).union(*(self._descendants(p.step) for p in pending if p.step))
+            waiting = [cast(str, s.name) for s in order if s.name in blocked]
             if waiting:
+                wait = "" if any(p.interrupted or p.waited for p in pending) else \
+                    " (or pass offline_batch_generation_block_until_done=<seconds> to wait)"
                 hint = (
                     f"Steps waiting for these results: {', '.join(waiting)}. Everything else is saved. "
-                    "Run the same script again to check and collect "
-                    "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
+                    f"Run the same script again to check and collect{wait}."
                 )
             if cost_line:
                 log.info("%s", cost_line)
             raise PipelineNotFinished(self.name, pending, hint=hint)
         leaves = {name: self.outputs[name] for name in self.leaves}
+        failed = 0
         for name, dataset in leaves.items():
-            log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
+            errors = _error_rows(dataset)
+            failed += errors
+            log.info("pipeline %r is done: step %r wrote %d rows (%d with errors) to %s",
+                     self.name, name, len(dataset), errors, dataset.path)
         if cost_line:
-            log.info("%s", cost_line)
+            # The last line says what went wrong too (its figures stay where scripts look for them).
+            log.info("%s", cost_line + (f"; {failed} row(s) ended as errors" if failed else ""))
         return next(iter(leaves.values())) if len(leaves) == 1 else leaves
 
     def _verified_signatures(self, use_cache: bool) -> dict[str, str]:
@@ -335,7 +345,8 @@ class Pipeline:
         unknown = [name for name in parameters if name not in self._steps]
         if unknown:
             raise ConfigurationError(
-                f"parameters name unknown step(s) {', '.join(map(repr, unknown))}; the steps of "
+                f"parameters name unknown step(s) {', '.join(map(repr, unknown))}"
+                f"{did_you_mean(unknown[0], self._steps)}; the steps of "
                 f"pipeline {self.name!r} are: {', '.join(self._steps)}"
             )
         for name, values in parameters.items():
@@ -345,7 +356,8 @@ class Pipeline:
             bad = sorted(set(values) - set(step.runtime_parameter_names()))
             if bad:
                 raise ConfigurationError(
-                    f"step {name!r} has no parameter {', '.join(map(repr, bad))}; its parameters are: "
+                    f"step {name!r} has no parameter {', '.join(map(repr, bad))}"
+                    f"{did_you_mean(bad[0], step.runtime_parameter_names())}; its parameters are: "
                     f"{', '.join(step.runtime_parameter_names()) or 'none'}"
                 )
         for name, values in parameters.items():
@@ -420,6 +432,18 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
     if policy.retry_failed and counts.get(st.FAILED):
         return True
     return any(counts.get(state) for state in (st.NEW, st.QUEUED, st.LOST))
+def _error_rows(dataset: Dataset) -> int:
+    """Rows holding an error: a generation step's ``<output>_error`` column set (any sample)."""
+    count = 0
+    for row in dataset:
+        for key, value in row.items():
+            if key.endswith("_error") and (any(v is not None for v in value) if isinstance(value, list)
+                                           else value is not None):
+                count += 1
+                break
+    return count
+
+
 def _calling_script() -> str:
     """The stem of the file that called ``Pipeline()`` (sanitised), ``pipeline`` if unknown."""
     import re

@@ -11,6 +11,7 @@ from attrs import define, field
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
 from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
 from overnight.step import RUNTIME, Step, StepContext
+from overnight.suggest import did_you_mean
 from overnight.templates import template_fields
 
 if TYPE_CHECKING:
@@ -144,7 +145,8 @@ class TextGeneration(Step):
         before = len(problems)
         for column in self._columns():
             if column not in row:
-                problem(column, f"missing column (the row has: {', '.join(map(str, row)) or 'no columns'})")
+                hint = did_you_mean(column, map(str, row))
+                problem(column, f"missing column{hint} (the row has: {', '.join(map(str, row)) or 'no columns'})")
                 continue
             value = row[column]
             if value is None:
@@ -196,8 +198,8 @@ class TextGeneration(Step):
             if unlisted > 0:
                 problems.append(RowProblem(self.name or "", None, None, f"{unlisted} more bad row(s) not listed"))
         problems.extend(self._collision_problems(collisions))
-        if problems:
-            raise ValidationError(problems)
+        if problems:  # the true count of bad rows, not only of the ones listed
+            raise ValidationError(problems, bad_rows=max(bad, len({p.row for p in problems if p.row is not None})))
         return count
 
     def _collision_problems(self, collisions: dict[str, list[int]]) -> list[RowProblem]:
