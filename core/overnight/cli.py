@@ -700,8 +700,9 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         state_dir = default_cache_dir() / "sandbox"
     queue = {name: getattr(args, name) for name in ("max_enqueued_tokens", "max_queued_requests")
              if getattr(args, name) is not None}
-    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed,
-                 access_log=args.access_log, **queue)
+    if args.access_log:
+        queue["access_log"] = True
+    return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed, **queue)
 
 
 def _sandbox_control(url: str) -> Any:

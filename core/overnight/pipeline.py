@@ -305,8 +305,8 @@ class Pipeline:
         for name, dataset in leaves.items():
             errors = _error_rows(dataset)
             failed += errors
-            log.info("pipeline %r is done: step %r wrote %d rows (%d with errors) to %s",
-                     self.name, name, len(dataset), errors, dataset.path)
+            log.info("pipeline %r is done: step %r wrote %d rows to %s (%d with errors)",
+                     self.name, name, len(dataset), dataset.path, errors)
         if cost_line:
             # The last line says what went wrong too (its figures stay where scripts look for them).
             log.info("%s", cost_line + (f"; {failed} row(s) ended as errors" if failed else ""))

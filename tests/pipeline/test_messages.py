@@ -110,5 +110,5 @@ def test_the_final_lines_count_error_rows(fake, caplog):
     with caplog.at_level(logging.INFO, logger="overnight"):
         p.run()
     lines = [r.getMessage() for r in caplog.records]
-    assert any("step 'after' wrote 2 rows (2 with errors)" in line for line in lines), lines
+    assert any("step 'after' wrote 2 rows to " in line and line.endswith(" (2 with errors)") for line in lines), lines
     assert lines[-1].endswith("; 2 row(s) ended as errors") and lines[-1].startswith("cost $"), lines[-1]
