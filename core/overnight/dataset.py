@@ -264,6 +264,7 @@ class Dataset:
         try:
             schemas = [pa.Table.from_pylist(b).schema for b in self._batches(batch_size, columns)]
             schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+            schema = _stable_schema(pa, schema)
             with pq.ParquetWriter(target, schema) as writer:
                 for batch in self._batches(batch_size, columns):
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -296,6 +297,31 @@ class Dataset:
                 "to_hf() needs Hugging Face datasets: `pip install 'overnight[hub]'` (or `pip install datasets`)"
             ) from None
         return datasets.Dataset.from_json(str(self.path))
+
+
+def _column_type(pa: Any, name: str) -> Any:
+    """The type of a column whose values are all null, from its name: what TextGeneration
+    writes there when a value exists (a cost, a usage record), else text."""
+    if name.endswith("_cost_usd"):
+        return pa.float64()
+    if name.endswith("_usage"):
+        return pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64())])
+    return pa.string()
+
+
+def _stable_schema(pa: Any, schema: Any) -> Any:
+    """``schema`` with no ``null`` types left: a column (or list items) that held only nulls
+    in this run gets the type it has when it holds values, so that files from different
+    runs (one with errors, one without) have the same columns with the same types."""
+    fields = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_null(kind):
+            kind = _column_type(pa, field.name)
+        elif pa.types.is_list(kind) and pa.types.is_null(kind.value_type):
+            kind = pa.list_(_column_type(pa, field.name))
+        fields.append(field.with_type(kind))
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _pyarrow() -> tuple[Any, Any]:

@@ -37,7 +37,7 @@ from overnight.suggest import did_you_mean
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
-OUTPUT_FORMAT = 2  # 2: TextGeneration rows gain <output>_cost_usd
+OUTPUT_FORMAT = 3  # 2: TextGeneration rows gain <output>_cost_usd; 3: finish reasons normalised, raw kept
 
 __all__ = ["Pipeline", "current_pipeline"]
 

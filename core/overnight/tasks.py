@@ -9,6 +9,7 @@ import attrs
 from attrs import define, field
 
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
+from overnight.finish import normalise_finish_reason
 from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
 from overnight.step import RUNTIME, Step, StepContext
 from overnight.suggest import did_you_mean
@@ -74,7 +75,9 @@ class TextGeneration(Step):
     * ``<output_column>_error``: ``None``, or why the generation failed after every
       retry (a list when ``num_generations > 1``). No row is ever dropped;
     * ``<output_column>_usage``: ``{"input_tokens", "output_tokens"}`` (or a list);
-    * ``<output_column>_finish_reason``: e.g. ``"stop"``, ``"length"`` (or a list);
+    * ``<output_column>_finish_reason``: why it ended, the same words for every provider:
+      ``"stop"``, ``"length"``, ``"content_filter"``, ``"tool_calls"`` (or a list; see
+      :mod:`overnight.finish`); ``<output_column>_finish_reason_raw``: the provider's own word;
     * ``<output_column>_cost_usd``: what the request was billed at batch prices (``None``
       when it failed or the model's price is unknown; a list);
     * ``model_name``: the ``provider/model`` that generated it.
@@ -177,7 +180,7 @@ class TextGeneration(Step):
     def output_columns(self) -> list[str]:
         """The columns this step adds to each row (what :meth:`_assemble` writes)."""
         out = self.output_column
-        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", "model_name"]
+        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", f"{out}_finish_reason_raw", "model_name"]
 
     def validate(self, rows: "Rows") -> int:
         """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
@@ -267,7 +270,8 @@ class TextGeneration(Step):
                 {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
                 for r in samples
             ]
-            reasons = [r.finish_reason for r in samples]
+            raw_reasons = [r.finish_reason for r in samples]
+            reasons = [normalise_finish_reason(r) for r in raw_reasons]
             costs = [r.cost_usd for r in samples]
             one = self.num_generations == 1
             yield {
@@ -276,6 +280,7 @@ class TextGeneration(Step):
                 f"{out}_error": errors[0] if one else errors,
                 f"{out}_usage": usage[0] if one else usage,
                 f"{out}_finish_reason": reasons[0] if one else reasons,
+                f"{out}_finish_reason_raw": raw_reasons[0] if one else raw_reasons,
                 f"{out}_cost_usd": costs[0] if one else costs,
                 "model_name": self.llm.model,
             }
