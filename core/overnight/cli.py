@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--budget-usd", type=float, metavar="X",
                      help="hold the run's batch steps to X US dollars (exit 1 with BudgetExceeded rather than pass it)")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", "-q", action="store_true",
+                       help="show nothing while waiting for batch jobs (errors and the last lines still show)")
+    shown.add_argument("--verbose", "-v", action="store_true",
+                       help="a progress line at every check, and overnight's debug messages")
     run.add_argument("script", help="the Python script that builds and runs the pipeline")
     run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=cmd_run)
@@ -280,6 +285,7 @@ def _run_script(args: argparse.Namespace) -> int:
     saved_retry = os.environ.get(RETRY_FAILED_ENV)
     if getattr(args, "retry_failed", False):  # through the environment, like --cache-dir: Pipeline.run reads it
         os.environ[RETRY_FAILED_ENV] = "1"
+    restore_display = _set_display(args)
     sys.argv = [str(script), *args.script_args]
     sys.path.insert(0, str(script.resolve().parent))  # as `python script.py` would
     try:
@@ -298,7 +304,33 @@ def _run_script(args: argparse.Namespace) -> int:
             os.environ.pop(RETRY_FAILED_ENV, None)
         else:
             os.environ[RETRY_FAILED_ENV] = saved_retry
+        restore_display()
     return EXIT_OK
+
+
+def _set_display(args: argparse.Namespace) -> Callable[[], None]:
+    """``--quiet`` / ``--verbose``: the progress display (overnight/progress.py) and log level."""
+    import logging
+
+    from overnight.progress import MODE_ENV
+
+    chosen = "quiet" if getattr(args, "quiet", False) else "verbose" if getattr(args, "verbose", False) else None
+    if chosen is None:
+        return lambda: None
+    saved, logger = os.environ.get(MODE_ENV), logging.getLogger("overnight")
+    level = logger.level
+    os.environ[MODE_ENV] = chosen
+    if chosen == "verbose":
+        logger.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        logger.setLevel(level)
+        if saved is None:
+            os.environ.pop(MODE_ENV, None)
+        else:
+            os.environ[MODE_ENV] = saved
+
+    return restore
 
 
 def _exit_status(code: Any) -> int:

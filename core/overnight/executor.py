@@ -30,7 +30,7 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-from overnight import polling, store as st
+from overnight import polling, progress, store as st
 from overnight.suggest import did_you_mean
 from overnight._serialization import dumps
 from overnight.diskerrors import disk_error
@@ -619,7 +619,8 @@ class BatchExecutor:
         deadline = time.monotonic() + seconds
         delays = self.policy.backoff.delays()
         errors = 0
-        with polling.interruptible() as stop:
+        with polling.interruptible() as stop, \
+                progress.showing(self.store, self.plan_id, self.step, self.provider.name) as shown:
             while True:
                 try:
                     open_jobs = self._advance(deadline)
@@ -640,21 +641,10 @@ class BatchExecutor:
                 if stop.is_set() or remaining <= 0:
                     raise self._not_finished(interrupted=stop.is_set(), waited=True)
                 delay = min(next(delays), remaining)
-                polling.report(self._progress(open_jobs) + f"; next check in {delay:.3g}s (Ctrl+C to stop)")
+                shown.check(open_jobs, delay)
                 fault_point("during_poll")
                 if polling.wait(stop, delay):
                     raise self._not_finished(interrupted=True)
-
-    def _progress(self, open_jobs: list[dict[str, Any]]) -> str:
-        counts = self.store.plan_counts(self.plan_id)
-        total = sum(counts.values())
-        processed = sum(j["completed"] + j["failed"] for j in open_jobs)
-        in_jobs = sum(j["requests"] for j in open_jobs)
-        return (
-            f"{self.step}: {len(open_jobs)} {self.provider.name} job(s) running "
-            f"({processed}/{in_jobs} processed), {counts.get(st.DONE, 0)}/{total} results collected, "
-            f"{counts.get(st.FAILED, 0)} failed"
-        )
 
     def _not_finished(self, interrupted: bool = False, waited: bool = False) -> OfflineBatchGenerationNotFinished:
         jobs = self.store.open_jobs(self.plan_id)
