@@ -636,6 +636,7 @@ class BatchExecutor:
                     polling.report(f"{self.step}: {type(exc).__name__}: {exc}; retrying at the next check")
                     open_jobs = self.store.open_jobs(self.plan_id)
                 if not open_jobs and not errors:
+                    shown.done()
                     return
                 remaining = deadline - time.monotonic()
                 if stop.is_set() or remaining <= 0:

@@ -200,6 +200,7 @@ class LiveDisplay(Display):
 
         self.console = Console(file=stream or sys.stderr)
         self._snap: Snapshot | None = None
+        self.finished = False
         self.live = Live(_Render(self), console=self.console, refresh_per_second=2, transient=False,
                          redirect_stdout=False, redirect_stderr=False)
         self.live.start()
@@ -222,9 +223,11 @@ class LiveDisplay(Display):
         snap = self._snap
         if snap is None:
             return Text("[overnight] waiting for the first check ...")
-        elapsed = time.monotonic() - snap.started
-        head = Text.assemble((snap.step, "bold"), f"  {snap.provider} batch  ·  elapsed {duration(elapsed)}  ·  "
-                             f"ETA {duration(snap.eta)}")
+        if self.finished:  # the clock stops where the wait ended
+            self._ended = getattr(self, "_ended", None) or time.monotonic()
+        elapsed = (self._ended if self.finished else time.monotonic()) - snap.started
+        eta = "done" if self.finished else f"ETA {duration(snap.eta)}"
+        head = Text.assemble((snap.step, "bold"), f"  {snap.provider} batch  ·  elapsed {duration(elapsed)}  ·  {eta}")
         if snap.cost_usd is not None:
             from overnight.money import usd
 
@@ -241,6 +244,8 @@ class LiveDisplay(Display):
             f"requests: {snap.processed}/{snap.in_jobs} processed in open jobs, {snap.collected}/{snap.total} "
             f"collected, {snap.failed} failed, {snap.retried} retried"
         )
+        if self.finished:
+            return Group(head, counts)
         foot = Text(f"next check in {snap.next_check:.3g}s · Ctrl+C stops after the check, twice aborts", style="dim")
         return Group(head, table, counts, foot)
 
@@ -293,6 +298,13 @@ class Shown:
 
     def check(self, open_jobs: list[dict[str, Any]], next_check: float) -> None:
         self.display.update(self.tracker.snapshot(open_jobs, next_check))
+
+    def done(self) -> None:
+        """The step's jobs are all collected: a live display shows its last state (plain lines say nothing:
+        the run's own lines follow)."""
+        if isinstance(self.display, LiveDisplay):
+            self.display.finished = True
+            self.display.update(self.tracker.snapshot([], 0.0))
 
 
 def snapshot(store: Any, plan_id: str, step: str, provider: str, open_jobs: list[dict[str, Any]],
