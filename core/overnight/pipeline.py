@@ -289,7 +289,7 @@ class Pipeline:
             hint = ""
             # Every step downstream of a pending one, also those a Ctrl+C kept the run from reaching.
             blocked = set(waiting).union(*(self._descendants(p.step) for p in pending if p.step))
-            waiting = [cast(str, s.name) for s in order if s.name in blocked]
+            waiting = [s.name for s in order if s.name in blocked]
             if waiting:
                 wait = "" if any(p.interrupted or p.waited for p in pending) else \
                     " (or pass offline_batch_generation_block_until_done=<seconds> to wait)"
