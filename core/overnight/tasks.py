@@ -109,7 +109,8 @@ class TextGeneration(Step):
             unknown = sorted(set(llm_values) - set(LLM_RUNTIME_PARAMETERS))
             if unknown:
                 raise ConfigurationError(
-                    f"step {self.name!r}: the LLM has no run parameter {', '.join(map(repr, unknown))}; "
+                    f"step {self.name!r}: the LLM has no run parameter {', '.join(map(repr, unknown))}"
+                    f"{did_you_mean(unknown[0], LLM_RUNTIME_PARAMETERS)}; "
                     f"its run parameters are: {', '.join(LLM_RUNTIME_PARAMETERS)}"
                 )
         super().set_runtime_parameters(values)

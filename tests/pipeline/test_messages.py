@@ -112,3 +112,23 @@ def test_the_final_lines_count_error_rows(fake, caplog):
     lines = [r.getMessage() for r in caplog.records]
     assert any("step 'after' wrote 2 rows to " in line and line.endswith(" (2 with errors)") for line in lines), lines
     assert lines[-1].endswith("; 2 row(s) ended as errors") and lines[-1].startswith("cost $"), lines[-1]
+
+
+def test_client_options_and_llm_parameters_get_did_you_mean(fake, monkeypatch):
+    from overnight_anthropic import AnthropicLLM
+    from overnight_mistral import MistralLLM
+
+    from overnight import plugins
+
+    monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-ant-test")
+    monkeypatch.setenv("MISTRAL_API_KEY", "mi-test")
+    previous = plugins.set_registry(PluginRegistry())  # the installed plugins
+    try:
+        for llm in (AnthropicLLM(model="claude-haiku-4-5", api_kye="x"), MistralLLM(model="mistral-small", api_kye="x")):
+            with pytest.raises(ConfigurationError, match=r"api_kye.*\(did you mean 'api_key'\?\)"):
+                llm.load()
+    finally:
+        plugins.set_registry(previous)
+    p = pipeline([{"instruction": "x"}])
+    with pytest.raises(ConfigurationError, match=r"no run parameter 'generation_kwarg' \(did you mean 'generation_kwargs'\?\)"):
+        p.run(parameters={"generate": {"llm": {"generation_kwarg": {}}}})
