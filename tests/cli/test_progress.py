@@ -230,3 +230,27 @@ def test_not_a_terminal_gets_plain_lines(sandbox, tmp_path):
                            capture_output=True, text=True, timeout=120)
     assert quiet.returncode == 75 and "job(s) running" not in quiet.stderr and "submitted" not in quiet.stderr
     assert "is not finished" in quiet.stderr  # what the user must know still shows
+
+
+def test_a_second_ctrl_c_aborts_a_hung_check_at_once(sandbox, tmp_path):
+    script = tmp_path / "progress_script.py"
+    script.write_text(SCRIPT)
+    term = Terminal([sys.executable, "-m", "overnight.cli", "run", str(script)], env_for(sandbox, tmp_path / "home"))
+    try:
+        term.read_until(r"batch_\w+")
+        fault = sandbox.set_faults(provider="openai", http_method="GET", http_path=r"/batches/[^/]+$",
+                                   http_delay=60.0, times=1)
+        deadline = time.monotonic() + 30
+        while next(f for f in sandbox.faults() if f["id"] == fault)["remaining"]:  # the next check is hanging
+            assert time.monotonic() < deadline, term.text()
+            select.select([], [], [], 0.05)
+        term.press_ctrl_c()
+        term.read_until(r"stopping after the current check")
+        started = time.monotonic()
+        term.press_ctrl_c()
+        code = term.finish(timeout=30)
+    finally:
+        if term.process.poll() is None:
+            term.process.kill()
+    assert time.monotonic() - started < 15  # not the 60 s the provider would have taken
+    assert code == 130 and "interrupted" in term.text(), term.text()
