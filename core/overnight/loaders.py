@@ -26,7 +26,7 @@ class Loader(Step):
 
     ``num_examples`` keeps only the first rows (handy for a trial run). ``batch_size``
     (distilabel's) is how many rows a loader reads at a time where its source reads in
-    batches (Parquet, the Hub); overnight streams rows from step to step and sends a
+    batches (Parquet; the others ignore it); overnight streams rows from step to step and sends a
     batch step's rows in as few provider jobs as their limits allow, so it changes memory
     use only, never the rows or the jobs. Every argument can come from the run's
     parameters instead: ``run(parameters={load.name: {"path": ...}})``.
