@@ -88,6 +88,11 @@ def _parser() -> argparse.ArgumentParser:
     )
     run.add_argument("--budget-usd", type=float, metavar="X",
                      help="hold the run's batch steps to X US dollars (exit 1 with BudgetExceeded rather than pass it)")
+    shown = run.add_mutually_exclusive_group()
+    shown.add_argument("--quiet", "-q", action="store_true",
+                       help="show nothing while waiting for batch jobs (errors and the last lines still show)")
+    shown.add_argument("--verbose", "-v", action="store_true",
+                       help="a progress line at every check, and overnight's debug messages")
     run.add_argument("script", help="the Python script that builds and runs the pipeline")
     run.add_argument("script_args", nargs=argparse.REMAINDER, help="arguments passed to the script")
     run.set_defaults(handler=cmd_run)
@@ -176,7 +181,19 @@ def _parser() -> argparse.ArgumentParser:
                        help="an account's queue limit: prompt tokens of unfinished jobs (per model for OpenAI)")
     serve.add_argument("--max-queued-requests", type=int, metavar="N",
                        help="an account's queue limit: requests of unfinished jobs")
+    serve.add_argument("--access-log", action="store_true", help="log each HTTP request (to stderr)")
     serve.set_defaults(handler=cmd_sandbox_serve)
+    sandbox_url = argparse.ArgumentParser(add_help=False)
+    sandbox_url.add_argument("--url", default=os.environ.get("OVERNIGHT_SANDBOX_URL", "http://127.0.0.1:8080"),
+                             help="the running sandbox (default: $OVERNIGHT_SANDBOX_URL, else http://127.0.0.1:8080)")
+    advance = sandbox_sub.add_parser("advance", parents=[sandbox_url],
+                                     help="move a running sandbox's clock forward; its jobs progress with it")
+    advance.add_argument("seconds", type=float, metavar="SECONDS")
+    advance.set_defaults(handler=cmd_sandbox_advance)
+    sb_status = sandbox_sub.add_parser("status", parents=[sandbox_url],
+                                       help="a running sandbox's clock, jobs and counters")
+    sb_status.add_argument("--json", action="store_true", help="print JSON")
+    sb_status.set_defaults(handler=cmd_sandbox_status)
     sandbox.set_defaults(handler=lambda args: _usage(sandbox))
 
     quickstart = sub.add_parser("quickstart", help="try overnight end to end with no API key", add_help=False)
@@ -268,6 +285,7 @@ def _run_script(args: argparse.Namespace) -> int:
     saved_retry = os.environ.get(RETRY_FAILED_ENV)
     if getattr(args, "retry_failed", False):  # through the environment, like --cache-dir: Pipeline.run reads it
         os.environ[RETRY_FAILED_ENV] = "1"
+    restore_display = _set_display(args)
     sys.argv = [str(script), *args.script_args]
     sys.path.insert(0, str(script.resolve().parent))  # as `python script.py` would
     try:
@@ -286,7 +304,33 @@ def _run_script(args: argparse.Namespace) -> int:
             os.environ.pop(RETRY_FAILED_ENV, None)
         else:
             os.environ[RETRY_FAILED_ENV] = saved_retry
+        restore_display()
     return EXIT_OK
+
+
+def _set_display(args: argparse.Namespace) -> Callable[[], None]:
+    """``--quiet`` / ``--verbose``: the progress display (overnight/progress.py) and log level."""
+    import logging
+
+    from overnight.progress import MODE_ENV
+
+    chosen = "quiet" if getattr(args, "quiet", False) else "verbose" if getattr(args, "verbose", False) else None
+    if chosen is None:
+        return lambda: None
+    saved, logger = os.environ.get(MODE_ENV), logging.getLogger("overnight")
+    level = logger.level
+    os.environ[MODE_ENV] = chosen
+    if chosen == "verbose":
+        logger.setLevel(logging.DEBUG)
+
+    def restore() -> None:
+        logger.setLevel(level)
+        if saved is None:
+            os.environ.pop(MODE_ENV, None)
+        else:
+            os.environ[MODE_ENV] = saved
+
+    return restore
 
 
 def _exit_status(code: Any) -> int:
@@ -688,7 +732,63 @@ def cmd_sandbox_serve(args: argparse.Namespace) -> int:
         state_dir = default_cache_dir() / "sandbox"
     queue = {name: getattr(args, name) for name in ("max_enqueued_tokens", "max_queued_requests")
              if getattr(args, name) is not None}
+    if args.access_log:
+        queue["access_log"] = True
     return _call(serve, host=args.host, port=args.port, state_dir=Path(state_dir), speed=args.speed, **queue)
+
+
+def _sandbox_control(url: str) -> Any:
+    from overnight.sandbox.control import SandboxControl
+
+    return SandboxControl(url, timeout=10)
+
+
+def _unreachable(url: str, exc: Exception) -> int:
+    print(f"overnight: error: no sandbox answers at {url} ({exc}). Start one with `overnight sandbox serve`, "
+          "or pass --url (or set OVERNIGHT_SANDBOX_URL).", file=sys.stderr)
+    return EXIT_ERROR
+
+
+def cmd_sandbox_advance(args: argparse.Namespace) -> int:
+    from overnight.sandbox.control import SandboxControlError
+
+    if not args.seconds >= 0:
+        print("overnight: error: SECONDS must be a number >= 0", file=sys.stderr)
+        return EXIT_ERROR
+    try:
+        now = _sandbox_control(args.url).advance(args.seconds)
+    except SandboxControlError as exc:
+        print(f"overnight: error: the sandbox refused: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        return _unreachable(args.url, exc)
+    print(f"sandbox clock advanced {args.seconds:g}s; now t={now:g}s")
+    return EXIT_OK
+
+
+def cmd_sandbox_status(args: argparse.Namespace) -> int:
+    control = _sandbox_control(args.url)
+    try:
+        clock, jobs, counters = control.clock(), control.jobs(), control.counters()
+    except RuntimeError as exc:  # SandboxControlError: it answered, but refused
+        print(f"overnight: error: the sandbox refused: {exc}", file=sys.stderr)
+        return EXIT_ERROR
+    except OSError as exc:
+        return _unreachable(args.url, exc)
+    if args.json:
+        print(json.dumps({"url": args.url, "clock": clock, "jobs": jobs, "counters": counters}, indent=2))
+        return EXIT_OK
+    speed = clock.get("speed")
+    print(f"sandbox at {args.url}: t={clock['now']:g}s, clock {'manual' if not speed else f'x{speed:g}'}")
+    for provider in sorted(counters):
+        mine = [j for j in jobs if j["provider"] == provider]
+        phases: dict[str, int] = {}
+        for job in mine:
+            phases[job["phase"]] = phases.get(job["phase"], 0) + 1
+        made = counters[provider]
+        detail = ", ".join(f"{n} {phase}" for phase, n in sorted(phases.items())) or "no jobs"
+        print(f"  {provider:<9} {detail}; {made.get('jobs', 0)} job(s), {made.get('requests', 0)} request(s) received")
+    return EXIT_OK
 
 
 def cmd_quickstart(args: argparse.Namespace) -> int:

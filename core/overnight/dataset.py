@@ -152,12 +152,17 @@ def _alive(pid: int) -> bool:
     return True
 
 
+#: distilabel's name of a single-leaf pipeline's configuration in its Distiset.
+DEFAULT_CONFIGURATION = "default"
+
+
 class Dataset:
     """The rows of one step's output, streamed from its JSONL file (:attr:`path`).
 
     Supports ``len()``, iteration, ``ds[i]``, ``ds[i:j]`` (a list), ``ds["column"]``
     (a list of that column's values) and exports to JSONL, Parquet, pandas and
-    Hugging Face ``datasets``.
+    Hugging Face ``datasets``. As distilabel's Distiset, ``ds["default"]["train"]`` is the
+    dataset itself (unless it has a column named ``default``).
     """
 
     def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
@@ -207,7 +212,13 @@ class Dataset:
     def __getitem__(self, key: int | slice | str) -> Any:
         if isinstance(key, str):
             if key not in self.column_names:
-                raise KeyError(f"no column {key!r}; columns: {', '.join(self.column_names)}")
+                if key == DEFAULT_CONFIGURATION:  # distilabel's distiset["default"]["train"]
+                    return {"train": self}
+                from overnight.suggest import did_you_mean
+
+                raise KeyError(
+                    f"no column {key!r}{did_you_mean(key, self.column_names)}; columns: {', '.join(self.column_names)}"
+                )
             return [row.get(key) for row in self]
         offsets = self._index()
         if isinstance(key, slice):
@@ -258,6 +269,7 @@ class Dataset:
         try:
             schemas = [pa.Table.from_pylist(b).schema for b in self._batches(batch_size, columns)]
             schema = pa.unify_schemas(schemas, promote_options="permissive") if schemas else pa.schema([])
+            schema = _stable_schema(pa, schema)
             with pq.ParquetWriter(target, schema) as writer:
                 for batch in self._batches(batch_size, columns):
                     writer.write_table(pa.Table.from_pylist(batch, schema=schema))
@@ -290,6 +302,31 @@ class Dataset:
                 "to_hf() needs Hugging Face datasets: `pip install 'overnight[hub]'` (or `pip install datasets`)"
             ) from None
         return datasets.Dataset.from_json(str(self.path))
+
+
+def _column_type(pa: Any, name: str) -> Any:
+    """The type of a column whose values are all null, from its name: what TextGeneration
+    writes there when a value exists (a cost, a usage record), else text."""
+    if name.endswith("_cost_usd"):
+        return pa.float64()
+    if name.endswith("_usage"):
+        return pa.struct([("input_tokens", pa.int64()), ("output_tokens", pa.int64())])
+    return pa.string()
+
+
+def _stable_schema(pa: Any, schema: Any) -> Any:
+    """``schema`` with no ``null`` types left: a column (or list items) that held only nulls
+    in this run gets the type it has when it holds values, so that files from different
+    runs (one with errors, one without) have the same columns with the same types."""
+    fields = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_null(kind):
+            kind = _column_type(pa, field.name)
+        elif pa.types.is_list(kind) and pa.types.is_null(kind.value_type):
+            kind = pa.list_(_column_type(pa, field.name))
+        fields.append(field.with_type(kind))
+    return pa.schema(fields, metadata=schema.metadata)
 
 
 def _pyarrow() -> tuple[Any, Any]:

@@ -21,15 +21,37 @@ class ProviderNotFound(ConfigurationError):
     """No installed plugin serves the requested provider."""
 
     def __init__(self, provider: str, installed: Sequence[str]) -> None:
+        from overnight.suggest import closest
+
         self.provider = provider
         self.installed = tuple(installed)
         listed = ", ".join(sorted(self.installed)) or "none"
+        # A package is suggested only for a provider with a known plugin: `pip install
+        # overnight-<typo>` would send the user to a package that does not exist (or worse).
+        meant = closest(provider, sorted({*self.installed, *KNOWN_PLUGINS}))
+        if provider in KNOWN_PLUGINS:
+            advice = f"Install it with `pip install {KNOWN_PLUGINS[provider]}`, then check with `overnight plugins`."
+        elif meant is not None:
+            install = "" if meant in self.installed else f" (`pip install {KNOWN_PLUGINS[meant]}`)"
+            advice = f"Did you mean {meant!r}{install}?"
+        else:
+            advice = (
+                "Check the spelling of the part before the '/', or install the plugin that serves it, "
+                "then check with `overnight plugins`."
+            )
         super().__init__(
             f"No installed plugin serves the provider {provider!r} "
-            f"(installed providers: {listed}). "
-            f"Install it with `pip install overnight-{provider}`, "
-            "then check with `overnight plugins`."
+            f"(installed providers: {listed}). {advice}"
         )
+
+
+#: Providers with a published plugin package: the only names a "pip install" is suggested for.
+KNOWN_PLUGINS = {
+    "openai": "overnight-openai",
+    "anthropic": "overnight-anthropic",
+    "mistral": "overnight-mistral",
+    "gemini": "overnight-gemini",
+}
 
 
 class MissingCredentials(ConfigurationError):
@@ -42,16 +64,26 @@ class ValidationError(OvernightError):
     ``problems`` lists every bad row found, each naming the step, the row and the field.
     """
 
-    def __init__(self, problems: Sequence["RowProblem"], *, limit: int = 20) -> None:
+    def __init__(self, problems: Sequence["RowProblem"], *, limit: int = 20, bad_rows: int | None = None) -> None:
         self.problems = tuple(problems)
+        #: How many input rows are bad: ``bad_rows`` when the caller listed only some of them.
+        self.bad_rows = bad_rows if bad_rows is not None else len({p.row for p in self.problems if p.row is not None})
         shown = "\n".join(f"  - {p}" for p in self.problems[:limit])
         more = len(self.problems) - limit
         if more > 0:
-            shown += f"\n  ... and {more} more"
-        super().__init__(
-            f"{len(self.problems)} input row(s) cannot be sent; nothing was submitted.\n"
-            f"{shown}\nFix the input (or the step's parameters) and run again."
-        )
+            hidden = self.bad_rows - len({p.row for p in self.problems[:limit] if p.row is not None})
+            shown += f"\n  ... and {hidden} more bad row(s)" if hidden > 0 else f"\n  ... and {more} more"
+        settings = [p for p in self.problems if p.row is None and p.field is not None]
+        if self.bad_rows:
+            head = f"{self.bad_rows} input row(s) cannot be sent"
+            fix = "Fix the input (or the step's parameters) and run again."
+        elif settings:
+            head = "the step's settings cannot be sent"
+            fix = "Fix the step's parameters and run again."
+        else:
+            head = "the input cannot be sent"
+            fix = "Fix the input (or the step's parameters) and run again."
+        super().__init__(f"{head}; nothing was submitted.\n{shown}\n{fix}")
 
 
 class RowProblem:
@@ -212,12 +244,15 @@ class OfflineBatchGenerationNotFinished(NotFinished):
         counts: dict[str, int] | None = None,
         step: str | None = None,
         interrupted: bool = False,
+        waited: bool = False,
     ) -> None:
         self.jobs_ids = tuple(jobs_ids)
         self.provider = provider
         self.counts = dict(counts or {})
         self.step = step
         self.interrupted = interrupted
+        #: The run polled (``offline_batch_generation_block_until_done``) before giving up.
+        self.waited = waited
         super().__init__(self.summary())
 
     def summary(self) -> str:
@@ -247,11 +282,10 @@ class PipelineNotFinished(NotFinished):
         self.interrupted = any(p.interrupted for p in self.pending)
         lines = [f"Pipeline {pipeline!r} is not finished: batch jobs are still running."]
         lines += [f"  - {p.summary()}" for p in self.pending]
-        lines.append(
-            hint
-            or "Everything is saved. Run the same script again to check and collect "
-            "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
-        )
+        # Who waited (polling, stopped by Ctrl+C or the deadline) needs no advice to wait.
+        wait = "" if any(p.interrupted or p.waited for p in self.pending) else \
+            " (or pass offline_batch_generation_block_until_done=<seconds> to wait)"
+        lines.append(hint or f"Everything is saved. Run the same script again to check and collect{wait}.")
         super().__init__("\n".join(lines))
 
     @property

@@ -30,11 +30,10 @@ import uuid
 from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
-
-from overnight import _json, polling, store as st
+from overnight import _json, polling, progress, store as st
 from overnight._serialization import dumps
-from overnight.diskerrors import raise_on_disk
 from overnight.accounting import Accounting
+from overnight.diskerrors import raise_on_disk
 from overnight.errors import (
     InvalidRequest,
     LostResults,
@@ -94,7 +93,8 @@ def check_params(provider: Provider, params: GenerationParams) -> list[tuple[str
             problems.append((name, f"the {info.name} provider does not support {name!r}"))
     for name in sorted(set(params.extra) - info.extra_params):
         known = sorted(STANDARD_PARAMS | info.extra_params)
-        problems.append((name, f"unknown generation option for {info.name}; known: {', '.join(known)}"))
+        hint = did_you_mean(name, known)
+        problems.append((name, f"unknown generation option for {info.name}{hint}; known: {', '.join(known)}"))
     return problems
 
 
@@ -607,7 +607,7 @@ class BatchExecutor:
         """Submit an intent's chunk; commit its remote id, or when it may exist, when it failed."""
         try:
             with self._provider_errors(
-                f"submitting a {self.provider.name} job of {chunk.count} requests",
+                f"submitting {self.provider.name} job {chunk.tag} of {chunk.count} requests",  # not "a openai"
                 then=f"The intent is saved under tag {chunk.tag}; run again to check whether the provider "
                 "created it and to carry on.",
             ):
@@ -642,7 +642,8 @@ class BatchExecutor:
         deadline = time.monotonic() + seconds
         delays = self.policy.backoff.delays()
         errors = 0
-        with polling.interruptible() as stop:
+        with polling.interruptible() as stop, \
+                progress.showing(self.store, self.plan_id, self.step, self.provider.name) as shown:
             while True:
                 try:
                     open_jobs = self._advance(deadline)
@@ -658,28 +659,18 @@ class BatchExecutor:
                     polling.report(f"{self.step}: {type(exc).__name__}: {exc}; retrying at the next check")
                     open_jobs = self.store.open_jobs(self.plan_id)
                 if not open_jobs and not errors:
+                    shown.done()
                     return
                 remaining = deadline - time.monotonic()
                 if stop.is_set() or remaining <= 0:
-                    raise self._not_finished(interrupted=stop.is_set())
+                    raise self._not_finished(interrupted=stop.is_set(), waited=True)
                 delay = min(next(delays), remaining)
-                polling.report(self._progress(open_jobs) + f"; next check in {delay:.3g}s (Ctrl+C to stop)")
+                shown.check(open_jobs, delay)
                 fault_point("during_poll")
                 if polling.wait(stop, delay):
                     raise self._not_finished(interrupted=True)
 
-    def _progress(self, open_jobs: list[dict[str, Any]]) -> str:
-        counts = self.store.plan_counts(self.plan_id)
-        total = sum(counts.values())
-        processed = sum(j["completed"] + j["failed"] for j in open_jobs)
-        in_jobs = sum(j["requests"] for j in open_jobs)
-        return (
-            f"{self.step}: {len(open_jobs)} {self.provider.name} job(s) running "
-            f"({processed}/{in_jobs} processed), {counts.get(st.DONE, 0)}/{total} results collected, "
-            f"{counts.get(st.FAILED, 0)} failed"
-        )
-
-    def _not_finished(self, interrupted: bool = False) -> OfflineBatchGenerationNotFinished:
+    def _not_finished(self, interrupted: bool = False, waited: bool = False) -> OfflineBatchGenerationNotFinished:
         jobs = self.store.open_jobs(self.plan_id)
         counts = self.store.plan_counts(self.plan_id)
         return OfflineBatchGenerationNotFinished(
@@ -693,6 +684,7 @@ class BatchExecutor:
             },
             step=self.step,
             interrupted=interrupted,
+            waited=waited,
         )
 
     # -- assemble --------------------------------------------------------------------------

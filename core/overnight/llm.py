@@ -165,3 +165,26 @@ class LLM:
             raise
         self.jobs_ids = ()
         return results
+
+
+class ProviderLLM(LLM):
+    """An :class:`LLM` with its provider fixed by the class, as distilabel's ``OpenAILLM``.
+
+    Each plugin exports one (``from overnight_openai import OpenAILLM``), so that
+    ``OpenAILLM(model="gpt-4o-mini", use_offline_batch_generation=True)`` is
+    ``LLM("openai/gpt-4o-mini", ...)``, with every argument of :class:`LLM`.
+    """
+
+    #: The provider this class serves (set by each subclass).
+    provider_name: str = ""
+
+    def __init__(self, model: str, **kwargs: Any) -> None:
+        if not self.provider_name:
+            raise ConfigurationError(f"{type(self).__name__} sets no provider_name")
+        if not isinstance(model, str) or not model:
+            raise ConfigurationError(f"{type(self).__name__}: model must be a model name, e.g. 'gpt-4o-mini'")
+        prefix = f"{self.provider_name}/"
+        super().__init__(model if model.startswith(prefix) else prefix + model, **kwargs)
+
+    def __repr__(self) -> str:  # never shows client options: they may hold a key
+        return f"{type(self).__name__}(model={self.model_name!r}, generation_kwargs={self.generation_kwargs!r})"

@@ -6,7 +6,7 @@ import csv
 import json
 import os
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Iterator
+from typing import TYPE_CHECKING, Any, ClassVar, Iterator, cast
 
 import attrs
 from attrs import define, field
@@ -24,12 +24,18 @@ if TYPE_CHECKING:
 class Loader(Step):
     """A step that reads rows from a source; it has no predecessors.
 
-    ``num_examples`` keeps only the first rows (handy for a trial run).
+    ``num_examples`` keeps only the first rows (handy for a trial run). ``batch_size``
+    (distilabel's) is how many rows a loader reads at a time where its source reads in
+    batches (Parquet; the others ignore it); overnight streams rows from step to step and sends a
+    batch step's rows in as few provider jobs as their limits allow, so it changes memory
+    use only, never the rows or the jobs. Every argument can come from the run's
+    parameters instead: ``run(parameters={load.name: {"path": ...}})``.
     """
 
     is_loader: ClassVar[bool] = True
 
     num_examples: int | None = field(default=None, validator=attrs.validators.optional(attrs.validators.ge(0)))
+    batch_size: int = field(default=50, validator=attrs.validators.ge(1), metadata={SIGNATURE: False})
 
     def source_identity(self) -> Any:
         """What identifies the source's content (a hash of the file's bytes, the data itself, ...)."""
@@ -37,6 +43,15 @@ class Loader(Step):
 
     def signature_data(self) -> dict[str, Any]:
         return {**super().signature_data(), "source": canonical(self.source_identity())}
+
+    def require(self, *names: str) -> None:
+        """A clear error for each needed argument given neither to the loader nor as a run parameter."""
+        for name in names:
+            if getattr(self, name) is None:
+                raise ConfigurationError(
+                    f"step {self.name!r}: no {name} given: pass {type(self).__name__}({name}=...) or set it for "
+                    f"the run, pipeline.run(parameters={{{self.name!r}: {{{name!r}: ...}}}})"
+                )
 
     def process(self, rows: "Rows", ctx: StepContext) -> Iterator[dict[str, Any]]:
         for i, row in enumerate(self.load()):
@@ -52,9 +67,10 @@ class Loader(Step):
 
 @define(kw_only=True, eq=False)
 class FileLoader(Loader):
-    path: Path = field(converter=Path)
+    path: Path = field(default=None, converter=attrs.converters.optional(Path))
 
     def check(self) -> None:
+        self.require("path")
         if not self.path.is_file():
             raise ConfigurationError(
                 f"step {self.name!r}: input file {str(self.path)!r} does not exist "
@@ -62,6 +78,8 @@ class FileLoader(Loader):
             )
 
     def source_identity(self) -> Any:
+        if self.path is None:  # set by the run's parameters, which check() insists on
+            return None
         # The bytes, not size + mtime: an edit that puts the timestamps back is still an edit.
         try:
             content = content_digest(self.path)
@@ -74,9 +92,16 @@ class FileLoader(Loader):
 class LoadDataFromDicts(Loader):
     """Rows given as a Python list of dicts: ``LoadDataFromDicts(data=[{"instruction": ...}])``."""
 
-    data: list[dict[str, Any]] = field(converter=list, metadata={SIGNATURE: False})
+    data: list[dict[str, Any]] = field(
+        default=None, converter=attrs.converters.optional(list), metadata={SIGNATURE: False}
+    )
+
+    def check(self) -> None:
+        self.require("data")
 
     def source_identity(self) -> Any:
+        if self.data is None:
+            return None
         return {"data": digest(canonical(self.data)), "rows": len(self.data)}
 
     def load(self) -> Iterator[dict[str, Any]]:
@@ -159,13 +184,14 @@ class LoadDataFromHub(Loader):
     up changes to the dataset.
     """
 
-    repo_id: str
+    repo_id: str | None = None
     split: str = "train"
     config: str | None = None
     revision: str | None = None
     streaming: bool = field(default=False, metadata={SIGNATURE: False})
 
     def check(self) -> None:
+        self.require("repo_id")
         _import_datasets()
 
     def source_identity(self) -> Any:
@@ -173,9 +199,12 @@ class LoadDataFromHub(Loader):
 
     def load(self) -> Iterator[dict[str, Any]]:
         datasets = _import_datasets()
-        data = datasets.load_dataset(
-            self.repo_id, name=self.config, split=self.split, revision=self.revision, streaming=self.streaming
-        )
+        from overnight.hub import hub_errors
+
+        with hub_errors(self.name, cast(str, self.repo_id)):
+            data = datasets.load_dataset(
+                self.repo_id, name=self.config, split=self.split, revision=self.revision, streaming=self.streaming
+            )
         return iter(data)
 
 

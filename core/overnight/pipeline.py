@@ -32,11 +32,12 @@ from overnight.identity import digest
 from overnight.loaders import FileLoader
 from overnight.policy import RETRY_FAILED_ENV, RunPolicy
 from overnight.step import _NAME, Step, StepContext, _active, current_pipeline
+from overnight.suggest import did_you_mean
 
 log = logging.getLogger("overnight.pipeline")
 
 #: Bump when the format of step outputs changes, so old cached outputs are not reused.
-OUTPUT_FORMAT = 2  # 2: TextGeneration rows gain <output>_cost_usd
+OUTPUT_FORMAT = 3  # 2: TextGeneration rows gain <output>_cost_usd; 3: finish reasons normalised, raw kept
 
 __all__ = ["Pipeline", "current_pipeline"]
 
@@ -48,13 +49,18 @@ class Pipeline:
     ``$OVERNIGHT_HOME``, else the user cache directory).
     """
 
-    def __init__(self, name: str, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None) -> None:
-        if not isinstance(name, str) or not _NAME.match(name):
+    def __init__(
+        self, name: str | None = None, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None
+    ) -> None:
+        if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
             raise ConfigurationError(
                 f"pipeline name {name!r} is not valid: use letters, digits, '_', '-' and '.' "
                 "(it becomes a directory name)"
             )
-        self.name = name
+        self._name = name
+        # Without a name (distilabel's `Pipeline()`), the name comes from the script that
+        # builds the pipeline and its steps: see the `name` property.
+        self._script = _calling_script()
         self.description = description
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
         self._steps: dict[str, Step] = {}
@@ -64,6 +70,23 @@ class Pipeline:
 
     def __repr__(self) -> str:
         return f"Pipeline(name={self.name!r}, steps={list(self._steps)})"
+
+    @property
+    def name(self) -> str:
+        """The name given, else ``<script>-<hash of the steps' names and classes>``.
+
+        The same script with the same steps gets the same name on every run (so it finds
+        its cached outputs); another step set is another pipeline. Paid requests are
+        reused either way: they are identified by content, not by pipeline.
+        """
+        if self._name is not None:
+            return self._name
+        steps = [(name, f"{type(step).__module__}.{type(step).__qualname__}") for name, step in self._steps.items()]
+        return f"{self._script}-{digest(steps)[:8]}"
+
+    @name.setter
+    def name(self, value: str) -> None:
+        self._name = value
 
     def __enter__(self) -> "Pipeline":
         self._token = _active.set(_active.get() + (self,))
@@ -264,20 +287,29 @@ class Pipeline:
 
         if pending:
             hint = ""
+            # Every step downstream of a pending one, also those a Ctrl+C kept the run from reaching.
+            blocked = set(waiting).union(*(self._descendants(p.step) for p in pending if p.step))
+            waiting = [s.name for s in order if s.name in blocked]
             if waiting:
+                wait = "" if any(p.interrupted or p.waited for p in pending) else \
+                    " (or pass offline_batch_generation_block_until_done=<seconds> to wait)"
                 hint = (
                     f"Steps waiting for these results: {', '.join(waiting)}. Everything else is saved. "
-                    "Run the same script again to check and collect "
-                    "(or pass offline_batch_generation_block_until_done=<seconds> to wait)."
+                    f"Run the same script again to check and collect{wait}."
                 )
             if cost_line:
                 log.info("%s", cost_line)
             raise PipelineNotFinished(self.name, pending, hint=hint)
         leaves = {name: self.outputs[name] for name in self.leaves}
+        failed = 0
         for name, dataset in leaves.items():
-            log.info("pipeline %r is done: step %r wrote %d rows to %s", self.name, name, len(dataset), dataset.path)
+            errors = _error_rows(dataset)
+            failed += errors
+            log.info("pipeline %r is done: step %r wrote %d rows to %s (%d with errors)",
+                     self.name, name, len(dataset), dataset.path, errors)
         if cost_line:
-            log.info("%s", cost_line)
+            # The last line says what went wrong too (its figures stay where scripts look for them).
+            log.info("%s", cost_line + (f"; {failed} row(s) ended as errors" if failed else ""))
         return next(iter(leaves.values())) if len(leaves) == 1 else leaves
 
     def _verified_signatures(self, use_cache: bool) -> dict[str, str]:
@@ -294,7 +326,8 @@ class Pipeline:
                 directory = cache_dir / "pipelines" / self.name
                 changed = False
                 for name, step in self._steps.items():
-                    if not isinstance(step, FileLoader) or str(step.path.resolve()) not in digests.trusted:
+                    if not isinstance(step, FileLoader) or step.path is None \
+                            or str(step.path.resolve()) not in digests.trusted:
                         continue
                     affected = {name} | self._descendants(name)
                     if any((directory / f"{s}-{signatures[s]}.jsonl").is_file() for s in affected):
@@ -312,7 +345,8 @@ class Pipeline:
         unknown = [name for name in parameters if name not in self._steps]
         if unknown:
             raise ConfigurationError(
-                f"parameters name unknown step(s) {', '.join(map(repr, unknown))}; the steps of "
+                f"parameters name unknown step(s) {', '.join(map(repr, unknown))}"
+                f"{did_you_mean(unknown[0], self._steps)}; the steps of "
                 f"pipeline {self.name!r} are: {', '.join(self._steps)}"
             )
         for name, values in parameters.items():
@@ -322,7 +356,8 @@ class Pipeline:
             bad = sorted(set(values) - set(step.runtime_parameter_names()))
             if bad:
                 raise ConfigurationError(
-                    f"step {name!r} has no parameter {', '.join(map(repr, bad))}; its parameters are: "
+                    f"step {name!r} has no parameter {', '.join(map(repr, bad))}"
+                    f"{did_you_mean(bad[0], step.runtime_parameter_names())}; its parameters are: "
                     f"{', '.join(step.runtime_parameter_names()) or 'none'}"
                 )
         for name, values in parameters.items():
@@ -368,7 +403,7 @@ class Pipeline:
             )
             rows = Rows([self.outputs[p].path for p in inputs])
             try:
-                count = write_jsonl_atomic(path, step.process(rows, ctx), step=name)
+                count = write_jsonl_atomic(path, step.process_mapped(rows, ctx), step=name)
             except OfflineBatchGenerationNotFinished as exc:
                 if exc.step is None:
                     exc.step = name
@@ -397,6 +432,29 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
     if policy.retry_failed and counts.get(st.FAILED):
         return True
     return any(counts.get(state) for state in (st.NEW, st.QUEUED, st.LOST))
+def _error_rows(dataset: Dataset) -> int:
+    """Rows holding an error: a generation step's ``<output>_error`` column set (any sample)."""
+    count = 0
+    for row in dataset:
+        for key, value in row.items():
+            if key.endswith("_error") and (any(v is not None for v in value) if isinstance(value, list)
+                                           else value is not None):
+                count += 1
+                break
+    return count
+
+
+def _calling_script() -> str:
+    """The stem of the file that called ``Pipeline()`` (sanitised), ``pipeline`` if unknown."""
+    import re
+
+    frame = sys._getframe(2)  # 0: here, 1: Pipeline.__init__, 2: its caller
+    filename = frame.f_code.co_filename if frame is not None else ""
+    stem = Path(filename).stem if filename and not filename.startswith("<") else "pipeline"
+    stem = re.sub(r"[^A-Za-z0-9_.-]+", "_", stem).lstrip("._-")
+    return stem or "pipeline"
+
+
 def _budget(value: float | None) -> float | None:
     raw: object = value
     if value is None:

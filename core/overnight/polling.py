@@ -61,5 +61,9 @@ def interruptible() -> Iterator[threading.Event]:
 
 
 def report(message: str) -> None:
-    """One progress line on stderr."""
+    """One progress line on stderr (through the live display while a step waits; none when quiet)."""
+    from overnight import progress
+
+    if progress.mode() == "quiet" or progress.event(message):
+        return
     print(f"[overnight] {message}", file=sys.stderr, flush=True)

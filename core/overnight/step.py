@@ -71,6 +71,11 @@ def _snake(name: str) -> str:
     return re.sub(r"(?<=[a-z0-9])(?=[A-Z])|(?<=[A-Z])(?=[A-Z][a-z])", "_", name).lower()
 
 
+def _mapping(instance: Any, attribute: attrs.Attribute, value: Any) -> None:
+    if not isinstance(value, dict) or not all(isinstance(k, str) and isinstance(v, str) for k, v in value.items()):
+        raise ConfigurationError(f"{attribute.name} must be a dict of column names, {{name: column}}, got {value!r}")
+
+
 @define(kw_only=True, eq=False)
 class Step:
     """Base class of every step. Subclasses implement :meth:`process`.
@@ -86,6 +91,15 @@ class Step:
     name: str | None = field(default=None, metadata={RUNTIME: False})
     pipeline: "Pipeline | None" = field(
         default=None, repr=False, metadata={RUNTIME: False, SIGNATURE: False}
+    )
+    #: distilabel's column renames (see :mod:`overnight.mappings`): ``{step input: input
+    #: column}`` read before the step runs, ``{step output: column}`` written after it.
+    #: In the signature only when set, so steps without mappings keep their caches.
+    input_mappings: dict[str, str] = field(
+        factory=dict, validator=_mapping, metadata={RUNTIME: False, SIGNATURE: False}
+    )
+    output_mappings: dict[str, str] = field(
+        factory=dict, validator=_mapping, metadata={RUNTIME: False, SIGNATURE: False}
     )
 
     def __attrs_post_init__(self) -> None:
@@ -166,6 +180,9 @@ class Step:
             for f in attrs.fields(type(self))
             if f.metadata.get(SIGNATURE, True) and f.name != "name"
         }
+        for key in ("input_mappings", "output_mappings"):
+            if getattr(self, key, None):
+                data[key] = canonical(getattr(self, key))
         # Plain (non-attrs) subclasses keep their parameters as instance attributes.
         for key, value in sorted(getattr(self, "__dict__", {}).items()):
             if not key.startswith("_") and key not in data:
@@ -194,6 +211,15 @@ class Step:
 
     def check(self) -> None:
         """Cheap checks run before the pipeline starts (files exist, provider installed, ...)."""
+
+    def process_mapped(self, rows: "Rows", ctx: StepContext) -> Iterable[dict[str, Any]]:
+        """:meth:`process` with this step's ``input_mappings`` and ``output_mappings`` applied."""
+        if not self.input_mappings and not self.output_mappings:
+            return self.process(rows, ctx)
+        from overnight.mappings import MappedRows, unmap_outputs
+
+        mapped = MappedRows(rows, self.input_mappings) if self.input_mappings else rows
+        return unmap_outputs(self.process(mapped, ctx), self.input_mappings, self.output_mappings)  # type: ignore[arg-type]
 
     def process(self, rows: "Rows", ctx: StepContext) -> Iterable[dict[str, Any]]:
         """Yield this step's output rows. ``rows`` can be iterated more than once."""

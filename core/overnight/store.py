@@ -414,6 +414,15 @@ class Store:
         )
         return {r["state"]: r["n"] for r in rows}
 
+    def plan_retried(self, plan_id: str) -> int:
+        """How many of the plan's distinct requests failed once and were (or are to be) sent again."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p "
+            f"JOIN requests r ON r.key = p.key WHERE r.attempts > 0 AND r.state != '{FAILED}'",
+            (plan_id,),
+        )
+        return int(rows[0]["n"]) if rows else 0
+
     def paid_count(self, plan_id: str) -> int:
         """How many of the plan's requests a previous run already paid for (or is paying)."""
         counts = self.plan_counts(plan_id)

@@ -9,8 +9,10 @@ import attrs
 from attrs import define, field
 
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
+from overnight.finish import normalise_finish_reason
 from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
 from overnight.step import RUNTIME, Step, StepContext
+from overnight.suggest import did_you_mean
 from overnight.templates import template_fields
 
 if TYPE_CHECKING:
@@ -73,7 +75,9 @@ class TextGeneration(Step):
     * ``<output_column>_error``: ``None``, or why the generation failed after every
       retry (a list when ``num_generations > 1``). No row is ever dropped;
     * ``<output_column>_usage``: ``{"input_tokens", "output_tokens"}`` (or a list);
-    * ``<output_column>_finish_reason``: e.g. ``"stop"``, ``"length"`` (or a list);
+    * ``<output_column>_finish_reason``: why it ended, the same words for every provider:
+      ``"stop"``, ``"length"``, ``"content_filter"``, ``"tool_calls"`` (or a list; see
+      :mod:`overnight.finish`); ``<output_column>_finish_reason_raw``: the provider's own word;
     * ``<output_column>_cost_usd``: what the request was billed at batch prices (``None``
       when it failed or the model's price is unknown; a list);
     * ``model_name``: the ``provider/model`` that generated it.
@@ -105,7 +109,8 @@ class TextGeneration(Step):
             unknown = sorted(set(llm_values) - set(LLM_RUNTIME_PARAMETERS))
             if unknown:
                 raise ConfigurationError(
-                    f"step {self.name!r}: the LLM has no run parameter {', '.join(map(repr, unknown))}; "
+                    f"step {self.name!r}: the LLM has no run parameter {', '.join(map(repr, unknown))}"
+                    f"{did_you_mean(unknown[0], LLM_RUNTIME_PARAMETERS)}; "
                     f"its run parameters are: {', '.join(LLM_RUNTIME_PARAMETERS)}"
                 )
         super().set_runtime_parameters(values)
@@ -144,7 +149,8 @@ class TextGeneration(Step):
         before = len(problems)
         for column in self._columns():
             if column not in row:
-                problem(column, f"missing column (the row has: {', '.join(map(str, row)) or 'no columns'})")
+                hint = did_you_mean(column, map(str, row))
+                problem(column, f"missing column{hint} (the row has: {', '.join(map(str, row)) or 'no columns'})")
                 continue
             value = row[column]
             if value is None:
@@ -175,7 +181,7 @@ class TextGeneration(Step):
     def output_columns(self) -> list[str]:
         """The columns this step adds to each row (what :meth:`_assemble` writes)."""
         out = self.output_column
-        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", "model_name"]
+        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", f"{out}_finish_reason_raw", "model_name"]
 
     def validate(self, rows: "Rows") -> int:
         """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
@@ -196,8 +202,8 @@ class TextGeneration(Step):
             if unlisted > 0:
                 problems.append(RowProblem(self.name or "", None, None, f"{unlisted} more bad row(s) not listed"))
         problems.extend(self._collision_problems(collisions))
-        if problems:
-            raise ValidationError(problems)
+        if problems:  # the true count of bad rows, not only of the ones listed
+            raise ValidationError(problems, bad_rows=max(bad, len({p.row for p in problems if p.row is not None})))
         return count
 
     def _collision_problems(self, collisions: dict[str, list[int]]) -> list[RowProblem]:
@@ -265,7 +271,8 @@ class TextGeneration(Step):
                 {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
                 for r in samples
             ]
-            reasons = [r.finish_reason for r in samples]
+            raw_reasons = [r.finish_reason for r in samples]
+            reasons = [normalise_finish_reason(r) for r in raw_reasons]
             costs = [r.cost_usd for r in samples]
             one = self.num_generations == 1
             yield {
@@ -274,6 +281,7 @@ class TextGeneration(Step):
                 f"{out}_error": errors[0] if one else errors,
                 f"{out}_usage": usage[0] if one else usage,
                 f"{out}_finish_reason": reasons[0] if one else reasons,
+                f"{out}_finish_reason_raw": raw_reasons[0] if one else raw_reasons,
                 f"{out}_cost_usd": costs[0] if one else costs,
                 "model_name": self.llm.model,
             }

@@ -197,7 +197,7 @@ def test_crash_without_find_by_tag_stops_with_clear_message(fake, registry, tmp_
 
 
 def test_provider_not_installed(fake):
-    with pytest.raises(ProviderNotFound, match=r"pip install overnight-acme") as exc:
+    with pytest.raises(ProviderNotFound, match=r"'acme'.*Check the spelling") as exc:
         generate(PROMPTS, llm=LLM("acme/m"))
     assert "fake" in str(exc.value)
 

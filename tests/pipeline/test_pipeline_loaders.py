@@ -99,6 +99,7 @@ def test_hub_loads_through_datasets(monkeypatch):
         return iter(ROWS)
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")  # no network in tests: else the Hub is checked first
     ds = load(LoadDataFromHub, repo_id="org/data", split="test", revision="abc123")
     assert ds.to_list() == ROWS
     assert calls == [("org/data", None, "test", "abc123", False)]

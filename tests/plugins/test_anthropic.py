@@ -409,7 +409,7 @@ def test_pipeline_resumes_and_returns_every_row(sb, plugin):
     for row in ds:
         assert row["generation"] == reply(row["instruction"], system="Be brief.", max_tokens=64)
         assert row["generation_error"] is None
-        assert row["generation_finish_reason"] == "end_turn"
+        assert (row["generation_finish_reason"], row["generation_finish_reason_raw"]) == ("stop", "end_turn")
         assert row["generation_usage"]["output_tokens"] > 0
     assert counters(sb)["jobs"] == 1
 

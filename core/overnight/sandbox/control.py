@@ -211,7 +211,11 @@ def routes(controller: Controller) -> list[Route]:
         return {"results_url": engine.results_url, "max_enqueued_tokens": engine.max_enqueued_tokens,
                 "max_queued_requests": engine.max_queued_requests}
 
+    def index(_r: Request, _b: Any) -> Any:
+        return describe()
+
     return [
+        Route("/", handler(index), methods=["GET"]),
         Route("/health", handler(health), methods=["GET"]),
         Route("/clock", handler(clock), methods=["GET"]),
         Route("/clock/advance", handler(advance), methods=["POST"]),
@@ -232,6 +236,34 @@ def routes(controller: Controller) -> list[Route]:
 def _local_id(provider: str, job_id: str) -> str:
     """The sandbox's id of a job named as the provider's API names it (Gemini: ``batches/<id>``)."""
     return job_id.removeprefix("batches/") if provider == "gemini" else job_id
+#: What ``GET /_sandbox`` answers: every control route, what it takes and what it does.
+ROUTE_DOCS: tuple[tuple[str, str, str], ...] = (
+    ("GET", "/_sandbox", "this list"),
+    ("GET", "/_sandbox/health", '{"ok": true, "now": t}'),
+    ("GET", "/_sandbox/clock", '{"now": t, "speed": s|null}: sandbox time, in seconds'),
+    ("POST", "/_sandbox/clock/advance", '{"seconds": N} -> {"now": t}: move the clock; jobs progress with it'),
+    ("GET", "/_sandbox/faults", '{"data": [rule, ...]}: the fault rules'),
+    ("POST", "/_sandbox/faults", '{provider?, model?, metadata?, fault fields} -> {"id": ...}: add a fault rule'),
+    ("DELETE", "/_sandbox/faults", "remove every fault rule"),
+    ("DELETE", "/_sandbox/faults/{id}", "remove one fault rule"),
+    ("GET", "/_sandbox/counters", "per provider: files, jobs, requests, HTTP calls"),
+    ("POST", "/_sandbox/counters/reset", "zero the counters"),
+    ("GET", "/_sandbox/jobs", "every job with its phase, processed and total"),
+    ("POST", "/_sandbox/jobs/{provider}/{id}/lose-results", "an ended job's results go, as retention does it"),
+    ("DELETE", "/_sandbox/jobs/{provider}/{id}", "delete an ended job (Anthropic, Mistral, Gemini)"),
+    ("GET", "/_sandbox/config", "results_url style and account queue limits"),
+    ("POST", "/_sandbox/config", '{"results_url": "absolute"|"relative", "max_enqueued_tokens": N|null, '
+                                 '"max_queued_requests": N|null}'),
+)
+
+
+def describe() -> dict[str, Any]:
+    """The body of ``GET /_sandbox``: the provider prefixes and every control route."""
+    return {
+        "service": "overnight sandbox",
+        "providers": dict(PROVIDER_PREFIXES),
+        "routes": [{"method": m, "path": p, "does": d} for m, p, d in ROUTE_DOCS],
+    }
 
 
 class SandboxControlError(RuntimeError):
@@ -257,6 +289,12 @@ class SandboxControl(ProviderUrls):
 
     def health(self) -> dict[str, Any]:
         return self._call("GET", "/health")
+
+    def clock(self) -> dict[str, Any]:
+        return self._call("GET", "/clock")
+
+    def describe(self) -> dict[str, Any]:
+        return self._call("GET", "")
 
     def now(self) -> float:
         return self._call("GET", "/clock")["now"]

@@ -334,6 +334,27 @@ def _page(items: list[dict[str, Any]], after: str | None, limit: int) -> dict[st
             "last_id": data[-1]["id"] if data else None, "has_more": len(items) > limit}
 
 
+def batch_upload_acceptable(filename: str | None, path: Any) -> bool:
+    """Is this upload a batch input file? By its name when it has an extension, else by its content.
+
+    OpenAI refuses a batch upload named ``*.txt`` ("Invalid file format for Batch API.
+    Must be .jsonl") but takes one sent as raw bytes, which the SDK names ``upload``
+    with no extension: such a file passes when it is UTF-8 JSON Lines (its first line a
+    JSON object). See docs/protocols/openai.md.
+    """
+    name = (filename or "").rsplit("/", 1)[-1]
+    if "." in name.lstrip("."):
+        return name.endswith(".jsonl")
+    try:
+        with open(path, "rb") as handle:
+            for raw in handle:
+                if raw.strip():
+                    return isinstance(json.loads(raw.decode("utf-8")), dict)
+    except (OSError, UnicodeDecodeError, ValueError):
+        return False
+    return True  # an empty file: the batch fails validation later (empty_file), as OpenAI does it
+
+
 # --- routes ----------------------------------------------------------------------------------------
 
 def routes(engine: Engine) -> list[Route]:
@@ -356,7 +377,7 @@ def routes(engine: Engine) -> list[Route]:
                 raise ApiError(400, f"Invalid value for 'purpose': '{purpose}'.", param="purpose")
             if upload.path is None:
                 raise ApiError(400, "Missing required parameter: 'file'.", param="file")
-            if purpose == "batch" and not (upload.filename or "").endswith(".jsonl"):
+            if purpose == "batch" and not batch_upload_acceptable(upload.filename, upload.path):
                 raise ApiError(400, "Invalid file format for Batch API. Must be .jsonl", param="file")
             if upload.too_big:
                 limit = limits().max_bytes if purpose == "batch" else 512 * MB

@@ -64,8 +64,12 @@ def build_app(engine: Engine) -> Starlette:
         return JSONResponse({"error": f"no such path: {request.url.path}; providers live under "
                                       f"{sorted(PROVIDER_PREFIXES.values())}"}, status_code=404)
 
+    async def control_index(_request: Request) -> JSONResponse:
+        return JSONResponse(control.describe())
+
     return Starlette(routes=[
         Route("/", index),
+        Route("/_sandbox", control_index),  # without the slash, which the Mount below does not match
         Mount("/openai/v1", routes=openai_routes),
         Mount("/openai", routes=openai_routes),  # an SDK base_url without /v1 drops the prefix
         Mount("/anthropic", routes=anthropic_api.routes(engine)),
@@ -173,6 +177,19 @@ class Sandbox(Controller, ProviderUrls):
         self.stop()
 
 
+def _stderr_log_config() -> dict[str, Any]:
+    """uvicorn's logging configuration with every handler on stderr (its access log uses stdout)."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    for handler in config.get("handlers", {}).values():
+        if "stream" in handler:
+            handler["stream"] = "ext://sys.stderr"
+    return config
+
+
 def default_state_dir() -> Path:
     import platformdirs
 
@@ -184,11 +201,12 @@ def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLik
           limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
           results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
           forward_model: str | None = None, log_level: str = "info", max_enqueued_tokens: int | None = None,
-          max_queued_requests: int | None = None) -> None:
+          max_queued_requests: int | None = None, access_log: bool = False) -> None:
     """Run a sandbox in the foreground until interrupted (``overnight sandbox serve``).
 
     ``speed`` defaults to real time (1.0); None or 0 freezes the clock so that only
-    ``POST /_sandbox/clock/advance`` moves it.
+    ``POST /_sandbox/clock/advance`` moves it. ``access_log=True`` logs each HTTP request,
+    to stderr (off by default: such lines would interleave with a run in the same terminal).
     """
     directory = Path(state_dir) if state_dir is not None else default_state_dir()
     config = make_config(durations=durations, limits=limits, results_url=results_url, forward_url=forward_url,
@@ -202,6 +220,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLik
         print(f"  {name:<9} {base}{prefix}")
     print(f"  control   {base}/_sandbox")
     try:
-        uvicorn.run(build_app(engine), host=host, port=port, log_level=log_level, lifespan="off")
+        uvicorn.run(build_app(engine), host=host, port=port, log_level=log_level, lifespan="off",
+                    access_log=access_log, log_config=_stderr_log_config())
     finally:
         engine.close()

@@ -135,7 +135,10 @@ cancel = _default.cancel
 find_job = _default.find_job
 list_jobs = _default.list_jobs
 
+from overnight_anthropic.llm import AnthropicLLM  # noqa: E402  (distilabel's name for LLM("anthropic/..."))
+
 __all__ = [
+    "AnthropicLLM",
     "AnthropicPlugin",
     "DEFAULT_MAX_TOKENS",
     "EXTRA_PARAMS",

@@ -42,7 +42,10 @@ def validate(options: Mapping[str, Any]) -> None:
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         known = "; ".join(f"{k}: {v}" for k, v in OPTIONS.items())
-        raise ConfigurationError(f"unknown Anthropic client option(s) {unknown}. Known options: {known}.")
+        from overnight.suggest import did_you_mean
+
+        raise ConfigurationError(f"unknown Anthropic client option(s) {unknown}{did_you_mean(unknown[0], OPTIONS)}. "
+                                 f"Known options: {known}.")
     for name in ("api_key", "auth_token"):
         if options.get(name) is not None and not isinstance(options[name], str):
             raise ConfigurationError(f"the Anthropic option {name!r} must be a string")

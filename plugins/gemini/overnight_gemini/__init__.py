@@ -17,7 +17,9 @@ from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo
 from overnight_gemini.options import clear_clients
 from overnight_gemini.plugin import LIMITS, GeminiPlugin
 
-__all__ = ["LIMITS", "GeminiPlugin", "clear_clients"]
+from overnight_gemini.llm import GeminiLLM
+
+__all__ = ["LIMITS", "GeminiPlugin", "clear_clients", "GeminiLLM"]
 __version__ = "0.1.0"
 
 _plugin = GeminiPlugin()

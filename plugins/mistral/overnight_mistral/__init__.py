@@ -17,7 +17,9 @@ from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo
 from overnight_mistral.options import clear_clients
 from overnight_mistral.plugin import LIMITS, MistralPlugin
 
-__all__ = ["LIMITS", "MistralPlugin", "clear_clients"]
+from overnight_mistral.llm import MistralLLM
+
+__all__ = ["LIMITS", "MistralPlugin", "clear_clients", "MistralLLM"]
 __version__ = "0.1.0"
 
 _plugin = MistralPlugin()

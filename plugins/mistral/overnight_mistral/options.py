@@ -82,7 +82,10 @@ def resolve(options: Mapping[str, Any]) -> Settings:
     unknown = sorted(set(options) - set(KNOWN))
     if unknown:
         known = "; ".join(f"{k}: {v}" for k, v in KNOWN.items())
-        raise ConfigurationError(f"unknown mistral client option(s) {', '.join(unknown)}. Known options: {known}.")
+        from overnight.suggest import did_you_mean
+
+        raise ConfigurationError(f"unknown mistral client option(s) {', '.join(unknown)}"
+                                 f"{did_you_mean(unknown[0], KNOWN)}. Known options: {known}.")
     api_key = options.get("api_key") or os.environ.get(KEY_ENV, "")
     if not isinstance(api_key, str):
         raise ConfigurationError("mistral option 'api_key' must be a string")

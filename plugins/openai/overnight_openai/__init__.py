@@ -10,7 +10,9 @@ from __future__ import annotations
 
 from overnight_openai.plugin import DEFAULT_LIMITS, OpenAIPlugin
 
-__all__ = ["DEFAULT_LIMITS", "OpenAIPlugin"]
+from overnight_openai.llm import OpenAILLM
+
+__all__ = ["DEFAULT_LIMITS", "OpenAIPlugin", "OpenAILLM"]
 __version__ = "0.1.0"
 
 _default = OpenAIPlugin()
