@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -58,6 +58,9 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     "mistral": Limits(max_requests=100_000, max_bytes=512 * MB),
     # Gemini publishes no request count per batch (our cap); input files are at most 2 GB.
     "gemini": Limits(max_requests=100_000, max_bytes=2048 * MB),
+    # Groq: 50,000 lines per batch; its docs give 200 MB per file in one place and 100 MB in
+    # another: the lower figure (docs/protocols/groq.md).
+    "groq": Limits(max_requests=50_000, max_bytes=100 * MB),
 }
 
 

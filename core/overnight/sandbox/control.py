@@ -42,7 +42,7 @@ from .engine import Engine
 from .faults import Fault
 
 PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
-                     "gemini": "/gemini"}
+                     "gemini": "/gemini", "groq": "/groq/openai/v1"}
 
 
 class ProviderUrls:
@@ -61,6 +61,11 @@ class ProviderUrls:
     @property
     def mistral_base_url(self) -> str:
         return self.url + PROVIDER_PREFIXES["mistral"]
+
+    @property
+    def groq_base_url(self) -> str:
+        """For ``OpenAI(base_url=...)`` (Groq's own URL is https://api.groq.com/openai/v1)."""
+        return self.url + PROVIDER_PREFIXES["groq"]
 
     @property
     def gemini_base_url(self) -> str:

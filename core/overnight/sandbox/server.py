@@ -71,6 +71,7 @@ def build_app(engine: Engine) -> Starlette:
         Mount("/anthropic", routes=anthropic_api.routes(engine)),
         Mount("/mistral", routes=mistral_api.routes(engine)),
         Mount("/gemini", routes=gemini_api.routes(engine)),
+        Mount("/groq/openai/v1", routes=openai_api.routes(engine, openai_api.GROQ)),
         Mount("/_sandbox", routes=control.routes(Controller(engine))),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])
