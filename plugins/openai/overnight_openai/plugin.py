@@ -23,6 +23,7 @@ from overnight.models import (
 )
 
 from overnight_openai import client as clients, jobs, translate
+from overnight_openai.vendors import VENDORS
 
 NAME = "openai"
 MB = 1_000_000
@@ -89,12 +90,14 @@ class OpenAIPlugin:
                 models=MODELS,
                 queue=QUEUE,
                 batch_discount=0.5,
-            )
+            ),
+            # The OpenAI-compatible vendors (one profile each; see overnight_openai.vendors).
+            *(vendor.provider_info() for vendor in VENDORS.values()),
         ]
 
     @hookimpl
     def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
-        clients.resolve(options)
+        clients.resolve(options, VENDORS.get(provider))
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
@@ -102,24 +105,26 @@ class OpenAIPlugin:
 
     @hookimpl
     def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
-        labels = clients.resolve(options)["metadata"]
-        return jobs.submit(clients.client_for(options), provider, chunk, labels)
+        vendor = VENDORS.get(provider)
+        labels = clients.resolve(options, vendor)["metadata"]
+        window = vendor.completion_window if vendor else "24h"
+        return jobs.submit(clients.client_for(options, vendor), provider, chunk, labels, window)
 
     @hookimpl
     def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
-        return jobs.check(clients.bounded(clients.client_for(options), timeout), job)
+        return jobs.check(clients.bounded(_client(provider, options), timeout), job)
 
     @hookimpl
     def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
-        return jobs.fetch(clients.bounded(clients.client_for(options), timeout), job)
+        return jobs.fetch(clients.bounded(_client(provider, options), timeout), job)
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
-        jobs.cancel(clients.client_for(options), job)
+        jobs.cancel(_client(provider, options), job)
 
     @hookimpl
     def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
-        client = clients.bounded(clients.client_for(options), timeout)
+        client = clients.bounded(_client(provider, options), timeout)
         batch = jobs.find(client, tag)
         if batch is None:
             jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
@@ -129,5 +134,10 @@ class OpenAIPlugin:
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
-        return jobs.list_overnight(clients.client_for(options), provider, horizon=horizon, limit=limit, skip=skip,
+        return jobs.list_overnight(_client(provider, options), provider, horizon=horizon, limit=limit, skip=skip,
                                    tags=tags)
+
+
+def _client(provider: str, options: Mapping[str, Any]) -> Any:
+    """The SDK client of ``provider``: OpenAI's, or an OpenAI-compatible vendor's."""
+    return clients.client_for(options, VENDORS.get(provider))

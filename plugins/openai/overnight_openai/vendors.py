@@ -1,0 +1,90 @@
+"""OpenAI-compatible batch vendors served by this plugin under their own provider names.
+
+A vendor whose Batch API is OpenAI's (``/files`` plus ``/batches``, the same JSONL lines,
+output and error files, batch statuses and metadata) needs no code of its own: only
+the facts that set it apart, in one frozen :class:`Vendor` value that the hooks consult.
+``LLM("groq/llama-3.1-8b-instant")`` then works with ``GROQ_API_KEY`` set.
+
+Sources for every figure are in ``docs/protocols/<vendor>.md``. A vendor whose batch
+API is shaped differently (Together: ``{"job": ...}`` envelopes, upper-case statuses, no
+metadata; Fireworks: datasets) is not one of these: see those notes.
+"""
+
+from __future__ import annotations
+
+from typing import Mapping
+
+from attrs import frozen
+
+from overnight.models import Capabilities, Limits, ModelSpec, ProviderInfo, QueueLimits
+
+from overnight_openai.translate import EXTRA_PARAMS
+
+MB = 1_000_000
+DAY = 24 * 3600
+
+
+@frozen
+class Vendor:
+    """One OpenAI-compatible batch vendor: where it is, its key, its limits, its differences."""
+
+    name: str
+    #: How messages name it ("Groq").
+    label: str
+    key_env: str
+    base_url_env: str
+    #: The SDK base URL, including the path the OpenAI SDK appends ``/files``, ``/batches`` to.
+    base_url: str
+    limits: Limits
+    #: What the plugin sends as ``completion_window`` (the vendor may accept others).
+    completion_window: str
+    #: OpenAI chat options the vendor passes through (its refused ones left out, so the core
+    #: names the row and the option before anything is spent).
+    extra_params: frozenset[str]
+    batch_discount: float
+    description: str
+    models: tuple[ModelSpec, ...] = ()
+    #: Every completion window the vendor accepts, in seconds (a documented fact, shown by
+    #: ``overnight plugins``; the plugin sends :attr:`completion_window`).
+    windows: tuple[int, int] = (DAY, DAY)
+
+    def provider_info(self, limits: Limits | None = None) -> ProviderInfo:
+        return ProviderInfo(
+            name=self.name,
+            limits=limits or self.limits,
+            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+            extra_params=self.extra_params,
+            unsupported_params=frozenset(),
+            secret_env=(self.key_env,),
+            description=self.description,
+            models=self.models,
+            queue=QueueLimits(),
+            batch_discount=self.batch_discount,
+        )
+
+
+#: Groq (console.groq.com/docs/batch, /docs/openai, /docs/models): OpenAI's Batch API under
+#: https://api.groq.com/openai/v1, chat completions only; windows from 24h to 7d;
+#: ``logprobs``, ``logit_bias``, ``top_logprobs`` and ``messages[].name`` answered with a 400,
+#: ``n`` must be 1; metadata and cancel as OpenAI's. 25% off the on-demand price.
+GROQ = Vendor(
+    name="groq",
+    label="Groq",
+    key_env="GROQ_API_KEY",
+    base_url_env="GROQ_BASE_URL",
+    base_url="https://api.groq.com/openai/v1",
+    # 50,000 lines per batch; the file limit is given as 200 MB and as 100 MB: the lower one.
+    limits=Limits(max_requests=50_000, max_bytes=100 * MB, completion_window=DAY),
+    completion_window="24h",
+    extra_params=EXTRA_PARAMS - {"logprobs", "top_logprobs", "logit_bias", "verbosity", "safety_identifier",
+                                 "prompt_cache_key"},
+    batch_discount=0.25,
+    description="Groq Batch API (OpenAI-compatible, /openai/v1/batches), 25% off, windows 24h-7d",
+    models=(
+        ModelSpec("llama-3.1-8b-instant", 131_072, 131_072),
+        ModelSpec("llama-3.3-70b-versatile", 131_072, 32_768),
+    ),
+    windows=(DAY, 7 * DAY),
+)
+
+VENDORS: Mapping[str, Vendor] = {vendor.name: vendor for vendor in (GROQ,)}
