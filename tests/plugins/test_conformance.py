@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 import overnight_anthropic
@@ -24,7 +25,7 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def _clean_env(monkeypatch):
     """No key or URL from the developer's shell reaches the plugins."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
-                "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY",
+                "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY", "GROQ_API_KEY", "GROQ_BASE_URL",
                 "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
         monkeypatch.delenv(var, raising=False)
 
@@ -36,7 +37,20 @@ class TestOpenAI(PluginConformance):
 
     @pytest.fixture
     def backend(self, sandbox_fixture):  # noqa: F811
-        return sandbox_backend(sandbox_fixture, "openai", model="gpt-conformance")
+        # The plugin serves the OpenAI-compatible vendors too: name the provider under test.
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "openai", model="gpt-conformance"), provider="openai")
+
+
+class TestGroq(PluginConformance):
+    """Groq, a named provider of overnight-openai, on the sandbox's Groq prefix."""
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "groq", model="llama-conformance"), provider="groq")
 
 
 class TestAnthropic(PluginConformance):
