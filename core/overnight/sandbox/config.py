@@ -10,7 +10,7 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq", "together")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -61,6 +61,8 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     # Groq: 50,000 lines per batch; its docs give 200 MB per file in one place and 100 MB in
     # another: the lower figure (docs/protocols/groq.md).
     "groq": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # Together: 50,000 requests and 100 MB per input file.
+    "together": Limits(max_requests=50_000, max_bytes=100 * MB),
 }
 
 

@@ -42,7 +42,8 @@ from .engine import Engine
 from .faults import Fault
 
 PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
-                     "gemini": "/gemini", "groq": "/groq/openai/v1"}
+                     "gemini": "/gemini", "groq": "/groq/openai/v1",
+                     "together": "/together"}
 
 
 class ProviderUrls:
@@ -66,6 +67,11 @@ class ProviderUrls:
     def groq_base_url(self) -> str:
         """For ``OpenAI(base_url=...)`` (Groq's own URL is https://api.groq.com/openai/v1)."""
         return self.url + PROVIDER_PREFIXES["groq"]
+
+    @property
+    def together_base_url(self) -> str:
+        """For ``Together(base_url=...)``; the SDK adds ``/v1/...`` (its own URL is https://api.together.ai)."""
+        return self.url + PROVIDER_PREFIXES["together"]
 
     @property
     def gemini_base_url(self) -> str:

@@ -62,6 +62,14 @@ class VendorProfile:
     single_choice: bool = False
     #: Endpoints the vendor runs batches for.
     endpoints: frozenset[str] = SUPPORTED_ENDPOINTS
+    #: Fields every input line must have (Together: ``custom_id`` and ``body`` only).
+    line_fields: tuple[str, ...] = ("custom_id", "method", "url", "body")
+    #: The longest ``custom_id`` accepted (Together: 64), None: no limit.
+    max_custom_id: int | None = None
+    #: The purpose an input file is uploaded with (Together: ``batch-api``).
+    file_purpose: str = "batch"
+    #: Whether a batch keeps the ``metadata`` it is created with (Together's keeps none).
+    metadata: bool = True
 
     def window_seconds(self, value: Any) -> int | None:
         """The window a ``completion_window`` value asks for, or None if the vendor refuses it."""
@@ -83,7 +91,14 @@ OPENAI = VendorProfile(PROVIDER)
 GROQ = VendorProfile("groq", min_window=DAY, max_window=7 * DAY,
                      refused_fields=("logprobs", "logit_bias", "top_logprobs"), single_choice=True,
                      endpoints=frozenset({"/v1/chat/completions"}))
-PROFILES = {profile.name: profile for profile in (OPENAI, GROQ)}
+#: Together (docs.together.ai/docs/inference/batch/*): lines of custom_id (at most 64
+#: characters) and body; files uploaded with purpose "batch-api"; only the 24h window; no
+#: metadata. Its HTTP shapes (job envelopes, upper-case statuses) are in .together_api.
+TOGETHER = VendorProfile("together", refused_fields=(), endpoints=frozenset({"/v1/chat/completions",
+                                                                              "/v1/completions"}),
+                         line_fields=("custom_id", "body"), max_custom_id=64, file_purpose="batch-api",
+                         metadata=False)
+PROFILES = {profile.name: profile for profile in (OPENAI, GROQ, TOGETHER)}
 
 
 def new_file_id() -> str:
@@ -251,7 +266,7 @@ class OpenAIDialect:
             if not isinstance(obj, dict):
                 problem("invalid_json_line", number, f"Line {number} is not a JSON object.")
                 continue
-            missing = [k for k in ("custom_id", "method", "url", "body") if k not in obj]
+            missing = [k for k in self.profile.line_fields if k not in obj]
             if missing:
                 problem("missing_required_parameter", number,
                         f"Missing required parameter '{missing[0]}' on line {number}.", missing[0])
@@ -260,14 +275,19 @@ class OpenAIDialect:
             if not isinstance(custom_id, str) or not custom_id:
                 problem("invalid_custom_id", number, f"Invalid custom_id on line {number}.", "custom_id")
                 continue
+            if self.profile.max_custom_id is not None and len(custom_id) > self.profile.max_custom_id:
+                problem("invalid_custom_id", number,
+                        f"The custom_id on line {number} is longer than {self.profile.max_custom_id} characters.",
+                        "custom_id")
+                continue
             if custom_id in seen:
                 problem("duplicate_custom_id", number,
                         f"The custom_id '{custom_id}' on line {number} is not unique in this batch.", "custom_id")
                 continue
-            if str(obj["method"]).upper() != "POST":
+            if str(obj.get("method", "POST")).upper() != "POST":
                 problem("invalid_method", number, f"Method must be POST on line {number}.", "method")
                 continue
-            if obj["url"] != endpoint:
+            if obj.get("url", endpoint) != endpoint:
                 problem("url_mismatch", number,
                         f"The url '{obj['url']}' on line {number} does not match the batch endpoint '{endpoint}'.",
                         "url")
