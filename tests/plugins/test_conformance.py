@@ -26,6 +26,7 @@ def _clean_env(monkeypatch):
     """No key or URL from the developer's shell reaches the plugins."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                 "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY", "GROQ_API_KEY", "GROQ_BASE_URL",
+                "TOGETHER_API_KEY", "TOGETHER_BASE_URL",
                 "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
         monkeypatch.delenv(var, raising=False)
 
@@ -71,6 +72,19 @@ class TestMistral(PluginConformance):
     @pytest.fixture
     def backend(self, sandbox_fixture):  # noqa: F811
         return sandbox_backend(sandbox_fixture, "mistral", model="mistral-conformance")
+
+
+class TestTogether(PluginConformance):
+    """Together, a named provider of overnight-openai through the together SDK, on /together."""
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "together", model="meta-llama/conformance"),
+                            provider="together")
 
 
 def readme_plugin_snippet() -> str:

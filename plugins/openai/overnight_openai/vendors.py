@@ -47,12 +47,14 @@ class Vendor:
     #: Every completion window the vendor accepts, in seconds (a documented fact, shown by
     #: ``overnight plugins``; the plugin sends :attr:`completion_window`).
     windows: tuple[int, int] = (DAY, DAY)
+    #: Whether overnight can list the vendor's batches with the keys they hold (``overnight adopt``).
+    list_jobs: bool = True
 
     def provider_info(self, limits: Limits | None = None) -> ProviderInfo:
         return ProviderInfo(
             name=self.name,
             limits=limits or self.limits,
-            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=self.list_jobs),
             extra_params=self.extra_params,
             unsupported_params=frozenset(),
             secret_env=(self.key_env,),
@@ -87,4 +89,25 @@ GROQ = Vendor(
     windows=(DAY, 7 * DAY),
 )
 
-VENDORS: Mapping[str, Vendor] = {vendor.name: vendor for vendor in (GROQ,)}
+#: Together (docs.together.ai/docs/inference/batch/overview, /manage, /tutorial; the
+#: ``together`` SDK): 50,000 requests and 100 MB per file, the 24h window only (it "cannot be
+#: changed"), no metadata (the tag travels as the input file's name), cancel while
+#: VALIDATING or IN_PROGRESS, "up to 50%" off (half price on the models it lists, full
+#: price on others: 0.5 is the best case). Served by :mod:`overnight_openai.together`.
+TOGETHER = Vendor(
+    name="together",
+    label="Together",
+    key_env="TOGETHER_API_KEY",
+    base_url_env="TOGETHER_BASE_URL",
+    base_url="https://api.together.ai",
+    limits=Limits(max_requests=50_000, max_bytes=100 * MB, completion_window=DAY),
+    completion_window="24h",
+    # Together's chat completions options beyond the standard ones.
+    extra_params=frozenset({"frequency_penalty", "presence_penalty", "logit_bias", "logprobs", "top_k",
+                            "repetition_penalty", "min_p", "reasoning_effort"}),
+    batch_discount=0.5,
+    description="Together Batch API (together SDK, /v1/batches), up to 50% off, 24h window",
+    list_jobs=False,
+)
+
+VENDORS: Mapping[str, Vendor] = {vendor.name: vendor for vendor in (GROQ, TOGETHER)}
