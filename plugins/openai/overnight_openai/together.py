@@ -129,10 +129,31 @@ def submit(client: Any, provider: str, chunk: Chunk) -> JobRef:
             for line in chunk.lines():
                 out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
                 out.write(b"\n")
-        uploaded = client.files.upload(file=path, purpose=PURPOSE, check=False)
+        uploaded = _upload(client, path)
     fault_point("after_upload")
     job = _create(client, uploaded.id, chunk.tag)
     return job_ref(provider, job, chunk.tag, chunk.count)
+
+
+def _upload(client: Any, path: Path) -> Any:
+    """Upload ``path``, again on a transient failure.
+
+    The SDK retries its own API calls but not the PUT of the bytes to the URL the API
+    hands out (a plain HTTP call): a 429 or 5xx there would fail the submit. Uploading
+    again is safe (a file is never billed; the new one gets a new URL), so retry here.
+    """
+    together = _sdk()
+    attempts = client.max_retries + 1
+    for attempt in range(attempts):
+        try:
+            return client.files.upload(file=path, purpose=PURPOSE, check=False)
+        except together.APIError as exc:
+            status = exc.status_code if isinstance(exc, together.APIStatusError) else None
+            transient = status is None or status == 429 or status >= 500
+            if not transient or attempt + 1 == attempts:
+                raise
+            time.sleep(min(8.0, 0.5 * 2**attempt))
+    raise AssertionError("unreachable")  # pragma: no cover
 
 
 def _create(client: Any, file_id: str, tag: str) -> Any:
