@@ -26,7 +26,8 @@ def _clean_env(monkeypatch):
     """No key or URL from the developer's shell reaches the plugins."""
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                 "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY", "GROQ_API_KEY", "GROQ_BASE_URL",
-                "TOGETHER_API_KEY", "TOGETHER_BASE_URL",
+                "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "DEEPINFRA_TOKEN", "DEEPINFRA_BASE_URL",
+                "NEBIUS_API_KEY", "NEBIUS_BASE_URL",
                 "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
         monkeypatch.delenv(var, raising=False)
 
@@ -85,6 +86,22 @@ class TestTogether(PluginConformance):
     def backend(self, sandbox_fixture):  # noqa: F811
         return attrs.evolve(sandbox_backend(sandbox_fixture, "together", model="meta-llama/conformance"),
                             provider="together")
+
+
+class TestOpenAICompatibleVendor(PluginConformance):
+    """The vendors whose batch API is OpenAI's as it is, each on its own sandbox prefix."""
+
+    @pytest.fixture(params=["deepinfra", "nebius"])
+    def vendor(self, request):
+        return request.param
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture, vendor):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, vendor, model=f"{vendor}-conformance"), provider=vendor)
 
 
 def readme_plugin_snippet() -> str:

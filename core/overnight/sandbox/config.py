@@ -10,7 +10,8 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq", "together")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq", "together", "deepinfra",
+                             "nebius")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -63,6 +64,11 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     "groq": Limits(max_requests=50_000, max_bytes=100 * MB),
     # Together: 50,000 requests and 100 MB per input file.
     "together": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # DeepInfra publishes no per-batch figures in the pages found: OpenAI's request count and
+    # the lower file size, as the plugin assumes (docs/protocols/deepinfra.md).
+    "deepinfra": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # Nebius: up to 5,000,000 requests and 10 GB per file.
+    "nebius": Limits(max_requests=5_000_000, max_bytes=10 * 1024 * MB),
 }
 
 

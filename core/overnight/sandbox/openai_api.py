@@ -98,7 +98,13 @@ TOGETHER = VendorProfile("together", refused_fields=(), endpoints=frozenset({"/v
                                                                               "/v1/completions"}),
                          line_fields=("custom_id", "body"), max_custom_id=64, file_purpose="batch-api",
                          metadata=False)
-PROFILES = {profile.name: profile for profile in (OPENAI, GROQ, TOGETHER)}
+#: DeepInfra (docs.deepinfra.com/batch/batch-endpoints) and Nebius (docs.studio.nebius.com
+#: ai-models-inference/batch-inference): OpenAI's Batch API as it is, "24h" only, metadata
+#: kept; DeepInfra runs chat, completions and embeddings, Nebius chat and embeddings.
+DEEPINFRA = VendorProfile("deepinfra", endpoints=frozenset({"/v1/chat/completions", "/v1/completions",
+                                                            "/v1/embeddings"}))
+NEBIUS = VendorProfile("nebius", endpoints=frozenset({"/v1/chat/completions", "/v1/embeddings"}))
+PROFILES = {profile.name: profile for profile in (OPENAI, GROQ, TOGETHER, DEEPINFRA, NEBIUS)}
 
 
 def new_file_id() -> str:

@@ -73,6 +73,8 @@ def build_app(engine: Engine) -> Starlette:
         Mount("/gemini", routes=gemini_api.routes(engine)),
         Mount("/groq/openai/v1", routes=openai_api.routes(engine, openai_api.GROQ)),
         Mount("/together", routes=together_api.routes(engine)),
+        Mount("/deepinfra/v1/openai", routes=openai_api.routes(engine, openai_api.DEEPINFRA)),
+        Mount("/nebius/v1", routes=openai_api.routes(engine, openai_api.NEBIUS)),
         Mount("/_sandbox", routes=control.routes(Controller(engine))),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])
