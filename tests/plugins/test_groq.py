@@ -106,6 +106,24 @@ def test_openai_settings_never_reach_groq(monkeypatch):
     assert settings["base_url"] == "https://api.groq.com/openai/v1" and settings["api_key"] == KEY
 
 
+def test_openai_organization_and_project_never_reach_groq(monkeypatch):
+    import httpx  # noqa: PLC0415
+
+    monkeypatch.setenv("OPENAI_ORG_ID", "org-not-for-groq")
+    monkeypatch.setenv("OPENAI_PROJECT_ID", "proj-not-for-groq")
+    monkeypatch.setenv("GROQ_API_KEY", KEY)
+    seen: dict[str, str] = {}
+
+    def answer(request):
+        seen.update(request.headers)
+        return httpx.Response(200, json={"object": "list", "data": [], "has_more": False})
+
+    http = httpx.Client(transport=httpx.MockTransport(answer))
+    list(overnight_openai.client.client_for({"http_client": http}, vendors.GROQ).batches.list())
+    assert seen["authorization"] == f"Bearer {KEY}"
+    assert not any(name.startswith("openai-") for name in seen)
+
+
 @pytest.mark.parametrize("option", ["logprobs", "top_logprobs", "logit_bias"])
 def test_options_groq_refuses_are_refused_before_anything_is_spent(groq_env, option):
     server = groq_env

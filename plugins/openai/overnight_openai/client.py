@@ -118,6 +118,7 @@ def _resolve_vendor(options: Mapping[str, Any], vendor: Vendor) -> dict[str, Any
     # OpenAI's own environment must not redirect another vendor's calls (nor lend them a key).
     settings = resolve({**options, "api_key": api_key, "base_url": base_url})
     settings["organization"] = settings["project"] = None
+    settings["foreign"] = True  # the SDK would still read OPENAI_ORG_ID / OPENAI_PROJECT_ID
     return settings
 
 
@@ -152,9 +153,12 @@ def client_for(options: Mapping[str, Any], vendor: Vendor | None = None) -> open
 
 
 @functools.lru_cache(maxsize=32)
-def _build(**settings: Any) -> openai.OpenAI:
+def _build(foreign: bool = False, **settings: Any) -> openai.OpenAI:
     kwargs = {k: v for k, v in settings.items() if v is not None}
     kwargs["default_headers"] = dict(settings["default_headers"]) or None
+    if foreign:  # another vendor: OpenAI's organization and project ids are not its business
+        kwargs["default_headers"] = {**(kwargs["default_headers"] or {}), "OpenAI-Organization": openai.Omit(),
+                                     "OpenAI-Project": openai.Omit()}
     return openai.OpenAI(**kwargs)
 
 
