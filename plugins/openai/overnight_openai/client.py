@@ -115,6 +115,8 @@ def _resolve_vendor(options: Mapping[str, Any], vendor: Vendor) -> dict[str, Any
             f"or pass api_key=... to LLM('{vendor.name}/<model>', ...)."
         )
     base_url = options.get("base_url") or os.environ.get(vendor.base_url_env) or vendor.base_url
+    if isinstance(base_url, str):
+        base_url = vendor.api_url(base_url)
     # OpenAI's own environment must not redirect another vendor's calls (nor lend them a key).
     settings = resolve({**options, "api_key": api_key, "base_url": base_url})
     settings["organization"] = settings["project"] = None

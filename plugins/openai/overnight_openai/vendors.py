@@ -49,6 +49,15 @@ class Vendor:
     windows: tuple[int, int] = (DAY, DAY)
     #: Whether overnight can list the vendor's batches with the keys they hold (``overnight adopt``).
     list_jobs: bool = True
+    #: The API path the vendor's own SDK appends to its base URL (Groq's: ``/openai/v1``), so
+    #: a base URL set for that SDK (``GROQ_BASE_URL=https://api.groq.com``) works here too.
+    sdk_path: str = ""
+
+    def api_url(self, base_url: str) -> str:
+        """``base_url`` with the vendor's API path, added when it lacks it."""
+        if not self.sdk_path or base_url.rstrip("/").endswith(self.sdk_path):
+            return base_url
+        return base_url.rstrip("/") + self.sdk_path
 
     def provider_info(self, limits: Limits | None = None) -> ProviderInfo:
         return ProviderInfo(
@@ -87,6 +96,7 @@ GROQ = Vendor(
         ModelSpec("llama-3.3-70b-versatile", 131_072, 32_768),
     ),
     windows=(DAY, 7 * DAY),
+    sdk_path="/openai/v1",
 )
 
 #: Together (docs.together.ai/docs/inference/batch/overview, /manage, /tutorial; the
