@@ -61,7 +61,7 @@ class VendorProfile:
     #: Whether ``n`` above 1 is refused (Groq: "n must be 1").
     single_choice: bool = False
     #: Endpoints the vendor runs batches for.
-    endpoints: frozenset[str] = SUPPORTED_ENDPOINTS
+    endpoints: frozenset[str] = frozenset(SUPPORTED_ENDPOINTS)
     #: Fields every input line must have (Together: ``custom_id`` and ``body`` only).
     line_fields: tuple[str, ...] = ("custom_id", "method", "url", "body")
     #: The longest ``custom_id`` accepted (Together: 64), None: no limit.

@@ -71,7 +71,9 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
     for attempt in range(attempts):
         try:
             return once.batches.create(
-                input_file_id=file_id, endpoint=ENDPOINT, completion_window=window, metadata=metadata
+                # The SDK types only OpenAI's "24h"; vendors on this path accept others (Groq: up to 7d).
+                input_file_id=file_id, endpoint=ENDPOINT, completion_window=window,  # type: ignore[arg-type]
+                metadata=metadata
             )
         except openai.APIError as exc:
             if _ambiguous(exc):
