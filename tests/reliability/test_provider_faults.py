@@ -36,8 +36,10 @@ ENDPOINTS = {
                  ("POST", r"/v1/batches$"), ("GET", r"/v1/batches/[^/]+$"), ("GET", r"/v1/files/[^/]+$"),
                  ("GET", r"/v1/files/[^/]+/content$")],
 }
+ENDPOINTS["deepinfra"] = ENDPOINTS["nebius"] = ENDPOINTS["groq"]
 LIST_ENDPOINTS = {"openai": r"/batches$", "anthropic": r"/messages/batches$", "mistral": r"/batch/jobs$",
-                  "gemini": r"/batches$", "groq": r"/batches$", "together": r"/v1/batches$"}
+                  "gemini": r"/batches$", "groq": r"/batches$", "together": r"/v1/batches$",
+                  "deepinfra": r"/batches$", "nebius": r"/batches$"}
 
 INJECTED_ERROR = "sandbox fault injection"
 
