@@ -67,6 +67,7 @@ from overnight.models import (
 from overnight.policy import RunPolicy
 from overnight.providers import Provider
 from overnight.store import Store, result_from_json
+from overnight.suggest import did_you_mean
 
 #: Results are written to the store in transactions of growing size: small at first so an
 #: interrupted download keeps what it got, large later so big files need few commits.

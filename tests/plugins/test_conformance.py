@@ -9,6 +9,7 @@ import re
 import sys
 from pathlib import Path
 
+import attrs
 import pytest
 
 import overnight_anthropic
@@ -27,6 +28,8 @@ def _clean_env(monkeypatch):
     for var in ("OPENAI_API_KEY", "OPENAI_BASE_URL", "ANTHROPIC_API_KEY", "ANTHROPIC_BASE_URL",
                 "ANTHROPIC_AUTH_TOKEN", "MISTRAL_API_KEY", "MISTRAL_BASE_URL", "ACME_API_KEY",
                 "GOOGLE_API_KEY", "GEMINI_API_KEY", "GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL",
+                "GROQ_API_KEY", "GROQ_BASE_URL", "TOGETHER_API_KEY", "TOGETHER_BASE_URL", "DEEPINFRA_TOKEN",
+                "DEEPINFRA_BASE_URL", "NEBIUS_API_KEY", "NEBIUS_BASE_URL",
                 "OVERNIGHT_OPENAI_MAX_REQUESTS", "OVERNIGHT_OPENAI_MAX_BYTES", "OVERNIGHT_FAULT_POINT"):
         monkeypatch.delenv(var, raising=False)
 
@@ -38,7 +41,20 @@ class TestOpenAI(PluginConformance):
 
     @pytest.fixture
     def backend(self, sandbox_fixture):  # noqa: F811
-        return sandbox_backend(sandbox_fixture, "openai", model="gpt-conformance")
+        # The plugin serves the OpenAI-compatible vendors too: name the provider under test.
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "openai", model="gpt-conformance"), provider="openai")
+
+
+class TestGroq(PluginConformance):
+    """Groq, a named provider of overnight-openai, on the sandbox's Groq prefix."""
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "groq", model="llama-conformance"), provider="groq")
 
 
 class TestAnthropic(PluginConformance):
@@ -69,6 +85,35 @@ class TestGemini(PluginConformance):
     @pytest.fixture
     def backend(self, sandbox_fixture):  # noqa: F811
         return sandbox_backend(sandbox_fixture, "gemini", model="gemini-conformance")
+
+
+class TestTogether(PluginConformance):
+    """Together, a named provider of overnight-openai through the together SDK, on /together."""
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, "together", model="meta-llama/conformance"),
+                            provider="together")
+
+
+class TestOpenAICompatibleVendor(PluginConformance):
+    """The vendors whose batch API is OpenAI's as it is, each on its own sandbox prefix."""
+
+    @pytest.fixture(params=["deepinfra", "nebius"])
+    def vendor(self, request):
+        return request.param
+
+    @pytest.fixture
+    def plugin(self):
+        return overnight_openai
+
+    @pytest.fixture
+    def backend(self, sandbox_fixture, vendor):  # noqa: F811
+        return attrs.evolve(sandbox_backend(sandbox_fixture, vendor, model=f"{vendor}-conformance"), provider=vendor)
 
 
 def readme_plugin_snippet() -> str:

@@ -44,6 +44,7 @@ PRELOAD = (
     "overnight_gemini",
     "overnight_gemini.plugin",
     "google.genai",
+    "together",
 )
 
 

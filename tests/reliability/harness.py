@@ -42,9 +42,13 @@ FIRST_FETCH_BATCH = 16
 RUN_TIMEOUT = 90.0
 
 KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistral": "MISTRAL_API_KEY",
-           "gemini": "GEMINI_API_KEY"}
+           "gemini": "GEMINI_API_KEY", "groq": "GROQ_API_KEY", "together": "TOGETHER_API_KEY",
+           "deepinfra": "DEEPINFRA_TOKEN", "nebius": "NEBIUS_API_KEY"}
 URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL",
-           "gemini": "GEMINI_BASE_URL"}
+           "gemini": "GEMINI_BASE_URL", "groq": "GROQ_BASE_URL", "together": "TOGETHER_BASE_URL",
+           "deepinfra": "DEEPINFRA_BASE_URL", "nebius": "NEBIUS_BASE_URL"}
+#: The OpenAI-compatible vendors: only the crash matrix and one fault row run them (cheap).
+VENDORS = ("groq", "together", "deepinfra", "nebius")
 #: Client options that make a provider deliver results as a file to download (Gemini
 #: returns a small job's results inline, in the job itself: nothing to cut short).
 RESULT_FILES: dict[str, dict[str, Any]] = {"gemini": {"inline_threshold": 0}}
@@ -421,7 +425,9 @@ class Lane:
         return "\n".join(r.stdout + "\n" + r.stderr for r in self.history)
 
 
-_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral", "gemini": "/gemini"}
+_PREFIX = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral", "gemini": "/gemini",
+           "groq": "/groq/openai/v1", "together": "/together", "deepinfra": "/deepinfra/v1/openai",
+           "nebius": "/nebius/v1"}
 
 
 def wait_for(predicate: Any, timeout: float = 30.0, what: str = "condition") -> None:

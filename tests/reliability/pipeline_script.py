@@ -55,6 +55,10 @@ def plugin(provider: str, limits: Limits | None, lookup: bool):
         from overnight_gemini import GeminiPlugin
 
         base = GeminiPlugin(limits=limits) if limits else overnight_gemini
+    elif provider in ("groq", "together", "deepinfra", "nebius"):  # named providers of overnight-openai (its own limits)
+        import overnight_openai
+
+        base = overnight_openai
     else:
         return None
     if lookup:

@@ -138,7 +138,8 @@ def test_bad_input_is_a_clear_error_naming_row_and_field_and_costs_nothing(make_
 def test_an_unknown_provider_names_the_installed_ones_and_costs_nothing(make_lane):
     lane = make_lane("nosuchai", rows=ROWS)
     result = lane.run()
-    result.assert_clear_error("'nosuchai'", "installed providers: anthropic, gemini, mistral, openai",
+    result.assert_clear_error("'nosuchai'",
+                              "installed providers: anthropic, deepinfra, gemini, groq, mistral, nebius, openai, together",
                               "Check the spelling")
     assert "pip install overnight-nosuchai" not in result.stderr
     assert_nothing_reached_the_sandbox(lane)

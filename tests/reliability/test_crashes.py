@@ -24,9 +24,13 @@ COLUMNS = {
     "mistral-file": {"client_options": {"inline_threshold": 0}},
     "gemini": {},
     "gemini-file": {"client_options": {"inline_threshold": 0}},
+    "groq": {},
+    "together": {},
+    "deepinfra": {},
+    "nebius": {},
 }
 POINTS = ("after_intent", "after_upload", "after_create", "during_poll", "mid_fetch", "during_assembly")
-UPLOADS = {"openai", "mistral-file", "gemini-file"}
+UPLOADS = {"openai", "mistral-file", "gemini-file", "groq", "together", "deepinfra", "nebius"}
 
 
 def cases():

@@ -28,9 +28,18 @@ ENDPOINTS = {
     # the result file's metadata and its download.
     "gemini": [("POST", r"/upload/v1/files$"), ("POST", r":batchGenerateContent$"), ("GET", r"/batches/[^/]+$"),
                ("GET", r"/files/[^/:]+$"), ("GET", r"/files/[^/]+:download$")],
+    # The OpenAI-compatible vendors (only the burst row below runs them: VENDORS).
+    "groq": [("POST", r"/files$"), ("POST", r"/batches$"), ("GET", r"/batches/[^/]+$"),
+             ("GET", r"/files/[^/]+$"), ("GET", r"/files/[^/]+/content$")],
+    # Together's upload: the POST that answers with the URL to PUT to, the PUT, the preprocess.
+    "together": [("POST", r"/v1/files$"), ("PUT", r"/v1/uploads/[^/]+$"), ("POST", r"/v1/files/[^/]+/preprocess$"),
+                 ("POST", r"/v1/batches$"), ("GET", r"/v1/batches/[^/]+$"), ("GET", r"/v1/files/[^/]+$"),
+                 ("GET", r"/v1/files/[^/]+/content$")],
 }
+ENDPOINTS["deepinfra"] = ENDPOINTS["nebius"] = ENDPOINTS["groq"]
 LIST_ENDPOINTS = {"openai": r"/batches$", "anthropic": r"/messages/batches$", "mistral": r"/batch/jobs$",
-                  "gemini": r"/batches$"}
+                  "gemini": r"/batches$", "groq": r"/batches$", "together": r"/v1/batches$",
+                  "deepinfra": r"/batches$", "nebius": r"/batches$"}
 
 INJECTED_ERROR = "sandbox fault injection"
 
@@ -58,6 +67,11 @@ def finish(lane, *, allow_errors=False, jobs=None, paid=None):
 
 @pytest.mark.parametrize("status", [429, 503])
 def test_a_burst_on_every_endpoint_is_ridden_out_without_duplicates(make_lane, provider, status):
+    burst(make_lane, provider, status)
+
+
+def burst(make_lane, provider, status):
+    """Two 429s or 5xx on every endpoint the plugin calls: ridden out, one job, every row paid once."""
     lane = make_lane(provider, client_options=RESULT_FILES.get(provider))
     rules = {
         (method, path): lane.fault(http_status=status, http_method=method, http_path=path, times=2,

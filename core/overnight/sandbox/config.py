@@ -10,7 +10,8 @@ from typing import Any, Literal, Mapping
 
 import attrs
 
-PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini")
+PROVIDERS: tuple[str, ...] = ("openai", "anthropic", "mistral", "gemini", "groq", "together", "deepinfra",
+                             "nebius")
 
 ResultsUrlStyle = Literal["absolute", "relative"]
 
@@ -58,6 +59,16 @@ DEFAULT_LIMITS: Mapping[str, Limits] = {
     "mistral": Limits(max_requests=100_000, max_bytes=512 * MB),
     # Gemini publishes no request count per batch (our cap); input files are at most 2 GB.
     "gemini": Limits(max_requests=100_000, max_bytes=2048 * MB),
+    # Groq: 50,000 lines per batch; its docs give 200 MB per file in one place and 100 MB in
+    # another: the lower figure (docs/protocols/groq.md).
+    "groq": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # Together: 50,000 requests and 100 MB per input file.
+    "together": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # DeepInfra publishes no per-batch figures in the pages found: OpenAI's request count and
+    # the lower file size, as the plugin assumes (docs/protocols/deepinfra.md).
+    "deepinfra": Limits(max_requests=50_000, max_bytes=100 * MB),
+    # Nebius: up to 5,000,000 requests and 10 GB per file.
+    "nebius": Limits(max_requests=5_000_000, max_bytes=10 * 1024 * MB),
 }
 
 

@@ -43,7 +43,8 @@ from .engine import Engine
 from .faults import Fault
 
 PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
-                     "gemini": "/gemini"}
+                     "gemini": "/gemini", "groq": "/groq/openai/v1",
+                     "together": "/together", "deepinfra": "/deepinfra/v1/openai", "nebius": "/nebius/v1"}
 
 
 class ProviderUrls:
@@ -62,6 +63,26 @@ class ProviderUrls:
     @property
     def mistral_base_url(self) -> str:
         return self.url + PROVIDER_PREFIXES["mistral"]
+
+    @property
+    def groq_base_url(self) -> str:
+        """For ``OpenAI(base_url=...)`` (Groq's own URL is https://api.groq.com/openai/v1)."""
+        return self.url + PROVIDER_PREFIXES["groq"]
+
+    @property
+    def together_base_url(self) -> str:
+        """For ``Together(base_url=...)``; the SDK adds ``/v1/...`` (its own URL is https://api.together.ai)."""
+        return self.url + PROVIDER_PREFIXES["together"]
+
+    @property
+    def deepinfra_base_url(self) -> str:
+        """For ``OpenAI(base_url=...)`` (DeepInfra's own: https://api.deepinfra.com/v1/openai)."""
+        return self.url + PROVIDER_PREFIXES["deepinfra"]
+
+    @property
+    def nebius_base_url(self) -> str:
+        """For ``OpenAI(base_url=...)`` (Nebius's own: https://api.studio.nebius.com/v1)."""
+        return self.url + PROVIDER_PREFIXES["nebius"]
 
     @property
     def gemini_base_url(self) -> str:

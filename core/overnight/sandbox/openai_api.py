@@ -11,11 +11,13 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 import secrets
 import string
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
+import attrs
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
@@ -38,6 +40,71 @@ KNOWN_ENDPOINTS = SUPPORTED_ENDPOINTS | {"/v1/moderations", "/v1/images/generati
                                          "/v1/videos"}
 MAX_PROBLEMS = 100
 _ALNUM = string.ascii_letters + string.digits
+
+
+@attrs.frozen
+class VendorProfile:
+    """What sets an OpenAI-compatible vendor's Batch API apart from OpenAI's own.
+
+    One dialect serves them all; each vendor mounts it under its own prefix with its
+    profile, so a difference is a value here, never a copy of the dialect. The facts and
+    their sources are in docs/protocols/<vendor>.md.
+    """
+
+    #: The provider name: the sandbox's namespace for its files, jobs, limits, faults, counters.
+    name: str
+    #: The shortest and longest completion window accepted, in seconds (OpenAI: only "24h").
+    min_window: int = DAY
+    max_window: int = DAY
+    #: Chat body fields the vendor answers with a 400 (each such line lands in the error file).
+    refused_fields: tuple[str, ...] = ()
+    #: Whether ``n`` above 1 is refused (Groq: "n must be 1").
+    single_choice: bool = False
+    #: Endpoints the vendor runs batches for.
+    endpoints: frozenset[str] = frozenset(SUPPORTED_ENDPOINTS)
+    #: Fields every input line must have (Together: ``custom_id`` and ``body`` only).
+    line_fields: tuple[str, ...] = ("custom_id", "method", "url", "body")
+    #: The longest ``custom_id`` accepted (Together: 64), None: no limit.
+    max_custom_id: int | None = None
+    #: The purpose an input file is uploaded with (Together: ``batch-api``).
+    file_purpose: str = "batch"
+    #: Whether a batch keeps the ``metadata`` it is created with (Together's keeps none).
+    metadata: bool = True
+
+    def window_seconds(self, value: Any) -> int | None:
+        """The window a ``completion_window`` value asks for, or None if the vendor refuses it."""
+        match = re.fullmatch(r"([1-9][0-9]*)([hd])", value) if isinstance(value, str) else None
+        if match is None:
+            return None
+        seconds = int(match.group(1)) * (3600 if match.group(2) == "h" else DAY)
+        return seconds if self.min_window <= seconds <= self.max_window else None
+
+    def window_text(self) -> str:
+        if self.min_window == self.max_window:
+            return f"only '{self.min_window // 3600}h' is supported"
+        return f"between '{self.min_window // 3600}h' and '{self.max_window // DAY}d'"
+
+
+OPENAI = VendorProfile(PROVIDER)
+#: Groq (console.groq.com/docs/batch, /docs/openai): windows 24h to 7d, chat completions
+#: only, and logprobs / logit_bias / top_logprobs / messages[].name refused, n must be 1.
+GROQ = VendorProfile("groq", min_window=DAY, max_window=7 * DAY,
+                     refused_fields=("logprobs", "logit_bias", "top_logprobs"), single_choice=True,
+                     endpoints=frozenset({"/v1/chat/completions"}))
+#: Together (docs.together.ai/docs/inference/batch/*): lines of custom_id (at most 64
+#: characters) and body; files uploaded with purpose "batch-api"; only the 24h window; no
+#: metadata. Its HTTP shapes (job envelopes, upper-case statuses) are in .together_api.
+TOGETHER = VendorProfile("together", refused_fields=(), endpoints=frozenset({"/v1/chat/completions",
+                                                                              "/v1/completions"}),
+                         line_fields=("custom_id", "body"), max_custom_id=64, file_purpose="batch-api",
+                         metadata=False)
+#: DeepInfra (docs.deepinfra.com/batch/batch-endpoints) and Nebius (docs.studio.nebius.com
+#: ai-models-inference/batch-inference): OpenAI's Batch API as it is, "24h" only, metadata
+#: kept; DeepInfra runs chat, completions and embeddings, Nebius chat and embeddings.
+DEEPINFRA = VendorProfile("deepinfra", endpoints=frozenset({"/v1/chat/completions", "/v1/completions",
+                                                            "/v1/embeddings"}))
+NEBIUS = VendorProfile("nebius", endpoints=frozenset({"/v1/chat/completions", "/v1/embeddings"}))
+PROFILES = {profile.name: profile for profile in (OPENAI, GROQ, TOGETHER, DEEPINFRA, NEBIUS)}
 
 
 def new_file_id() -> str:
@@ -72,7 +139,7 @@ FLAVOR = Flavor(
 
 # --- request bodies -> responses --------------------------------------------------------------
 
-def check_body(endpoint: str, body: Any) -> RequestError | None:
+def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> RequestError | None:
     """Errors the real endpoint would answer with a 400, found while validating."""
     if not isinstance(body, Mapping):
         return RequestError(400, "The request body must be a JSON object.", "invalid_request_error")
@@ -84,6 +151,16 @@ def check_body(endpoint: str, body: Any) -> RequestError | None:
     if value is None or (required == "messages" and not isinstance(value, list)):
         return RequestError(400, f"Missing required parameter: '{required}'.", "invalid_request_error",
                             param=required)
+    for name in profile.refused_fields:
+        if name in body:
+            return RequestError(400, f"'{name}' : property '{name}' is unsupported", "invalid_request_error",
+                                param=name)
+    if profile.single_choice and body.get("n") not in (None, 1):
+        return RequestError(400, "'n' : number must be at most 1", "invalid_request_error", param="n")
+    if endpoint == "/v1/chat/completions" and profile.refused_fields and any(
+            isinstance(m, Mapping) and "name" in m for m in value):
+        return RequestError(400, "'messages.name' : property 'name' is unsupported", "invalid_request_error",
+                            param="messages")
     return None
 
 
@@ -163,10 +240,12 @@ def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, sto
 # --- the dialect -------------------------------------------------------------------------------
 
 class OpenAIDialect:
-    name = PROVIDER
+    """The OpenAI Batch API, with a vendor's differences switched on by its profile."""
 
-    def __init__(self, engine: Engine) -> None:
+    def __init__(self, engine: Engine, profile: VendorProfile = OPENAI) -> None:
         self.engine = engine
+        self.profile = profile
+        self.name = profile.name
 
     def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
         return iter_by_custom_id(path)
@@ -193,7 +272,7 @@ class OpenAIDialect:
             if not isinstance(obj, dict):
                 problem("invalid_json_line", number, f"Line {number} is not a JSON object.")
                 continue
-            missing = [k for k in ("custom_id", "method", "url", "body") if k not in obj]
+            missing = [k for k in self.profile.line_fields if k not in obj]
             if missing:
                 problem("missing_required_parameter", number,
                         f"Missing required parameter '{missing[0]}' on line {number}.", missing[0])
@@ -202,14 +281,19 @@ class OpenAIDialect:
             if not isinstance(custom_id, str) or not custom_id:
                 problem("invalid_custom_id", number, f"Invalid custom_id on line {number}.", "custom_id")
                 continue
+            if self.profile.max_custom_id is not None and len(custom_id) > self.profile.max_custom_id:
+                problem("invalid_custom_id", number,
+                        f"The custom_id on line {number} is longer than {self.profile.max_custom_id} characters.",
+                        "custom_id")
+                continue
             if custom_id in seen:
                 problem("duplicate_custom_id", number,
                         f"The custom_id '{custom_id}' on line {number} is not unique in this batch.", "custom_id")
                 continue
-            if str(obj["method"]).upper() != "POST":
+            if str(obj.get("method", "POST")).upper() != "POST":
                 problem("invalid_method", number, f"Method must be POST on line {number}.", "method")
                 continue
-            if obj["url"] != endpoint:
+            if obj.get("url", endpoint) != endpoint:
                 problem("url_mismatch", number,
                         f"The url '{obj['url']}' on line {number} does not match the batch endpoint '{endpoint}'.",
                         "url")
@@ -224,7 +308,7 @@ class OpenAIDialect:
                         "body.model")
                 continue
             seen.add(custom_id)
-            error = check_body(endpoint, body)
+            error = check_body(endpoint, body, self.profile)
             if error is None:
                 tokens = body_tokens(body)
                 total_tokens += tokens
@@ -275,7 +359,7 @@ class OpenAIDialect:
                 continue
             file_id = new_file_id()
             created = job["ended_at"]
-            engine.add_file(PROVIDER, file_id, sinks[sink].path, filename=f"{job['id']}_{suffix}.jsonl",
+            engine.add_file(self.name, file_id, sinks[sink].path, filename=f"{job['id']}_{suffix}.jsonl",
                             purpose="batch_output", lines=sinks[sink].lines, kind=sink, job_id=job["id"],
                             created_at=created,
                             extra={"expires_at": created + expires if expires else None})
@@ -308,10 +392,10 @@ def batch_view(state: JobState) -> dict[str, Any]:
     return {
         "id": doc["id"], "object": "batch", "endpoint": doc["endpoint"], "model": doc["model"],
         "errors": {"object": "list", "data": doc["problems"]} if phase == "failed" else None,
-        "input_file_id": doc["extra"]["input_file_id"], "completion_window": "24h", "status": phase,
+        "input_file_id": doc["extra"]["input_file_id"], "completion_window": doc["extra"].get("completion_window", "24h"), "status": phase,
         "output_file_id": result.get("output_file_id"), "error_file_id": result.get("error_file_id"),
         "created_at": int(doc["created_at"]), "in_progress_at": _ts(snap.in_progress_at),
-        "expires_at": int(doc["created_at"] + DAY), "finalizing_at": _ts(snap.finalizing_at),
+        "expires_at": int(doc["created_at"] + doc["extra"].get("window_seconds", DAY)), "finalizing_at": _ts(snap.finalizing_at),
         "completed_at": _ts(ended) if phase == "completed" else None,
         "failed_at": _ts(ended) if phase == "failed" else None,
         "expired_at": _ts(ended) if phase == "expired" else None,
@@ -357,13 +441,14 @@ def batch_upload_acceptable(filename: str | None, path: Any) -> bool:
 
 # --- routes ----------------------------------------------------------------------------------------
 
-def routes(engine: Engine) -> list[Route]:
-    dialect = OpenAIDialect(engine)
+def routes(engine: Engine, profile: VendorProfile = OPENAI) -> list[Route]:
+    provider = profile.name
+    dialect = OpenAIDialect(engine, profile)
     engine.register(dialect)
-    api = Api(engine, FLAVOR)
+    api = Api(engine, FLAVOR if profile is OPENAI else attrs.evolve(FLAVOR, name=provider))
 
     def limits() -> Any:
-        return engine.config.limits[PROVIDER]
+        return engine.config.limits[provider]
 
     async def create_file(request: Request) -> Any:
         tmp = engine.store.tmp_path()
@@ -391,15 +476,15 @@ def routes(engine: Engine) -> list[Route]:
                                    param="expires_after.seconds")
                 expires_at = engine.now() + int(seconds)
             doc = await run_in_threadpool(
-                engine.add_file, PROVIDER, new_file_id(), tmp, filename=upload.filename or "upload",
+                engine.add_file, provider, new_file_id(), tmp, filename=upload.filename or "upload",
                 purpose=purpose, lines=upload.lines, kind="upload", extra={"expires_at": expires_at})
-            engine.count(PROVIDER, "files")
+            engine.count(provider, "files")
             return file_view(doc)
         finally:
             tmp.unlink(missing_ok=True)
 
     def get_file_doc(file_id: str) -> dict[str, Any]:
-        doc = engine.get_file(PROVIDER, file_id)
+        doc = engine.get_file(provider, file_id)
         if doc is None:
             raise ApiError(404, f"No such File object: {file_id}", param="id")
         return doc
@@ -410,11 +495,11 @@ def routes(engine: Engine) -> list[Route]:
     def delete_file(call: Call) -> Any:
         file_id = call.params["file_id"]
         get_file_doc(file_id)
-        engine.delete_file(PROVIDER, file_id)
+        engine.delete_file(provider, file_id)
         return {"id": file_id, "object": "file", "deleted": True}
 
     def list_files(call: Call) -> Any:
-        docs = engine.list_files(PROVIDER)
+        docs = engine.list_files(provider)
         if call.q("order", "desc") == "asc":
             docs.reverse()
         purpose = call.q("purpose")
@@ -423,21 +508,22 @@ def routes(engine: Engine) -> list[Route]:
 
     def file_content(call: Call) -> Any:
         doc = get_file_doc(call.params["file_id"])
-        fault = engine.download_fault(PROVIDER, engine.job_file_owner(doc))
+        fault = engine.download_fault(provider, engine.job_file_owner(doc))
         return download(engine.file_path(doc["id"]), "application/octet-stream", fault)
 
     def create_batch(call: Call) -> Any:
         body = call.json_object()
-        for name in ("input_file_id", "endpoint", "completion_window"):
-            if not body.get(name):
-                raise ApiError(400, f"Missing required parameter: '{name}'.", param=name)
+        for field in ("input_file_id", "endpoint", "completion_window"):
+            if not body.get(field):
+                raise ApiError(400, f"Missing required parameter: '{field}'.", param=field)
         endpoint = body["endpoint"]
-        if endpoint not in KNOWN_ENDPOINTS:
+        if endpoint not in (KNOWN_ENDPOINTS if profile is OPENAI else profile.endpoints):
             raise ApiError(400, f"Invalid value for 'endpoint': '{endpoint}'.", param="endpoint")
-        if endpoint not in SUPPORTED_ENDPOINTS:
+        if endpoint not in profile.endpoints:
             raise ApiError(400, f"The sandbox does not emulate batches for '{endpoint}'.", param="endpoint")
-        if body["completion_window"] != "24h":
-            raise ApiError(400, "Invalid value for 'completion_window': only '24h' is supported.",
+        window = profile.window_seconds(body["completion_window"])
+        if window is None:
+            raise ApiError(400, f"Invalid value for 'completion_window': {profile.window_text()}.",
                            param="completion_window")
         metadata = _check_metadata(body.get("metadata"))
         expires_after = body.get("output_expires_after")
@@ -447,7 +533,7 @@ def routes(engine: Engine) -> list[Route]:
             if not isinstance(seconds, int) or not 3600 <= seconds <= 2_592_000:
                 raise ApiError(400, "output_expires_after.seconds must be between 3600 and 2592000.",
                                param="output_expires_after.seconds")
-        file_doc = engine.get_file(PROVIDER, body["input_file_id"])
+        file_doc = engine.get_file(provider, body["input_file_id"])
         if file_doc is None:
             raise ApiError(404, f"No such File object: {body['input_file_id']}", param="input_file_id")
         if file_doc["purpose"] != "batch":
@@ -456,13 +542,16 @@ def routes(engine: Engine) -> list[Route]:
         job_id = "batch_" + secrets.token_hex(12)
         path = engine.link_input(job_id, [engine.file_path(file_doc["id"])])
         scan = dialect.scan(path, endpoint, limits().max_requests)
+        # The sandbox's configured window stands for "24h"; longer windows scale with it.
+        scaled = None if window == DAY else engine.config.durations.window * window / DAY
         state = engine.create_job(
-            PROVIDER, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint,
-            extra={"input_file_id": file_doc["id"], "output_expires_after": seconds})
+            provider, job_id, scan, model=scan.model, metadata=metadata, endpoint=endpoint, window=scaled,
+            extra={"input_file_id": file_doc["id"], "output_expires_after": seconds,
+                   "completion_window": body["completion_window"], "window_seconds": window})
         return created(engine, state, batch_view(state))
 
     def get_batch(call: Call) -> JobState:
-        state = engine.lookup_job(PROVIDER, call.params["batch_id"])
+        state = engine.lookup_job(provider, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"No batch found with id '{call.params['batch_id']}'.", param="batch_id")
         return state
@@ -478,7 +567,7 @@ def routes(engine: Engine) -> list[Route]:
 
     def list_batches(call: Call) -> Any:
         limit = call.q_int("limit", 20, 1, 100)
-        return _page([batch_view(s) for s in engine.lookup_jobs(PROVIDER)], call.q("after"), limit)
+        return _page([batch_view(s) for s in engine.lookup_jobs(provider)], call.q("after"), limit)
 
     return [
         api.route("/files", create_file, ["POST"]),

@@ -22,7 +22,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
-from . import anthropic_api, control, gemini_api, mistral_api, openai_api
+from . import anthropic_api, control, gemini_api, mistral_api, openai_api, together_api
 from .config import Durations, Limits, ResultsUrlStyle, SandboxConfig, resolve_limits
 from .control import PROVIDER_PREFIXES, Controller, ProviderUrls
 from .engine import Engine
@@ -75,6 +75,10 @@ def build_app(engine: Engine) -> Starlette:
         Mount("/anthropic", routes=anthropic_api.routes(engine)),
         Mount("/mistral", routes=mistral_api.routes(engine)),
         Mount("/gemini", routes=gemini_api.routes(engine)),
+        Mount("/groq/openai/v1", routes=openai_api.routes(engine, openai_api.GROQ)),
+        Mount("/together", routes=together_api.routes(engine)),
+        Mount("/deepinfra/v1/openai", routes=openai_api.routes(engine, openai_api.DEEPINFRA)),
+        Mount("/nebius/v1", routes=openai_api.routes(engine, openai_api.NEBIUS)),
         Mount("/_sandbox", routes=control.routes(Controller(engine))),
         Route("/{path:path}", not_found, methods=["GET", "POST", "PUT", "PATCH", "DELETE"]),
     ])

@@ -17,6 +17,9 @@ if TYPE_CHECKING:  # the SDK is imported on the first call that needs a client, 
 
 from overnight.errors import ConfigurationError, MissingCredentials
 
+if TYPE_CHECKING:
+    from overnight_openai.vendors import Vendor
+
 KEY_ENV = "OPENAI_API_KEY"
 BASE_URL_ENV = "OPENAI_BASE_URL"
 ORG_ENV = "OPENAI_ORG_ID"
@@ -41,12 +44,16 @@ OPTIONS: dict[str, str] = {
 }
 
 
-def resolve(options: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(options: Mapping[str, Any], vendor: Vendor | None = None) -> dict[str, Any]:
     """Check ``options`` and fill the SDK's settings from them and the environment.
 
-    Raises :class:`MissingCredentials` without a key, :class:`ConfigurationError` for an
+    ``vendor``: an OpenAI-compatible vendor (Groq...), whose own key and base URL
+    variables replace OpenAI's, and whose URL is the default. Raises
+    :class:`MissingCredentials` without a key, :class:`ConfigurationError` for an
     unknown or malformed option.
     """
+    if vendor is not None:
+        return _resolve_vendor(options, vendor)
     unknown = sorted(set(options) - set(OPTIONS))
     if unknown:
         known = "\n".join(f"  {name}: {help}" for name, help in OPTIONS.items())
@@ -97,6 +104,27 @@ def resolve(options: Mapping[str, Any]) -> dict[str, Any]:
     }
 
 
+def _resolve_vendor(options: Mapping[str, Any], vendor: Vendor) -> dict[str, Any]:
+    """OpenAI's checks with the vendor's variables: its key, its base URL, no OpenAI org or project."""
+    for name in ("organization", "project"):
+        if options.get(name) is not None:
+            raise ConfigurationError(f"the {vendor.label} provider takes no {name!r} option (an OpenAI setting)")
+    api_key = options.get("api_key") or os.environ.get(vendor.key_env)
+    if not api_key:
+        raise MissingCredentials(
+            f"no {vendor.label} API key: set the {vendor.key_env} environment variable "
+            f"or pass api_key=... to LLM('{vendor.name}/<model>', ...)."
+        )
+    base_url = options.get("base_url") or os.environ.get(vendor.base_url_env) or vendor.base_url
+    if isinstance(base_url, str):
+        base_url = vendor.api_url(base_url)
+    # OpenAI's own environment must not redirect another vendor's calls (nor lend them a key).
+    settings = resolve({**options, "api_key": api_key, "base_url": base_url})
+    settings["organization"] = settings["project"] = None
+    settings["foreign"] = True  # the SDK would still read OPENAI_ORG_ID / OPENAI_PROJECT_ID
+    return settings
+
+
 def user_metadata(value: Any) -> dict[str, str]:
     """The user's batch labels, checked against OpenAI's metadata rules."""
     if value is None:
@@ -119,20 +147,23 @@ def user_metadata(value: Any) -> dict[str, str]:
 _lock = threading.Lock()
 
 
-def client_for(options: Mapping[str, Any]) -> "openai.OpenAI":
+def client_for(options: Mapping[str, Any], vendor: Vendor | None = None) -> openai.OpenAI:
     """The SDK client for these options (and the current environment), built once per process."""
-    settings = resolve(options)
+    settings = resolve(options, vendor)
     settings.pop("metadata")
     with _lock:  # one client per configuration even when hooks run on several threads
         return _build(**settings)
 
 
 @functools.lru_cache(maxsize=32)
-def _build(**settings: Any) -> "openai.OpenAI":
+def _build(foreign: bool = False, **settings: Any) -> openai.OpenAI:
     import openai
 
     kwargs = {k: v for k, v in settings.items() if v is not None}
     kwargs["default_headers"] = dict(settings["default_headers"]) or None
+    if foreign:  # another vendor: OpenAI's organization and project ids are not its business
+        kwargs["default_headers"] = {**(kwargs["default_headers"] or {}), "OpenAI-Organization": openai.Omit(),
+                                     "OpenAI-Project": openai.Omit()}
     return openai.OpenAI(**kwargs)
 
 

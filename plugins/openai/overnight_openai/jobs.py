@@ -37,7 +37,8 @@ def job_ref(provider: str, batch: Any, tag: str) -> JobRef:
     )
 
 
-def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[str, str]) -> JobRef:
+def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[str, str],
+           window: str = "24h") -> JobRef:
     """Upload the chunk as a ``.jsonl`` file and create its batch, tagged with ``chunk.tag``."""
     with jsonl.spool_jsonl(chunk.jsonl()) as spooled:  # the stored bytes, streamed, never all in memory
         uploaded = client.files.create(
@@ -50,11 +51,11 @@ def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[s
         "overnight_model": chunk.model[:512],
         "overnight_requests": str(chunk.count),
     }
-    batch = _create(client, uploaded.id, metadata, chunk.tag)
+    batch = _create(client, uploaded.id, metadata, chunk.tag, window)
     return job_ref(provider, batch, chunk.tag)
 
 
-def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: str) -> Any:
+def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: str, window: str = "24h") -> Any:
     """Create the batch without ever creating it twice.
 
     The SDK would retry a timed-out create blindly and OpenAI takes no idempotency key,
@@ -70,7 +71,9 @@ def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: 
     for attempt in range(attempts):
         try:
             return once.batches.create(
-                input_file_id=file_id, endpoint=ENDPOINT, completion_window="24h", metadata=metadata
+                # The SDK types only OpenAI's "24h"; vendors on this path accept others (Groq: up to 7d).
+                input_file_id=file_id, endpoint=ENDPOINT, completion_window=window,  # type: ignore[arg-type]
+                metadata=metadata
             )
         except openai.APIError as exc:
             if _ambiguous(exc):

@@ -22,12 +22,15 @@ from overnight.models import (
     Result,
 )
 
-from overnight_openai import client as clients, translate
+from overnight_openai import client as clients, together, translate
+from overnight_openai.vendors import VENDORS
 
 # ``jobs`` (and with it the openai SDK, ~0.4 s to import) is imported by the hooks that
 # call the API, so a run whose batch step is already cached never loads the SDK.
 
 NAME = "openai"
+#: Served by its own SDK (overnight_openai.together); the other vendors share the openai path.
+TOGETHER = "together"
 MB = 1_000_000
 #: OpenAI's published per-batch limits: 50 000 requests and a 200 MB input file.
 DEFAULT_LIMITS = Limits(max_requests=50_000, max_bytes=200 * MB, completion_window=24 * 3600)
@@ -92,47 +95,71 @@ class OpenAIPlugin:
                 models=MODELS,
                 queue=QUEUE,
                 batch_discount=0.5,
-            )
+            ),
+            # The OpenAI-compatible vendors (one profile each; see overnight_openai.vendors).
+            *(vendor.provider_info() for vendor in VENDORS.values()),
         ]
 
     @hookimpl
     def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
-        clients.resolve(options)
+        if provider == TOGETHER:
+            together.client_for(options)  # also says when the together SDK is not installed
+            return
+        clients.resolve(options, VENDORS.get(provider))
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
+        if provider == TOGETHER:
+            return together.build_line(request)
         return translate.build_line(request)
 
     @hookimpl
     def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+        if provider == TOGETHER:
+            return together.submit(together.client_for(options), provider, chunk)
         from overnight_openai import jobs
 
-        labels = clients.resolve(options)["metadata"]
-        return jobs.submit(clients.client_for(options), provider, chunk, labels)
+        vendor = VENDORS.get(provider)
+        labels = clients.resolve(options, vendor)["metadata"]
+        window = vendor.completion_window if vendor else "24h"
+        return jobs.submit(clients.client_for(options, vendor), provider, chunk, labels, window)
 
     @hookimpl
     def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+        if provider == TOGETHER:
+            return together.check(together.bounded(together.client_for(options), timeout), job)
         from overnight_openai import jobs
 
-        return jobs.check(clients.bounded(clients.client_for(options), timeout), job)
+        return jobs.check(clients.bounded(_client(provider, options), timeout), job)
 
     @hookimpl
     def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+        if provider == TOGETHER:
+            return together.fetch(together.bounded(together.client_for(options), timeout), job)
         from overnight_openai import jobs
 
-        return jobs.fetch(clients.bounded(clients.client_for(options), timeout), job)
+        return jobs.fetch(clients.bounded(_client(provider, options), timeout), job)
 
     @hookimpl
     def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+        if provider == TOGETHER:
+            return together.cancel(together.client_for(options), job)
         from overnight_openai import jobs
 
-        jobs.cancel(clients.client_for(options), job)
+        jobs.cancel(_client(provider, options), job)
 
     @hookimpl
     def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+        if provider == TOGETHER:
+            client = together.bounded(together.client_for(options), timeout)
+            found = together.find(client, tag)
+            if found is None:
+                together.delete_orphan_input(client, tag)
+                return None
+            return together.job_ref(provider, found, tag, None)
         from overnight_openai import jobs
 
-        client = clients.bounded(clients.client_for(options), timeout)
+        client = clients.bounded(_client(provider, options), timeout)
         batch = jobs.find(client, tag)
         if batch is None:
             jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
@@ -142,7 +169,14 @@ class OpenAIPlugin:
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
+        if provider == TOGETHER:  # declared list_jobs=False: the core never asks
+            raise ConfigurationError("the together provider cannot list its batches with their keys")
         from overnight_openai import jobs
 
-        return jobs.list_overnight(clients.client_for(options), provider, horizon=horizon, limit=limit, skip=skip,
+        return jobs.list_overnight(_client(provider, options), provider, horizon=horizon, limit=limit, skip=skip,
                                    tags=tags)
+
+
+def _client(provider: str, options: Mapping[str, Any]) -> Any:
+    """The SDK client of ``provider``: OpenAI's, or an OpenAI-compatible vendor's."""
+    return clients.client_for(options, VENDORS.get(provider))
