@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import os
 import signal
+import re
 import socket
 import subprocess
 import sys
@@ -72,7 +73,8 @@ def test_every_listed_route_exists(sandbox):
 
     app = build_app(sandbox.engine)
     control = next(r for r in app.routes if getattr(r, "path", "") == "/_sandbox" and hasattr(r, "routes"))
-    served = {("/_sandbox" + route.path).rstrip("/") for route in control.routes}
+    # Starlette path converters ("{job_id:path}": Gemini ids hold a slash) are not part of the name.
+    served = {re.sub(r":\w+}", "}", "/_sandbox" + route.path).rstrip("/") for route in control.routes}
     for _method, path, _does in ROUTE_DOCS:
         assert path.replace("{id}", "{fault_id}") in served or \
             path.replace("{id}", "{job_id}") in served, path
