@@ -47,7 +47,7 @@ KEY_ENV = {"openai": "OPENAI_API_KEY", "anthropic": "ANTHROPIC_API_KEY", "mistra
 URL_ENV = {"openai": "OPENAI_BASE_URL", "anthropic": "ANTHROPIC_BASE_URL", "mistral": "MISTRAL_BASE_URL",
            "gemini": "GEMINI_BASE_URL", "groq": "GROQ_BASE_URL", "together": "TOGETHER_BASE_URL",
            "deepinfra": "DEEPINFRA_BASE_URL", "nebius": "NEBIUS_BASE_URL"}
-#: The OpenAI-compatible vendors: only the crash matrix and one fault row run them (cheap).
+#: The OpenAI-compatible vendors: the crash matrix and the provider-fault rows run them.
 VENDORS = ("groq", "together", "deepinfra", "nebius")
 #: Client options that make a provider deliver results as a file to download (Gemini
 #: returns a small job's results inline, in the job itself: nothing to cut short).

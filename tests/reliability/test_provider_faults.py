@@ -1,5 +1,8 @@
 """Provider faults, injected by the sandbox, for each provider through its real plugin and SDK.
 
+The four providers and the OpenAI-compatible vendors (groq, together, deepinfra, nebius:
+the openai plugin, Together through its own SDK) run every row.
+
 Every scenario ends the same way: a run exits 0, the output holds every input row once,
 in order, with its own answer or an explicit error, the sandbox's job list shows no
 duplicate submission, and the store passes ``PRAGMA integrity_check``.
@@ -11,9 +14,9 @@ import pytest
 
 from overnight.sandbox.faults import hash_fraction
 
-from harness import DONE, PAST_WINDOW, PROVIDERS, RESULT_FILES, ROWS
+from harness import _PREFIX, DONE, PAST_WINDOW, PROVIDERS, RESULT_FILES, ROWS, VENDORS
 
-pytestmark = pytest.mark.parametrize("provider", PROVIDERS)
+pytestmark = pytest.mark.parametrize("provider", PROVIDERS + VENDORS)
 
 #: Every endpoint each plugin calls, as (method, path regex) of the sandbox's HTTP faults.
 #: The list endpoints are called only when looking a job up by its tag.
@@ -28,7 +31,7 @@ ENDPOINTS = {
     # the result file's metadata and its download.
     "gemini": [("POST", r"/upload/v1/files$"), ("POST", r":batchGenerateContent$"), ("GET", r"/batches/[^/]+$"),
                ("GET", r"/files/[^/:]+$"), ("GET", r"/files/[^/]+:download$")],
-    # The OpenAI-compatible vendors (only the burst row below runs them: VENDORS).
+    # The OpenAI-compatible vendors (VENDORS): groq, deepinfra and nebius as OpenAI, on their prefixes.
     "groq": [("POST", r"/files$"), ("POST", r"/batches$"), ("GET", r"/batches/[^/]+$"),
              ("GET", r"/files/[^/]+$"), ("GET", r"/files/[^/]+/content$")],
     # Together's upload: the POST that answers with the URL to PUT to, the PUT, the preprocess.
@@ -264,7 +267,8 @@ def result_body(lane) -> bytes:
 
     (job,) = lane.remote_jobs()
     base = lane.control.url + {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
-                               "gemini": "/gemini/v1beta"}[lane.provider]
+                               "gemini": "/gemini/v1beta", "together": "/together/v1"}.get(
+        lane.provider, _PREFIX.get(lane.provider))
     headers = {"authorization": f"Bearer {lane.key}", "x-api-key": lane.key, "anthropic-version": "2023-06-01",
                "x-goog-api-key": lane.key}
 
@@ -272,7 +276,7 @@ def result_body(lane) -> bytes:
         with urllib.request.urlopen(urllib.request.Request(base + path, headers=headers)) as response:
             return response.read()
 
-    if lane.provider == "openai":
+    if lane.provider in ("openai", *VENDORS):  # Together's job names its output file the same way
         file_id = json.loads(get(f"/batches/{job['id']}"))["output_file_id"]
         return get(f"/files/{file_id}/content")
     if lane.provider == "anthropic":
@@ -286,8 +290,8 @@ def result_body(lane) -> bytes:
 
 def test_a_download_cut_exactly_between_two_lines_is_not_taken_for_the_whole_file(make_lane, provider):
     """A short but well-formed body: parsing alone cannot tell. Taking it for the whole
-    file would call the missing rows unfinished and pay for them again. OpenAI and
-    Mistral compare the file's size (the run stops, the next one fetches again);
+    file would call the missing rows unfinished and pay for them again. OpenAI, Mistral
+    and the OpenAI-compatible vendors (Together included) compare the file's size (the run stops, the next one fetches again);
     Anthropic gives no size, so its plugin reads a stream shorter than the batch's
     request counts once more, in the same run."""
     lane = make_lane(provider, client_options=RESULT_FILES.get(provider))
@@ -318,7 +322,8 @@ def test_a_storm_during_a_blocking_run_is_ridden_out_by_polling(make_lane, provi
 
 
 STATUS_ENDPOINT = {"openai": r"/batches/[^/]+$", "anthropic": r"/messages/batches/[^/]+$",
-                   "mistral": r"/batch/jobs/[^/]+$", "gemini": r"/batches/[^/]+$"}
+                   "mistral": r"/batch/jobs/[^/]+$", "gemini": r"/batches/[^/]+$", "groq": r"/batches/[^/]+$",
+                   "together": r"/v1/batches/[^/]+$", "deepinfra": r"/batches/[^/]+$", "nebius": r"/batches/[^/]+$"}
 
 
 def test_rows_the_provider_never_runs_end_as_explicit_errors_after_the_bound(make_lane, provider):
