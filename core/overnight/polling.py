@@ -7,6 +7,7 @@ run ends as not finished; a second one aborts at once with KeyboardInterrupt.
 from __future__ import annotations
 
 import contextlib
+import os
 import signal
 import sys
 import threading
@@ -46,12 +47,11 @@ def interruptible() -> Iterator[threading.Event]:
     def on_sigint(signum: int, frame: Any) -> None:
         stop.set()
         signal.signal(signal.SIGINT, signal.default_int_handler)
-        print(
-            "\n[overnight] stopping after the current check; state is saved. "
-            "Press Ctrl+C again to abort now.",
-            file=sys.stderr,
-            flush=True,
-        )
+        # Straight to the file descriptor: the handler may run while the main thread is in
+        # the middle of writing to sys.stderr, and a buffered stream refuses a reentrant write.
+        with contextlib.suppress(OSError):
+            os.write(2, b"\n[overnight] stopping after the current check; state is saved. "
+                        b"Press Ctrl+C again to abort now.\n")
 
     previous = signal.signal(signal.SIGINT, on_sigint)
     try:

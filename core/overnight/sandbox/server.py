@@ -222,7 +222,7 @@ def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLik
           f"{'manual' if not speed else f'x{speed:g}'})")
     for name, prefix in PROVIDER_PREFIXES.items():
         print(f"  {name:<9} {base}{prefix}")
-    print(f"  control   {base}/_sandbox")
+    print(f"  control   {base}/_sandbox", flush=True)  # a pipe buffers; a terminate would lose it
     try:
         uvicorn.run(build_app(engine), host=host, port=port, log_level=log_level, lifespan="off",
                     access_log=access_log, log_config=_stderr_log_config())
