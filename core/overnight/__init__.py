@@ -18,7 +18,9 @@ from overnight.errors import (
     ProviderError,
     ProviderNotFound,
     ResultsGone,
+    ProviderUnavailable,
     QuotaExceeded,
+    RateLimited,
     RowProblem,
     StaleCache,
     StoreError,
@@ -29,6 +31,7 @@ from overnight.errors import (
 from overnight.hookspecs import hookimpl
 from overnight.models import (
     Capabilities,
+    OnlineLimits,
     ChatRequest,
     Chunk,
     GenerationParams,
@@ -51,6 +54,7 @@ __version__ = "0.1.0"
 __all__ = [
     "BudgetExceeded",
     "Capabilities",
+    "OnlineLimits",
     "ChatRequest",
     "Chunk",
     "ConfigurationError",
@@ -74,7 +78,9 @@ __all__ = [
     "ProviderInfo",
     "ProviderNotFound",
     "QueueLimits",
+    "ProviderUnavailable",
     "QuotaExceeded",
+    "RateLimited",
     "Result",
     "ResultsGone",
     "ResultStatus",

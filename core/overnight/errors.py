@@ -180,6 +180,33 @@ class QuotaExceeded(ProviderError):
     """
 
 
+class RateLimited(ProviderError):
+    """Raised by a plugin's ``generate`` when the online API refused the request for the
+    account's rate limits (HTTP 429): nothing was generated, nothing was billed.
+
+    ``retry_after`` is the provider's Retry-After (seconds) when it gave one. The core
+    waits at least that long, slows its pace for the provider and model, and sends the
+    request again; it counts no attempt.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
+class ProviderUnavailable(ProviderError):
+    """Raised by a plugin's ``generate`` when the online API could not answer this time
+    (HTTP 5xx or 529, a timeout, a dropped connection).
+
+    The core retries with backoff, a bounded number of times, then ends the request as an
+    error row (retried by a later run). ``retry_after`` as for :class:`RateLimited`.
+    """
+
+    def __init__(self, message: str, *, retry_after: float | None = None) -> None:
+        self.retry_after = retry_after
+        super().__init__(message)
+
+
 class BudgetExceeded(OvernightError):
     """Submitting more would pass the run's budget (``run(budget_usd=...)``).
 

@@ -292,3 +292,32 @@ def list_jobs(
     the same requests (another store's, another machine's) is never cancelled, only
     adopted when the store has no job for them.
     """
+
+
+@hookspec(firstresult=True)
+def generate(provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None) -> Result:
+    """Answer one request now, through the provider's online (synchronous) API.
+
+    Optional; declare ``Capabilities.online`` (and the API's rate limits in
+    ``ProviderInfo.online_limits``) when implemented. ``provider``: the provider name;
+    ``request``: one request exactly as ``build_request`` returned it (the batch line,
+    custom id included: send its body, e.g. OpenAI's ``request["body"]``, Anthropic's
+    ``request["params"]``); ``options``: the LLM's client options; ``timeout``: seconds
+    the call may take (``None``: the client's own). The core calls this from several
+    threads at once, within the declared rate limits: keep it thread-safe.
+
+    Return a :class:`~overnight.Result` for ``request["custom_id"]``, exactly as ``fetch``
+    would for the same request in a batch: ``SUCCEEDED`` with the text, ``usage`` and
+    ``finish_reason``, and ``raw`` with the response body; ``ERRORED`` with the
+    provider's message when the provider refused this request for what it holds (a 400
+    or 422: too long, an invalid parameter), which counts one attempt. Leave
+    ``cost_usd`` unset: the core prices the result at the provider's online prices.
+
+    Raise :class:`~overnight.RateLimited` for a 429 (with the Retry-After the provider
+    gave) and :class:`~overnight.ProviderUnavailable` for a 5xx, a 529, a timeout or a
+    lost connection: the core waits and sends the request again. Turn the SDK's own
+    retries off for these calls (``max_retries=0`` or the like) so that the core, which
+    sees every thread, paces the retries. Let anything else (a 401, a wrong base URL)
+    propagate: the run stops with it. Never raise with a key in the message.
+    """
+

@@ -196,6 +196,22 @@ class Capabilities:
     #: jobs and the custom ids they hold, so the core adopts paid work its store does not
     #: know (a lost store, another machine) and spots a duplicate of a late create.
     list_jobs: bool = False
+    #: The plugin implements ``generate``: one request at a time through the provider's
+    #: online API (``use_offline_batch_generation=False`` and the deadline fallback).
+    online: bool = False
+
+
+@frozen
+class OnlineLimits:
+    """How hard the core may drive a provider's online API, per model, as the plugin
+    declares it (users override each figure on the LLM); ``None`` is "no limit known"."""
+
+    #: Requests per minute.
+    requests_per_minute: int | None = None
+    #: Input plus output tokens per minute.
+    tokens_per_minute: int | None = None
+    #: Requests in flight at once.
+    max_concurrency: int = 16
 
 
 @frozen
@@ -223,6 +239,8 @@ class ProviderInfo:
     batch_discount: float = 0.5
     #: The provider's id in the price library (genai-prices); default: ``name``.
     prices_provider: str | None = None
+    #: The online API's rate limits (see OnlineLimits); used only with ``Capabilities.online``.
+    online_limits: OnlineLimits = field(factory=OnlineLimits)
 
 
 # --- what a provider reports ----------------------------------------------------------
