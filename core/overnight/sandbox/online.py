@@ -124,10 +124,15 @@ class OnlineState:
         return {"rate_limits": limits, "latency": self.latency}
 
     # --- admission --------------------------------------------------------------------
-    def admit(self, provider: str, key: str, model: str, tokens: int, now: float) -> Window | None:
+    def admit(self, provider: str, key: str, model: str, tokens: int, now: float,
+              oversize: Literal["refuse", "alone"] = "refuse") -> Window | None:
         """Count one request against its key's limits, or raise :class:`Throttled` (nothing counted).
 
-        None when no limit applies (the answer then carries no rate headers).
+        None when no limit applies (the answer then carries no rate headers). A request
+        heavier than the token limit on its own is refused for good (``"refuse"``: OpenAI's
+        "Request too large") or admitted alone, into an empty window (``"alone"``: the
+        providers that publish no such refusal; the sandbox must not make a request wait
+        forever).
         """
         with self._lock:
             limit = self._limits.get((provider, model)) or self._limits.get((provider, None))
@@ -145,9 +150,12 @@ class OnlineState:
                 raise Throttled("requests", rpm, used_requests, 1, max(0.0, retry),
                                 self._window(limit, entries, now))
             if tpm is not None and used_tokens + tokens > tpm:
-                if tokens > tpm:
+                if tokens > tpm and oversize == "refuse":
                     raise Throttled("tokens", tpm, used_tokens, tokens, None, self._window(limit, entries, now))
-                freed, retry = 0, 0.0
+                if tokens > tpm and used_tokens == 0:
+                    entries.append((now, tokens))
+                    return self._window(limit, entries, now)
+                freed, retry = 0, entries[-1][0] + WINDOW - now  # at the latest: once the window is empty
                 for at, weight in entries:
                     freed += weight
                     if used_tokens - freed + tokens <= tpm:

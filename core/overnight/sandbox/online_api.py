@@ -20,7 +20,7 @@ from __future__ import annotations
 import json
 import math
 import secrets
-from typing import Any, Callable, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import attrs
 from starlette.concurrency import run_in_threadpool
@@ -56,6 +56,8 @@ class Endpoint:
     throttled: Callable[[Throttled, str, float], ApiError]
     #: Rate headers on an answer.
     rate_headers: Callable[[Window, float], dict[str, str]]
+    #: What a request heavier than the token limit on its own gets (see OnlineState.admit).
+    oversize: Literal["refuse", "alone"] = "alone"
     #: A per-request error as the provider renders it (default: its ApiError as is).
     refused: Callable[[RequestError], ApiError] = attrs.field(
         default=lambda e: ApiError(e.status, e.message, type=e.type, code=e.code, param=e.param))
@@ -76,7 +78,8 @@ def handler(engine: Engine, api: Api, endpoint: Endpoint) -> Callable[[Request],
         model = endpoint.model(body, request)
         now = engine.now()
         try:
-            window = online.admit(provider, api._api_key(request) or "", model, endpoint.weight(body), now)
+            window = online.admit(provider, api._api_key(request) or "", model, endpoint.weight(body), now,
+                                  endpoint.oversize)
         except Throttled as throttled:
             engine.count(provider, "online_throttled")
             raise endpoint.throttled(throttled, model, now) from None
@@ -178,5 +181,62 @@ def openai_routes(engine: Engine, api: Api, profile: Any, path: str = "/chat/com
     endpoint = Endpoint(
         provider=api.flavor.name, model=lambda body, _request: str(body.get("model") or ""), check=check,
         weight=weight, text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
-        rate_headers=rate_headers)
+        rate_headers=rate_headers, oversize="refuse")
     return [api.route(path, handler(engine, api, endpoint), ["POST"])]
+
+
+# --- Anthropic ------------------------------------------------------------------------------
+
+
+def anthropic_routes(engine: Engine, api: Api) -> list[Route]:
+    """``POST /v1/messages``: the Messages API."""
+    from .anthropic_api import PROVIDER, _rfc3339, check_params, message
+    from .quota import chat_tokens, context_error, max_tokens
+
+    def check(body: JsonBody, model: str) -> RequestError | None:
+        if body.get("stream"):
+            return RequestError(400, "stream: the sandbox does not stream; send the request without it",
+                                "invalid_request_error")
+        error = check_params(body)
+        if error is None:
+            error = context_error(PROVIDER, model, chat_tokens(body.get("messages"), body.get("system")),
+                                  max_tokens(body, ("max_tokens",)))
+        return error
+
+    def weight(body: JsonBody) -> int:
+        return chat_tokens(body.get("messages"), body.get("system")) + max_tokens(body, ("max_tokens",))
+
+    def answer(body: JsonBody, model: str, variant: int, now: float) -> dict[str, Any]:
+        reply, _ = message(engine, body, rid(), variant)
+        reply["usage"]["service_tier"] = "standard"  # the batch path says "batch"
+        return reply
+
+    def rate_headers(window: Window, now: float) -> dict[str, str]:
+        # Anthropic's resets are RFC 3339 times: when the bucket is full again.
+        headers = {}
+        limit = window.limit
+        if limit.requests_per_minute is not None:
+            headers.update({"anthropic-ratelimit-requests-limit": str(limit.requests_per_minute),
+                            "anthropic-ratelimit-requests-remaining": str(window.requests_remaining),
+                            "anthropic-ratelimit-requests-reset": str(_rfc3339(now + window.requests_reset))})
+        if limit.tokens_per_minute is not None:
+            headers.update({"anthropic-ratelimit-tokens-limit": str(limit.tokens_per_minute),
+                            "anthropic-ratelimit-tokens-remaining": str(window.tokens_remaining),
+                            "anthropic-ratelimit-tokens-reset": str(_rfc3339(now + window.tokens_reset))})
+        return headers
+
+    def throttled(t: Throttled, model: str, now: float) -> ApiError:
+        unit = "requests per minute" if t.kind == "requests" else "tokens per minute"
+        message_text = (f"This request would exceed the rate limit for your organization (org-sandbox) of {t.limit} "
+                        f"{unit}. For details, refer to: https://docs.claude.com/en/api/rate-limits. You can see "
+                        "the response headers for current usage. Please reduce the prompt length or the maximum "
+                        "tokens requested, or try again later.")
+        wait = t.retry_after if t.retry_after is not None else 60.0
+        headers = {**rate_headers(t.window, now), "retry-after": str(max(0, math.ceil(wait)))}
+        return ApiError(429, message_text, type="rate_limit_error", headers=headers)
+
+    endpoint = Endpoint(
+        provider=PROVIDER, model=lambda body, _request: str(body.get("model") or ""), check=check, weight=weight,
+        text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
+        rate_headers=rate_headers)
+    return [api.route("/v1/messages", handler(engine, api, endpoint), ["POST"])]
