@@ -240,3 +240,86 @@ def anthropic_routes(engine: Engine, api: Api) -> list[Route]:
         text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
         rate_headers=rate_headers)
     return [api.route("/v1/messages", handler(engine, api, endpoint), ["POST"])]
+
+
+# --- Mistral --------------------------------------------------------------------------------
+
+#: The chat completions request's fields (the mistralai SDK's ChatCompletionRequest); the
+#: API answers any other field with a 422 ``extra_forbidden``.
+MISTRAL_FIELDS = frozenset({
+    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "metadata",
+    "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "min_tokens",
+    "repetition_penalty", "top_k", "logprobs", "top_logprobs", "prompt_logprobs", "top_prompt_logprobs", "n",
+    "prediction", "parallel_tool_calls", "reasoning_effort", "prompt_mode", "guardrails", "prompt_cache_key",
+    "service_tier", "safe_prompt",
+})
+
+
+def mistral_unprocessable(problems: list[dict[str, Any]]) -> ApiError:
+    """Mistral's 422: the validator's ``detail`` list inside its error object."""
+    body = {"object": "error", "message": {"detail": problems}, "type": "invalid_request_error", "param": None,
+            "code": None}
+    return ApiError(422, problems[0]["msg"], type="invalid_request_error", body=body)
+
+
+def mistral_routes(engine: Engine, api: Api) -> list[Route]:
+    """``POST /v1/chat/completions``: the mistralai SDK's ``chat.complete``."""
+    from .mistral_api import PROVIDER, respond
+    from .quota import body_tokens, context_error, max_tokens
+
+    def schema(body: JsonBody) -> list[dict[str, Any]]:
+        problems = [{"type": "missing", "loc": ["body", name], "msg": "Field required", "input": dict(body)}
+                    for name in ("model", "messages") if name not in body]
+        if "messages" in body and not isinstance(body["messages"], list):
+            problems.append({"type": "list_type", "loc": ["body", "messages"], "msg": "Input should be a valid list",
+                             "input": body["messages"]})
+        if "max_tokens" in body and body["max_tokens"] is not None and (
+                isinstance(body["max_tokens"], bool) or not isinstance(body["max_tokens"], int)
+                or body["max_tokens"] < 0):
+            problems.append({"type": "greater_than_equal", "loc": ["body", "max_tokens"],
+                             "msg": "Input should be greater than or equal to 0", "input": body["max_tokens"]})
+        problems += [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted",
+                      "input": body[name]} for name in body if name not in MISTRAL_FIELDS]
+        return problems
+
+    def check(body: JsonBody, model: str) -> RequestError | None:
+        if body.get("stream"):
+            return RequestError(400, "The sandbox does not stream: send the request without 'stream'.",
+                                "invalid_request_error", param="stream")
+        return context_error(PROVIDER, model, body_tokens(body), max_tokens(body, ("max_tokens",)))
+
+    def checked(body: JsonBody, model: str) -> RequestError | None:
+        problems = schema(body)
+        if problems:
+            raise mistral_unprocessable(problems)
+        return check(body, model)
+
+    def weight(body: JsonBody) -> int:
+        return body_tokens(body) + max_tokens(body, ("max_tokens",))
+
+    def answer(body: JsonBody, model: str, variant: int, now: float) -> dict[str, Any]:
+        return respond(engine, CHAT, body, model, rid(), int(now), variant)[0]
+
+    def rate_headers(window: Window, now: float) -> dict[str, str]:
+        # Mistral reports its token budget per minute (x-ratelimitbysize-*) and not its request rate.
+        limit = window.limit
+        if limit.tokens_per_minute is None:
+            return {}
+        return {"x-ratelimitbysize-limit-minute": str(limit.tokens_per_minute),
+                "x-ratelimitbysize-remaining-minute": str(window.tokens_remaining),
+                "ratelimitbysize-limit": str(limit.tokens_per_minute),
+                "ratelimitbysize-remaining": str(window.tokens_remaining),
+                "ratelimitbysize-reset": str(math.ceil(window.tokens_reset))}
+
+    def throttled(t: Throttled, model: str, now: float) -> ApiError:
+        wait = t.retry_after if t.retry_after is not None else 60.0
+        headers = {**rate_headers(t.window, now), "retry-after": str(max(0, math.ceil(wait)))}
+        body = {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "param": None,
+                "code": "1300"}
+        return ApiError(429, "Rate limit exceeded", type="rate_limited", code="1300", headers=headers, body=body)
+
+    endpoint = Endpoint(
+        provider=PROVIDER, model=lambda body, _request: str(body.get("model") or ""), check=checked,
+        weight=weight, text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
+        rate_headers=rate_headers)
+    return [api.route("/v1/chat/completions", handler(engine, api, endpoint), ["POST"])]
