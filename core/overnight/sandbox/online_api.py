@@ -323,3 +323,63 @@ def mistral_routes(engine: Engine, api: Api) -> list[Route]:
         weight=weight, text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
         rate_headers=rate_headers)
     return [api.route("/v1/chat/completions", handler(engine, api, endpoint), ["POST"])]
+
+
+# --- Gemini ---------------------------------------------------------------------------------
+
+
+def gemini_routes(engine: Engine, api: Api) -> list[Route]:
+    """``POST /{v1,v1beta}/models/{model}:generateContent``: google-genai's ``models.generate_content``."""
+    from .gemini_api import PROVIDER, VERSIONS, _conversation, _field, check_request, input_limit_error, respond
+    from .responder import prompt_tokens
+
+    def model_of(body: JsonBody, request: Request) -> str:
+        return str(request.path_params["model"]).removeprefix("models/")
+
+    def check(body: JsonBody, model: str) -> RequestError | None:
+        error = check_request(body)
+        if error is None:
+            error = input_limit_error(model, prompt_tokens(_conversation(body)))
+        return error
+
+    def weight(body: JsonBody) -> int:
+        config = _field(body, "generationConfig", "generation_config") or {}
+        output = _field(config, "maxOutputTokens", "max_output_tokens") if isinstance(config, Mapping) else None
+        return prompt_tokens(_conversation(body)) + (output if isinstance(output, int) else 0)
+
+    def text(body: JsonBody) -> str:
+        return last_user_text(_conversation(body))
+
+    def answer(body: JsonBody, model: str, variant: int, now: float) -> dict[str, Any]:
+        return respond(engine, body, model, rid(), variant)[0]
+
+    def throttled(t: Throttled, model: str, now: float) -> ApiError:
+        # Gemini sends no Retry-After header and no rate headers: the wait is in the body, as a
+        # google.rpc.RetryInfo, and in the message.
+        wait = t.retry_after if t.retry_after is not None else 60.0
+        metric, quota = (("generate_content_paid_tier_requests", "GenerateRequestsPerMinutePerProjectPerModel")
+                         if t.kind == "requests" else
+                         ("generate_content_paid_tier_input_token_count",
+                          "GenerateContentPaidTierInputTokensPerModelPerMinute"))
+        message = ("You exceeded your current quota, please check your plan and billing details. For more "
+                   "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. \n"
+                   f"* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}, limit: {t.limit}, "
+                   f"model: {model}\nPlease retry in {wait:g}s.")
+        body = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                {"quotaMetric": f"generativelanguage.googleapis.com/{metric}", "quotaId": quota,
+                 "quotaDimensions": {"location": "global", "model": model}, "quotaValue": str(t.limit)}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                {"description": "Learn more about Gemini API quotas",
+                 "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait:g}s"}]}}
+        return ApiError(429, message, type="RESOURCE_EXHAUSTED", body=body)
+
+    def refused(error: RequestError) -> ApiError:
+        return ApiError(error.status, error.message, type="INVALID_ARGUMENT" if error.status == 400 else error.type)
+
+    endpoint = Endpoint(
+        provider=PROVIDER, model=model_of, check=check, weight=weight, text=text, answer=answer,
+        throttled=throttled, rate_headers=lambda _window, _now: {}, refused=refused)
+    serve = handler(engine, api, endpoint)
+    return [api.route(f"/{v}/models/{{model}}:generateContent", serve, ["POST"]) for v in VERSIONS]
