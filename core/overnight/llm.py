@@ -98,10 +98,13 @@ class LLM:
         return f"LLM({self.model!r}, generation_kwargs={self.generation_kwargs!r})"
 
     def load(self) -> Provider:
-        """Resolve the provider plugin and check the client options; no network."""
+        """Resolve the provider plugin and connect it: the client options checked, its client built; no network.
+
+        The facade returned holds the client for this run only (see :mod:`overnight.providers`).
+        """
         provider = plugins.get_registry().provider(self.provider)
         try:
-            provider.validate_options(self.client_options)
+            provider.connect(self.client_options)
         except MissingCredentials:
             from overnight.money import active_estimates
 
