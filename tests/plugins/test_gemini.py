@@ -177,7 +177,7 @@ def test_missing_key_names_the_env_var():
 
 
 def test_unknown_and_malformed_options_are_configuration_errors():
-    with pytest.raises(ConfigurationError, match="unknown gemini client option.*organization"):
+    with pytest.raises(ConfigurationError, match="unknown Gemini client option.*organization"):
         opts.resolve({"api_key": KEY, "organization": "x"})
     with pytest.raises(ConfigurationError, match="API version"):
         opts.resolve({"api_key": KEY, "base_url": "https://generativelanguage.googleapis.com/v1beta"})

@@ -192,7 +192,7 @@ def test_missing_key_names_the_env_var():
 
 
 def test_unknown_and_malformed_options_are_configuration_errors():
-    with pytest.raises(ConfigurationError, match="unknown mistral client option.*organization"):
+    with pytest.raises(ConfigurationError, match="unknown Mistral client option.*organization"):
         opts.resolve({"api_key": KEY, "organization": "x"})
     with pytest.raises(ConfigurationError, match="adds /v1 itself"):
         opts.resolve({"api_key": KEY, "base_url": "https://api.mistral.ai/v1"})
