@@ -247,7 +247,13 @@ def options(sb):
 
 
 def sdk(sb):
-    return opts.client(opts.resolve(options(sb)))
+    # The connection keeps the client alive: a genai.Client closes its HTTP client when collected,
+    # so ``sdk(sb).batches.create(...)`` on a bare client could find it closed.
+    return gemini_connection(sb).sdk
+
+
+def gemini_connection(sb, _kept={}):  # noqa: B006  (one connection per sandbox, kept for the test run)
+    return _kept.setdefault(sb.gemini_base_url, opts.connect(options(sb)))
 
 
 def planned(prompts, *, samples=1, system=None):
