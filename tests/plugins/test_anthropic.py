@@ -100,8 +100,6 @@ def test_line_carries_max_tokens_stop_json_schema_and_extras():
     [
         ((("user", "hi"),), {"response_format": {"type": "json_object"}}, "response_format"),
         ((("user", "hi"),), {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
-        ((("user", "hi"),), {"max_tokens": 0}, "max_tokens"),
-        ((("user", "hi"),), {"stop": ["ok", ""]}, "stop"),
         ((("user", "hi"), ("system", "late")), {}, "messages"),
         ((("system", "only a system prompt"),), {}, "messages"),
         ((("tool", "x"),), {}, "messages"),

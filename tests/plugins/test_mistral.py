@@ -112,7 +112,6 @@ def test_json_schema_is_sent_in_mistral_shape():
         (request(("user", "q"), ("assistant", "prefill")), "messages"),
         (request(("tool", "q")), "messages"),
         (request(), "messages"),
-        (request(("user", "x"), stop=[""]), "stop"),
     ],
 )
 def test_requests_mistral_cannot_express_are_refused_with_the_field(req, field):
