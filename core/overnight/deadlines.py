@@ -28,4 +28,4 @@ def one_attempt_within(client: C, timeout: float | None) -> C:
     per_attempt = getattr(sdk.timeout, "read", sdk.timeout)
     if not needs_bound(per_attempt if isinstance(per_attempt, (int, float)) else None, timeout):
         return client
-    return sdk.with_options(timeout=timeout, max_retries=0)  # type: ignore[no-any-return]
+    return sdk.with_options(timeout=timeout, max_retries=0)

@@ -354,8 +354,9 @@ def generate(
     ``request``: one request exactly as ``build_request`` returned it (the batch line,
     custom id included: send its body, e.g. OpenAI's ``request["body"]``, Anthropic's
     ``request["params"]``); ``client``: what ``connect`` returned (``options``: the LLM's
-    client options, for plugins without ``connect``); ``timeout``: seconds the call may take (``None``: the client's own). The core calls this from several
-    threads at once, within the declared rate limits: keep it thread-safe.
+    client options, for plugins without ``connect``); ``timeout``: seconds the call may
+    take (``None``: the client's own). The core calls this from several threads at once,
+    within the declared rate limits: keep it thread-safe (the client is shared by them).
 
     Return a :class:`~overnight.Result` for ``request["custom_id"]``, exactly as ``fetch``
     would for the same request in a batch: ``SUCCEEDED`` with the text, ``usage`` and

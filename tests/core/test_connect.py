@@ -82,6 +82,11 @@ class Connected(FakeProvider):
         return super().cancel(provider, job, {})
 
     @hookimpl
+    def find_job(self, provider, tag, client):
+        self._seen("find_job", client)
+        return super().find_job(provider, tag, {})
+
+    @hookimpl
     def list_jobs(self, provider, client, horizon, limit, skip, tags):
         self._seen("list_jobs", client)
         return []
