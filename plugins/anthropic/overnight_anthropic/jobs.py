@@ -16,6 +16,7 @@ from overnight import Chunk, JobRef, JobState, JobStatus, ProviderError, RemoteJ
 from overnight.create_once import create_once
 from overnight.deadlines import one_attempt_within
 from overnight.jsonl import parse
+from overnight.not_found import confirm_gone
 
 from overnight_anthropic import translate, wire_ids
 
@@ -61,16 +62,9 @@ def _retrieve(sdk: anthropic.Anthropic, job: JobRef) -> Any:
         raise _gone(sdk, exc, f"Anthropic batch {job.remote_id} no longer exists (404: deleted)") from None
 
 
-def _gone(sdk: anthropic.Anthropic, exc: anthropic.NotFoundError, what: str) -> Exception:
-    """ResultsGone if the 404 is about the batch: the same API answers another call.
-
-    A wrong base URL or proxy answers 404 for everything; then the original error stands.
-    """
-    try:
-        sdk.messages.batches.list(limit=1)
-    except Exception:
-        return exc
-    return ResultsGone(what)
+def _gone(sdk: anthropic.Anthropic, exc: anthropic.NotFoundError, what: str) -> BaseException:
+    """ResultsGone if the 404 is about the batch (see overnight.not_found), else ``exc``."""
+    return confirm_gone(exc, lambda: sdk.messages.batches.list(limit=1), what)
 
 
 def fetch(job: JobRef, sdk: anthropic.Anthropic, timeout: float | None = None) -> Iterator[Result]:

@@ -24,6 +24,7 @@ from typing import Any, Iterator, Mapping
 from overnight import jsonl, orphan_files
 from overnight.connection import Connection
 from overnight.create_once import create_once
+from overnight.not_found import confirm_gone
 from overnight.errors import ProviderError, ResultsGone, SubmissionRejected
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
@@ -238,15 +239,8 @@ class GeminiPlugin:
 
     @staticmethod
     def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
-        """Raise ResultsGone if the answer is about the batch: the same API answers another call.
-
-        A wrong base URL or proxy answers 404 for everything; then the original error stands.
-        """
-        try:
-            client.batches.list(config={"page_size": 1, **(bound or {})})
-        except Exception:
-            raise exc from None
-        raise ResultsGone(what) from None
+        """Raise ResultsGone if the answer is about the batch (see overnight.not_found), else ``exc``."""
+        raise confirm_gone(exc, lambda: client.batches.list(config={"page_size": 1, **(bound or {})}), what) from None
 
     @hookimpl
     def fetch(self, provider: str, job: JobRef, client: Connection[opts.Settings],

@@ -14,6 +14,7 @@ from typing import Any, Iterator, Mapping
 from overnight import jsonl, orphan_files
 from overnight.connection import Connection
 from overnight.create_once import create_once
+from overnight.not_found import confirm_gone
 from overnight.errors import ProviderError, ResultsGone
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
@@ -219,15 +220,8 @@ class MistralPlugin:
 
     @staticmethod
     def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
-        """Raise ResultsGone if the 404 is about the job: the same API answers another call.
-
-        A wrong base URL or proxy answers 404 for everything; then the original error stands.
-        """
-        try:
-            client.batch.jobs.list(page=0, page_size=1, **(bound or {}))
-        except Exception:
-            raise exc from None
-        raise ResultsGone(what) from None
+        """Raise ResultsGone if the 404 is about the job (see overnight.not_found), else ``exc``."""
+        raise confirm_gone(exc, lambda: client.batch.jobs.list(page=0, page_size=1, **(bound or {})), what) from None
 
     @staticmethod
     def _download(client: Any, file_id: str, kind: str = "result", job: JobRef | None = None,

@@ -14,6 +14,7 @@ import openai
 
 from overnight import ResultsGone, jsonl, orphan_files
 from overnight.create_once import create_once
+from overnight.not_found import confirm_gone
 from overnight.orphan_files import delete_quietly, input_name
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, RemoteJob, Result
@@ -129,17 +130,9 @@ def _retrieve(client: openai.OpenAI, job: JobRef) -> Any:
         raise _gone(client, exc, f"OpenAI batch {job.remote_id} no longer exists (404)") from None
 
 
-def _gone(client: openai.OpenAI, exc: openai.NotFoundError, what: str) -> Exception:
-    """ResultsGone if the 404 is about the object: the same API answers another call.
-
-    A wrong base URL or proxy answers 404 for everything; then the original error stands
-    and nothing is taken for lost.
-    """
-    try:
-        client.batches.list(limit=1)
-    except Exception:
-        return exc
-    return ResultsGone(what)
+def _gone(client: openai.OpenAI, exc: openai.NotFoundError, what: str) -> BaseException:
+    """ResultsGone if the 404 is about the object (see overnight.not_found), else ``exc``."""
+    return confirm_gone(exc, lambda: client.batches.list(limit=1), what)
 
 
 def cancel(client: openai.OpenAI, job: JobRef) -> None:

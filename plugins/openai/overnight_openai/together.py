@@ -29,6 +29,7 @@ from overnight.connection import Connection
 from overnight.create_once import create_once
 from overnight.deadlines import one_attempt_within
 from overnight.errors import ConfigurationError, InvalidRequest
+from overnight.not_found import confirm_gone
 from overnight.orphan_files import delete_quietly, input_name
 from overnight.faultpoints import fault_point
 from overnight.models import ChatRequest, Chunk, JobRef, JobState, JobStatus, Result
@@ -176,12 +177,8 @@ def _retrieve(client: Any, job: JobRef) -> Any:
     together = _sdk()
     try:
         return client.batches.retrieve(job.remote_id)
-    except together.NotFoundError as exc:
-        try:  # a wrong base URL answers 404 for everything: then nothing is taken for lost
-            client.batches.list()
-        except Exception:
-            raise exc from None
-        raise ResultsGone(f"Together batch {job.remote_id} no longer exists (404)") from None
+    except together.NotFoundError as exc:  # a wrong base URL answers 404 for everything: confirmed first
+        raise confirm_gone(exc, client.batches.list, f"Together batch {job.remote_id} no longer exists (404)") from None
 
 
 def job_status(job: Any, count: int | None) -> JobStatus:
