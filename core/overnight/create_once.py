@@ -24,7 +24,7 @@ import logging
 import time
 from typing import Callable, Mapping, TypeVar
 
-from overnight.errors import QuotaExceeded, SubmissionRejected
+from overnight.errors import ProviderError, QuotaExceeded, SubmissionRejected
 
 log = logging.getLogger(__name__)
 
@@ -123,3 +123,26 @@ def create_once(
             raise
     raise AssertionError("unreachable")  # pragma: no cover
 
+
+
+def keep_oldest(found: list[T], *, ident: Callable[[T], str], cancel: Callable[[str], object], tag: str,
+                what: str) -> T:
+    """The oldest of the jobs ``found`` under ``tag`` (oldest first); every other one is cancelled.
+
+    Only a retried create can make two jobs of one tag, and the spare would be paid twice.
+    ``ident``: a job's id; ``cancel``: cancels one by id; ``what``: how messages name a job
+    ("Mistral job"). A duplicate that cannot be cancelled stops the run with a
+    :class:`~overnight.ProviderError` naming it, rather than letting it run unseen.
+    """
+    keep, *extra = found
+    for duplicate in extra:
+        log.warning("cancelling duplicate %s %s of tag %s", what, ident(duplicate), tag)
+        try:
+            cancel(ident(duplicate))
+        except Exception as exc:
+            raise ProviderError(
+                f"two {what}s carry tag {tag} ({ident(keep)}, {ident(duplicate)}) and the duplicate could not "
+                f"be cancelled ({type(exc).__name__}); cancel {ident(duplicate)} in the provider's console, "
+                "then run again."
+            ) from None
+    return keep

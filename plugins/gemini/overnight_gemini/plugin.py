@@ -23,9 +23,9 @@ from typing import Any, Iterator, Mapping
 
 from overnight import jsonl, orphan_files
 from overnight.connection import Connection
-from overnight.create_once import create_once
+from overnight.create_once import create_once, keep_oldest
 from overnight.not_found import confirm_gone
-from overnight.errors import ProviderError, ResultsGone, SubmissionRejected
+from overnight.errors import ResultsGone, SubmissionRejected
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -329,17 +329,8 @@ class GeminiPlugin:
         if not found:
             self._delete_orphan_input(sdk, tag)  # the core now resubmits under a new tag
             return None
-        keep, *extra = found
-        for duplicate in extra:
-            # Only a retried create can make two jobs of one tag; the spare would be paid twice.
-            log.warning("cancelling duplicate Gemini batch %s of tag %s", duplicate.name, tag)
-            try:
-                sdk.batches.cancel(name=duplicate.name)
-            except Exception as exc:
-                raise ProviderError(
-                    f"two Gemini batches carry tag {tag} ({keep.name}, {duplicate.name}) and the duplicate "
-                    f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.name}, then run again."
-                ) from None
+        keep = keep_oldest(found, ident=lambda j: j.name, cancel=lambda name: sdk.batches.cancel(name=name), tag=tag,
+                           what="Gemini batch")
         return JobRef(provider=self.name, remote_id=keep.name, tag=tag, data={"found": True})
 
     @hookimpl

@@ -13,9 +13,9 @@ from typing import Any, Iterator, Mapping
 
 from overnight import jsonl, orphan_files
 from overnight.connection import Connection
-from overnight.create_once import create_once
+from overnight.create_once import create_once, keep_oldest
 from overnight.not_found import confirm_gone
-from overnight.errors import ProviderError, ResultsGone
+from overnight.errors import ResultsGone
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.orphan_files import delete_quietly, input_name
@@ -270,18 +270,8 @@ class MistralPlugin:
         if not found:
             self._delete_orphan_input(sdk, tag)  # the core now resubmits under a new tag
             return None
-        keep, *extra = found
-        for duplicate in extra:
-            # Only a retried create can make two jobs of one tag; the spare would be paid twice.
-            log.warning("cancelling duplicate Mistral job %s of tag %s", duplicate.id, tag)
-            try:
-                sdk.batch.jobs.cancel(job_id=duplicate.id)
-            except Exception as exc:
-                raise ProviderError(
-                    f"two Mistral jobs carry tag {tag} ({keep.id}, {duplicate.id}) and the duplicate "
-                    f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.id} in the "
-                    "Mistral console, then run again."
-                ) from None
+        keep = keep_oldest(found, ident=lambda j: j.id, cancel=lambda job_id: sdk.batch.jobs.cancel(job_id=job_id),
+                           tag=tag, what="Mistral job")
         files = [f for f in keep.input_files or () if f]
         return self._ref(keep, tag, input_file=files[0] if files else None)
 
