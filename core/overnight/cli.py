@@ -501,6 +501,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         print(f"{label} is already {job['state']}; nothing to cancel.")
         return EXIT_OK
     provider = get_registry().provider(ref.provider)
+    provider.connect({})  # the environment's credentials, as the hooks get them in a run
     try:
         provider_call(f"cancelling the {label}", lambda: provider.cancel(ref, options={}),
                       env=provider.info.secret_env,
@@ -597,6 +598,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
             f"the {provider.name} plugin cannot list its jobs (no list_jobs capability), so paid work "
             "cannot be recovered from the provider; check the provider's console."
         )
+    provider.connect({})  # the environment's credentials, as the hooks get them in a run
     store = _open_store()
     try:
         try:

@@ -15,22 +15,34 @@ the entry-point group ``overnight``::
         return [ProviderInfo(name="acme", limits=Limits(max_requests=10_000, max_bytes=100_000_000))]
 
     @hookimpl
-    def submit(provider, chunk, options): ...
+    def connect(provider, options):
+        return acme_sdk.Client(api_key=options.get("api_key") or os.environ["ACME_API_KEY"])
+
+    @hookimpl
+    def submit(provider, chunk, client): ...
 
 Routing is explicit. The core asks every plugin which providers it serves
 (``register_providers``) and then calls the other hooks *only on the plugin that
 declared the provider*, so an implementation never sees requests for providers it did
 not declare. ``provider`` is still passed, for plugins that serve several.
 
-Every hook but ``register_providers`` receives ``options``: the client options of the
-LLM that needs the call (e.g. ``api_key``, ``base_url``, ``timeout``), as the user gave
-them to ``LLM(...)``. Options are never stored by the core; when absent, a plugin
-reads its provider's usual environment variables. A plugin must not write secrets to
-job metadata, ``JobRef.data``, logs or exception messages.
+Clients. ``connect`` is the one place where a plugin turns an LLM's client options (e.g.
+``api_key``, ``base_url``, ``timeout``, as the user gave them to ``LLM(...)``; when
+absent, the provider's usual environment variables) into its client: it checks them and
+builds the SDK client, with anything else the other hooks need from the options. The
+core calls it once per run for each LLM, before any work, and hands what it returned,
+unopened, to ``submit``, ``check``, ``fetch``, ``cancel``, ``find_job``, ``list_jobs``
+and ``generate`` as ``client``. The core keeps that value in memory for the run only:
+never in the store, a log, a repr or an exception. Those hooks still receive
+``options`` too (pluggy passes a hookimpl only the arguments it names, so plugins
+written before ``connect`` keep working); a plugin with ``connect`` names ``client``
+and leaves ``options`` out. A plugin without ``connect`` gets ``client=None``. A
+plugin must not write secrets to job metadata, ``JobRef.data``, logs or exception
+messages.
 
 Errors: raise :class:`overnight.InvalidRequest` (with ``field``) from
 ``build_request`` for a request the provider cannot express, and
-:class:`overnight.MissingCredentials` from ``validate_options``. Let the SDK's own
+:class:`overnight.MissingCredentials` from ``connect``. Let the SDK's own
 exceptions propagate from the other hooks: after retries inside the SDK have failed, the
 core records nothing as done and the next run simply tries again. The one exception:
 when the provider says for certain that a job or its results no longer exist, raise
@@ -87,11 +99,38 @@ def register_providers() -> list[ProviderInfo]:
 
 
 @hookspec(firstresult=True)
+def connect(provider: str, options: Mapping[str, Any]) -> Any:
+    """Turn the LLM's client options into the plugin's client, checking them on the way.
+
+    ``provider``: the provider name the LLM uses; ``options``: its client options (see
+    the module docstring), as the user gave them. Return anything but ``None``: usually
+    the provider's SDK client, or a small frozen value holding it with the settings the
+    other hooks need (a job window, an inline threshold, labels). The core hands it back
+    unopened as ``client`` to every hook that calls the provider, for the whole run.
+
+    Called once per run for each LLM, when its batch step starts and before any work;
+    once per command for the CLI's provider commands (``overnight cancel``, ``overnight
+    adopt``: with empty options, so the environment's credentials). Raise
+    :class:`~overnight.MissingCredentials` when no API key can be found (name the
+    environment variable to set, never a key's value) or
+    :class:`~overnight.ConfigurationError` for an unknown or malformed option: this is
+    where options are validated, once. Must not touch the network (building an SDK
+    client does not): a run whose results are all stored connects and calls nothing.
+    The client may be used from several threads at once (``generate``): SDK clients are.
+
+    Optional. A plugin without it gets ``client=None`` and resolves ``options`` itself
+    (then the core calls ``validate_options`` instead, if implemented).
+    """
+
+
+@hookspec(firstresult=True)
 def validate_options(provider: str, options: Mapping[str, Any]) -> None:
     """Check that the LLM's client options (and the environment) allow calling the provider.
 
-    ``provider``: the provider name the LLM uses; ``options``: its client options (see
-    the module docstring). Returns nothing: raising is how it refuses.
+    Superseded by ``connect``, which checks the options as it builds the client; the core
+    calls this only for a plugin without ``connect``. ``provider``: the provider name
+    the LLM uses; ``options``: its client options. Returns nothing: raising is how it
+    refuses.
 
     Called once when a batch step starts, before any work. Raise
     :class:`~overnight.MissingCredentials` when no API key can be found (name the
@@ -123,11 +162,12 @@ def build_request(provider: str, request: ChatRequest) -> dict[str, Any]:
 
 
 @hookspec(firstresult=True)
-def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+def submit(provider: str, chunk: Chunk, options: Mapping[str, Any], client: Any) -> JobRef:
     """Create one provider job holding every request of ``chunk``.
 
     ``provider``: the provider name; ``chunk``: the :class:`~overnight.Chunk` to submit;
-    ``options``: the LLM's client options.
+    ``client``: what ``connect`` returned (``options``: the LLM's client options, for
+    plugins without ``connect``).
 
     ``chunk.lines()`` streams the request objects built by ``build_request`` (call it
     again to stream them again); ``chunk.jsonl()`` streams the same requests already
@@ -163,12 +203,13 @@ def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
 
 
 @hookspec(firstresult=True)
-def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+def check(provider: str, job: JobRef, options: Mapping[str, Any], client: Any, timeout: float | None) -> JobStatus:
     """Report a job's state in the core's vocabulary, with request counts.
 
     ``provider``: the provider name; ``job``: the :class:`~overnight.JobRef` that
-    ``submit`` (or ``find_job``) returned, as stored; ``options``: the LLM's client
-    options. Return a :class:`~overnight.JobStatus`.
+    ``submit`` (or ``find_job``) returned, as stored; ``client``: what ``connect``
+    returned (``options``: the LLM's client options, for plugins without ``connect``).
+    Return a :class:`~overnight.JobStatus`.
 
     Map the provider's status to :class:`~overnight.JobState`: anything still moving
     (queued, validating, in progress, finalizing, cancelling) is ``RUNNING``; a job
@@ -192,11 +233,14 @@ def check(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
 
 
 @hookspec(firstresult=True)
-def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterable[Result]:
+def fetch(
+    provider: str, job: JobRef, options: Mapping[str, Any], client: Any, timeout: float | None,
+) -> Iterable[Result]:
     """Stream the per-request results of a job that ``check`` reported as terminal.
 
     ``provider``: the provider name; ``job``: the job's :class:`~overnight.JobRef`;
-    ``options``: the LLM's client options.
+    ``client``: what ``connect`` returned (``options``: the LLM's client options, for
+    plugins without ``connect``).
 
     Return an iterable (a generator is best: results are streamed into the store and
     never all held in memory) of :class:`~overnight.Result`, one per request the
@@ -223,11 +267,12 @@ def fetch(provider: str, job: JobRef, options: Mapping[str, Any], timeout: float
 
 
 @hookspec(firstresult=True)
-def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+def cancel(provider: str, job: JobRef, options: Mapping[str, Any], client: Any) -> None:
     """Ask the provider to cancel a job (optional; declare ``Capabilities.cancel``).
 
     ``provider``: the provider name; ``job``: the job's :class:`~overnight.JobRef`;
-    ``options``: the LLM's client options.
+    ``client``: what ``connect`` returned (``options``: the LLM's client options, for
+    plugins without ``connect``).
 
     Return once the request is accepted; the job then goes on being checked until it
     is terminal, and its finished requests are still fetched and kept. Return quietly
@@ -239,11 +284,14 @@ def cancel(provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
 
 
 @hookspec(firstresult=True)
-def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+def find_job(
+    provider: str, tag: str, options: Mapping[str, Any], client: Any, timeout: float | None,
+) -> JobRef | None:
     """Find the job created with ``tag`` by an earlier ``submit`` (crash recovery).
 
     ``provider``: the provider name; ``tag``: the :attr:`Chunk.tag` of the interrupted
-    submit; ``options``: the LLM's client options.
+    submit; ``client``: what ``connect`` returned (``options``: the LLM's client options, for
+    plugins without ``connect``).
 
     Optional; declare ``Capabilities.find_by_tag`` when implemented. Return its
     :class:`~overnight.JobRef`, or ``None`` when the provider shows no job with that tag
@@ -258,13 +306,14 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float
 
 @hookspec(firstresult=True)
 def list_jobs(
-    provider: str, options: Mapping[str, Any], horizon: float, limit: int, skip: frozenset[str],
+    provider: str, options: Mapping[str, Any], client: Any, horizon: float, limit: int, skip: frozenset[str],
     tags: frozenset[str],
 ) -> list[RemoteJob]:
     """List the provider's recent overnight jobs and the request keys they hold.
 
-    ``provider``: the provider name; ``options``: the LLM's client options (for
-    ``overnight adopt``: the environment's).
+    ``provider``: the provider name; ``client``: what ``connect`` returned (for ``overnight
+    adopt``: from the environment's credentials; ``options``: the LLM's client options, for
+    plugins without ``connect``).
 
     The provider is the second source of truth: the core calls this when a plan holds
     requests that no job of its store holds (a lost or deleted cache directory, another
@@ -295,19 +344,23 @@ def list_jobs(
 
 
 @hookspec(firstresult=True)
-def generate(provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
-             model: str) -> Result:
+def generate(
+    provider: str, request: dict[str, Any], options: Mapping[str, Any], client: Any, timeout: float | None,
+    model: str,
+) -> Result:
     """Answer one request now, through the provider's online (synchronous) API.
 
     Optional; declare ``Capabilities.online`` (and the API's rate limits in
     ``ProviderInfo.online_limits``) when implemented. ``provider``: the provider name;
     ``request``: one request exactly as ``build_request`` returned it (the batch line,
     custom id included: send its body, e.g. OpenAI's ``request["body"]``, Anthropic's
-    ``request["params"]``); ``options``: the LLM's client options; ``timeout``: seconds
-    the call may take (``None``: the client's own); ``model``: the request's model, which
-    some batch lines leave to the job (Mistral's body, Gemini's line: the model is given
-    once per batch), so the online call needs it apart. The core calls this from several
-    threads at once, within the declared rate limits: keep it thread-safe.
+    ``request["params"]``); ``client``: what ``connect`` returned (``options``: the LLM's
+    client options, for plugins without ``connect``); ``timeout``: seconds the call may
+    take (``None``: the client's own); ``model``: the request's model, which some batch
+    lines leave to the job (Mistral's body, Gemini's line: the model is given once per
+    batch), so the online call needs it apart. The core calls this from several threads
+    at once, within the declared rate limits: keep it thread-safe (the client is shared
+    by them).
 
     Return a :class:`~overnight.Result` for ``request["custom_id"]``, exactly as ``fetch``
     would for the same request in a batch: ``SUCCEEDED`` with the text, ``usage`` and

@@ -93,20 +93,29 @@ class LLM:
         self.poll_interval = poll_interval
         self.client_options = dict(client_options)
         self.jobs_ids: tuple[str, ...] = ()
+        #: The provider :meth:`load` connected, handed to the run's :meth:`generate_offline`
+        #: (the task loads when the run checks its steps), so a run connects once; in memory only.
+        self._connected: Provider | None = None
 
     def __repr__(self) -> str:  # never shows client options: they may hold a key
         return f"LLM({self.model!r}, generation_kwargs={self.generation_kwargs!r})"
 
     def load(self) -> Provider:
-        """Resolve the provider plugin and check the client options; no network."""
+        """Resolve the provider plugin and connect it: the client options checked, its client built; no network.
+
+        The facade returned holds the client for this run only (see :mod:`overnight.providers`).
+        """
+        self._connected = None
         provider = plugins.get_registry().provider(self.provider)
         try:
-            provider.validate_options(self.client_options)
+            provider.connect(self.client_options)
         except MissingCredentials:
             from overnight.money import active_estimates
 
             if active_estimates() is None:  # an estimate calls no provider: it needs no key
                 raise
+            return provider
+        self._connected = provider
         return provider
 
     def params(self) -> GenerationParams:
@@ -141,7 +150,8 @@ class LLM:
         Raises :class:`~overnight.ValidationError` before any submission when a request
         is bad, and :class:`~overnight.OfflineBatchGenerationNotFinished` while jobs run.
         """
-        provider = self.load()
+        # The provider the run's check connected (taken, so the next run connects again), else now.
+        provider, self._connected = self._connected or self.load(), None
         problems = standard_param_problems(self.generation_kwargs)
         if problems:  # before GenerationParams, which would fail on some of them
             raise ValidationError([RowProblem(step, None, field, message) for field, message in problems])

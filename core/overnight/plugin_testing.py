@@ -27,8 +27,11 @@ What it checks, each as its own test:
   hookspecs, ``register_providers`` declares sane providers;
 * the declarations hold: ``unsupported_params`` lists only standard options, no extra
   option shadows one, every declared capability has its hook (``cancel``,
-  ``find_by_tag`` → ``find_job``, ``online`` → ``generate``) and no hook goes unused for want of
-  a declaration;
+  ``find_by_tag`` → ``find_job``, ``online`` → ``generate``) and no hook goes unused for
+  want of a declaration;
+* ``connect`` is there or consistently absent: with it, every hook that calls the
+  provider takes ``client`` (none resolves ``options`` again); without it, none names
+  ``client`` (it would always get ``None``);
 * every standard option (:data:`~overnight.models.STANDARD_PARAMS`) is either honoured
   by ``build_request`` (two different values of the option build two different lines)
   or declared in ``unsupported_params``;
@@ -121,6 +124,8 @@ OPTION_SAMPLES: Mapping[str, tuple[Any, ...]] = {
 }
 
 _REQUIRED = ("build_request", "submit", "check", "fetch")
+#: The hooks that call the provider: they receive what ``connect`` returned as ``client``.
+_CLIENT_HOOKS = ("submit", "check", "fetch", "cancel", "find_job", "list_jobs", "generate")
 _CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job", "list_jobs": "list_jobs", "online": "generate"}
 
 
@@ -185,6 +190,23 @@ def capability_problems(registry: PluginRegistry, infos: list[ProviderInfo]) -> 
                 "so the core never calls it"
             )
     return problems
+
+
+def connect_problems(registry: PluginRegistry, infos: list[ProviderInfo]) -> list[str]:
+    """``connect`` present with every provider-calling hook taking ``client``, or absent with none."""
+    arguments = registry.hook_arguments(infos[0].name)
+    calling = {hook: args for hook, args in arguments.items() if hook in _CLIENT_HOOKS}
+    if "connect" in arguments:
+        return [
+            f"the {hook} hook takes no `client` argument although the plugin implements connect: it would "
+            "resolve the options on every call; take `client` (what connect returned) instead of `options`"
+            for hook, args in sorted(calling.items()) if "client" not in args
+        ]
+    return [
+        f"the {hook} hook takes a `client` argument but the plugin implements no connect hook, so it "
+        "would always get None; implement connect (options in, your client out) or take `options`"
+        for hook, args in sorted(calling.items()) if "client" in args
+    ]
 
 
 def _line(provider: Provider, request: ChatRequest) -> str:
@@ -269,7 +291,7 @@ def check_plugin(plugin: Any) -> list[ProviderInfo]:
     Returns the providers the plugin declares.
     """
     registry, infos = load(plugin)
-    problems = capability_problems(registry, infos)
+    problems = capability_problems(registry, infos) + connect_problems(registry, infos)
     for info in infos:
         provider = registry.provider(info.name)
         problems += declaration_problems(info) + option_problems(provider) + request_problems(provider)
@@ -401,7 +423,7 @@ class _Trip:
 def check_submit_check_fetch(provider: Provider, backend: Backend) -> None:
     """Submit a chunk, check it until it ends, fetch every result (twice)."""
     trip = _Trip(provider, backend)
-    trip.call("validate_options", provider.validate_options)
+    trip.call("connect", provider.connect)
     ref, ids = trip.submit()
     status = trip.wait(ref)
     if status.state is not JobState.FINISHED:
@@ -513,6 +535,9 @@ class PluginConformance:
 
     def test_declared_capabilities_are_implemented(self, loaded: tuple[PluginRegistry, list[ProviderInfo]]) -> None:
         _raise(capability_problems(*loaded))
+
+    def test_connect_is_there_or_consistently_absent(self, loaded: tuple[PluginRegistry, list[ProviderInfo]]) -> None:
+        _raise(connect_problems(*loaded))
 
     def test_standard_options_are_honoured_or_declared_unsupported(
         self, loaded: tuple[PluginRegistry, list[ProviderInfo]]

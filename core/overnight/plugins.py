@@ -175,6 +175,15 @@ class PluginRegistry:
             if not hook.startswith("_") and any(i.plugin is owner for i in caller.get_hookimpls())
         )
 
+    def hook_arguments(self, provider: str) -> dict[str, tuple[str, ...]]:
+        """The arguments each hook of the plugin serving ``provider`` names (pluggy passes only those)."""
+        owner = self._owner[self.info(provider).name]
+        return {
+            hook: tuple(impl.argnames)
+            for hook, caller in vars(self._pm.hook).items() if not hook.startswith("_")
+            for impl in caller.get_hookimpls() if impl.plugin is owner
+        }
+
     @property
     def provider_names(self) -> list[str]:
         self._load_entrypoints()

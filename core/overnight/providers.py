@@ -2,18 +2,26 @@
 
 One :class:`Provider` is bound to one provider name and the one plugin that declared
 it. It checks what plugins return, and keeps secrets out of the errors they raise.
+
+It also holds the plugin's client: :meth:`Provider.connect` calls the plugin's
+``connect`` hook once and every later hook call that reaches the provider gets what it
+returned as ``client``. The client lives in this object's memory only (one facade per
+LLM run, or per CLI command): never in the store, a log, a repr or an error.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import threading
 from typing import Any, Callable, Iterator, Mapping
 
 from overnight.errors import ConfigurationError, OvernightError, ProviderError, redact
 from overnight.models import ChatRequest, Chunk, JobRef, JobStatus, ProviderInfo, RemoteJob, Result
 
 _SECRET_WORDS = ("key", "token", "secret", "password")
+#: The hooks that call the provider, and so receive the client ``connect`` built.
+_CLIENT_HOOKS = frozenset({"submit", "check", "fetch", "cancel", "find_job", "list_jobs", "generate"})
 
 
 class Provider:
@@ -25,6 +33,12 @@ class Provider:
         self._hook = hook
         #: One hook caller per hook name (build_request is called once per request).
         self._callers: dict[str, Any] = {}
+        #: The options ``connect`` was called with, and what it returned (see :meth:`connect`).
+        self._connection: tuple[Mapping[str, Any], Any] | None = None
+        self._connecting = threading.Lock()
+
+    def __repr__(self) -> str:  # never the client: it holds a key
+        return f"Provider({self.name!r})"
 
     def _secrets(self, options: Mapping[str, Any] | None) -> list[str]:
         found = [os.environ.get(var, "") for var in self.info.secret_env]
@@ -50,12 +64,18 @@ class Provider:
             cls = type(exc) if isinstance(exc, OvernightError) else ProviderError
             raise cls(f"{self.name}: {redact(text, secrets)}") from None
 
-    def _call(self, hook: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+    def _caller(self, hook: str) -> Any:
         caller = self._callers.get(hook)
         if caller is None:
             caller = self._callers[hook] = self._hook(hook)
+        return caller
+
+    def _call(self, hook: str, options: Mapping[str, Any] | None = None, **kwargs: Any) -> Any:
+        caller = self._caller(hook)
         if options is not None:
             kwargs["options"] = options
+            if hook in _CLIENT_HOOKS:
+                kwargs["client"] = self._client(options)
         try:  # not _guard: a context manager per call costs more than build_request itself
             return caller(provider=self.name, **kwargs)
         except Exception as exc:
@@ -64,8 +84,42 @@ class Provider:
 
     # -- the contract ------------------------------------------------------------------
 
+    def connect(self, options: Mapping[str, Any]) -> None:
+        """Have the plugin check ``options`` and build its client, once; no network.
+
+        Raises what the plugin's ``connect`` raises (:class:`~overnight.MissingCredentials`,
+        :class:`~overnight.ConfigurationError`). A plugin without ``connect`` is asked
+        ``validate_options`` instead, and its hooks get ``client=None``.
+        """
+        if self._caller("connect").get_hookimpls():
+            client = self._call("connect", options)
+            if client is None:
+                raise ConfigurationError(f"the {self.name} plugin's connect returned None, not a client")
+        else:
+            self._call("validate_options", options)
+            client = None
+        self._connection = (options, client)
+
+    def _client(self, options: Mapping[str, Any]) -> Any:
+        """What ``connect`` returned for ``options``; connects first if it was not called yet.
+
+        The executor and the CLI connect once up front; a facade used without that (a test,
+        a script calling hooks directly) connects on its first call, and again only when
+        given other options.
+        """
+        connection = self._connection
+        if connection is None or (connection[0] is not options and connection[0] != options):
+            with self._connecting:
+                connection = self._connection
+                if connection is None or (connection[0] is not options and connection[0] != options):
+                    self.connect(options)
+                    connection = self._connection
+        assert connection is not None
+        return connection[1]
+
     def validate_options(self, options: Mapping[str, Any]) -> None:
-        self._call("validate_options", options)
+        """Check ``options`` as a run would (:meth:`connect`, which keeps the client)."""
+        self.connect(options)
 
     def build_request(self, request: ChatRequest) -> dict[str, Any]:
         line = self._call("build_request", request=request)

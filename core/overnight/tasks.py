@@ -232,7 +232,8 @@ class TextGeneration(Step):
             prompt = self.prompt(row, index, [])
             if prompt is None:  # the input changed since validate(): refuse rather than guess
                 raise ConfigurationError(f"step {self.name!r}: row {index} changed while the step ran; run again")
-            request = ChatRequest(custom_id="", model=self.llm.model_name, messages=self.messages(prompt))
+            # The messages only: the LLM sets each request's model and options (generate_offline).
+            request = ChatRequest(custom_id="", model="", messages=self.messages(prompt))
             for sample in range(self.num_generations):
                 yield PlannedRequest(row=index, sample=sample, request=request, source=source)
 

@@ -31,9 +31,7 @@ def request(*messages: tuple[str, str], custom_id: str = CID, **params) -> ChatR
 def _clean_env(monkeypatch):
     for name in ("ANTHROPIC_API_KEY", "ANTHROPIC_AUTH_TOKEN", "ANTHROPIC_BASE_URL", "ANTHROPIC_CUSTOM_HEADERS"):
         monkeypatch.delenv(name, raising=False)
-    anthropic_client.clear_cache()
     yield
-    anthropic_client.clear_cache()
 
 
 # --- declaration ----------------------------------------------------------------------------
@@ -102,8 +100,6 @@ def test_line_carries_max_tokens_stop_json_schema_and_extras():
     [
         ((("user", "hi"),), {"response_format": {"type": "json_object"}}, "response_format"),
         ((("user", "hi"),), {"response_format": {"type": "json_schema", "json_schema": {"name": "x"}}}, "response_format"),
-        ((("user", "hi"),), {"max_tokens": 0}, "max_tokens"),
-        ((("user", "hi"),), {"stop": ["ok", ""]}, "stop"),
         ((("user", "hi"), ("system", "late")), {}, "messages"),
         ((("system", "only a system prompt"),), {}, "messages"),
         ((("tool", "x"),), {}, "messages"),
@@ -257,10 +253,10 @@ def test_base_url_from_environment_is_checked_too(monkeypatch):
         anthropic_client.validate({"api_key": KEY})
 
 
-def test_client_is_built_once_per_options_and_honours_environment(monkeypatch):
-    one = anthropic_client.client({"api_key": KEY, "base_url": "http://127.0.0.1:9"})
-    assert anthropic_client.client({"api_key": KEY, "base_url": "http://127.0.0.1:9"}) is one
-    assert anthropic_client.client({"api_key": KEY, "base_url": "http://127.0.0.1:8"}) is not one
+def test_connect_builds_one_client_on_first_use_and_honours_environment(monkeypatch):
+    connection = overnight_anthropic.connect("anthropic", {"api_key": KEY, "base_url": "http://127.0.0.1:9"})
+    assert KEY not in repr(connection) and KEY not in repr(connection.settings)
+    assert connection.sdk is connection.sdk
     monkeypatch.setenv("ANTHROPIC_API_KEY", "sk-from-env")
     monkeypatch.setenv("ANTHROPIC_BASE_URL", "http://127.0.0.1:7")
     from_env = anthropic_client.client({})
@@ -299,7 +295,6 @@ def sb(tmp_path):
 
     with Sandbox(state_dir=tmp_path / "sandbox") as sandbox:
         yield sandbox
-        anthropic_client.clear_cache()  # close kept-alive connections so the server stops at once
 
 
 @pytest.fixture
@@ -489,7 +484,8 @@ def test_expired_batch_keeps_finished_rows_and_resubmits_the_rest_once(sb, plugi
     with pytest.raises(OfflineBatchGenerationNotFinished) as first:
         generate(llm)
     sb.advance(LATER)
-    status = plugin.check("anthropic", _ref(first.value.jobs_ids[0]), {"api_key": KEY, "base_url": sb.anthropic_base_url}, None)
+    status = plugin.check("anthropic", _ref(first.value.jobs_ids[0]),
+                          plugin.connect("anthropic", {"api_key": KEY, "base_url": sb.anthropic_base_url}), None)
     assert status.state is JobState.EXPIRED and status.completed == 5 and status.total == 10
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm)
@@ -619,13 +615,13 @@ def test_crash_before_create_resubmits_once_all_batches_have_ended(sb, plugin, m
 
 def test_find_job_cannot_tell_while_another_batch_runs(sb, plugin):
     options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
-    assert plugin.find_job("anthropic", "ovn-never-submitted", options, None) is None  # empty workspace
+    assert plugin.find_job("anthropic", "ovn-never-submitted", plugin.connect("anthropic", options), None) is None  # empty workspace
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm_for(sb))
     with pytest.raises(ProviderError, match="1 batch"):
-        plugin.find_job("anthropic", "ovn-never-submitted", options, None)
+        plugin.find_job("anthropic", "ovn-never-submitted", plugin.connect("anthropic", options), None)
     sb.advance(LATER)
-    assert plugin.find_job("anthropic", "ovn-never-submitted", options, None) is None
+    assert plugin.find_job("anthropic", "ovn-never-submitted", plugin.connect("anthropic", options), None) is None
 
 
 def test_refused_create_is_retried_at_once_without_a_lookup(sb, plugin):
@@ -666,14 +662,14 @@ def test_results_are_streamed_lazily(sb, plugin):
         generate(llm_for(sb))
     sb.advance(LATER)
     options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
-    results = plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options, None)
+    results = plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), plugin.connect("anthropic", options), None)
     downloads = "GET /v1/messages/batches/{batch_id}/results"
     assert downloads not in counters(sb)["http"]  # a generator: nothing is fetched before iteration
     first = next(iter(results))
     assert first.ok and wire_ids.encodable(first.custom_id)  # the core's key, decoded from the wire id
     results.close()  # a consumer that stops early releases the stream
     assert counters(sb)["http"][downloads] == 1
-    assert len(list(plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), options, None))) == 10
+    assert len(list(plugin.fetch("anthropic", _ref(exc.value.jobs_ids[0]), plugin.connect("anthropic", options), None))) == 10
 
 
 def test_relative_results_url_is_joined_to_the_base_url(tmp_path, plugin):
@@ -685,7 +681,6 @@ def test_relative_results_url_is_joined_to_the_base_url(tmp_path, plugin):
             generate(llm)
         relative.advance(LATER)
         assert [r.result.text for r in generate(llm)] == [reply(p) for p in PROMPTS]
-        anthropic_client.clear_cache()
 
 
 def test_create_is_not_retried_blindly_after_a_server_error(sb, plugin):
@@ -718,7 +713,7 @@ def test_list_jobs_reads_the_keys_of_ended_batches_only(sb, plugin):
     options = {"api_key": KEY, "base_url": sb.anthropic_base_url}
     with pytest.raises(OfflineBatchGenerationNotFinished):
         generate(llm_for(sb))
-    [running] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset())
+    [running] = plugin.list_jobs("anthropic", plugin.connect("anthropic", options), 3600.0, 100, frozenset(), frozenset())
     assert running.custom_ids is None and running.state is JobState.RUNNING  # ids unreadable yet
     sb.advance(LATER)
     store = Store.open()
@@ -727,11 +722,11 @@ def test_list_jobs_reads_the_keys_of_ended_batches_only(sb, plugin):
         [job] = store.list_jobs()
     finally:
         store.close()
-    [ended] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset())
+    [ended] = plugin.list_jobs("anthropic", plugin.connect("anthropic", options), 3600.0, 100, frozenset(), frozenset())
     assert ended.custom_ids == keys and ended.ref.data == {"ids": "tagged-v1"}
     assert ended.ref.tag == ""  # only the digest travels: a tag is recognised, not read
-    [other] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset(), frozenset({"ovn-other"}))
+    [other] = plugin.list_jobs("anthropic", plugin.connect("anthropic", options), 3600.0, 100, frozenset(), frozenset({"ovn-other"}))
     assert other.ref.tag == "" and other.custom_ids is None  # looking for another tag: not read
-    [skipped] = plugin.list_jobs("anthropic", options, 3600.0, 100, frozenset({ended.ref.remote_id}),
+    [skipped] = plugin.list_jobs("anthropic", plugin.connect("anthropic", options), 3600.0, 100, frozenset({ended.ref.remote_id}),
                                  frozenset({job["tag"]}))
     assert skipped.custom_ids is None and skipped.ref.tag == job["tag"]

@@ -52,9 +52,7 @@ def _fresh_clients(monkeypatch):
         monkeypatch.delenv(name, raising=False)
     # The tests share one sandbox (one account): a test would adopt the jobs of the last.
     monkeypatch.setenv("OVERNIGHT_ADOPT_HORIZON", "0")
-    opts.clear_clients()
     yield
-    opts.clear_clients()
 
 
 # --- declaration ----------------------------------------------------------------------------
@@ -173,11 +171,11 @@ def test_result_lines_by_key_with_text_usage_errors_and_blocks():
 
 def test_missing_key_names_the_env_var():
     with pytest.raises(MissingCredentials, match="GEMINI_API_KEY"):
-        overnight_gemini.validate_options("gemini", {})
+        overnight_gemini.connect("gemini", {})
 
 
 def test_unknown_and_malformed_options_are_configuration_errors():
-    with pytest.raises(ConfigurationError, match="unknown gemini client option.*organization"):
+    with pytest.raises(ConfigurationError, match="unknown Gemini client option.*organization"):
         opts.resolve({"api_key": KEY, "organization": "x"})
     with pytest.raises(ConfigurationError, match="API version"):
         opts.resolve({"api_key": KEY, "base_url": "https://generativelanguage.googleapis.com/v1beta"})
@@ -249,7 +247,13 @@ def options(sb):
 
 
 def sdk(sb):
-    return opts.client(opts.resolve(options(sb)))
+    # The connection keeps the client alive: a genai.Client closes its HTTP client when collected,
+    # so ``sdk(sb).batches.create(...)`` on a bare client could find it closed.
+    return gemini_connection(sb).sdk
+
+
+def gemini_connection(sb, _kept={}):  # noqa: B006  (one connection per sandbox, kept for the test run)
+    return _kept.setdefault(sb.gemini_base_url, opts.connect(options(sb)))
 
 
 def planned(prompts, *, samples=1, system=None):
@@ -371,9 +375,9 @@ def test_expired_job_gives_nothing_back_so_every_row_goes_out_again_once(sb, gem
     first = pending(model, plan)
     sb.advance(DONE)
     ref = JobRef("gemini", first.jobs_ids[0], "t")
-    status = gemini.check("gemini", ref, options(sb), None)
+    status = gemini.check("gemini", ref, gemini.connect("gemini", options(sb)), None)
     assert (status.state, status.raw_status) == (JobState.EXPIRED, "JOB_STATE_EXPIRED")
-    assert list(gemini.fetch("gemini", ref, options(sb), None)) == []
+    assert list(gemini.fetch("gemini", ref, gemini.connect("gemini", options(sb)), None)) == []
     pending(model, plan)
     assert job_sizes(sb) == [10, 10]
     sb.advance(DONE)
@@ -387,7 +391,7 @@ def test_cancelled_job_keeps_finished_rows_inline_too(sb, gemini):
     first = pending(model, plan)
     sb.advance(DONE)
     ref = JobRef("gemini", first.jobs_ids[0], "t")
-    assert [r.status for r in gemini.fetch("gemini", ref, options(sb), None)] == [ResultStatus.SUCCEEDED] * 5
+    assert [r.status for r in gemini.fetch("gemini", ref, gemini.connect("gemini", options(sb)), None)] == [ResultStatus.SUCCEEDED] * 5
     pending(model, plan)
     assert job_sizes(sb) == [10, 5]
 
@@ -397,9 +401,9 @@ def test_a_stuck_job_expires_after_48_hours(sb, gemini):
     model, plan = llm(sb), planned(PROMPTS[:2])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(47 * 3600)
-    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None).state is JobState.RUNNING
+    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), gemini.connect("gemini", options(sb)), None).state is JobState.RUNNING
     sb.advance(2 * 3600)
-    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None).state is JobState.EXPIRED
+    assert gemini.check("gemini", JobRef("gemini", remote_id, "t"), gemini.connect("gemini", options(sb)), None).state is JobState.EXPIRED
     pending(model, plan)
     sb.advance(DONE)
     assert [r.result.text for r in generate(model, plan)] == [answer(p) for p in PROMPTS[:2]]
@@ -478,11 +482,11 @@ def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, gemini, point,
 
 
 def test_find_job_returns_none_only_when_no_job_has_the_tag(sb, gemini):
-    assert gemini.find_job("gemini", "ovn-never-used", options(sb), None) is None
+    assert gemini.find_job("gemini", "ovn-never-used", gemini.connect("gemini", options(sb)), None) is None
     first = pending(llm(sb), planned(PROMPTS[:2]))
     tag = sb.jobs()[0]["metadata"]["display_name"]
     pending(llm(sb), planned(PROMPTS[2:4]), plan_id="other")
-    ref = gemini.find_job("gemini", tag, options(sb), None)
+    ref = gemini.find_job("gemini", tag, gemini.connect("gemini", options(sb)), None)
     assert (ref.remote_id, ref.tag) == (first.jobs_ids[0], tag)
 
 
@@ -490,7 +494,7 @@ def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, g
     client = sdk(sb)
     src = [translate.inline_request(translate.build_line(request(("user", "x"))))]
     made = [client.batches.create(model=MODEL, src=src, config={"display_name": "ovn-dup"}) for _ in range(2)]
-    ref = gemini.find_job("gemini", "ovn-dup", options(sb), None)
+    ref = gemini.find_job("gemini", "ovn-dup", gemini.connect("gemini", options(sb)), None)
     assert ref.remote_id == made[0].name
     sb.advance(DONE)
     assert client.batches.get(name=made[1].name).state.value == "JOB_STATE_CANCELLED"
@@ -615,7 +619,7 @@ def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, gemini):
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(DONE)
-    status = gemini.check("gemini", JobRef("gemini", remote_id, "t"), options(sb), None)
+    status = gemini.check("gemini", JobRef("gemini", remote_id, "t"), gemini.connect("gemini", options(sb)), None)
     assert status.state is JobState.FAILED and status.message
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
@@ -627,10 +631,10 @@ def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, g
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     ref = JobRef("gemini", remote_id, "t", {"inline": True})
-    gemini.cancel("gemini", ref, options(sb))  # still pending
+    gemini.cancel("gemini", ref, gemini.connect("gemini", options(sb)))  # still pending
     sb.advance(DONE)
-    assert gemini.check("gemini", ref, options(sb), None).state is JobState.CANCELLED
-    assert list(gemini.fetch("gemini", ref, options(sb), None)) == []
+    assert gemini.check("gemini", ref, gemini.connect("gemini", options(sb)), None).state is JobState.CANCELLED
+    assert list(gemini.fetch("gemini", ref, gemini.connect("gemini", options(sb)), None)) == []
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
     sb.advance(DONE)
@@ -673,7 +677,7 @@ def test_list_jobs_reads_keys_once_a_job_has_ended_and_never_of_an_expired_one(s
         request(("user", "x"))))], config={"display_name": "someone else's batch"})
 
     def listed(skip=frozenset(), tags=frozenset()):
-        found = gemini.list_jobs("gemini", options(sb), 3600.0, 1000, skip, tags)
+        found = gemini.list_jobs("gemini", gemini.connect("gemini", options(sb)), 3600.0, 1000, skip, tags)
         assert foreign.name not in {j.ref.remote_id for j in found}  # not overnight's: not listed
         (mine,) = [j for j in found if j.ref.remote_id == job_id]
         return mine
@@ -689,6 +693,6 @@ def test_list_jobs_reads_keys_once_a_job_has_ended_and_never_of_an_expired_one(s
     expired = pending(llm(sb, inline_threshold=inline_threshold), planned(PROMPTS[3:5]),
                       plan_id=f"list-expired-{inline_threshold}")
     sb.advance(49 * 3600)
-    (gone,) = [j for j in gemini.list_jobs("gemini", options(sb), 10**6, 1000, frozenset(), frozenset())
+    (gone,) = [j for j in gemini.list_jobs("gemini", gemini.connect("gemini", options(sb)), 10**6, 1000, frozenset(), frozenset())
                if j.ref.remote_id == expired.jobs_ids[0]]
     assert gone.state is JobState.EXPIRED and gone.custom_ids is None  # no results, ever

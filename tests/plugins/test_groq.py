@@ -103,10 +103,10 @@ def test_openai_settings_never_reach_groq(monkeypatch):
         overnight_openai.client.resolve({}, vendors.GROQ)
     monkeypatch.setenv("GROQ_API_KEY", KEY)
     settings = overnight_openai.client.resolve({}, vendors.GROQ)
-    assert settings["base_url"] == "https://api.groq.com/openai/v1" and settings["api_key"] == KEY
+    assert settings.base_url == "https://api.groq.com/openai/v1" and settings.api_key == KEY
     # GROQ_BASE_URL as the groq SDK takes it (without /openai/v1) works too.
     monkeypatch.setenv("GROQ_BASE_URL", "https://groq.example.com")
-    assert overnight_openai.client.resolve({}, vendors.GROQ)["base_url"] == "https://groq.example.com/openai/v1"
+    assert overnight_openai.client.resolve({}, vendors.GROQ).base_url == "https://groq.example.com/openai/v1"
 
 
 def test_openai_organization_and_project_never_reach_groq(monkeypatch):

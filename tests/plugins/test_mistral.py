@@ -49,9 +49,7 @@ def request(*messages: tuple[str, str], **params) -> ChatRequest:
 def _fresh_clients(monkeypatch):
     monkeypatch.delenv("MISTRAL_API_KEY", raising=False)
     monkeypatch.delenv("MISTRAL_BASE_URL", raising=False)
-    opts.clear_clients()
     yield
-    opts.clear_clients()
 
 
 # --- declaration ----------------------------------------------------------------------------
@@ -114,7 +112,6 @@ def test_json_schema_is_sent_in_mistral_shape():
         (request(("user", "q"), ("assistant", "prefill")), "messages"),
         (request(("tool", "q")), "messages"),
         (request(), "messages"),
-        (request(("user", "x"), stop=[""]), "stop"),
     ],
 )
 def test_requests_mistral_cannot_express_are_refused_with_the_field(req, field):
@@ -188,11 +185,11 @@ def test_job_failure_message_joins_errors():
 
 def test_missing_key_names_the_env_var():
     with pytest.raises(MissingCredentials, match="MISTRAL_API_KEY"):
-        overnight_mistral.validate_options("mistral", {})
+        overnight_mistral.connect("mistral", {})
 
 
 def test_unknown_and_malformed_options_are_configuration_errors():
-    with pytest.raises(ConfigurationError, match="unknown mistral client option.*organization"):
+    with pytest.raises(ConfigurationError, match="unknown Mistral client option.*organization"):
         opts.resolve({"api_key": KEY, "organization": "x"})
     with pytest.raises(ConfigurationError, match="adds /v1 itself"):
         opts.resolve({"api_key": KEY, "base_url": "https://api.mistral.ai/v1"})
@@ -211,10 +208,11 @@ def test_environment_gives_key_and_base_url(monkeypatch):
     assert opts.resolve({"api_key": "other", "base_url": "http://h:1"}).server_url == "http://h:1"
 
 
-def test_one_client_per_option_set_with_retries_configured():
-    first = opts.client(opts.resolve({"api_key": KEY, "base_url": "http://127.0.0.1:9"}))
-    assert opts.client(opts.resolve({"api_key": KEY, "base_url": "http://127.0.0.1:9"})) is first
-    assert opts.client(opts.resolve({"api_key": KEY, "base_url": "http://127.0.0.1:10"})) is not first
+def test_connect_builds_one_client_on_first_use_with_retries_configured():
+    connection = overnight_mistral.connect("mistral", {"api_key": KEY, "base_url": "http://127.0.0.1:9"})
+    assert KEY not in repr(connection)
+    first = connection.sdk
+    assert connection.sdk is first
     config = first.sdk_configuration
     assert config.server_url == "http://127.0.0.1:9"
     assert config.retry_config.strategy == "backoff" and config.retry_config.retry_connection_errors
@@ -414,9 +412,9 @@ def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, mistral
     sb.advance(DONE)
     ref = JobRef("mistral", first.jobs_ids[0], "t")
     options = {"api_key": KEY, "base_url": sb.mistral_base_url}
-    status = mistral.check("mistral", ref, options, None)
+    status = mistral.check("mistral", ref, mistral.connect("mistral", options), None)
     assert (status.state, status.raw_status, status.completed) == (JobState.EXPIRED, "TIMEOUT_EXCEEDED", 5)
-    assert [r.status for r in mistral.fetch("mistral", ref, options, None)] == [ResultStatus.SUCCEEDED] * 5
+    assert [r.status for r in mistral.fetch("mistral", ref, mistral.connect("mistral", options), None)] == [ResultStatus.SUCCEEDED] * 5
 
     pending(model, plan)
     assert job_sizes(sb) == [10, 5]
@@ -492,11 +490,11 @@ def test_crashed_run_is_recovered_by_tag_without_paying_twice(sb, mistral, point
 
 def test_find_job_returns_none_only_when_no_job_has_the_tag(sb, mistral):
     options = {"api_key": KEY, "base_url": sb.mistral_base_url}
-    assert mistral.find_job("mistral", "ovn-never-used", options, None) is None
+    assert mistral.find_job("mistral", "ovn-never-used", mistral.connect("mistral", options), None) is None
     first = pending(llm(sb), planned(PROMPTS[:2]))
     tag = sb.jobs()[0]["metadata"]["overnight_tag"]
     pending(llm(sb), planned(PROMPTS[2:4]), plan_id="other")  # another tagged job
-    ref = mistral.find_job("mistral", tag, options, None)
+    ref = mistral.find_job("mistral", tag, mistral.connect("mistral", options), None)
     assert (ref.remote_id, ref.tag, ref.data) == (first.jobs_ids[0], tag, {"inline": True})
 
 
@@ -606,7 +604,6 @@ def test_a_5xx_on_create_is_not_retried_blindly_but_reconciled_by_tag(sb, mistra
 
 def test_the_key_stays_out_of_the_store_metadata_and_logs(sb, mistral, overnight_home, monkeypatch, caplog):
     monkeypatch.setenv("MISTRAL_DEBUG", "1")  # the SDK's own request log, headers included
-    opts.clear_clients()
     caplog.set_level("DEBUG")
     model, plan = llm(sb, inline_threshold=0), planned(PROMPTS[:3])
     pending(model, plan)
@@ -638,7 +635,7 @@ def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, mistral)
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(DONE)
-    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), {"api_key": KEY, "base_url": sb.mistral_base_url}, None)
+    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), mistral.connect("mistral", {"api_key": KEY, "base_url": sb.mistral_base_url}), None)
     assert status.state is JobState.FAILED and "failed validation" in status.message
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
@@ -654,20 +651,22 @@ def test_find_job_keeps_the_first_of_duplicate_jobs_and_cancels_the_others(sb, m
                                  metadata={"overnight_tag": "ovn-dup"})
         for _ in range(2)
     ]
-    ref = mistral.find_job("mistral", "ovn-dup", {"api_key": KEY, "base_url": sb.mistral_base_url}, None)
+    ref = mistral.find_job("mistral", "ovn-dup", mistral.connect("mistral", {"api_key": KEY, "base_url": sb.mistral_base_url}), None)
     assert ref.remote_id == made[0].id
     assert client.batch.jobs.get(job_id=made[1].id).status == "CANCELLATION_REQUESTED"
     assert client.batch.jobs.get(job_id=made[0].id).status == "QUEUED"
 
 
-@pytest.mark.parametrize(("status", "deleted"), [(422, 1), (500, 0)])
-def test_input_file_is_deleted_only_when_the_create_was_certainly_refused(sb, mistral, status, deleted):
+@pytest.mark.parametrize(("status", "deleted", "raised", "jobs"),
+                         [(422, 1, OfflineBatchGenerationNotFinished, 1), (500, 0, ProviderError, 0)])
+def test_input_file_is_deleted_only_when_the_create_was_certainly_refused(sb, mistral, status, deleted, raised, jobs):
     sb.set_faults(provider="mistral", http_status=status, http_method="POST", http_path="/v1/batch/jobs$", times=1)
-    with pytest.raises(ProviderError):
+    with pytest.raises(raised):
         generate(llm(sb, inline_threshold=0, max_retries=0), planned(PROMPTS[:2]))
-    # A 500 may hide a created job that still needs its input; a 4xx created nothing.
+    # A 500 may hide a created job that still needs its input; a 4xx created nothing, so it
+    # is a SubmissionRejected (an attempt counted) and the same run submits again.
     assert counts(sb)["http"].get("DELETE /v1/files/{file_id}", 0) == deleted
-    assert counts(sb)["jobs"] == 0
+    assert counts(sb)["jobs"] == jobs
 
 
 def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, mistral):
@@ -675,10 +674,10 @@ def test_job_cancelled_before_it_started_has_no_results_and_is_resubmitted(sb, m
     (remote_id,) = pending(model, plan).jobs_ids
     options = {"api_key": KEY, "base_url": sb.mistral_base_url}
     ref = JobRef("mistral", remote_id, "t", {"inline": True})
-    mistral.cancel("mistral", ref, options)  # still QUEUED
+    mistral.cancel("mistral", ref, mistral.connect("mistral", options))  # still QUEUED
     sb.advance(DONE)
-    assert mistral.check("mistral", ref, options, None).state is JobState.CANCELLED
-    assert list(mistral.fetch("mistral", ref, options, None)) == []  # no files, no inline outputs
+    assert mistral.check("mistral", ref, mistral.connect("mistral", options), None).state is JobState.CANCELLED
+    assert list(mistral.fetch("mistral", ref, mistral.connect("mistral", options), None)) == []  # no files, no inline outputs
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
     sb.advance(DONE)
@@ -697,7 +696,7 @@ def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mist
         store.close()
 
     def listed():
-        found = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset(), frozenset())
+        found = [j for j in mistral.list_jobs("mistral", mistral.connect("mistral", options), 3600.0, 1000, frozenset(), frozenset())
                  if j.ref.remote_id == job_id]
         assert len(found) == 1
         return found[0]
@@ -705,6 +704,6 @@ def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mist
     assert listed().custom_ids == (None if inline_threshold else keys)
     sb.advance(DONE)
     assert listed().custom_ids == keys
-    [skipped] = [j for j in mistral.list_jobs("mistral", options, 3600.0, 1000, frozenset({job_id}), frozenset())
+    [skipped] = [j for j in mistral.list_jobs("mistral", mistral.connect("mistral", options), 3600.0, 1000, frozenset({job_id}), frozenset())
                  if j.ref.remote_id == job_id]
     assert skipped.custom_ids is None

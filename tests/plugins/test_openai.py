@@ -638,11 +638,13 @@ def test_the_key_never_reaches_the_store_or_the_batch(sb, openai_plugin, overnig
     assert KEY not in repr(llm)
 
 
-def test_the_client_is_built_once_per_configuration(sb):
+def test_connect_builds_the_client_once_and_on_first_use(sb):
     options = {"api_key": KEY, "base_url": sb.openai_base_url}
-    assert clients.client_for(options) is clients.client_for(dict(options))
-    assert clients.client_for({**options, "timeout": 5}) is not clients.client_for(options)
-    assert clients.client_for(options).max_retries == 2
+    connection = overnight_openai.connect("openai", options)
+    assert KEY not in repr(connection)
+    assert connection.sdk is connection.sdk
+    assert connection.sdk.max_retries == 2
+    assert overnight_openai.connect("openai", {**options, "timeout": 5}).sdk.timeout == 5
 
 
 # --- downloads and result shapes ----------------------------------------------------------------

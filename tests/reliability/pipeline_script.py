@@ -79,24 +79,24 @@ class WithoutLookup:
                 for info in self.inner.register_providers()]
 
     @hookimpl
-    def validate_options(self, provider, options):
-        return self.inner.validate_options(provider, options)
+    def connect(self, provider, options):
+        return self.inner.connect(provider, options)
 
     @hookimpl
     def build_request(self, provider, request):
         return self.inner.build_request(provider, request)
 
     @hookimpl
-    def submit(self, provider, chunk, options):
-        return self.inner.submit(provider, chunk, options)
+    def submit(self, provider, chunk, client):
+        return self.inner.submit(provider, chunk, client)
 
     @hookimpl
-    def check(self, provider, job, options, timeout):
-        return self.inner.check(provider, job, options, timeout)
+    def check(self, provider, job, client, timeout):
+        return self.inner.check(provider, job, client, timeout)
 
     @hookimpl
-    def fetch(self, provider, job, options, timeout):
-        return self.inner.fetch(provider, job, options, timeout)
+    def fetch(self, provider, job, client, timeout):
+        return self.inner.fetch(provider, job, client, timeout)
 
 
 def env_json(name: str, default):

@@ -25,7 +25,10 @@ from overnight import (
     hookimpl,
 )
 
+from overnight.connection import Connection
+
 from overnight_anthropic import client, jobs, online, translate
+from overnight_anthropic.client import Settings
 from overnight_anthropic.translate import DEFAULT_MAX_TOKENS, EXTRA_PARAMS, UNSUPPORTED_PARAMS
 
 __version__ = "0.1.0"
@@ -91,48 +94,50 @@ class AnthropicPlugin:
         return [self.info]
 
     @hookimpl
-    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
-        client.validate(options)
+    def connect(self, provider: str, options: Mapping[str, Any]) -> Connection[Settings]:
+        return client.connect(options)
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
         return translate.build_line(request)
 
     @hookimpl
-    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
-        return jobs.submit(provider, chunk, options)
+    def submit(self, provider: str, chunk: Chunk, client: Connection[Settings]) -> JobRef:
+        return jobs.submit(provider, chunk, client.sdk)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
-        return jobs.check(job, options, timeout)
+    def check(self, provider: str, job: JobRef, client: Connection[Settings], timeout: float | None) -> JobStatus:
+        return jobs.check(job, client.sdk, timeout)
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterable[Result]:
-        return jobs.fetch(job, options, timeout)
+    def fetch(self, provider: str, job: JobRef, client: Connection[Settings],
+              timeout: float | None) -> Iterable[Result]:
+        return jobs.fetch(job, client.sdk, timeout)
 
     @hookimpl
-    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
-        jobs.cancel(job, options)
+    def cancel(self, provider: str, job: JobRef, client: Connection[Settings]) -> None:
+        jobs.cancel(job, client.sdk)
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
-        return jobs.find_job(provider, tag, options, timeout)
+    def find_job(self, provider: str, tag: str, client: Connection[Settings],
+                 timeout: float | None) -> JobRef | None:
+        return jobs.find_job(provider, tag, client.sdk, timeout)
 
     @hookimpl
-    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any],
-                 timeout: float | None) -> Result:
-        return online.generate(provider, request, options, timeout)
+    def generate(self, provider: str, request: dict[str, Any], client: Connection[Settings],
+                 timeout: float | None, model: str) -> Result:
+        return online.generate(provider, request, client.sdk, timeout)
 
     @hookimpl
-    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+    def list_jobs(self, provider: str, client: Connection[Settings], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
-        return jobs.list_overnight(provider, options, horizon=horizon, limit=limit, skip=skip, tags=tags)
+        return jobs.list_overnight(provider, client.sdk, horizon=horizon, limit=limit, skip=skip, tags=tags)
 
 
 # The module is the entry point: its hooks are those of a default-limits plugin object.
 _default = AnthropicPlugin()
 register_providers = _default.register_providers
-validate_options = _default.validate_options
+connect = _default.connect
 build_request = _default.build_request
 submit = _default.submit
 check = _default.check

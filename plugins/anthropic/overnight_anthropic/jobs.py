@@ -8,19 +8,17 @@ memory. The wire custom ids carry the job's tag (see :mod:`overnight_anthropic.w
 from __future__ import annotations
 
 import logging
-import time
-from typing import Any, Iterator, Mapping
+from typing import Any, Iterator
 
 import anthropic
 
-from overnight import (
-    Chunk, JobRef, JobState, JobStatus, ProviderError, QuotaExceeded, RemoteJob, Result, ResultsGone,
-    SubmissionRejected,
-)
+from overnight import Chunk, JobRef, JobState, JobStatus, ProviderError, RemoteJob, Result, ResultsGone
+from overnight.create_once import create_once
+from overnight.deadlines import one_attempt_within
 from overnight.jsonl import parse
+from overnight.not_found import confirm_gone
 
 from overnight_anthropic import translate, wire_ids
-from overnight_anthropic.client import bounded, client
 
 log = logging.getLogger(__name__)
 
@@ -30,50 +28,29 @@ REF_DATA = {"ids": "tagged-v1"}
 LIST_PAGE = 100
 
 
-#: Statuses that certainly created no batch and are about the request itself (not the
-#: key, the account or the network): the core counts them as failed attempts.
-REFUSED = frozenset({400, 413, 422})
-
-
-def submit(provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+def submit(provider: str, chunk: Chunk, sdk: anthropic.Anthropic) -> JobRef:
     requests = [_tagged(line, chunk.tag) for line in chunk.lines()]  # the SDK needs a list
-    sdk = client(options)
     # The SDK would retry a timed-out or 5xx create blindly, and a batch created by the
     # first attempt would be paid twice. Only a 429 (certainly not created) is retried
-    # here; any other failure is left to the core, which finds the batch by its tag.
+    # here; any other failure is left to the core, which finds the batch by its tag (a
+    # batch's ids are readable only once it has ended, so there is no lookup right away).
+    # A full processing queue empties only as batches end: it goes to the core at once.
     once = sdk.with_options(max_retries=0)
-    for attempt in range(sdk.max_retries + 1):
-        try:
-            batch = once.messages.batches.create(requests=requests)  # type: ignore[arg-type]  # the TypedDict's shape
-            break
-        except anthropic.RateLimitError as exc:
-            # A 429 certainly created nothing. A full processing queue empties only as batches
-            # end, so it is handed to the core at once (it waits, and submits less); a passing
-            # rate limit is retried here first.
-            if attempt == sdk.max_retries or "queue" in str(exc).lower():
-                raise QuotaExceeded(f"Anthropic refused to create the batch: {exc}") from exc
-            time.sleep(_retry_after(exc, attempt))
-        except anthropic.APIStatusError as exc:
-            if exc.status_code in REFUSED:  # certainly not created, and about the requests
-                raise SubmissionRejected(f"Anthropic refused to create the batch: {exc}") from exc
-            raise
+    batch = create_once(
+        lambda: once.messages.batches.create(requests=requests),  # type: ignore[arg-type]  # the TypedDict's shape
+        status=lambda exc: exc.status_code if isinstance(exc, anthropic.APIStatusError) else None,
+        attempts=sdk.max_retries + 1, label="Anthropic", errors=(anthropic.APIError,),
+        queue_full=lambda exc: "queue" in str(exc).lower(),
+    )
     return JobRef(provider=provider, remote_id=batch.id, tag=chunk.tag, data=dict(REF_DATA))
-
-
-def _retry_after(exc: anthropic.APIStatusError, attempt: int) -> float:
-    """The server's retry-after (bounded), else exponential backoff."""
-    try:
-        return min(float(exc.response.headers.get("retry-after", "")), 60.0)
-    except ValueError:
-        return min(0.5 * 2**attempt, 8.0)
 
 
 def _tagged(line: dict[str, Any], tag: str) -> dict[str, Any]:
     return {**line, "custom_id": wire_ids.encode(tag, line["custom_id"])}
 
 
-def check(job: JobRef, options: Mapping[str, Any], timeout: float | None = None) -> JobStatus:
-    batch = _retrieve(bounded(client(options), timeout), job)
+def check(job: JobRef, sdk: anthropic.Anthropic, timeout: float | None = None) -> JobStatus:
+    batch = _retrieve(one_attempt_within(sdk, timeout), job)
     return translate.job_status(batch.to_dict())
 
 
@@ -85,19 +62,12 @@ def _retrieve(sdk: anthropic.Anthropic, job: JobRef) -> Any:
         raise _gone(sdk, exc, f"Anthropic batch {job.remote_id} no longer exists (404: deleted)") from None
 
 
-def _gone(sdk: anthropic.Anthropic, exc: anthropic.NotFoundError, what: str) -> Exception:
-    """ResultsGone if the 404 is about the batch: the same API answers another call.
-
-    A wrong base URL or proxy answers 404 for everything; then the original error stands.
-    """
-    try:
-        sdk.messages.batches.list(limit=1)
-    except Exception:
-        return exc
-    return ResultsGone(what)
+def _gone(sdk: anthropic.Anthropic, exc: anthropic.NotFoundError, what: str) -> BaseException:
+    """ResultsGone if the 404 is about the batch (see overnight.not_found), else ``exc``."""
+    return confirm_gone(exc, lambda: sdk.messages.batches.list(limit=1), what)
 
 
-def fetch(job: JobRef, options: Mapping[str, Any], timeout: float | None = None) -> Iterator[Result]:
+def fetch(job: JobRef, sdk: anthropic.Anthropic, timeout: float | None = None) -> Iterator[Result]:
     """Stream a batch's results; a generator, so nothing happens until it is iterated.
 
     The results endpoint gives no size, so a body cut between two lines would parse as
@@ -105,7 +75,7 @@ def fetch(job: JobRef, options: Mapping[str, Any], timeout: float | None = None)
     ended batch has a result line, so a stream with fewer lines than the batch's request
     counts is read once more; only what a second read also lacks is left unfinished.
     """
-    sdk = bounded(client(options), timeout)
+    sdk = one_attempt_within(sdk, timeout)
     batch = _retrieve(sdk, job)
     if getattr(batch, "archived_at", None):
         # Results are kept 29 days after creation; past that the batch says when they went.
@@ -139,8 +109,7 @@ def _results(sdk: anthropic.Anthropic, job: JobRef) -> Iterator[Result]:
         raise ResultsGone(f"the results of Anthropic batch {job.remote_id} are gone (404)") from None
 
 
-def cancel(job: JobRef, options: Mapping[str, Any]) -> None:
-    sdk = client(options)
+def cancel(job: JobRef, sdk: anthropic.Anthropic) -> None:
     try:
         sdk.messages.batches.cancel(job.remote_id)
     except anthropic.NotFoundError as exc:
@@ -152,7 +121,7 @@ def cancel(job: JobRef, options: Mapping[str, Any]) -> None:
         raise
 
 
-def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float | None = None) -> JobRef | None:
+def find_job(provider: str, tag: str, sdk: anthropic.Anthropic, timeout: float | None = None) -> JobRef | None:
     """The batch created with ``tag``, found by the tag digest inside its custom ids.
 
     A batch's custom ids can only be read from its results, which exist once it has
@@ -162,7 +131,7 @@ def find_job(provider: str, tag: str, options: Mapping[str, Any], timeout: float
     core asks again on the next run (never paying twice). Archived batches (results
     gone, 29 days after creation) are skipped: their results could not be fetched anyway.
     """
-    sdk = bounded(client(options), timeout)
+    sdk = one_attempt_within(sdk, timeout)
     running: list[str] = []
     for batch in sdk.messages.batches.list(limit=LIST_PAGE):
         if batch.processing_status != "ended":
@@ -190,7 +159,7 @@ def _first_id(sdk: anthropic.Anthropic, batch_id: str) -> str | None:
     return None
 
 
-def list_overnight(provider: str, options: Mapping[str, Any], *, horizon: float, limit: int,
+def list_overnight(provider: str, sdk: anthropic.Anthropic, *, horizon: float, limit: int,
                    skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
     """Recent batches holding overnight requests, newest first, with the keys they hold.
 
@@ -205,7 +174,6 @@ def list_overnight(provider: str, options: Mapping[str, Any], *, horizon: float,
     ``horizon`` seconds before the newest.
     """
     digests = {wire_ids.tag_digest(t): t for t in tags}
-    sdk = client(options)
     found: list[RemoteJob] = []
     newest: float | None = None
     for seen, batch in enumerate(sdk.messages.batches.list(limit=LIST_PAGE)):

@@ -21,7 +21,7 @@ from overnight.errors import ProviderUnavailable, RateLimited
 from overnight.models import OnlineLimits, Result
 from overnight.retryafter import retry_after
 
-from overnight_anthropic import client as clients, translate
+from overnight_anthropic import translate
 
 #: The entry tier (docs.claude.com/en/api/rate-limits; figures as third-party copies of it
 #: give them): 50 requests per minute; 30,000 to 50,000 input and 8,000 to 10,000 output
@@ -35,11 +35,12 @@ REFUSED = frozenset({400, 413, 422})
 TRANSIENT = frozenset({408, 409})
 
 
-def generate(provider: str, request: Mapping[str, Any], options: Mapping[str, Any], timeout: float | None) -> Result:
-    """Send ``request["params"]`` to ``/v1/messages``; see the ``generate`` hookspec."""
+def generate(provider: str, request: Mapping[str, Any], base: Any, timeout: float | None) -> Result:
+    """Send ``request["params"]`` to ``/v1/messages`` with the connection's client ``base``;
+    see the ``generate`` hookspec."""
     import anthropic
 
-    sdk = _once(clients.client(options))
+    sdk = _once(base)
     params = request["params"]
     custom_id = str(request["custom_id"])
     typed = ("model", "max_tokens", "messages")

@@ -42,20 +42,17 @@ def build_line(request: ChatRequest) -> dict[str, Any]:
 
 def build_params(request: ChatRequest) -> dict[str, Any]:
     """The Messages API body of one request."""
-    # UNSUPPORTED_PARAMS and undeclared extras never get here: the core refuses them once
-    # per run, before calling this for any row (raising here too would repeat it per row).
+    # UNSUPPORTED_PARAMS, undeclared extras and the standard ranges (max_tokens >= 1, stop
+    # non-empty) never get here: the core refuses them once per run, before calling this for
+    # any row (raising here too would repeat it per row).
     p = request.params
     system, messages = _split_system(request)
     max_tokens = DEFAULT_MAX_TOKENS if p.max_tokens is None else p.max_tokens
-    if not isinstance(max_tokens, int) or isinstance(max_tokens, bool) or max_tokens < 1:
-        raise InvalidRequest(f"max_tokens must be a whole number >= 1, got {max_tokens!r}", field="max_tokens")
     params: dict[str, Any] = {"model": request.model, "max_tokens": max_tokens}
     if system:
         params["system"] = system
     params["messages"] = messages
     if p.stop:
-        if any(not s for s in p.stop):
-            raise InvalidRequest("stop sequences must not be empty strings", field="stop")
         params["stop_sequences"] = list(p.stop)
     extra = dict(p.extra)
     output_config = dict(extra.pop("output_config", None) or {})

@@ -10,17 +10,16 @@ to serve the provider with other limits.
 from __future__ import annotations
 
 from overnight_gemini.llm import GeminiLLM
-from overnight_gemini.options import clear_clients
 from overnight_gemini.plugin import LIMITS, GeminiPlugin
 
-__all__ = ["LIMITS", "GeminiPlugin", "clear_clients", "GeminiLLM"]
+__all__ = ["LIMITS", "GeminiPlugin", "GeminiLLM"]
 __version__ = "0.1.0"
 
 _plugin = GeminiPlugin()
 
 # Bound methods keep their @hookimpl marks, so this module is a plugin in its own right.
 register_providers = _plugin.register_providers
-validate_options = _plugin.validate_options
+connect = _plugin.connect
 build_request = _plugin.build_request
 submit = _plugin.submit
 check = _plugin.check

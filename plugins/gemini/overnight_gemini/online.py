@@ -36,12 +36,10 @@ _CONFIG_FIELDS = ("systemInstruction", "safetySettings", "tools", "toolConfig", 
 _DELAY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
 
 
-def generate(provider: str, request: Mapping[str, Any], options: Mapping[str, Any], timeout: float | None,
-             model: str) -> Result:
+def generate(provider: str, request: Mapping[str, Any], client: Any, timeout: float | None, model: str) -> Result:
     """Send ``request["request"]`` to ``models/{model}:generateContent``; see the ``generate`` hookspec."""
     from google.genai import errors
 
-    client = opts.client(opts.resolve(options))
     key = str(request["key"])
     body = request["request"]
     config: dict[str, Any] = dict(body.get("generationConfig") or {})

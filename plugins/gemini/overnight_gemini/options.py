@@ -1,22 +1,23 @@
-"""Client options of the Gemini plugin, and the one SDK client per option set.
+"""Client options of the Gemini plugin, and the SDK client ``connect`` builds from them.
 
 Options come from ``LLM("gemini/<model>", api_key=..., base_url=...)``; when absent, the
 environment is read like the ``google-genai`` SDK does: ``GOOGLE_API_KEY``, else
 ``GEMINI_API_KEY`` (the SDK prefers the first when both are set), and for the URL
 ``GEMINI_BASE_URL`` (overnight's name) else ``GOOGLE_GEMINI_BASE_URL`` (the SDK's own).
-Options are never stored; the key lives only in the in-memory client cache.
+The common checks are the kit's (:mod:`overnight.client_options`). Options are never
+stored; the key lives only in the run's connection.
 """
 
 from __future__ import annotations
 
-import os
 import re
-import threading
 from typing import Any, Mapping
 
-from attrs import field, frozen
+from attrs import frozen
 
-from overnight.errors import ConfigurationError, MissingCredentials
+from overnight.client_options import OptionSchema, secret
+from overnight.connection import Connection
+from overnight.errors import ConfigurationError
 
 KEY_ENVS = ("GOOGLE_API_KEY", "GEMINI_API_KEY")
 BASE_URL_ENVS = ("GEMINI_BASE_URL", "GOOGLE_GEMINI_BASE_URL")
@@ -45,7 +46,7 @@ KNOWN = {
 class Settings:
     """The resolved options; ``api_key`` is excluded from ``repr``."""
 
-    api_key: str = field(default="", repr=False)
+    api_key: str = secret()
     base_url: str | None = None
     api_version: str | None = None
     timeout_ms: int | None = None
@@ -53,58 +54,26 @@ class Settings:
     inline_threshold: int = INLINE_THRESHOLD
 
 
-def _whole(options: Mapping[str, Any], name: str, minimum: int) -> int:
-    value = options[name]
-    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
-        raise ConfigurationError(f"gemini option {name!r} must be a whole number >= {minimum}, got {value!r}")
-    return value
-
-
-def _base_url(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
-        raise ConfigurationError(
-            f"gemini base_url must be an http(s) URL such as http://127.0.0.1:8000/gemini, got {value!r}"
-        )
-    url = value.rstrip("/")
-    if re.search(r"/v1(beta)?$", url):
-        # The SDK joins "{base}/{api_version}/...": a base ending in a version calls /v1/v1/...
-        raise ConfigurationError(
-            f"gemini base_url {value!r} ends with an API version, which the SDK adds itself: "
-            f"use {re.sub(r'/v1(beta)?$', '', url)!r} (and api_version=... if needed)."
-        )
-    return url + "/"
+SCHEMA = OptionSchema("Gemini", "gemini", KNOWN, key_envs=KEY_ENVS, base_url_envs=BASE_URL_ENVS)
 
 
 def resolve(options: Mapping[str, Any]) -> Settings:
     """Check the options and the environment; raise before any network call."""
-    unknown = sorted(set(options) - set(KNOWN))
-    if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in KNOWN.items())
-        raise ConfigurationError(f"unknown gemini client option(s) {', '.join(unknown)}. Known options: {known}.")
-    api_key = options.get("api_key") or next((os.environ[e] for e in KEY_ENVS if os.environ.get(e)), "")
-    if not isinstance(api_key, str):
-        raise ConfigurationError("gemini option 'api_key' must be a string")
-    if not api_key.strip():
-        raise MissingCredentials(
-            f"no Gemini API key: set the {KEY_ENVS[1]} (or {KEY_ENVS[0]}) environment variable "
-            'or pass api_key="..." to LLM("gemini/<model>", ...).'
-        )
-    base = options.get("base_url") or next((os.environ[e] for e in BASE_URL_ENVS if os.environ.get(e)), None)
+    SCHEMA.refuse_unknown(options)
+    api_key = SCHEMA.api_key(options)
+    base = SCHEMA.base_url(options, no_suffix=r"/v1(beta)?", suffix_is="the API version (api_version=...)",
+                           example="http://127.0.0.1:8000/gemini")
     version = options.get("api_version")
     if version is not None and (not isinstance(version, str) or not re.match(r"^v\d+[a-z0-9]*$", version)):
         raise ConfigurationError(f"gemini option 'api_version' must look like v1 or v1beta, got {version!r}")
-    timeout = options.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigurationError(f"gemini option 'timeout' must be a positive number of seconds, got {timeout!r}")
+    timeout = SCHEMA.timeout(options)
     return Settings(
-        api_key=api_key.strip(),
-        base_url=_base_url(base) if base else None,
+        api_key=api_key,
+        base_url=base + "/" if base else None,  # the SDK joins "{base}{api_version}/..."
         api_version=version,
         timeout_ms=max(1, round(timeout * 1000)) if timeout is not None else None,
-        max_retries=_whole(options, "max_retries", 0) if "max_retries" in options else 3,
-        inline_threshold=(
-            _whole(options, "inline_threshold", 0) if "inline_threshold" in options else INLINE_THRESHOLD
-        ),
+        max_retries=SCHEMA.max_retries(options, default=3),
+        inline_threshold=SCHEMA.whole(options, "inline_threshold", default=INLINE_THRESHOLD),
     )
 
 
@@ -126,32 +95,22 @@ def once(timeout_ms: int | None = None) -> Any:
     return types.HttpOptions(retry_options=types.HttpRetryOptions(attempts=1), timeout=timeout_ms)
 
 
-# --- the client cache -----------------------------------------------------------------
-
-
-_clients: dict[Settings, Any] = {}
-_lock = threading.Lock()
+# --- the client -----------------------------------------------------------------------
 
 
 def client(settings: Settings) -> Any:
-    """The SDK client for these settings, built once per process."""
-    with _lock:
-        found = _clients.get(settings)
-        if found is None:
-            from google import genai
-            from google.genai import types
+    """The SDK client for these settings (a new one each call; hooks use ``connect``'s)."""
+    from google import genai
+    from google.genai import types
 
-            http = types.HttpOptions(
-                base_url=settings.base_url, api_version=settings.api_version, timeout=settings.timeout_ms,
-                # Always set: with retry options the SDK leaves every retry to them.
-                retry_options=retry_options(settings.max_retries),
-            )
-            found = genai.Client(api_key=settings.api_key, vertexai=False, http_options=http)
-            _clients[settings] = found
-        return found
+    http = types.HttpOptions(
+        base_url=settings.base_url, api_version=settings.api_version, timeout=settings.timeout_ms,
+        # Always set: with retry options the SDK leaves every retry to them.
+        retry_options=retry_options(settings.max_retries),
+    )
+    return genai.Client(api_key=settings.api_key, vertexai=False, http_options=http)
 
 
-def clear_clients() -> None:
-    """Forget every cached client (tests; after a key rotation)."""
-    with _lock:
-        _clients.clear()
+def connect(options: Mapping[str, Any]) -> Connection[Settings]:
+    """What the ``connect`` hook returns: the checked settings, the SDK client built on first use."""
+    return Connection(resolve(options), client)

@@ -21,8 +21,11 @@ import tempfile
 import time
 from typing import Any, Iterator, Mapping
 
-from overnight import jsonl
-from overnight.errors import ProviderError, QuotaExceeded, ResultsGone, SubmissionRejected
+from overnight import jsonl, orphan_files
+from overnight.connection import Connection
+from overnight.create_once import create_once, keep_oldest
+from overnight.not_found import confirm_gone
+from overnight.errors import ResultsGone, SubmissionRejected
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
 from overnight.models import (
@@ -39,6 +42,8 @@ from overnight.models import (
     RemoteJob,
     Result,
 )
+
+from overnight.orphan_files import delete_quietly
 
 from overnight_gemini import online
 from overnight_gemini import options as opts
@@ -151,8 +156,8 @@ class GeminiPlugin:
         ]
 
     @hookimpl
-    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
-        opts.resolve(options)
+    def connect(self, provider: str, options: Mapping[str, Any]) -> Connection[opts.Settings]:
+        return opts.connect(options)
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
@@ -161,53 +166,41 @@ class GeminiPlugin:
     # -- jobs ------------------------------------------------------------------------------
 
     @hookimpl
-    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
-        settings = opts.resolve(options)
-        client = opts.client(settings)
+    def submit(self, provider: str, chunk: Chunk, client: Connection[opts.Settings]) -> JobRef:
+        settings, sdk = client.settings, client.sdk
         if chunk.count <= settings.inline_threshold and chunk.bytes <= opts.INLINE_MAX_BYTES:
             src = [translate.inline_request(line) for line in chunk.lines()]
-            job = self._create(client, chunk, src)
+            job = self._create(sdk, chunk, src)
             return self._ref(job, chunk, input_file=None)
         with jsonl.spool(chunk.lines()) as spooled:
-            uploaded = client.files.upload(
+            uploaded = sdk.files.upload(
                 file=spooled, config={"mime_type": "application/jsonl", "display_name": chunk.tag}
             )
         fault_point("after_upload")
         try:
-            job = self._create(client, chunk, uploaded.name)
+            job = self._create(sdk, chunk, uploaded.name)
         except Exception as exc:
             # Only a 4xx certainly created nothing; after a 5xx or a lost connection the
             # job may exist and need its input, so the file is left for it.
             if isinstance(exc, SubmissionRejected) or _rejected(exc):
-                self._delete_file(client, uploaded.name)
+                self._delete_file(sdk, uploaded.name)
             raise
         return self._ref(job, chunk, input_file=uploaded.name)
 
     @staticmethod
     def _create(client: Any, chunk: Chunk, src: Any) -> Any:
-        """Create the job without ever creating it twice.
+        """Create the job without ever creating it twice (:func:`overnight.create_once.create_once`).
 
         The SDK's retries are off for this call (a timed-out create may have created the
         job, and the API takes no idempotency key); only a 429 is tried again here. Any
-        other failure propagates: the core then finds the job by its tag.
+        other failure propagates: the core then finds the job by its tag. Gemini answers a
+        full batch quota (concurrent batches, enqueued tokens) and a rate limit alike ("You
+        exceeded your current quota", RESOURCE_EXHAUSTED): the last 429 is QuotaExceeded.
         """
         config = {"display_name": chunk.tag, "http_options": opts.once()}
-        for attempt in range(CREATE_ATTEMPTS_ON_429):
-            try:
-                return client.batches.create(model=chunk.model, src=src, config=config)
-            except Exception as exc:
-                code = _code(exc)
-                if code == 429 and attempt + 1 < CREATE_ATTEMPTS_ON_429:
-                    time.sleep(0.25 * 2**attempt)
-                    continue
-                if code == 429:
-                    # Gemini answers a full batch quota (concurrent batches, enqueued tokens)
-                    # and a rate limit alike: "You exceeded your current quota" RESOURCE_EXHAUSTED.
-                    raise QuotaExceeded(f"Gemini refused to create the batch for the account's quota: {exc}") from exc
-                if code in REFUSED:
-                    raise SubmissionRejected(f"Gemini refused to create the batch: {exc}") from exc
-                raise
-        raise AssertionError("unreachable")  # pragma: no cover
+        return create_once(lambda: client.batches.create(model=chunk.model, src=src, config=config),
+                           status=_code, attempts=CREATE_ATTEMPTS_ON_429, label="Gemini", refused=REFUSED,
+                           initial_delay=0.25)
 
     def _ref(self, job: Any, chunk: Chunk, *, input_file: str | None) -> JobRef:
         data: dict[str, Any] = {"inline": input_file is None, "count": chunk.count}
@@ -217,15 +210,12 @@ class GeminiPlugin:
 
     @staticmethod
     def _delete_file(client: Any, name: str) -> None:
-        try:
-            client.files.delete(name=name)
-        except Exception as exc:  # cleanup is best effort; the create error matters more
-            log.warning("could not delete the unused Gemini input file %s: %s", name, type(exc).__name__)
+        delete_quietly(lambda: client.files.delete(name=name), f"the unused Gemini input file {name}")
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
-        settings = opts.resolve(options)
-        remote = self._get(opts.client(settings), job, _bounded(settings, timeout))
+    def check(self, provider: str, job: JobRef, client: Connection[opts.Settings], timeout: float | None) -> JobStatus:
+        settings = client.settings
+        remote = self._get(client.sdk, job, _bounded(settings, timeout))
         state = translate.job_state(remote.state)
         message = None
         if state is JobState.FAILED:
@@ -251,21 +241,15 @@ class GeminiPlugin:
 
     @staticmethod
     def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
-        """Raise ResultsGone if the answer is about the batch: the same API answers another call.
-
-        A wrong base URL or proxy answers 404 for everything; then the original error stands.
-        """
-        try:
-            client.batches.list(config={"page_size": 1, **(bound or {})})
-        except Exception:
-            raise exc from None
-        raise ResultsGone(what) from None
+        """Raise ResultsGone if the answer is about the batch (see overnight.not_found), else ``exc``."""
+        raise confirm_gone(exc, lambda: client.batches.list(config={"page_size": 1, **(bound or {})}), what) from None
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
-        settings = opts.resolve(options)
+    def fetch(self, provider: str, job: JobRef, client: Connection[opts.Settings],
+              timeout: float | None) -> Iterator[Result]:
+        settings = client.settings
         bound = _bounded(settings, timeout)
-        return self._results(opts.client(settings), job, 0 if bound else settings.max_retries, bound)
+        return self._results(client.sdk, job, 0 if bound else settings.max_retries, bound)
 
     def _results(self, client: Any, job: JobRef, retries: int, bound: Mapping[str, Any] | None = None,
                  remote: Any = None) -> Iterator[Result]:
@@ -322,51 +306,42 @@ class GeminiPlugin:
             os.unlink(path)
 
     @hookimpl
-    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
-        client = opts.client(opts.resolve(options))
+    def cancel(self, provider: str, job: JobRef, client: Connection[opts.Settings]) -> None:
+        sdk = client.sdk
         try:
-            client.batches.cancel(name=job.remote_id)
+            sdk.batches.cancel(name=job.remote_id)
         except Exception as exc:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
             if not _rejected(exc):
                 raise
             if _not_found(exc):
-                self._confirm_gone(client, exc, f"Gemini batch {job.remote_id} no longer exists ({_code(exc)})")
-            if not translate.job_state(self._get(client, job).state).terminal:
+                self._confirm_gone(sdk, exc, f"Gemini batch {job.remote_id} no longer exists ({_code(exc)})")
+            if not translate.job_state(self._get(sdk, job).state).terminal:
                 raise
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
-        settings = opts.resolve(options)
-        client = opts.client(settings)
+    def find_job(self, provider: str, tag: str, client: Connection[opts.Settings],
+                 timeout: float | None) -> JobRef | None:
+        settings, sdk = client.settings, client.sdk
         bound = _bounded(settings, timeout)
         # Oldest first. The listing is newest first, so reversed it breaks ties between
         # jobs created in the same instant the right way (the sort is stable).
-        tagged = [j for j in client.batches.list(config={"page_size": 100, **bound}) if j.display_name == tag]
+        tagged = [j for j in sdk.batches.list(config={"page_size": 100, **bound}) if j.display_name == tag]
         found = sorted(reversed(tagged), key=lambda j: (j.create_time is None, j.create_time))
         if not found:
-            self._delete_orphan_input(client, tag)  # the core now resubmits under a new tag
+            self._delete_orphan_input(sdk, tag)  # the core now resubmits under a new tag
             return None
-        keep, *extra = found
-        for duplicate in extra:
-            # Only a retried create can make two jobs of one tag; the spare would be paid twice.
-            log.warning("cancelling duplicate Gemini batch %s of tag %s", duplicate.name, tag)
-            try:
-                client.batches.cancel(name=duplicate.name)
-            except Exception as exc:
-                raise ProviderError(
-                    f"two Gemini batches carry tag {tag} ({keep.name}, {duplicate.name}) and the duplicate "
-                    f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.name}, then run again."
-                ) from None
+        keep = keep_oldest(found, ident=lambda j: j.name, cancel=lambda name: sdk.batches.cancel(name=name), tag=tag,
+                           what="Gemini batch")
         return JobRef(provider=self.name, remote_id=keep.name, tag=tag, data={"found": True})
 
     @hookimpl
-    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
-                 model: str) -> Result:
-        return online.generate(provider, request, options, timeout, model)
+    def generate(self, provider: str, request: dict[str, Any], client: Connection[opts.Settings],
+                 timeout: float | None, model: str) -> Result:
+        return online.generate(provider, request, client.sdk, timeout, model)
 
     @hookimpl
-    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+    def list_jobs(self, provider: str, client: Connection[opts.Settings], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
         """Recent batches whose display name is an overnight tag, newest first, with their keys.
 
@@ -376,11 +351,10 @@ class GeminiPlugin:
         running or expired job, and one in ``skip`` or (with ``tags``) carrying none of
         them, is listed with ``custom_ids=None``.
         """
-        settings = opts.resolve(options)
-        client = opts.client(settings)
+        settings, sdk = client.settings, client.sdk
         found: list[RemoteJob] = []
         newest: float | None = None
-        for seen, batch in enumerate(client.batches.list(config={"page_size": 100})):
+        for seen, batch in enumerate(sdk.batches.list(config={"page_size": 100})):
             if seen >= limit:
                 break
             created = batch.create_time.timestamp() if batch.create_time is not None else 0.0
@@ -392,7 +366,7 @@ class GeminiPlugin:
                 continue  # not submitted by overnight
             state = translate.job_state(batch.state)
             wanted = batch.name not in skip and (not tags or tag in tags)
-            ids = self._job_keys(client, batch, state, settings.max_retries) if wanted else None
+            ids = self._job_keys(sdk, batch, state, settings.max_retries) if wanted else None
             found.append(RemoteJob(ref=JobRef(provider=self.name, remote_id=batch.name, tag=tag, data={"found": True}),
                                    created_at=created, state=state, custom_ids=ids))
         return found
@@ -412,9 +386,6 @@ class GeminiPlugin:
 
         Only called once no job carries the tag, so no job can need it. Best effort.
         """
-        try:
-            for uploaded in client.files.list(config={"page_size": 100}):
-                if uploaded.display_name == tag:
-                    client.files.delete(name=uploaded.name)
-        except Exception as exc:
-            log.warning("could not delete the input file of the interrupted submit %s: %s", tag, type(exc).__name__)
+        orphan_files.delete_orphan_input(lambda: client.files.list(config={"page_size": 100}),
+                                         lambda f: f.display_name == tag, lambda f: client.files.delete(name=f.name),
+                                         tag=tag, label="Gemini")

@@ -10,17 +10,16 @@ to serve the provider with other limits.
 from __future__ import annotations
 
 from overnight_mistral.llm import MistralLLM
-from overnight_mistral.options import clear_clients
 from overnight_mistral.plugin import LIMITS, MistralPlugin
 
-__all__ = ["LIMITS", "MistralPlugin", "clear_clients", "MistralLLM"]
+__all__ = ["LIMITS", "MistralPlugin", "MistralLLM"]
 __version__ = "0.1.0"
 
 _plugin = MistralPlugin()
 
 # Bound methods keep their @hookimpl marks, so this module is a plugin in its own right.
 register_providers = _plugin.register_providers
-validate_options = _plugin.validate_options
+connect = _plugin.connect
 build_request = _plugin.build_request
 submit = _plugin.submit
 check = _plugin.check

@@ -29,14 +29,11 @@ REFUSED = frozenset({400, 413, 422})
 TRANSIENT = frozenset({408, 409})
 
 
-def generate(provider: str, request: Mapping[str, Any], options: Mapping[str, Any], timeout: float | None,
-             model: str) -> Result:
+def generate(provider: str, request: Mapping[str, Any], client: Any, timeout: float | None, model: str) -> Result:
     """Send ``request["body"]`` with ``model`` through ``chat.complete``; see the ``generate`` hookspec."""
     from mistralai.client.basesdk import httpx  # whichever httpx the SDK is built on (httpx2 today)
     from mistralai.client.errors import MistralError
 
-    settings = opts.resolve(options)
-    client = opts.client(settings)
     custom_id = str(request["custom_id"])
     body = {"model": model, **request["body"]}  # a body's own model (never set by build_request) wins
     bound: dict[str, Any] = {"retries": opts.retry_config(0)}

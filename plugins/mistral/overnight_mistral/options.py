@@ -1,21 +1,20 @@
-"""Client options of the Mistral plugin, and the one SDK client per option set.
+"""Client options of the Mistral plugin, and the SDK client ``connect`` builds from them.
 
 Options come from ``LLM("mistral/<model>", api_key=..., base_url=...)``; when absent,
 the environment is read (``MISTRAL_API_KEY``; ``MISTRAL_BASE_URL`` is overnight's own
-variable, since the SDK reads none for the URL). Options are never stored; this module
-keeps no key anywhere but in the in-memory client cache.
+variable, since the SDK reads none for the URL). The common checks are the kit's
+(:mod:`overnight.client_options`). Options are never stored; the key lives only in the
+run's connection.
 """
 
 from __future__ import annotations
 
-import os
-import re
-import threading
 from typing import Any, Mapping
 
-from attrs import field, frozen
+from attrs import frozen
 
-from overnight.errors import ConfigurationError, MissingCredentials
+from overnight.client_options import OptionSchema, secret
+from overnight.connection import Connection
 
 KEY_ENV = "MISTRAL_API_KEY"
 BASE_URL_ENV = "MISTRAL_BASE_URL"
@@ -44,7 +43,7 @@ KNOWN = {
 class Settings:
     """The resolved options; ``api_key`` is excluded from ``repr``."""
 
-    api_key: str = field(default="", repr=False)
+    api_key: str = secret()
     server_url: str | None = None
     server: str | None = None
     timeout_ms: int | None = None
@@ -53,62 +52,21 @@ class Settings:
     inline_threshold: int = INLINE_THRESHOLD
 
 
-def _number(options: Mapping[str, Any], name: str, kind: type, minimum: float) -> Any:
-    value = options[name]
-    if isinstance(value, bool) or not isinstance(value, (int, float)) or (kind is int and not isinstance(value, int)):
-        raise ConfigurationError(f"mistral option {name!r} must be a{'n integer' if kind is int else ' number'}, got {value!r}")
-    if value < minimum:
-        raise ConfigurationError(f"mistral option {name!r} must be at least {minimum}, got {value!r}")
-    return value
-
-
-def _base_url(value: Any) -> str:
-    if not isinstance(value, str) or not re.match(r"^https?://[^/\s]+", value):
-        raise ConfigurationError(
-            f"mistral base_url must be an http(s) URL such as http://127.0.0.1:8000, got {value!r}"
-        )
-    url = value.rstrip("/")
-    if url.endswith("/v1"):
-        # The SDK's paths already start with /v1; a base ending in /v1 would call /v1/v1/...
-        raise ConfigurationError(
-            f"mistral base_url {value!r} ends with /v1, but the Mistral SDK adds /v1 itself: "
-            f"use {url[: -len('/v1')] or url!r} instead."
-        )
-    return url
+SCHEMA = OptionSchema("Mistral", "mistral", KNOWN, key_envs=(KEY_ENV,), base_url_envs=(BASE_URL_ENV,))
 
 
 def resolve(options: Mapping[str, Any]) -> Settings:
     """Check the options and the environment; raise before any network call."""
-    unknown = sorted(set(options) - set(KNOWN))
-    if unknown:
-        known = "; ".join(f"{k}: {v}" for k, v in KNOWN.items())
-        from overnight.suggest import did_you_mean
-
-        raise ConfigurationError(f"unknown mistral client option(s) {', '.join(unknown)}"
-                                 f"{did_you_mean(unknown[0], KNOWN)}. Known options: {known}.")
-    api_key = options.get("api_key") or os.environ.get(KEY_ENV, "")
-    if not isinstance(api_key, str):
-        raise ConfigurationError("mistral option 'api_key' must be a string")
-    if not api_key:
-        raise MissingCredentials(
-            f"no Mistral API key: set the {KEY_ENV} environment variable "
-            'or pass api_key="..." to LLM("mistral/<model>", ...).'
-        )
-    base = options.get("base_url") or os.environ.get(BASE_URL_ENV) or None
-    server = options.get("server")
-    if server is not None and server not in SERVERS:
-        raise ConfigurationError(f"mistral option 'server' must be one of {', '.join(SERVERS)}, got {server!r}")
-    timeout = _number(options, "timeout", float, 0.001) if "timeout" in options else None
+    SCHEMA.refuse_unknown(options)
+    timeout = SCHEMA.timeout(options)
     return Settings(
-        api_key=api_key,
-        server_url=_base_url(base) if base else None,
-        server=server,
+        api_key=SCHEMA.api_key(options),
+        server_url=SCHEMA.base_url(options, no_suffix="/v1", example="http://127.0.0.1:8000"),
+        server=SCHEMA.choice(options, "server", SERVERS),
         timeout_ms=round(timeout * 1000) if timeout is not None else None,
-        max_retries=_number(options, "max_retries", int, 0) if "max_retries" in options else 3,
-        timeout_hours=_number(options, "timeout_hours", int, 1) if "timeout_hours" in options else 24,
-        inline_threshold=(
-            _number(options, "inline_threshold", int, 0) if "inline_threshold" in options else INLINE_THRESHOLD
-        ),
+        max_retries=SCHEMA.max_retries(options, default=3),
+        timeout_hours=SCHEMA.whole(options, "timeout_hours", default=24, minimum=1),
+        inline_threshold=SCHEMA.whole(options, "inline_threshold", default=INLINE_THRESHOLD),
     )
 
 
@@ -151,32 +109,22 @@ def retry_config(retries: int, *, status_codes: list[str] | None = None, connect
     )
 
 
-# --- the client cache -----------------------------------------------------------------
-
-
-_clients: dict[Settings, Any] = {}
-_lock = threading.Lock()
+# --- the client -----------------------------------------------------------------------
 
 
 def client(settings: Settings) -> Any:
-    """The SDK client for these settings, built once per process."""
-    with _lock:
-        found = _clients.get(settings)
-        if found is None:
-            from mistralai.client import Mistral
+    """The SDK client for these settings (a new one each call; hooks use ``connect``'s)."""
+    from mistralai.client import Mistral
 
-            found = Mistral(
-                api_key=settings.api_key,
-                server_url=settings.server_url,
-                server=None if settings.server_url else settings.server,
-                retry_config=retry_config(settings.max_retries),
-                timeout_ms=settings.timeout_ms,
-            )
-            _clients[settings] = found
-        return found
+    return Mistral(
+        api_key=settings.api_key,
+        server_url=settings.server_url,
+        server=None if settings.server_url else settings.server,
+        retry_config=retry_config(settings.max_retries),
+        timeout_ms=settings.timeout_ms,
+    )
 
 
-def clear_clients() -> None:
-    """Forget every cached client (tests; after a key rotation)."""
-    with _lock:
-        _clients.clear()
+def connect(options: Mapping[str, Any]) -> Connection[Settings]:
+    """What the ``connect`` hook returns: the checked settings, the SDK client built on first use."""
+    return Connection(resolve(options), client)

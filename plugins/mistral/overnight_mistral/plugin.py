@@ -11,10 +11,14 @@ from __future__ import annotations
 import logging
 from typing import Any, Iterator, Mapping
 
-from overnight import jsonl
-from overnight.errors import ProviderError, QuotaExceeded, ResultsGone
+from overnight import jsonl, orphan_files
+from overnight.connection import Connection
+from overnight.create_once import create_once, keep_oldest
+from overnight.not_found import confirm_gone
+from overnight.errors import ResultsGone
 from overnight.faultpoints import fault_point
 from overnight.hookspecs import hookimpl
+from overnight.orphan_files import delete_quietly, input_name
 from overnight.models import (
     Capabilities,
     ChatRequest,
@@ -118,8 +122,8 @@ class MistralPlugin:
         ]
 
     @hookimpl
-    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
-        opts.resolve(options)
+    def connect(self, provider: str, options: Mapping[str, Any]) -> Connection[opts.Settings]:
+        return opts.connect(options)
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
@@ -128,9 +132,8 @@ class MistralPlugin:
     # -- jobs ------------------------------------------------------------------------------
 
     @hookimpl
-    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
-        settings = opts.resolve(options)
-        client = opts.client(settings)
+    def submit(self, provider: str, chunk: Chunk, client: Connection[opts.Settings]) -> JobRef:
+        settings, sdk = client.settings, client.sdk
         create = dict(
             endpoint=translate.ENDPOINT,
             model=chunk.model,
@@ -138,29 +141,21 @@ class MistralPlugin:
             timeout_hours=settings.timeout_hours,
             retries=opts.retry_config(settings.max_retries, status_codes=_CREATE_RETRY_CODES, connection_errors=False),
         )
+        # The SDK's retry config already tried the 429s (and nothing else): one attempt here.
         if chunk.count <= settings.inline_threshold and chunk.bytes <= opts.INLINE_MAX_BYTES:
-            try:
-                job = client.batch.jobs.create(requests=list(chunk.lines()), **create)
-            except Exception as exc:
-                if _http_status(exc) == 429:  # after the SDK's retries; certainly not created
-                    raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
-                raise
+            job = create_once(lambda: sdk.batch.jobs.create(requests=list(chunk.lines()), **create),
+                              status=_http_status, attempts=1, label="Mistral")
             return self._ref(job, chunk.tag, input_file=None)
         with jsonl.spool(chunk.lines()) as spooled:
-            uploaded = client.files.upload(
-                file={"file_name": f"{chunk.tag}.jsonl", "content": spooled}, purpose="batch"
+            uploaded = sdk.files.upload(
+                file={"file_name": input_name(chunk.tag), "content": spooled}, purpose="batch"
             )
         fault_point("after_upload")
-        try:
-            job = client.batch.jobs.create(input_files=[uploaded.id], **create)
-        except Exception as exc:
-            # Only a 4xx certainly created nothing; after a 5xx or a lost connection the
-            # job may exist and need its input, so the file is left for it.
-            if _rejected(exc):
-                self._delete_file(client, uploaded.id)
-            if _http_status(exc) == 429:
-                raise QuotaExceeded(f"Mistral refused to create the batch job: {exc}") from exc
-            raise
+        # After a 5xx or a lost connection the job may exist and need its input, so the file
+        # is deleted only after a 4xx, which certainly created nothing.
+        job = create_once(lambda: sdk.batch.jobs.create(input_files=[uploaded.id], **create),
+                          status=_http_status, attempts=1, label="Mistral",
+                          cleanup=lambda: self._delete_file(sdk, uploaded.id))
         return self._ref(job, chunk.tag, input_file=uploaded.id)
 
     def _ref(self, job: Any, tag: str, *, input_file: str | None) -> JobRef:
@@ -171,15 +166,11 @@ class MistralPlugin:
 
     @staticmethod
     def _delete_file(client: Any, file_id: str) -> None:
-        try:
-            client.files.delete(file_id=file_id)
-        except Exception as exc:  # cleanup is best effort; the create error matters more
-            log.warning("could not delete the unused Mistral input file %s: %s", file_id, type(exc).__name__)
+        delete_quietly(lambda: client.files.delete(file_id=file_id), f"the unused Mistral input file {file_id}")
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
-        settings = opts.resolve(options)
-        remote = self._get(opts.client(settings), job, **_bounded(settings, timeout))
+    def check(self, provider: str, job: JobRef, client: Connection[opts.Settings], timeout: float | None) -> JobStatus:
+        remote = self._get(client.sdk, job, **_bounded(client.settings, timeout))
         state = translate.job_state(remote.status)
         message = None
         if state is JobState.FAILED:
@@ -194,9 +185,9 @@ class MistralPlugin:
         )
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
-        settings = opts.resolve(options)
-        return self._results(opts.client(settings), job, _bounded(settings, timeout))
+    def fetch(self, provider: str, job: JobRef, client: Connection[opts.Settings],
+              timeout: float | None) -> Iterator[Result]:
+        return self._results(client.sdk, job, _bounded(client.settings, timeout))
 
     def _results(self, client: Any, job: JobRef, bound: Mapping[str, Any] | None = None) -> Iterator[Result]:
         bound = dict(bound or {})
@@ -231,15 +222,8 @@ class MistralPlugin:
 
     @staticmethod
     def _confirm_gone(client: Any, exc: BaseException, what: str, bound: Mapping[str, Any] | None = None) -> None:
-        """Raise ResultsGone if the 404 is about the job: the same API answers another call.
-
-        A wrong base URL or proxy answers 404 for everything; then the original error stands.
-        """
-        try:
-            client.batch.jobs.list(page=0, page_size=1, **(bound or {}))
-        except Exception:
-            raise exc from None
-        raise ResultsGone(what) from None
+        """Raise ResultsGone if the 404 is about the job (see overnight.not_found), else ``exc``."""
+        raise confirm_gone(exc, lambda: client.batch.jobs.list(page=0, page_size=1, **(bound or {})), what) from None
 
     @staticmethod
     def _download(client: Any, file_id: str, kind: str = "result", job: JobRef | None = None,
@@ -265,51 +249,41 @@ class MistralPlugin:
             response.close()
 
     @hookimpl
-    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
-        client = opts.client(opts.resolve(options))
+    def cancel(self, provider: str, job: JobRef, client: Connection[opts.Settings]) -> None:
+        sdk = client.sdk
         try:
-            client.batch.jobs.cancel(job_id=job.remote_id)
+            sdk.batch.jobs.cancel(job_id=job.remote_id)
         except Exception as exc:
             # Cancelling a job that already ended is refused; there is nothing to cancel.
             if not _rejected(exc):
                 raise
             if _not_found(exc):
-                self._confirm_gone(client, exc, f"Mistral batch job {job.remote_id} no longer exists (404)")
-            if not translate.job_state(self._get(client, job).status).terminal:
+                self._confirm_gone(sdk, exc, f"Mistral batch job {job.remote_id} no longer exists (404)")
+            if not translate.job_state(self._get(sdk, job).status).terminal:
                 raise
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
-        settings = opts.resolve(options)
-        client = opts.client(settings)
-        bound = _bounded(settings, timeout)
+    def find_job(self, provider: str, tag: str, client: Connection[opts.Settings],
+                 timeout: float | None) -> JobRef | None:
+        bound = _bounded(client.settings, timeout)
+        sdk = client.sdk
         # Oldest first; the sort is stable, so the server's order breaks ties.
-        found = sorted(self._tagged(client, tag, bound), key=lambda j: j.created_at)
+        found = sorted(self._tagged(sdk, tag, bound), key=lambda j: j.created_at)
         if not found:
-            self._delete_orphan_input(client, tag)  # the core now resubmits under a new tag
+            self._delete_orphan_input(sdk, tag)  # the core now resubmits under a new tag
             return None
-        keep, *extra = found
-        for duplicate in extra:
-            # Only a retried create can make two jobs of one tag; the spare would be paid twice.
-            log.warning("cancelling duplicate Mistral job %s of tag %s", duplicate.id, tag)
-            try:
-                client.batch.jobs.cancel(job_id=duplicate.id)
-            except Exception as exc:
-                raise ProviderError(
-                    f"two Mistral jobs carry tag {tag} ({keep.id}, {duplicate.id}) and the duplicate "
-                    f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.id} in the "
-                    "Mistral console, then run again."
-                ) from None
+        keep = keep_oldest(found, ident=lambda j: j.id, cancel=lambda job_id: sdk.batch.jobs.cancel(job_id=job_id),
+                           tag=tag, what="Mistral job")
         files = [f for f in keep.input_files or () if f]
         return self._ref(keep, tag, input_file=files[0] if files else None)
 
     @hookimpl
-    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
-                 model: str) -> Result:
-        return online.generate(provider, request, options, timeout, model)
+    def generate(self, provider: str, request: dict[str, Any], client: Connection[opts.Settings],
+                 timeout: float | None, model: str) -> Result:
+        return online.generate(provider, request, client.sdk, timeout, model)
 
     @hookimpl
-    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+    def list_jobs(self, provider: str, client: Connection[opts.Settings], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str] = frozenset()) -> list[RemoteJob]:
         """Recent jobs carrying an overnight tag, newest first, with the keys they hold.
 
@@ -321,12 +295,12 @@ class MistralPlugin:
         inline job is listed with ``custom_ids=None``. With ``tags``, only jobs carrying
         one of them are read.
         """
-        client = opts.client(opts.resolve(options))
+        sdk = client.sdk
         found: list[RemoteJob] = []
         newest: int | None = None
         page, size, seen = 0, 100, 0
         while seen < limit:
-            listing = client.batch.jobs.list(page=page, page_size=size, order_by="-created")
+            listing = sdk.batch.jobs.list(page=page, page_size=size, order_by="-created")
             data = listing.data or []
             for job in data:
                 seen += 1
@@ -341,7 +315,7 @@ class MistralPlugin:
                 state = translate.job_state(job.status)
                 files = [f for f in job.input_files or () if f]
                 wanted = job.id not in skip and (not tags or tag in tags)
-                ids = self._job_keys(client, job, files, state) if wanted else None
+                ids = self._job_keys(sdk, job, files, state) if wanted else None
                 found.append(RemoteJob(ref=self._ref(job, tag, input_file=files[0] if files else None),
                                        created_at=float(job.created_at), state=state, custom_ids=ids))
             if len(data) < size or (listing.total is not None and page * size + len(data) >= listing.total):
@@ -367,17 +341,11 @@ class MistralPlugin:
 
     @staticmethod
     def _delete_orphan_input(client: Any, tag: str) -> None:
-        """Delete the input file a submit interrupted after its upload left under ``tag``.
-
-        Only called once no job carries the tag, so no job can need it. Best effort.
-        """
-        name = f"{tag}.jsonl"
-        try:
-            for uploaded in client.files.list(search=tag, purpose="batch").data or ():
-                if uploaded.filename == name:
-                    client.files.delete(file_id=uploaded.id)
-        except Exception as exc:
-            log.warning("could not delete the input file of the interrupted submit %s: %s", tag, exc)
+        """Delete the input file a submit interrupted after its upload left under ``tag`` (best effort)."""
+        name = input_name(tag)
+        orphan_files.delete_orphan_input(lambda: client.files.list(search=tag, purpose="batch").data or (),
+                                         lambda f: f.filename == name, lambda f: client.files.delete(file_id=f.id),
+                                         tag=tag, label="Mistral")
 
     @staticmethod
     def _tagged(client: Any, tag: str, bound: Mapping[str, Any] | None = None) -> Iterator[Any]:

@@ -19,7 +19,7 @@ _default = OpenAIPlugin()
 
 # Bound methods keep their @hookimpl marks, so this module is a plugin in its own right.
 register_providers = _default.register_providers
-validate_options = _default.validate_options
+connect = _default.connect
 build_request = _default.build_request
 submit = _default.submit
 check = _default.check

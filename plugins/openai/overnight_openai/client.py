@@ -1,21 +1,24 @@
-"""Client options: validation, environment fallbacks and one cached SDK client per configuration.
+"""Client options: checks, environment fallbacks, and the SDK client ``connect`` builds.
 
 Options come from ``LLM("openai/<model>", api_key=..., base_url=..., ...)``; absent ones
-fall back to the OpenAI SDK's usual environment variables. Nothing here touches the
-network, and no message ever includes a key's value.
+fall back to the OpenAI SDK's usual environment variables. The common checks are the
+kit's (:mod:`overnight.client_options`); nothing here touches the network, and no
+message ever includes a key's value.
 """
 
 from __future__ import annotations
 
-import functools
-import os
-import threading
 from typing import TYPE_CHECKING, Any, Mapping
+
+from attrs import field, frozen
 
 if TYPE_CHECKING:  # the SDK is imported on the first call that needs a client, not with the plugin
     import openai
 
-from overnight.errors import ConfigurationError, MissingCredentials
+from overnight.client_options import OptionSchema, secret
+from overnight.connection import Connection
+from overnight.deadlines import one_attempt_within
+from overnight.errors import ConfigurationError
 
 if TYPE_CHECKING:
     from overnight_openai.vendors import Vendor
@@ -44,85 +47,70 @@ OPTIONS: dict[str, str] = {
 }
 
 
-def resolve(options: Mapping[str, Any], vendor: Vendor | None = None) -> dict[str, Any]:
+SCHEMA = OptionSchema("OpenAI", "openai", OPTIONS, key_envs=(KEY_ENV,), base_url_envs=(BASE_URL_ENV,))
+
+
+@frozen
+class Settings:
+    """The checked options of one LLM; the key is kept out of ``repr``."""
+
+    api_key: Any = secret()  # a string, or a function returning one (the SDK takes both)
+    base_url: str | None = None
+    organization: str | None = None
+    project: str | None = None
+    timeout: float | None = None
+    max_retries: int = 2
+    default_headers: Mapping[str, str] = field(factory=dict)
+    http_client: Any = None
+    #: The user's batch labels.
+    metadata: Mapping[str, str] = field(factory=dict)
+    #: Another vendor's API: OpenAI's organization and project headers are not its business.
+    foreign: bool = False
+    #: The ``completion_window`` sent with each batch.
+    window: str = "24h"
+
+
+def schema(vendor: Vendor | None) -> OptionSchema:
+    """OpenAI's option schema, or a vendor's: its key and base URL variables instead of OpenAI's."""
+    if vendor is None:
+        return SCHEMA
+    return OptionSchema(vendor.label, vendor.name, OPTIONS, key_envs=(vendor.key_env,),
+                        base_url_envs=(vendor.base_url_env,))
+
+
+def resolve(options: Mapping[str, Any], vendor: Vendor | None = None) -> Settings:
     """Check ``options`` and fill the SDK's settings from them and the environment.
 
     ``vendor``: an OpenAI-compatible vendor (Groq...), whose own key and base URL
-    variables replace OpenAI's, and whose URL is the default. Raises
+    variables replace OpenAI's (OpenAI's environment must not redirect another vendor's
+    calls, nor lend them a key), and whose URL is the default. Raises
     :class:`MissingCredentials` without a key, :class:`ConfigurationError` for an
     unknown or malformed option.
     """
+    checks = schema(vendor)
+    checks.refuse_unknown(options)
     if vendor is not None:
-        return _resolve_vendor(options, vendor)
-    unknown = sorted(set(options) - set(OPTIONS))
-    if unknown:
-        known = "\n".join(f"  {name}: {help}" for name, help in OPTIONS.items())
-        raise ConfigurationError(
-            f"unknown OpenAI client option(s) {', '.join(map(repr, unknown))} given to LLM(...). "
-            f"Generation options belong in generation_kwargs=...; the client options are:\n{known}"
-        )
-    api_key = options.get("api_key") or os.environ.get(KEY_ENV)
-    if not api_key:
-        raise MissingCredentials(
-            f"no OpenAI API key: set the {KEY_ENV} environment variable "
-            "or pass api_key=... to LLM('openai/<model>', ...)."
-        )
-    if not (isinstance(api_key, str) or callable(api_key)):
-        raise ConfigurationError("the OpenAI option 'api_key' must be a string (or a function returning one)")
-    base_url = options.get("base_url") or os.environ.get(BASE_URL_ENV) or None
-    if base_url is not None and (
-        not isinstance(base_url, str) or not base_url.startswith(("http://", "https://"))
-    ):
-        raise ConfigurationError(
-            f"the OpenAI option 'base_url' must be an http(s) URL including /v1, got {base_url!r}"
-        )
-    timeout = options.get("timeout")
-    if timeout is not None and (isinstance(timeout, bool) or not isinstance(timeout, (int, float)) or timeout <= 0):
-        raise ConfigurationError(f"the OpenAI option 'timeout' must be a positive number of seconds, got {timeout!r}")
-    max_retries = options.get("max_retries", 2)
-    if isinstance(max_retries, bool) or not isinstance(max_retries, int) or max_retries < 0:
-        raise ConfigurationError(f"the OpenAI option 'max_retries' must be an integer >= 0, got {max_retries!r}")
-    headers = options.get("default_headers")
-    if headers is not None and not (
-        isinstance(headers, Mapping) and all(isinstance(k, str) and isinstance(v, str) for k, v in headers.items())
-    ):
-        raise ConfigurationError("the OpenAI option 'default_headers' must map header names to string values")
-    for name, env in (("organization", ORG_ENV), ("project", PROJECT_ENV)):
-        value = options.get(name)
-        if value is not None and not isinstance(value, str):
-            raise ConfigurationError(f"the OpenAI option {name!r} must be a string (default: ${env})")
-    return {
-        "api_key": api_key,
-        "base_url": base_url,
-        "organization": options.get("organization") or os.environ.get(ORG_ENV) or None,
-        "project": options.get("project") or os.environ.get(PROJECT_ENV) or None,
-        "timeout": timeout,
-        "max_retries": max_retries,
-        "default_headers": tuple(sorted((headers or {}).items())),
-        "http_client": options.get("http_client"),
-        "metadata": user_metadata(options.get("metadata")),
-    }
-
-
-def _resolve_vendor(options: Mapping[str, Any], vendor: Vendor) -> dict[str, Any]:
-    """OpenAI's checks with the vendor's variables: its key, its base URL, no OpenAI org or project."""
-    for name in ("organization", "project"):
-        if options.get(name) is not None:
-            raise ConfigurationError(f"the {vendor.label} provider takes no {name!r} option (an OpenAI setting)")
-    api_key = options.get("api_key") or os.environ.get(vendor.key_env)
-    if not api_key:
-        raise MissingCredentials(
-            f"no {vendor.label} API key: set the {vendor.key_env} environment variable "
-            f"or pass api_key=... to LLM('{vendor.name}/<model>', ...)."
-        )
-    base_url = options.get("base_url") or os.environ.get(vendor.base_url_env) or vendor.base_url
-    if isinstance(base_url, str):
+        for name in ("organization", "project"):
+            if options.get(name) is not None:
+                raise ConfigurationError(f"the {vendor.label} provider takes no {name!r} option (an OpenAI setting)")
+    api_key = checks.api_key(options, allow_callable=True)
+    base_url = checks.base_url(options, default=vendor.base_url if vendor else None,
+                               example="https://api.openai.com/v1")
+    if vendor is not None and base_url is not None:
         base_url = vendor.api_url(base_url)
-    # OpenAI's own environment must not redirect another vendor's calls (nor lend them a key).
-    settings = resolve({**options, "api_key": api_key, "base_url": base_url})
-    settings["organization"] = settings["project"] = None
-    settings["foreign"] = True  # the SDK would still read OPENAI_ORG_ID / OPENAI_PROJECT_ID
-    return settings
+    return Settings(
+        api_key=api_key,
+        base_url=base_url,
+        organization=None if vendor else checks.string(options, "organization", env=ORG_ENV),
+        project=None if vendor else checks.string(options, "project", env=PROJECT_ENV),
+        timeout=checks.timeout(options),
+        max_retries=checks.max_retries(options, default=2),
+        default_headers=checks.headers(options),
+        http_client=options.get("http_client"),
+        metadata=user_metadata(options.get("metadata")),
+        foreign=vendor is not None,
+        window=vendor.completion_window if vendor else "24h",
+    )
 
 
 def user_metadata(value: Any) -> dict[str, str]:
@@ -144,39 +132,34 @@ def user_metadata(value: Any) -> dict[str, str]:
     return dict(value)
 
 
-_lock = threading.Lock()
+def build(settings: Settings) -> openai.OpenAI:
+    """The SDK client for these settings (what ``connect``'s connection builds on first use)."""
+    import openai
+
+    kwargs: dict[str, Any] = {
+        "api_key": settings.api_key, "base_url": settings.base_url, "organization": settings.organization,
+        "project": settings.project, "timeout": settings.timeout, "http_client": settings.http_client,
+    }
+    kwargs = {k: v for k, v in kwargs.items() if v is not None}
+    headers: dict[str, Any] = dict(settings.default_headers)
+    if settings.foreign:  # the SDK would still read OPENAI_ORG_ID / OPENAI_PROJECT_ID
+        headers.update({"OpenAI-Organization": openai.Omit(), "OpenAI-Project": openai.Omit()})
+    return openai.OpenAI(max_retries=settings.max_retries, default_headers=headers or None, **kwargs)
+
+
+def connect(options: Mapping[str, Any], vendor: Vendor | None = None) -> Connection[Settings]:
+    """What the ``connect`` hook returns: the checked settings, the SDK client built on first use."""
+    return Connection(resolve(options, vendor), build)
 
 
 def client_for(options: Mapping[str, Any], vendor: Vendor | None = None) -> openai.OpenAI:
-    """The SDK client for these options (and the current environment), built once per process."""
-    settings = resolve(options, vendor)
-    settings.pop("metadata")
-    with _lock:  # one client per configuration even when hooks run on several threads
-        return _build(**settings)
+    """The SDK client for these options and the current environment (a new one each call).
 
-
-@functools.lru_cache(maxsize=32)
-def _build(foreign: bool = False, **settings: Any) -> openai.OpenAI:
-    import openai
-
-    kwargs = {k: v for k, v in settings.items() if v is not None}
-    kwargs["default_headers"] = dict(settings["default_headers"]) or None
-    if foreign:  # another vendor: OpenAI's organization and project ids are not its business
-        kwargs["default_headers"] = {**(kwargs["default_headers"] or {}), "OpenAI-Organization": openai.Omit(),
-                                     "OpenAI-Project": openai.Omit()}
-    return openai.OpenAI(**kwargs)
+    Hooks get theirs from ``connect`` (``client.sdk``), built once per run.
+    """
+    return build(resolve(options, vendor))
 
 
 def bounded(client: openai.OpenAI, timeout: float | None) -> openai.OpenAI:
-    """The client for one call that must end within ``timeout`` seconds (None: no bound).
-
-    When the bound is shorter than the client's own per-attempt timeout, one attempt
-    bounded by it: the core's polling retries at its next check, and SDK retries would
-    multiply the wait past the user's deadline (see overnight.hookspecs, "Deadlines").
-    """
-    if timeout is None:
-        return client
-    per_attempt = getattr(client.timeout, "read", client.timeout)
-    if isinstance(per_attempt, (int, float)) and per_attempt <= timeout:
-        return client
-    return client.with_options(timeout=timeout, max_retries=0)
+    """The client for one call that must end within ``timeout`` seconds (see overnight.deadlines)."""
+    return one_attempt_within(client, timeout)

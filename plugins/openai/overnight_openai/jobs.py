@@ -8,12 +8,14 @@ and recording its id finds it again by listing batches.
 from __future__ import annotations
 
 import logging
-import time
 from typing import Any, Iterator, Mapping
 
 import openai
 
-from overnight import QuotaExceeded, ResultsGone, SubmissionRejected, jsonl
+from overnight import ResultsGone, jsonl, orphan_files
+from overnight.create_once import create_once
+from overnight.not_found import confirm_gone
+from overnight.orphan_files import delete_quietly, input_name
 from overnight.faultpoints import fault_point
 from overnight.models import Chunk, JobRef, JobStatus, RemoteJob, Result
 
@@ -42,7 +44,7 @@ def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[s
     """Upload the chunk as a ``.jsonl`` file and create its batch, tagged with ``chunk.tag``."""
     with jsonl.spool_jsonl(chunk.jsonl()) as spooled:  # the stored bytes, streamed, never all in memory
         uploaded = client.files.create(
-            file=(f"{chunk.tag}.jsonl", spooled, "application/jsonl"), purpose="batch"
+            file=(input_name(chunk.tag), spooled, "application/jsonl"), purpose="batch"
         )
     fault_point("after_upload")
     metadata = {
@@ -56,91 +58,29 @@ def submit(client: openai.OpenAI, provider: str, chunk: Chunk, labels: Mapping[s
 
 
 def _create(client: openai.OpenAI, file_id: str, metadata: dict[str, str], tag: str, window: str = "24h") -> Any:
-    """Create the batch without ever creating it twice.
+    """Create the batch without ever creating it twice (:func:`overnight.create_once.create_once`).
 
     The SDK would retry a timed-out create blindly and OpenAI takes no idempotency key,
-    so a lost response could become two paid batches. Instead: one HTTP attempt at a
-    time; only a 429 (certainly not created) is tried again here. After an ambiguous
-    failure (no response, 408/409, 5xx) the batch is looked up by its tag once; found,
-    it is used; not found proves nothing (the create may land seconds later), so the
-    error goes to the core, which keeps the input file and asks again after its settle
-    window (``create_settle_seconds``) before it submits under the same tag.
+    so a lost response could become two paid batches: one HTTP attempt at a time, a 429
+    tried again, an ambiguous failure looked up by tag once and otherwise left to the
+    core (which keeps the input file and asks again after its settle window).
     """
     once = client.with_options(max_retries=0)
-    attempts = client.max_retries + 1
-    for attempt in range(attempts):
-        try:
-            return once.batches.create(
-                # The SDK types only OpenAI's "24h"; vendors on this path accept others (Groq: up to 7d).
-                input_file_id=file_id, endpoint=ENDPOINT, completion_window=window,  # type: ignore[arg-type]
-                metadata=metadata
-            )
-        except openai.APIError as exc:
-            if _ambiguous(exc):
-                try:
-                    found = find(client, tag)
-                except Exception:
-                    # Cannot tell whether the batch exists: keep its input file, let the
-                    # core ask find_job on the next run.
-                    log.warning("creating batch %s failed and the lookup by tag failed too", tag)
-                    raise exc from None
-                if found is not None:
-                    log.info("batch %s was created although the call failed; using it", found.id)
-                    return found
-                raise  # may still land: never create again on one lookup (the core decides later)
-            if attempt + 1 < attempts and _retryable(exc):
-                time.sleep(_delay(exc, attempt))
-                continue
-            _delete_quietly(client, file_id)
-            if _status(exc) in REFUSED:
-                raise SubmissionRejected(f"OpenAI refused to create the batch: {exc}") from exc
-            if _status(exc) == 429:  # certainly not created: the account's rate or queue limit
-                raise QuotaExceeded(f"OpenAI refused to create the batch for a rate or queue limit: {exc}") from exc
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    return create_once(
+        # The SDK types only OpenAI's "24h"; vendors on this path accept others (Groq: up to 7d).
+        lambda: once.batches.create(input_file_id=file_id, endpoint=ENDPOINT, completion_window=window,  # type: ignore[arg-type]
+                                    metadata=metadata),
+        status=_status, attempts=client.max_retries + 1, label="OpenAI", find=lambda: find(client, tag),
+        cleanup=lambda: _delete_quietly(client, file_id), errors=(openai.APIError,),
+    )
 
 
-#: Recent batch input files searched for the one an interrupted submit left behind.
-ORPHAN_SEARCH = 1000
-
-#: Statuses that certainly created no batch and are about the request itself (not the
-#: key, the account or the network): the core counts them as failed attempts.
-REFUSED = frozenset({400, 413, 422})
-
-
-def _status(exc: openai.APIError) -> int | None:
+def _status(exc: BaseException) -> int | None:
     return exc.status_code if isinstance(exc, openai.APIStatusError) else None
 
 
-def _ambiguous(exc: openai.APIError) -> bool:
-    """Could the server have created the batch although the call failed?"""
-    status = _status(exc)
-    return status is None or status >= 500 or status in (408, 409)
-
-
-def _retryable(exc: openai.APIError) -> bool:
-    return _ambiguous(exc) or _status(exc) == 429
-
-
-def _delay(exc: openai.APIError, attempt: int) -> float:
-    """The server's retry-after when it gives a sane one, else exponential backoff."""
-    response = getattr(exc, "response", None)
-    headers = response.headers if response is not None else {}
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        try:
-            value = float(headers.get(name)) * scale  # type: ignore[arg-type]  # None: TypeError, below
-        except (TypeError, ValueError):
-            continue
-        if 0 <= value <= 60:
-            return value
-    return min(8.0, 0.5 * 2**attempt)
-
-
 def _delete_quietly(client: openai.OpenAI, file_id: str) -> None:
-    try:
-        client.files.delete(file_id)
-    except Exception as exc:  # the original error matters more than a leftover file
-        log.warning("could not delete the uploaded input file %s (%s)", file_id, type(exc).__name__)
+    delete_quietly(lambda: client.files.delete(file_id), f"the uploaded input file {file_id}")
 
 
 def check(client: openai.OpenAI, job: JobRef) -> JobStatus:
@@ -190,17 +130,9 @@ def _retrieve(client: openai.OpenAI, job: JobRef) -> Any:
         raise _gone(client, exc, f"OpenAI batch {job.remote_id} no longer exists (404)") from None
 
 
-def _gone(client: openai.OpenAI, exc: openai.NotFoundError, what: str) -> Exception:
-    """ResultsGone if the 404 is about the object: the same API answers another call.
-
-    A wrong base URL or proxy answers 404 for everything; then the original error stands
-    and nothing is taken for lost.
-    """
-    try:
-        client.batches.list(limit=1)
-    except Exception:
-        return exc
-    return ResultsGone(what)
+def _gone(client: openai.OpenAI, exc: openai.NotFoundError, what: str) -> BaseException:
+    """ResultsGone if the 404 is about the object (see overnight.not_found), else ``exc``."""
+    return confirm_gone(exc, lambda: client.batches.list(limit=1), what)
 
 
 def cancel(client: openai.OpenAI, job: JobRef) -> None:
@@ -218,19 +150,12 @@ def cancel(client: openai.OpenAI, job: JobRef) -> None:
 def delete_orphan_input(client: openai.OpenAI, tag: str) -> None:
     """Delete the input file a submit interrupted after its upload left under ``tag``.
 
-    Only called once no batch carries the tag, so no batch can need the file. Best
-    effort: a failure here is logged, never raised (the file is never billed as a job).
+    Only called once no batch carries the tag, so no batch can need the file (best effort).
     """
-    name = f"{tag}.jsonl"
-    try:
-        for seen, uploaded in enumerate(client.files.list(purpose="batch", order="desc", limit=100)):
-            if uploaded.filename == name:
-                _delete_quietly(client, uploaded.id)
-                return
-            if seen >= ORPHAN_SEARCH:
-                return
-    except openai.OpenAIError as exc:
-        log.warning("could not look for the input file of the interrupted submit %s: %s", tag, exc)
+    name = input_name(tag)
+    orphan_files.delete_orphan_input(lambda: client.files.list(purpose="batch", order="desc", limit=100),
+                                     lambda f: f.filename == name, lambda f: client.files.delete(f.id),
+                                     tag=tag, label="OpenAI")
 
 
 def find(client: openai.OpenAI, tag: str) -> Any | None:

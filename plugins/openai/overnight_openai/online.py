@@ -48,11 +48,12 @@ TRANSIENT = frozenset({408, 409})
 TOGETHER = "together"
 
 
-def generate(provider: str, request: Mapping[str, Any], options: Mapping[str, Any], timeout: float | None) -> Result:
-    """Send ``request["body"]`` to ``/chat/completions``; see the ``generate`` hookspec."""
+def generate(provider: str, request: Mapping[str, Any], base: Any, timeout: float | None) -> Result:
+    """Send ``request["body"]`` to ``/chat/completions`` with the connection's client ``base``;
+    see the ``generate`` hookspec."""
     from overnight_openai.vendors import VENDORS
 
-    sdk, client = _client(provider, options)
+    sdk, client = _client(provider, base)
     vendor = VENDORS.get(provider)
     label = vendor.label if vendor is not None else "OpenAI"
     body = request["body"]
@@ -109,17 +110,14 @@ _lock = threading.Lock()
 _once: dict[int, tuple[Any, Any]] = {}
 
 
-def _client(provider: str, options: Mapping[str, Any]) -> tuple[Any, Any]:
-    """(the SDK module, its client for these options with retries off), built once per client."""
-    from overnight_openai import client as clients, together
-    from overnight_openai.vendors import VENDORS
+def _client(provider: str, base: Any) -> tuple[Any, Any]:
+    """(the SDK module, ``base`` with retries off), built once per client."""
+    from overnight_openai import together
 
     if provider == TOGETHER:
-        sdk, base = together._sdk(), together.client_for(options)
+        sdk = together._sdk()
     else:
         import openai as sdk
-
-        base = clients.client_for(options, VENDORS.get(provider))
     with _lock:
         found = _once.get(id(base))
         if found is None or found[0] is not base:  # the pair keeps ``base`` alive: its id stays its own

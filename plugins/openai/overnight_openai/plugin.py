@@ -16,6 +16,8 @@ import os
 from typing import Any, Iterator, Mapping
 
 from overnight import hookimpl
+from overnight.connection import Connection
+from overnight.deadlines import one_attempt_within
 from overnight.errors import ConfigurationError
 from overnight.models import (
     Capabilities, ChatRequest, Chunk, JobRef, JobStatus, Limits, ModelSpec, ProviderInfo, QueueLimits, RemoteJob,
@@ -102,11 +104,10 @@ class OpenAIPlugin:
         ]
 
     @hookimpl
-    def validate_options(self, provider: str, options: Mapping[str, Any]) -> None:
+    def connect(self, provider: str, options: Mapping[str, Any]) -> Connection[clients.Settings]:
         if provider == TOGETHER:
-            together.client_for(options)  # also says when the together SDK is not installed
-            return
-        clients.resolve(options, VENDORS.get(provider))
+            return together.connect(options)  # also says when the together SDK is not installed
+        return clients.connect(options, VENDORS.get(provider))
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
@@ -115,74 +116,66 @@ class OpenAIPlugin:
         return translate.build_line(request)
 
     @hookimpl
-    def submit(self, provider: str, chunk: Chunk, options: Mapping[str, Any]) -> JobRef:
+    def submit(self, provider: str, chunk: Chunk, client: Connection[clients.Settings]) -> JobRef:
         if provider == TOGETHER:
-            return together.submit(together.client_for(options), provider, chunk)
+            return together.submit(client.sdk, provider, chunk)
         from overnight_openai import jobs
 
-        vendor = VENDORS.get(provider)
-        labels = clients.resolve(options, vendor)["metadata"]
-        window = vendor.completion_window if vendor else "24h"
-        return jobs.submit(clients.client_for(options, vendor), provider, chunk, labels, window)
+        return jobs.submit(client.sdk, provider, chunk, client.settings.metadata, client.settings.window)
 
     @hookimpl
-    def check(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> JobStatus:
+    def check(self, provider: str, job: JobRef, client: Connection[clients.Settings], timeout: float | None) -> JobStatus:
         if provider == TOGETHER:
-            return together.check(together.bounded(together.client_for(options), timeout), job)
+            return together.check(one_attempt_within(client.sdk, timeout), job)
         from overnight_openai import jobs
 
-        return jobs.check(clients.bounded(_client(provider, options), timeout), job)
+        return jobs.check(one_attempt_within(client.sdk, timeout), job)
 
     @hookimpl
-    def fetch(self, provider: str, job: JobRef, options: Mapping[str, Any], timeout: float | None) -> Iterator[Result]:
+    def fetch(self, provider: str, job: JobRef, client: Connection[clients.Settings],
+              timeout: float | None) -> Iterator[Result]:
         if provider == TOGETHER:
-            return together.fetch(together.bounded(together.client_for(options), timeout), job)
+            return together.fetch(one_attempt_within(client.sdk, timeout), job)
         from overnight_openai import jobs
 
-        return jobs.fetch(clients.bounded(_client(provider, options), timeout), job)
+        return jobs.fetch(one_attempt_within(client.sdk, timeout), job)
 
     @hookimpl
-    def cancel(self, provider: str, job: JobRef, options: Mapping[str, Any]) -> None:
+    def cancel(self, provider: str, job: JobRef, client: Connection[clients.Settings]) -> None:
         if provider == TOGETHER:
-            return together.cancel(together.client_for(options), job)
+            return together.cancel(client.sdk, job)
         from overnight_openai import jobs
 
-        jobs.cancel(_client(provider, options), job)
+        jobs.cancel(client.sdk, job)
 
     @hookimpl
-    def find_job(self, provider: str, tag: str, options: Mapping[str, Any], timeout: float | None) -> JobRef | None:
+    def find_job(self, provider: str, tag: str, client: Connection[clients.Settings],
+                 timeout: float | None) -> JobRef | None:
+        sdk = one_attempt_within(client.sdk, timeout)
         if provider == TOGETHER:
-            client = together.bounded(together.client_for(options), timeout)
-            found = together.find(client, tag)
+            found = together.find(sdk, tag)
             if found is None:
-                together.delete_orphan_input(client, tag)
+                together.delete_orphan_input(sdk, tag)
                 return None
             return together.job_ref(provider, found, tag, None)
         from overnight_openai import jobs
 
-        client = clients.bounded(_client(provider, options), timeout)
-        batch = jobs.find(client, tag)
+        batch = jobs.find(sdk, tag)
         if batch is None:
-            jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
+            jobs.delete_orphan_input(sdk, tag)  # the core now resubmits under a new tag
             return None
         return jobs.job_ref(provider, batch, tag)
 
     @hookimpl
-    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any],
-                 timeout: float | None) -> Result:
-        return online.generate(provider, request, options, timeout)
+    def generate(self, provider: str, request: dict[str, Any], client: Connection[clients.Settings],
+                 timeout: float | None, model: str) -> Result:
+        return online.generate(provider, request, client.sdk, timeout)
 
     @hookimpl
-    def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
+    def list_jobs(self, provider: str, client: Connection[clients.Settings], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
         if provider == TOGETHER:  # declared list_jobs=False: the core never asks
             raise ConfigurationError("the together provider cannot list its batches with their keys")
         from overnight_openai import jobs
 
-        return jobs.list_overnight(_client(provider, options), provider, horizon=horizon, limit=limit, skip=skip,
-                                   tags=tags)
-
-
-def _client(provider: str, options: Mapping[str, Any]) -> Any:
-    """The SDK client of ``provider``: OpenAI's, or an OpenAI-compatible vendor's."""
-    return clients.client_for(options, VENDORS.get(provider))
+        return jobs.list_overnight(client.sdk, provider, horizon=horizon, limit=limit, skip=skip, tags=tags)

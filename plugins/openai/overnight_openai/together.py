@@ -17,17 +17,20 @@ they get their own few functions here rather than switches in :mod:`.jobs`
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import tempfile
-import threading
 import time
 from pathlib import Path
 from typing import Any, Iterator, Mapping
 
-from overnight import ResultsGone, SubmissionRejected, jsonl
-from overnight.errors import ConfigurationError, InvalidRequest, QuotaExceeded
+from overnight import ResultsGone, jsonl, orphan_files
+from overnight.connection import Connection
+from overnight.create_once import create_once
+from overnight.deadlines import one_attempt_within
+from overnight.errors import ConfigurationError, InvalidRequest
+from overnight.not_found import confirm_gone
+from overnight.orphan_files import delete_quietly, input_name
 from overnight.faultpoints import fault_point
 from overnight.models import ChatRequest, Chunk, JobRef, JobState, JobStatus, Result
 
@@ -47,7 +50,6 @@ _STATES = {
     "CANCELLED": JobState.CANCELLED,
 }
 _TERMINAL = frozenset({"COMPLETED", "FAILED", "EXPIRED", "CANCELLED"})
-REFUSED = frozenset({400, 413, 422})
 
 
 def _sdk() -> Any:
@@ -60,7 +62,7 @@ def _sdk() -> Any:
     return together
 
 
-def resolve(options: Mapping[str, Any]) -> dict[str, Any]:
+def resolve(options: Mapping[str, Any]) -> clients.Settings:
     """OpenAI's client checks with Together's variables; ``metadata`` is refused (none is kept)."""
     if options.get("metadata") is not None:
         raise ConfigurationError(
@@ -69,35 +71,34 @@ def resolve(options: Mapping[str, Any]) -> dict[str, Any]:
     return clients.resolve(options, TOGETHER)
 
 
-_lock = threading.Lock()
-
-
-def client_for(options: Mapping[str, Any]) -> Any:
-    settings = resolve(options)
-    _sdk()
-    with _lock:
-        return _build(settings["api_key"], settings["base_url"], settings["timeout"], settings["max_retries"],
-                      settings["default_headers"], settings["http_client"])
-
-
-@functools.lru_cache(maxsize=32)
-def _build(api_key: Any, base_url: str, timeout: float | None, max_retries: int,
-           headers: tuple[tuple[str, str], ...], http_client: Any) -> Any:
-    kwargs: dict[str, Any] = {"api_key": api_key, "base_url": base_url, "max_retries": max_retries}
-    if timeout is not None:
-        kwargs["timeout"] = timeout
-    if headers:
-        kwargs["default_headers"] = dict(headers)
-    if http_client is not None:
-        kwargs["http_client"] = http_client
+def build(settings: clients.Settings) -> Any:
+    """The together SDK's client for these settings."""
+    kwargs: dict[str, Any] = {"api_key": settings.api_key, "base_url": settings.base_url,
+                              "max_retries": settings.max_retries}
+    if settings.timeout is not None:
+        kwargs["timeout"] = settings.timeout
+    if settings.default_headers:
+        kwargs["default_headers"] = dict(settings.default_headers)
+    if settings.http_client is not None:
+        kwargs["http_client"] = settings.http_client
     return _sdk().Together(**kwargs)
 
 
+def connect(options: Mapping[str, Any]) -> Connection[clients.Settings]:
+    """What the ``connect`` hook returns for together: checked settings, the SDK said missing at once."""
+    settings = resolve(options)
+    _sdk()  # says now, not at the first call, when the together SDK is not installed
+    return Connection(settings, build)
+
+
+def client_for(options: Mapping[str, Any]) -> Any:
+    """The together SDK's client for these options (a new one each call; hooks use ``connect``'s)."""
+    return build(resolve(options))
+
+
 def bounded(client: Any, timeout: float | None) -> Any:
-    """One attempt bounded by ``timeout`` (see client.bounded: the same reasoning)."""
-    if timeout is None:
-        return client
-    return client.with_options(timeout=timeout, max_retries=0)
+    """One attempt bounded by ``timeout`` (see overnight.deadlines)."""
+    return one_attempt_within(client, timeout)
 
 
 # --- requests ---------------------------------------------------------------------------------
@@ -124,7 +125,7 @@ def job_ref(provider: str, job: Any, tag: str, count: int | None) -> JobRef:
 def submit(client: Any, provider: str, chunk: Chunk) -> JobRef:
     """Upload ``<tag>.jsonl`` (the name carries the tag) and create its batch."""
     with tempfile.TemporaryDirectory(prefix="overnight-together-") as folder:
-        path = Path(folder) / f"{chunk.tag}.jsonl"
+        path = Path(folder) / input_name(chunk.tag)
         with path.open("wb") as out:
             for line in chunk.lines():
                 out.write(json.dumps(line, ensure_ascii=False, separators=(",", ":")).encode())
@@ -157,55 +158,27 @@ def _upload(client: Any, path: Path) -> Any:
 
 
 def _create(client: Any, file_id: str, tag: str) -> Any:
-    """Create the batch at most once: as jobs._create (one attempt at a time, a 429 tried
-    again, an ambiguous failure looked up by tag and otherwise left to the core)."""
+    """Create the batch at most once (:func:`overnight.create_once.create_once`, looked up by tag)."""
     together = _sdk()
     once = client.with_options(max_retries=0)
-    attempts = client.max_retries + 1
-    for attempt in range(attempts):
-        try:
-            return once.batches.create(input_file_id=file_id, endpoint=translate.ENDPOINT,
-                                       completion_window="24h").job
-        except together.APIError as exc:
-            status = exc.status_code if isinstance(exc, together.APIStatusError) else None
-            if status is None or status >= 500 or status in (408, 409):
-                try:
-                    found = find(client, tag)
-                except Exception:
-                    log.warning("creating Together batch %s failed and the lookup by tag failed too", tag)
-                    raise exc from None
-                if found is not None:
-                    return found
-                raise
-            if status == 429 and attempt + 1 < attempts:
-                time.sleep(min(8.0, 0.5 * 2**attempt))
-                continue
-            _delete_quietly(client, file_id)
-            if status in REFUSED:
-                raise SubmissionRejected(f"Together refused to create the batch: {exc}") from exc
-            if status == 429:
-                raise QuotaExceeded(f"Together refused to create the batch for a rate or queue limit: {exc}") from exc
-            raise
-    raise AssertionError("unreachable")  # pragma: no cover
+    return create_once(
+        lambda: once.batches.create(input_file_id=file_id, endpoint=translate.ENDPOINT, completion_window="24h").job,
+        status=lambda exc: exc.status_code if isinstance(exc, together.APIStatusError) else None,
+        attempts=client.max_retries + 1, label="Together", find=lambda: find(client, tag),
+        cleanup=lambda: _delete_quietly(client, file_id), errors=(together.APIError,),
+    )
 
 
 def _delete_quietly(client: Any, file_id: str) -> None:
-    try:
-        client.files.delete(file_id)
-    except Exception as exc:
-        log.warning("could not delete the uploaded input file %s (%s)", file_id, type(exc).__name__)
+    delete_quietly(lambda: client.files.delete(file_id), f"the uploaded input file {file_id}")
 
 
 def _retrieve(client: Any, job: JobRef) -> Any:
     together = _sdk()
     try:
         return client.batches.retrieve(job.remote_id)
-    except together.NotFoundError as exc:
-        try:  # a wrong base URL answers 404 for everything: then nothing is taken for lost
-            client.batches.list()
-        except Exception:
-            raise exc from None
-        raise ResultsGone(f"Together batch {job.remote_id} no longer exists (404)") from None
+    except together.NotFoundError as exc:  # a wrong base URL answers 404 for everything: confirmed first
+        raise confirm_gone(exc, client.batches.list, f"Together batch {job.remote_id} no longer exists (404)") from None
 
 
 def job_status(job: Any, count: int | None) -> JobStatus:
@@ -262,7 +235,7 @@ def cancel(client: Any, job: JobRef) -> None:
 
 def find(client: Any, tag: str) -> Any | None:
     """The newest batch whose input file is named ``<tag>.jsonl`` (Together keeps no metadata)."""
-    name = f"{tag}.jsonl"
+    name = input_name(tag)
     files = {f.id for f in client.files.list().data if f.filename == name and f.purpose == PURPOSE}
     if not files:
         return None
@@ -273,10 +246,7 @@ def find(client: Any, tag: str) -> Any | None:
 
 def delete_orphan_input(client: Any, tag: str) -> None:
     """Delete the input file an interrupted submit left under ``tag`` (no batch uses it)."""
-    name = f"{tag}.jsonl"
-    try:
-        for uploaded in client.files.list().data:
-            if uploaded.filename == name and uploaded.purpose == PURPOSE:
-                _delete_quietly(client, uploaded.id)
-    except _sdk().TogetherError as exc:
-        log.warning("could not look for the input file of the interrupted submit %s: %s", tag, exc)
+    name = input_name(tag)
+    orphan_files.delete_orphan_input(lambda: client.files.list().data,
+                                     lambda f: f.filename == name and f.purpose == PURPOSE,
+                                     lambda f: client.files.delete(f.id), tag=tag, label="Together")

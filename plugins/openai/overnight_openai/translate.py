@@ -69,20 +69,13 @@ def _check(request: ChatRequest) -> None:
                 f"OpenAI chat messages take the roles {', '.join(sorted(ROLES))}, not {message.role!r}",
                 field="messages",
             )
+    # The standard ranges (stop non-empty, max_tokens >= 1, temperature >= 0, top_p in [0, 1])
+    # are the core's, checked once per LLM (overnight.models.standard_param_problems).
     params = request.params
-    if params.stop is not None:
-        if len(params.stop) > MAX_STOP:
-            raise InvalidRequest(
-                f"OpenAI takes at most {MAX_STOP} stop sequences, got {len(params.stop)}", field="stop"
-            )
-        if any(not s for s in params.stop):
-            raise InvalidRequest("stop sequences must be non-empty strings", field="stop")
-    if params.max_tokens is not None and params.max_tokens < 1:
-        raise InvalidRequest(f"max_tokens must be at least 1, got {params.max_tokens}", field="max_tokens")
-    if params.temperature is not None and not 0 <= params.temperature <= 2:
+    if params.stop is not None and len(params.stop) > MAX_STOP:
+        raise InvalidRequest(f"OpenAI takes at most {MAX_STOP} stop sequences, got {len(params.stop)}", field="stop")
+    if params.temperature is not None and params.temperature > 2:
         raise InvalidRequest(f"OpenAI's temperature is within [0, 2], got {params.temperature}", field="temperature")
-    if params.top_p is not None and not 0 <= params.top_p <= 1:
-        raise InvalidRequest(f"top_p is within [0, 1], got {params.top_p}", field="top_p")
 
 
 def _response_format(value: Any, request: ChatRequest) -> dict[str, Any]:
