@@ -430,7 +430,7 @@ class OnlineRunner:
                     self.store.heartbeat_online(self.owner)
                     last_beat = now
                 if now >= next_shown:
-                    shown.online(len(outstanding))
+                    shown.online(min(len(outstanding), sum(p.in_flight for p in self._pacers.values())))
                     # Counting a big plan takes a while: redraw at most a tenth of the time.
                     next_shown = time.monotonic() + max(PROGRESS_PERIOD, 10 * (time.monotonic() - now))
         finally:
@@ -605,8 +605,12 @@ class OnlinePart:
         batch_n = int(done["n"]) - online["n"]
         batch_cost = float(done["cost"] or 0.0) - online["cost"]
         priced = ex.accounting.rates(str(next((v["model"] for v in money.values() if v["model"]), ""))) is not None
-        line = (f"{ex.step}: {batch_n} request(s) answered in batch ({usd(batch_cost if priced else None)}), "
-                f"{online['n']} online ({usd(online['cost'] if priced else None)} at online prices)")
+        online_part = f"{online['n']} online ({usd(online['cost'] if priced else None)} at online prices)"
+        if batch_n or not self.policy.online:
+            line = (f"{ex.step}: {batch_n} request(s) answered in batch ({usd(batch_cost if priced else None)} at "
+                    f"batch prices), {online_part}")
+        else:
+            line = f"{ex.step}: {online['n']} request(s) answered {online_part[len(str(online['n'])) + 1:]}"
         if failed:
             line += f", {failed} ended as errors"
         polling.report(line)
@@ -625,6 +629,6 @@ def cost_parts(store: st.Store, plans: list[str]) -> tuple[int, float] | None:
     n, cost = 0, 0.0
     for plan_id in plans:
         money = store.plan_online_money(plan_id)
-        n += money["n"]
+        n += int(money["n"])
         cost += money["cost"]
     return (n, cost) if n else None
