@@ -81,7 +81,7 @@ def _json_format(params: Mapping[str, Any]) -> Any:
     return json_spec(params.get("output_format"))
 
 
-def message(engine: Engine, params: Mapping[str, Any], rid: str) -> tuple[dict[str, Any], Generation]:
+def message(engine: Engine, params: Mapping[str, Any], rid: str, variant: int = 0) -> tuple[dict[str, Any], Generation]:
     conv = conversation(params["messages"], params.get("system"))
     stop = params.get("stop_sequences")
     spec = _json_format(params)
@@ -89,7 +89,7 @@ def message(engine: Engine, params: Mapping[str, Any], rid: str) -> tuple[dict[s
         g = engine.forwarder.chat(conv, model=params["model"], max_tokens=params["max_tokens"], stop=stop,
                                   json_format=spec)
     else:
-        g = generate(conv, max_tokens=params["max_tokens"], stop=stop, json_format=spec)
+        g = generate(conv, max_tokens=params["max_tokens"], stop=stop, json_format=spec, variant=variant)
     reason = {"stop": "end_turn", "length": "max_tokens", "stop_sequence": "stop_sequence"}[g.finish]
     return {"id": "msg_01" + rid[:24], "type": "message", "role": "assistant", "model": params["model"],
             "content": [{"type": "text", "text": g.text}], "stop_reason": reason,
@@ -182,6 +182,8 @@ def _page(items: list[dict[str, Any]], after_id: str | None, before_id: str | No
 
 
 def routes(engine: Engine) -> list[Route]:
+    from . import online_api  # it builds on this module
+
     dialect = AnthropicDialect(engine)
     engine.register(dialect)
     api = Api(engine, FLAVOR)
@@ -292,5 +294,6 @@ def routes(engine: Engine) -> list[Route]:
         api.route("/v1/messages/batches/{batch_id}", delete, ["DELETE"]),
         api.route("/v1/messages/batches/{batch_id}/cancel", cancel, ["POST"]),
         api.route("/v1/messages/batches/{batch_id}/results", results, ["GET"]),
+        *online_api.anthropic_routes(engine, api),
         api.fallback(),
     ]

@@ -23,6 +23,10 @@ The same operations exist three ways, with the same method names:
                                            (a Gemini id may be given as the API names it, batches/<id>)
       POST   /_sandbox/config              {"results_url": "absolute" | "relative",
                                             "max_enqueued_tokens": N | null, "max_queued_requests": N | null}
+      GET    /_sandbox/online              {"rate_limits": [...], "latency": s}
+      POST   /_sandbox/online              {"provider", "model"?, "requests_per_minute"?, "tokens_per_minute"?}
+                                           and/or {"latency": wall seconds per online answer}
+      DELETE /_sandbox/online              no online rate limits, no latency
 
 * :class:`SandboxControl` is a small stdlib-only client for those routes.
 """
@@ -41,6 +45,7 @@ from starlette.routing import Route
 
 from .engine import Engine
 from .faults import Fault
+from .online import state as online_state
 
 PROVIDER_PREFIXES = {"openai": "/openai/v1", "anthropic": "/anthropic", "mistral": "/mistral",
                      "gemini": "/gemini", "groq": "/groq/openai/v1",
@@ -156,6 +161,27 @@ class Controller:
                 raise ValueError(f"{name} must be a positive whole number or null")
             setattr(self.engine, name, value)
 
+    def set_rate_limit(self, provider: str, model: str | None = None, *, requests_per_minute: int | None = None,
+                       tokens_per_minute: int | None = None) -> None:
+        """Online rate limits per API key of ``provider`` (for ``model``, or every model without its
+        own); on the sandbox clock; both None removes the limit (see .online)."""
+        if provider not in PROVIDER_PREFIXES:
+            raise ValueError(f"unknown provider {provider!r}; expected one of {sorted(PROVIDER_PREFIXES)}")
+        online_state(self.engine).set_rate_limit(provider, model, requests_per_minute=requests_per_minute,
+                                                 tokens_per_minute=tokens_per_minute)
+
+    def set_online_latency(self, seconds: float) -> None:
+        """Wall seconds each online answer is held back (default 0)."""
+        online_state(self.engine).set_latency(seconds)
+
+    def online(self) -> dict[str, Any]:
+        """The online rate limits and latency."""
+        return online_state(self.engine).describe()
+
+    def clear_online(self) -> None:
+        """No online rate limits (their windows emptied), no latency."""
+        online_state(self.engine).clear()
+
     def jobs(self) -> list[dict[str, Any]]:
         out = []
         for provider in PROVIDER_PREFIXES:
@@ -235,6 +261,22 @@ def routes(controller: Controller) -> list[Route]:
     def index(_r: Request, _b: Any) -> Any:
         return describe()
 
+    def online(_r: Request, body: Any) -> Any:
+        if isinstance(body, dict) and body:
+            fields = dict(body)
+            if "latency" in fields:
+                controller.set_online_latency(fields.pop("latency"))
+            if fields:
+                if not isinstance(fields.get("provider"), str):
+                    raise ValueError('expected {"provider": ..., "model"?: ..., "requests_per_minute"?: N, '
+                                     '"tokens_per_minute"?: N} and/or {"latency": seconds}')
+                controller.set_rate_limit(**fields)
+        return controller.online()
+
+    def clear_online(_r: Request, _b: Any) -> Any:
+        controller.clear_online()
+        return controller.online()
+
     return [
         Route("/", handler(index), methods=["GET"]),
         Route("/health", handler(health), methods=["GET"]),
@@ -251,6 +293,8 @@ def routes(controller: Controller) -> list[Route]:
         Route("/jobs/{provider}/{job_id:path}/lose-results", handler(lose), methods=["POST"]),
         Route("/jobs/{provider}/{job_id:path}", handler(delete_job), methods=["DELETE"]),
         Route("/config", handler(config), methods=["GET", "POST"]),
+        Route("/online", handler(online), methods=["GET", "POST"]),
+        Route("/online", handler(clear_online), methods=["DELETE"]),
     ]
 
 
@@ -275,6 +319,10 @@ ROUTE_DOCS: tuple[tuple[str, str, str], ...] = (
     ("GET", "/_sandbox/config", "results_url style and account queue limits"),
     ("POST", "/_sandbox/config", '{"results_url": "absolute"|"relative", "max_enqueued_tokens": N|null, '
                                  '"max_queued_requests": N|null}'),
+    ("GET", "/_sandbox/online", "the online endpoints' rate limits and latency"),
+    ("POST", "/_sandbox/online", '{"provider": p, "model"?: m, "requests_per_minute"?: N, "tokens_per_minute"?: N} '
+                                 '(per API key, sandbox clock; both null: no limit) and/or {"latency": seconds}'),
+    ("DELETE", "/_sandbox/online", "no online rate limits, no latency"),
 )
 
 
@@ -348,6 +396,21 @@ class SandboxControl(ProviderUrls):
 
     def set_queue_limits(self, **limits: int | None) -> None:
         self._call("POST", "/config", dict(limits))
+
+    def set_rate_limit(self, provider: str, model: str | None = None, *, requests_per_minute: int | None = None,
+                       tokens_per_minute: int | None = None) -> None:
+        self._call("POST", "/online", {"provider": provider, "model": model,
+                                       "requests_per_minute": requests_per_minute,
+                                       "tokens_per_minute": tokens_per_minute})
+
+    def set_online_latency(self, seconds: float) -> None:
+        self._call("POST", "/online", {"latency": seconds})
+
+    def online(self) -> dict[str, Any]:
+        return self._call("GET", "/online")
+
+    def clear_online(self) -> None:
+        self._call("DELETE", "/online")
 
     def jobs(self) -> list[dict[str, Any]]:
         return self._call("GET", "/jobs")["data"]

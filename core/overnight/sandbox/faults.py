@@ -11,6 +11,10 @@ and *effects* of three kinds:
   404, ...) with an optional retry-after instead of serving it, and/or hold the answer
   back for ``http_delay`` wall seconds (a hung provider; the wait ends early when the
   client gives up); they select on provider, method and path only;
+* online effects, checked on every request to an online (synchronous) endpoint that
+  passed the HTTP effects: the request fails with ``error_status`` when its last user
+  message matches ``online_error_match`` or a hash of its body and repeat number falls
+  under ``online_error_rate`` (select on provider and the request's model);
 * download effects, checked on every file / results download: a delay before the
   body, or a body cut part-way;
 * create effects (fixed at create, like job effects): the job is created but the
@@ -90,6 +94,12 @@ class Fault:
     visible_after: float = 0.0                   # sandbox seconds the job is invisible after its create
     invisible_lookups: int = 0                   # lookups (get / list) that do not show it yet
 
+    # --- online requests (the synchronous endpoints; see .online) ---------------------
+    # share of online requests failed, chosen by a hash of the body and its repeat number
+    online_error_rate: float = attrs.field(default=0.0, validator=_fraction)
+    online_error_match: str | None = None        # regex searched in the last user message: those online requests fail
+    # (both answer ``error_status``: 400/422 refuse the request, 429/5xx/529 fail it)
+
     # --- HTTP bursts ---------------------------------------------------------------
     http_status: int | None = None               # e.g. 429, 500, 503, 529
     http_method: str | None = None               # e.g. "POST"; None = any
@@ -117,6 +127,10 @@ class Fault:
     @property
     def affects_jobs(self) -> bool:
         return any(getattr(self, name) != getattr(_NO_FAULT, name) for name in _JOB_FIELDS)
+
+    @property
+    def affects_online(self) -> bool:
+        return self.online_error_rate > 0 or self.online_error_match is not None
 
     @property
     def affects_http(self) -> bool:

@@ -183,9 +183,10 @@ def _usage(g: Generation) -> dict[str, Any]:
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
-def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int
+def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int, variant: int = 0
             ) -> tuple[dict[str, Any], int, int]:
-    """The synchronous endpoint's response body, with (input, output) tokens."""
+    """The synchronous endpoint's response body, with (input, output) tokens (``variant``: see
+    responder.base_reply; chat completions only)."""
     model = str(body["model"])
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -199,7 +200,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
     if endpoint == "/v1/chat/completions":
         conv = conversation(body["messages"])
         g = _generate(engine, conv, model, _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"),
-                      json_spec(body.get("response_format")))
+                      json_spec(body.get("response_format")), variant)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
         choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
                                             "annotations": []},
@@ -231,10 +232,11 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
             g.prompt_tokens, g.completion_tokens)
 
 
-def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any) -> Generation:
+def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
+              variant: int = 0) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)
 
 
 # --- the dialect -------------------------------------------------------------------------------
@@ -442,6 +444,8 @@ def batch_upload_acceptable(filename: str | None, path: Any) -> bool:
 # --- routes ----------------------------------------------------------------------------------------
 
 def routes(engine: Engine, profile: VendorProfile = OPENAI) -> list[Route]:
+    from . import online_api  # it builds on this module
+
     provider = profile.name
     dialect = OpenAIDialect(engine, profile)
     engine.register(dialect)
@@ -579,6 +583,7 @@ def routes(engine: Engine, profile: VendorProfile = OPENAI) -> list[Route]:
         api.route("/batches", list_batches, ["GET"]),
         api.route("/batches/{batch_id}", retrieve_batch, ["GET"]),
         api.route("/batches/{batch_id}/cancel", cancel_batch, ["POST"]),
+        *online_api.openai_routes(engine, api, profile),
         api.fallback(),
     ]
 

@@ -114,8 +114,10 @@ def digest(conv: Sequence[tuple[str, str]]) -> str:
 
 # --- generation ------------------------------------------------------------------------------
 
-def base_reply(conv: Sequence[tuple[str, str]]) -> str:
-    return f"Sandbox answer to: {last_user_text(conv)} (ref {digest(conv)})"
+def base_reply(conv: Sequence[tuple[str, str]], variant: int = 0) -> str:
+    """``variant`` n > 0: the n-th other answer to the same conversation (repeated online requests)."""
+    ref = digest(conv) if not variant else f"{digest(conv)}.{variant}"
+    return f"Sandbox answer to: {last_user_text(conv)} (ref {ref})"
 
 
 def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
@@ -204,9 +206,9 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
 
 def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
-    json_format: JsonSpec = None,
+    json_format: JsonSpec = None, variant: int = 0,
 ) -> Generation:
-    reply = base_reply(conv)
+    reply = base_reply(conv, variant)
     if json_format:
         reply = _as_json(reply, json_format)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)
@@ -215,11 +217,13 @@ def generate(
 
 def expected_reply(
     messages: Iterable[Mapping[str, Any]] | str, *, system: Any = None, max_tokens: int | None = None,
-    stop: Any = None, response_format: Mapping[str, Any] | None = None,
+    stop: Any = None, response_format: Mapping[str, Any] | None = None, variant: int = 0,
 ) -> str:
-    """The text the sandbox answers to ``messages`` (same options as the request)."""
+    """The text the sandbox answers to ``messages`` (same options as the request); ``variant``:
+    the answer to the (n+1)-th identical online request."""
     conv = conversation(messages, system)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=json_spec(response_format)).text
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=json_spec(response_format),
+                    variant=variant).text
 
 
 def embedding(text: str, dimensions: int = 16) -> list[float]:

@@ -27,6 +27,7 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.routing import Route
 
+from . import online_api
 from .engine import Engine, JobState
 from .openai_api import DAY, FLAVOR, TOGETHER, OpenAIDialect, new_file_id
 from .web import Api, ApiError, Call, created, download, receive_upload
@@ -213,5 +214,6 @@ def routes(engine: Engine) -> list[Route]:
         api.route("/v1/batches", list_batches, ["GET"]),
         api.route("/v1/batches/{batch_id}", retrieve_batch, ["GET"]),
         api.route("/v1/batches/{batch_id}/cancel", cancel_batch, ["POST"]),
+        *online_api.openai_routes(engine, api, TOGETHER, "/v1/chat/completions"),
         api.fallback(),
     ]

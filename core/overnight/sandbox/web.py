@@ -233,6 +233,8 @@ def fault_error(fault: Fault) -> ApiError:
         headers["retry-after-ms"] = str(max(0, int(fault.retry_after * 1000)))
     if status == 429:
         message = "Rate limit exceeded (sandbox fault injection)."
+    elif status == 529:  # Anthropic's overloaded_error
+        message = "Overloaded (sandbox fault injection)."
     elif status >= 500:
         message = "The server had an error while processing your request (sandbox fault injection)."
     elif status == 404:

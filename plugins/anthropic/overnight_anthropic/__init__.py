@@ -25,7 +25,7 @@ from overnight import (
     hookimpl,
 )
 
-from overnight_anthropic import client, jobs, translate
+from overnight_anthropic import client, jobs, online, translate
 from overnight_anthropic.translate import DEFAULT_MAX_TOKENS, EXTRA_PARAMS, UNSUPPORTED_PARAMS
 
 __version__ = "0.1.0"
@@ -63,7 +63,8 @@ def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
     return ProviderInfo(
         name=PROVIDER,
         limits=limits,
-        capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+        capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+        online_limits=online.LIMITS,
         extra_params=EXTRA_PARAMS,
         unsupported_params=UNSUPPORTED_PARAMS,
         secret_env=client.SECRET_ENV,
@@ -118,6 +119,11 @@ class AnthropicPlugin:
         return jobs.find_job(provider, tag, options, timeout)
 
     @hookimpl
+    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any],
+                 timeout: float | None) -> Result:
+        return online.generate(provider, request, options, timeout)
+
+    @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
                   skip: frozenset[str], tags: frozenset[str]) -> list[RemoteJob]:
         return jobs.list_overnight(provider, options, horizon=horizon, limit=limit, skip=skip, tags=tags)
@@ -134,6 +140,7 @@ fetch = _default.fetch
 cancel = _default.cancel
 find_job = _default.find_job
 list_jobs = _default.list_jobs
+generate = _default.generate
 
 from overnight_anthropic.llm import AnthropicLLM  # noqa: E402  (distilabel's name for LLM("anthropic/..."))
 

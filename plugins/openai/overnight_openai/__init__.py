@@ -27,3 +27,4 @@ fetch = _default.fetch
 cancel = _default.cancel
 find_job = _default.find_job
 list_jobs = _default.list_jobs
+generate = _default.generate

@@ -22,7 +22,7 @@ from overnight.models import (
     Result,
 )
 
-from overnight_openai import client as clients, together, translate
+from overnight_openai import client as clients, online, together, translate
 from overnight_openai.vendors import VENDORS
 
 # ``jobs`` (and with it the openai SDK, ~0.4 s to import) is imported by the hooks that
@@ -87,7 +87,8 @@ class OpenAIPlugin:
             ProviderInfo(
                 name=NAME,
                 limits=self.limits or limits_from_env(),
-                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+                online_limits=online.OPENAI_LIMITS,
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=frozenset(),  # chat completions take every standard option
                 secret_env=(clients.KEY_ENV,),
@@ -165,6 +166,11 @@ class OpenAIPlugin:
             jobs.delete_orphan_input(client, tag)  # the core now resubmits under a new tag
             return None
         return jobs.job_ref(provider, batch, tag)
+
+    @hookimpl
+    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any],
+                 timeout: float | None) -> Result:
+        return online.generate(provider, request, options, timeout)
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,

@@ -16,8 +16,9 @@ from typing import Mapping
 
 from attrs import frozen
 
-from overnight.models import Capabilities, Limits, ModelSpec, ProviderInfo, QueueLimits
+from overnight.models import Capabilities, Limits, ModelSpec, OnlineLimits, ProviderInfo, QueueLimits
 
+from overnight_openai.online import VENDOR_LIMITS
 from overnight_openai.translate import EXTRA_PARAMS
 
 MB = 1_000_000
@@ -63,7 +64,8 @@ class Vendor:
         return ProviderInfo(
             name=self.name,
             limits=limits or self.limits,
-            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=self.list_jobs),
+            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=self.list_jobs, online=True),
+            online_limits=VENDOR_LIMITS.get(self.name, OnlineLimits()),
             extra_params=self.extra_params,
             unsupported_params=frozenset(),
             secret_env=(self.key_env,),
