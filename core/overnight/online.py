@@ -271,7 +271,13 @@ class OnlineRunner:
         key = row["key"]
         line = json.loads(row["line"])
         tokens = int(row["tokens"] if row["tokens"] is not None else (int(row["bytes"]) + 3) // 4)
-        tokens += int(row["max_output"]) if row["max_output"] is not None else DEFAULT_EXPECTED_OUTPUT
+        # Output counted at most at the usual output, not at the model's ceiling: a request
+        # with no max_tokens would otherwise weigh 16k tokens and crawl. A provider that counts
+        # max_tokens up front answers 429s when that is too little, and the pacer slows down.
+        output = DEFAULT_EXPECTED_OUTPUT
+        if row["max_output"] is not None:
+            output = min(int(row["max_output"]), DEFAULT_EXPECTED_OUTPUT)
+        tokens += output
         pacer = self._pacer(str(row["model"]))
         limited = unavailable = 0
         while True:
