@@ -1,0 +1,27 @@
+"""Online mode through the pipeline DSL: a TextGeneration step with
+``use_offline_batch_generation=False`` returns its rows in one run, and the run's last line
+says what the online part cost."""
+
+from __future__ import annotations
+
+import logging
+
+from overnight import LLM, LoadDataFromDicts, Pipeline, TextGeneration
+
+ROWS = [{"instruction": f"question number {i}", "id": i} for i in range(8)]
+PRICES = {"input_mtok": 1.0, "output_mtok": 2.0}
+
+
+def test_an_online_step_returns_every_row_in_one_run(online_fake, tmp_path, caplog):
+    caplog.set_level(logging.INFO, logger="overnight")
+    with Pipeline(name="online", cache_dir=tmp_path / "cache") as pipeline:
+        load = LoadDataFromDicts(data=ROWS)
+        gen = TextGeneration(llm=LLM("fake/m", use_offline_batch_generation=False, prices=PRICES))
+        load >> gen
+    dataset = pipeline.run()
+    rows = list(dataset)
+    assert [r["generation"] for r in rows] == [f"echo: {r['instruction']}" for r in ROWS]
+    assert all(r["generation_cost_usd"] > 0 for r in rows)
+    assert len(online_fake.paid()) == 8 and online_fake.jobs() == []
+    last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cost ")][-1]
+    assert "for 8 request(s) answered online" in last and "$0.0000 saved against online" in last
