@@ -357,6 +357,7 @@ class OnlineRunner:
         or the error that stopped it (a provider refusing the credentials, ...).
         """
         release_stale(self.store, self.plan_id)
+        self._hold_to_budget()
         with _live_lock:
             _live.add(self.token)
         try:
@@ -371,6 +372,41 @@ class OnlineRunner:
             with _live_lock:
                 if self._running <= 0:
                     _live.discard(self.token)
+
+    def _hold_to_budget(self) -> None:
+        """``run(budget_usd=...)``: what is left to send, at online prices, must fit as a whole
+        (online answers come too fast to stop part-way), else nothing is sent."""
+        budget = self.policy.budget
+        if budget is None or not budget.limited:
+            return
+        acc = self.ex.accounting
+        money = self.store.plan_money(self.plan_id)
+        left = money.get(st.NEW)
+        if not left or not left["n"]:
+            return
+        model = str(left["model"] or "")
+        rates = acc.rates(model)
+        if rates is None:
+            raise ConfigurationError(
+                f"step {self.step!r}: a budget was set but no price is known for {self.provider.name}/{model}, "
+                "so nothing can be held to it. Give the online prices: LLM(..., prices={'input_mtok': ..., "
+                "'output_mtok': ...}) (USD per million tokens). Nothing was sent."
+            )
+        expected, _ = acc.expected_output(money)
+        output = expected * left["n"] if left["unbounded"] else min(expected * left["n"], left["max_output"])
+        need = rates.online_cost(left["tokens"], output)
+        committed = acc.committed(money, model, expected)
+        if committed + need > budget.room(self.plan_id) + 1e-12:
+            from overnight.errors import BudgetExceeded
+
+            raise BudgetExceeded(
+                f"step {self.step!r}: sending the {int(left['n'])} request(s) left online (about {usd(need)} at "
+                f"online prices) would pass the budget of {usd(budget.limit_usd)} (this step has billed or has in "
+                f"flight {usd(committed)}). Nothing was sent. Run again with a higher budget "
+                "(run(budget_usd=...) or overnight run --budget-usd ...), or use the batch API.",
+                budget_usd=budget.limit_usd or 0.0, spent_usd=budget.committed(), estimate_usd=need,
+            )
+        budget.commit(self.plan_id, committed + need)
 
     def _pass(self, stop: threading.Event, shown: Any) -> None:
         s = self.settings

@@ -255,3 +255,15 @@ def test_online_progress_line(online_fake, monkeypatch, capsys):
     err = capsys.readouterr().err
     assert "gen: online through fake" in err and "results collected" in err
     assert "gen: 25 request(s) answered online ($" in err  # the step's closing line
+
+
+def test_a_budget_too_small_for_the_online_part_sends_nothing(online_fake):
+    from overnight import BudgetExceeded
+    from overnight.money import Budget
+    from overnight.policy import RunPolicy
+
+    with pytest.raises(BudgetExceeded, match="online prices"):
+        generate(PROMPTS, llm=online(), policy=RunPolicy(budget=Budget(1e-9)))
+    assert online_fake.calls == []
+    results = generate(PROMPTS, llm=online(), policy=RunPolicy(budget=Budget(1.0)))
+    assert all(r.result.ok for r in results)
