@@ -189,6 +189,7 @@ class BatchExecutor:
         self._stop_if_lost()
         if self._over_budget:
             raise self.accounting.budget_error(self._over_budget)
+        self.online.finished()
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------

@@ -587,13 +587,15 @@ class OnlinePart:
         if not self.due():
             return
         _, fell_back = self.ex.store.batch_deadline(self.ex.plan_id)
-        if fell_back is not None:
-            return
         ex = self.ex
         cancelled = []
         for job in jobs:
             ref = job.get("ref")
             if ref is None or job.get("state") in ("finished", "failed", "expired", "cancelled"):
+                continue
+            # Cancelled once; a job created since (an interrupted submit resolved after the
+            # deadline) is cancelled too.
+            if fell_back is not None and float(job.get("created_at") or 0) < fell_back:
                 continue
             try:
                 with ex._provider_errors(f"cancelling the {ex.provider.name} job {ref.remote_id} at the deadline"):
@@ -603,11 +605,18 @@ class OnlinePart:
                 # Checked until it ends like any other: its requests are never sent twice.
                 polling.report(f"{ex.step}: {exc}")
         ex.store.note_fallback(ex.plan_id)
+        if fell_back is not None and not cancelled:
+            return
         polling.report(
             f"{ex.step}: the batch part reached its deadline; cancelled {len(cancelled)} open "
             f"{ex.provider.name} job(s) ({', '.join(cancelled[:3])}{', ...' if len(cancelled) > 3 else ''}); "
             "keeping every result they return, then sending the rest online"
         )
+
+    def finished(self) -> None:
+        """The step is complete: a later round (``retry_failed``) measures its deadline afresh."""
+        if self.fallback:
+            self.ex.store.clear_batch_deadline(self.ex.plan_id)
 
     def finish(self) -> None:
         """Online mode or a fallback that is due: every request gets an answer now.
@@ -656,8 +665,6 @@ class OnlinePart:
         if failed:
             line += f", {failed} ended as errors"
         polling.report(line)
-        if not ex.store.open_jobs(ex.plan_id):
-            ex.store.clear_batch_deadline(ex.plan_id)
         return line
 
 
