@@ -295,7 +295,8 @@ def list_jobs(
 
 
 @hookspec(firstresult=True)
-def generate(provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None) -> Result:
+def generate(provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
+             model: str) -> Result:
     """Answer one request now, through the provider's online (synchronous) API.
 
     Optional; declare ``Capabilities.online`` (and the API's rate limits in
@@ -303,7 +304,9 @@ def generate(provider: str, request: dict[str, Any], options: Mapping[str, Any],
     ``request``: one request exactly as ``build_request`` returned it (the batch line,
     custom id included: send its body, e.g. OpenAI's ``request["body"]``, Anthropic's
     ``request["params"]``); ``options``: the LLM's client options; ``timeout``: seconds
-    the call may take (``None``: the client's own). The core calls this from several
+    the call may take (``None``: the client's own); ``model``: the request's model, which
+    some batch lines leave to the job (Mistral's body, Gemini's line: the model is given
+    once per batch), so the online call needs it apart. The core calls this from several
     threads at once, within the declared rate limits: keep it thread-safe.
 
     Return a :class:`~overnight.Result` for ``request["custom_id"]``, exactly as ``fetch``

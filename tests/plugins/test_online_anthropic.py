@@ -59,7 +59,8 @@ def build(registry, model: str, prompt: str, system: str | None = None, **params
 
 
 def online(registry, line: dict, opts: dict, timeout: float | None = None):
-    return registry.provider("anthropic")._call("generate", opts, request=line, timeout=timeout)
+    return registry.provider("anthropic")._call("generate", opts, request=line, timeout=timeout,
+                                                model=line["params"]["model"])
 
 
 def test_declares_online_with_limits(registry):

@@ -57,7 +57,8 @@ def build(registry, provider: str, model: str, prompt: str, custom_id: str = "ro
 
 def online(registry, provider: str, line: dict, opts: dict, timeout: float | None = None):
     """The hook, called as the core calls it (the provider facade: one plugin, keys redacted)."""
-    return registry.provider(provider)._call("generate", opts, request=line, timeout=timeout)
+    return registry.provider(provider)._call("generate", opts, request=line, timeout=timeout,
+                                            model=(line.get("body") or line.get("params"))["model"])
 
 
 def batch(registry, sb: Sandbox, provider: str, line: dict, opts: dict):

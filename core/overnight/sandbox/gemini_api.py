@@ -176,7 +176,8 @@ def input_limit_error(model: str | None, tokens: int) -> RequestError | None:
                              f"{window(PROVIDER, model)}.", "INVALID_ARGUMENT")
 
 
-def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str) -> tuple[dict[str, Any], Generation]:
+def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str, variant: int = 0
+            ) -> tuple[dict[str, Any], Generation]:
     conv = _conversation(request)
     config = _field(request, "generationConfig", "generation_config") or {}
     max_tokens = _field(config, "maxOutputTokens", "max_output_tokens")
@@ -186,7 +187,7 @@ def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str) ->
     if engine.forwarder is not None:
         g = engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
     else:
-        g = generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec)
+        g = generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)
     body = {
         "candidates": [{"content": {"parts": [{"text": g.text}], "role": "model"},
                         "finishReason": "MAX_TOKENS" if g.finish == "length" else "STOP", "index": 0}],
@@ -390,6 +391,8 @@ class _Uploads:
 
 
 def routes(engine: Engine) -> list[Route]:
+    from . import online_api  # it builds on this module
+
     dialect = GeminiDialect(engine)
     engine.register(dialect)
     api = Api(engine, FLAVOR)
@@ -594,6 +597,7 @@ def routes(engine: Engine) -> list[Route]:
     out.append(api.route("/upload/{version}/files", upload, ["POST"], public=is_chunk))
     # The guide's REST download goes through /download/{v}/files/{id}:download?alt=media.
     out.append(api.route("/download/{version}/files/{name}", get_file, ["GET"]))
+    out += online_api.gemini_routes(engine, api)  # before models/{model}, which would take the path
     for v in VERSIONS:
         out += [
             api.route(f"/{v}/files", list_files, ["GET"]),

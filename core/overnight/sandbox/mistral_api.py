@@ -70,8 +70,8 @@ def check_body(endpoint: str, body: Any, job_model: str | None) -> RequestError 
     return None
 
 
-def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], model: str, rid: str, created: int
-            ) -> tuple[dict[str, Any], int, int]:
+def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], model: str, rid: str, created: int,
+            variant: int = 0) -> tuple[dict[str, Any], int, int]:
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]
@@ -88,7 +88,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], model: str, 
     if engine.forwarder is not None:
         g = engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=body.get("stop"), json_format=spec)
     else:
-        g = generate(conv, max_tokens=max_tokens, stop=body.get("stop"), json_format=spec)
+        g = generate(conv, max_tokens=max_tokens, stop=body.get("stop"), json_format=spec, variant=variant)
     return ({"id": rid[:32], "object": "chat.completion", "model": model, "created": created,
              "choices": [{"index": 0, "message": {"role": "assistant", "content": g.text, "tool_calls": None,
                                                   "prefix": False},
@@ -241,6 +241,8 @@ def _outputs(engine: Engine, result: Mapping[str, Any]) -> list[dict[str, Any]]:
 # --- routes ------------------------------------------------------------------------------------
 
 def routes(engine: Engine) -> list[Route]:
+    from . import online_api  # it builds on this module
+
     dialect = MistralDialect(engine)
     engine.register(dialect)
     api = Api(engine, FLAVOR)
@@ -422,6 +424,7 @@ def routes(engine: Engine) -> list[Route]:
         api.route("/v1/batch/jobs/{job_id}", get_job, ["GET"]),
         api.route("/v1/batch/jobs/{job_id}", delete, ["DELETE"]),
         api.route("/v1/batch/jobs/{job_id}/cancel", cancel, ["POST"]),
+        *online_api.mistral_routes(engine, api),
         api.fallback(),
     ]
 

@@ -240,3 +240,146 @@ def anthropic_routes(engine: Engine, api: Api) -> list[Route]:
         text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
         rate_headers=rate_headers)
     return [api.route("/v1/messages", handler(engine, api, endpoint), ["POST"])]
+
+
+# --- Mistral --------------------------------------------------------------------------------
+
+#: The chat completions request's fields (the mistralai SDK's ChatCompletionRequest); the
+#: API answers any other field with a 422 ``extra_forbidden``.
+MISTRAL_FIELDS = frozenset({
+    "model", "messages", "temperature", "top_p", "max_tokens", "stream", "stop", "random_seed", "metadata",
+    "response_format", "tools", "tool_choice", "presence_penalty", "frequency_penalty", "min_tokens",
+    "repetition_penalty", "top_k", "logprobs", "top_logprobs", "prompt_logprobs", "top_prompt_logprobs", "n",
+    "prediction", "parallel_tool_calls", "reasoning_effort", "prompt_mode", "guardrails", "prompt_cache_key",
+    "service_tier", "safe_prompt",
+})
+
+
+def mistral_unprocessable(problems: list[dict[str, Any]]) -> ApiError:
+    """Mistral's 422: the validator's ``detail`` list inside its error object."""
+    body = {"object": "error", "message": {"detail": problems}, "type": "invalid_request_error", "param": None,
+            "code": None}
+    return ApiError(422, problems[0]["msg"], type="invalid_request_error", body=body)
+
+
+def mistral_routes(engine: Engine, api: Api) -> list[Route]:
+    """``POST /v1/chat/completions``: the mistralai SDK's ``chat.complete``."""
+    from .mistral_api import PROVIDER, respond
+    from .quota import body_tokens, context_error, max_tokens
+
+    def schema(body: JsonBody) -> list[dict[str, Any]]:
+        problems = [{"type": "missing", "loc": ["body", name], "msg": "Field required", "input": dict(body)}
+                    for name in ("model", "messages") if name not in body]
+        if "messages" in body and not isinstance(body["messages"], list):
+            problems.append({"type": "list_type", "loc": ["body", "messages"], "msg": "Input should be a valid list",
+                             "input": body["messages"]})
+        if "max_tokens" in body and body["max_tokens"] is not None and (
+                isinstance(body["max_tokens"], bool) or not isinstance(body["max_tokens"], int)
+                or body["max_tokens"] < 0):
+            problems.append({"type": "greater_than_equal", "loc": ["body", "max_tokens"],
+                             "msg": "Input should be greater than or equal to 0", "input": body["max_tokens"]})
+        problems += [{"type": "extra_forbidden", "loc": ["body", name], "msg": "Extra inputs are not permitted",
+                      "input": body[name]} for name in body if name not in MISTRAL_FIELDS]
+        return problems
+
+    def check(body: JsonBody, model: str) -> RequestError | None:
+        if body.get("stream"):
+            return RequestError(400, "The sandbox does not stream: send the request without 'stream'.",
+                                "invalid_request_error", param="stream")
+        return context_error(PROVIDER, model, body_tokens(body), max_tokens(body, ("max_tokens",)))
+
+    def checked(body: JsonBody, model: str) -> RequestError | None:
+        problems = schema(body)
+        if problems:
+            raise mistral_unprocessable(problems)
+        return check(body, model)
+
+    def weight(body: JsonBody) -> int:
+        return body_tokens(body) + max_tokens(body, ("max_tokens",))
+
+    def answer(body: JsonBody, model: str, variant: int, now: float) -> dict[str, Any]:
+        return respond(engine, CHAT, body, model, rid(), int(now), variant)[0]
+
+    def rate_headers(window: Window, now: float) -> dict[str, str]:
+        # Mistral reports its token budget per minute (x-ratelimitbysize-*) and not its request rate.
+        limit = window.limit
+        if limit.tokens_per_minute is None:
+            return {}
+        return {"x-ratelimitbysize-limit-minute": str(limit.tokens_per_minute),
+                "x-ratelimitbysize-remaining-minute": str(window.tokens_remaining),
+                "ratelimitbysize-limit": str(limit.tokens_per_minute),
+                "ratelimitbysize-remaining": str(window.tokens_remaining),
+                "ratelimitbysize-reset": str(math.ceil(window.tokens_reset))}
+
+    def throttled(t: Throttled, model: str, now: float) -> ApiError:
+        wait = t.retry_after if t.retry_after is not None else 60.0
+        headers = {**rate_headers(t.window, now), "retry-after": str(max(0, math.ceil(wait)))}
+        body = {"object": "error", "message": "Rate limit exceeded", "type": "rate_limited", "param": None,
+                "code": "1300"}
+        return ApiError(429, "Rate limit exceeded", type="rate_limited", code="1300", headers=headers, body=body)
+
+    endpoint = Endpoint(
+        provider=PROVIDER, model=lambda body, _request: str(body.get("model") or ""), check=checked,
+        weight=weight, text=lambda body: last_text(body.get("messages")), answer=answer, throttled=throttled,
+        rate_headers=rate_headers)
+    return [api.route("/v1/chat/completions", handler(engine, api, endpoint), ["POST"])]
+
+
+# --- Gemini ---------------------------------------------------------------------------------
+
+
+def gemini_routes(engine: Engine, api: Api) -> list[Route]:
+    """``POST /{v1,v1beta}/models/{model}:generateContent``: google-genai's ``models.generate_content``."""
+    from .gemini_api import PROVIDER, VERSIONS, _conversation, _field, check_request, input_limit_error, respond
+    from .responder import prompt_tokens
+
+    def model_of(body: JsonBody, request: Request) -> str:
+        return str(request.path_params["model"]).removeprefix("models/")
+
+    def check(body: JsonBody, model: str) -> RequestError | None:
+        error = check_request(body)
+        if error is None:
+            error = input_limit_error(model, prompt_tokens(_conversation(body)))
+        return error
+
+    def weight(body: JsonBody) -> int:
+        config = _field(body, "generationConfig", "generation_config") or {}
+        output = _field(config, "maxOutputTokens", "max_output_tokens") if isinstance(config, Mapping) else None
+        return prompt_tokens(_conversation(body)) + (output if isinstance(output, int) else 0)
+
+    def text(body: JsonBody) -> str:
+        return last_user_text(_conversation(body))
+
+    def answer(body: JsonBody, model: str, variant: int, now: float) -> dict[str, Any]:
+        return respond(engine, body, model, rid(), variant)[0]
+
+    def throttled(t: Throttled, model: str, now: float) -> ApiError:
+        # Gemini sends no Retry-After header and no rate headers: the wait is in the body, as a
+        # google.rpc.RetryInfo, and in the message.
+        wait = t.retry_after if t.retry_after is not None else 60.0
+        metric, quota = (("generate_content_paid_tier_requests", "GenerateRequestsPerMinutePerProjectPerModel")
+                         if t.kind == "requests" else
+                         ("generate_content_paid_tier_input_token_count",
+                          "GenerateContentPaidTierInputTokensPerModelPerMinute"))
+        message = ("You exceeded your current quota, please check your plan and billing details. For more "
+                   "information on this error, head to: https://ai.google.dev/gemini-api/docs/rate-limits. \n"
+                   f"* Quota exceeded for metric: generativelanguage.googleapis.com/{metric}, limit: {t.limit}, "
+                   f"model: {model}\nPlease retry in {wait:g}s.")
+        body = {"error": {"code": 429, "message": message, "status": "RESOURCE_EXHAUSTED", "details": [
+            {"@type": "type.googleapis.com/google.rpc.QuotaFailure", "violations": [
+                {"quotaMetric": f"generativelanguage.googleapis.com/{metric}", "quotaId": quota,
+                 "quotaDimensions": {"location": "global", "model": model}, "quotaValue": str(t.limit)}]},
+            {"@type": "type.googleapis.com/google.rpc.Help", "links": [
+                {"description": "Learn more about Gemini API quotas",
+                 "url": "https://ai.google.dev/gemini-api/docs/rate-limits"}]},
+            {"@type": "type.googleapis.com/google.rpc.RetryInfo", "retryDelay": f"{wait:g}s"}]}}
+        return ApiError(429, message, type="RESOURCE_EXHAUSTED", body=body)
+
+    def refused(error: RequestError) -> ApiError:
+        return ApiError(error.status, error.message, type="INVALID_ARGUMENT" if error.status == 400 else error.type)
+
+    endpoint = Endpoint(
+        provider=PROVIDER, model=model_of, check=check, weight=weight, text=text, answer=answer,
+        throttled=throttled, rate_headers=lambda _window, _now: {}, refused=refused)
+    serve = handler(engine, api, endpoint)
+    return [api.route(f"/{v}/models/{{model}}:generateContent", serve, ["POST"]) for v in VERSIONS]

@@ -39,7 +39,8 @@ class ApiError(Exception):
     """An error answered in the provider's JSON shape."""
 
     def __init__(self, status: int, message: str, *, type: str | None = None, code: str | None = None,
-                 param: str | None = None, headers: Mapping[str, str] | None = None) -> None:
+                 param: str | None = None, headers: Mapping[str, str] | None = None,
+                 body: Mapping[str, Any] | None = None) -> None:
         super().__init__(message)
         self.status = status
         self.message = message
@@ -47,6 +48,8 @@ class ApiError(Exception):
         self.code = code
         self.param = param
         self.headers = dict(headers or {})
+        #: The whole JSON body, when the provider's shape for this error is not the flavor's usual one.
+        self.body = body
 
 
 @attrs.frozen
@@ -69,7 +72,8 @@ class Flavor:
         return self.request_id_prefix + secrets.token_hex(12)
 
     def error_response(self, error: ApiError, request_id: str) -> JSONResponse:
-        body = self.error_body(error, error.type or self.error_type(error.status), request_id)
+        body = error.body if error.body is not None else self.error_body(
+            error, error.type or self.error_type(error.status), request_id)
         headers = {self.request_id_header: request_id, **error.headers}
         return JSONResponse(body, status_code=error.status, headers=headers)
 

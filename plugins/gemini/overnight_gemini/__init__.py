@@ -28,3 +28,4 @@ fetch = _plugin.fetch
 cancel = _plugin.cancel
 find_job = _plugin.find_job
 list_jobs = _plugin.list_jobs
+generate = _plugin.generate

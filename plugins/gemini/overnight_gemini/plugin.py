@@ -40,6 +40,7 @@ from overnight.models import (
     Result,
 )
 
+from overnight_gemini import online
 from overnight_gemini import options as opts
 from overnight_gemini import translate
 
@@ -136,7 +137,8 @@ class GeminiPlugin:
             ProviderInfo(
                 name=self.name,
                 limits=self.limits,
-                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+                online_limits=online.LIMITS,
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=opts.KEY_ENVS,
@@ -357,6 +359,11 @@ class GeminiPlugin:
                     f"could not be cancelled ({type(exc).__name__}); cancel {duplicate.name}, then run again."
                 ) from None
         return JobRef(provider=self.name, remote_id=keep.name, tag=tag, data={"found": True})
+
+    @hookimpl
+    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
+                 model: str) -> Result:
+        return online.generate(provider, request, options, timeout, model)
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,

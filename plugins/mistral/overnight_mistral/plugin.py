@@ -29,6 +29,7 @@ from overnight.models import (
     Result,
 )
 
+from overnight_mistral import online
 from overnight_mistral import options as opts
 from overnight_mistral import translate
 
@@ -105,7 +106,8 @@ class MistralPlugin:
             ProviderInfo(
                 name=self.name,
                 limits=self.limits,
-                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True),
+                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+                online_limits=online.LIMITS,
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=translate.UNSUPPORTED_PARAMS,
                 secret_env=(opts.KEY_ENV,),
@@ -300,6 +302,11 @@ class MistralPlugin:
                 ) from None
         files = [f for f in keep.input_files or () if f]
         return self._ref(keep, tag, input_file=files[0] if files else None)
+
+    @hookimpl
+    def generate(self, provider: str, request: dict[str, Any], options: Mapping[str, Any], timeout: float | None,
+                 model: str) -> Result:
+        return online.generate(provider, request, options, timeout, model)
 
     @hookimpl
     def list_jobs(self, provider: str, options: Mapping[str, Any], horizon: float, limit: int,
