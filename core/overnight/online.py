@@ -213,8 +213,8 @@ class OnlineRunner:
         self.settings = settings(executor)
         self.token = uuid.uuid4().hex[:12]
         self.owner = f"{_HOST}:{os.getpid()}:{self.token}"
-        self._results: queue.SimpleQueue[tuple[str, Result | None, float | None, BaseException | None]] = \
-            queue.SimpleQueue()
+        self._results: queue.SimpleQueue[
+            tuple[str, Result | None, float | None, BaseException | None, threading.Event]] = queue.SimpleQueue()
         self._halt = threading.Event()
         self._detached = False
         self._deliver = threading.Lock()
@@ -284,7 +284,8 @@ class OnlineRunner:
             if not pacer.acquire(tokens, self._halt):
                 raise _Stopped
             try:
-                result = self.provider.generate(line, self.ex.options, timeout=self.settings.timeout)
+                result = self.provider.generate(line, self.ex.options, model=str(row["model"]),
+                                                timeout=self.settings.timeout)
             except RateLimited as exc:
                 pacer.release()
                 limited += 1
@@ -327,11 +328,22 @@ class OnlineRunner:
         raise _Stopped
 
     def _hand_over(self, key: str, result: Result | None, cost: float | None, exc: BaseException | None) -> None:
-        """To the main thread, or, once it stopped waiting (Ctrl+C), straight to the store."""
+        """To the main thread, or, once it stopped waiting (Ctrl+C), straight to the store.
+
+        The worker takes its next request only once this answer is committed (the main
+        thread commits what arrived together, in one transaction): a kill loses at most the
+        requests in flight, never answers waiting for a commit.
+        """
+        committed = threading.Event()
         with self._deliver:
             if not self._detached:
-                self._results.put((key, result, cost, exc))
-                return
+                self._results.put((key, result, cost, exc, committed))
+                queued = True
+            else:
+                queued = False
+        if queued:
+            committed.wait()
+            return
         try:  # the run is over: this thread stores what it got (its own store connection)
             if result is not None:
                 self.store.record_online(self.owner, [(result, cost)], self.policy.max_attempts)
@@ -444,29 +456,35 @@ class OnlineRunner:
                     item = self._results.get(timeout=0.2)
                 except queue.Empty:
                     item = None
-                while item is not None:
-                    key, result, cost, exc = item
-                    outstanding.pop(key, None)
-                    with _live_lock:
-                        self._running -= 1
-                    if exc is not None:
-                        fatal = fatal or exc
-                        self.store.release_online(self.owner, [key])
-                    elif result is None:
-                        self.store.release_online(self.owner, [key])
-                    else:
-                        batch.append((result, cost))
-                        if not result.ok:
-                            exhausted = False  # it may be sent again (attempts left)
-                    try:
-                        item = self._results.get_nowait()
-                    except queue.Empty:
-                        item = None
-                if batch:
-                    self.store.record_online(self.owner, batch, self.policy.max_attempts)
-                    self.answered += sum(1 for r, _ in batch if r.ok)
-                    self.failed += sum(1 for r, _ in batch if not r.ok)
-                    batch = []
+                landed: list[threading.Event] = []
+                try:
+                    while item is not None:
+                        key, result, cost, exc, committed = item
+                        landed.append(committed)
+                        outstanding.pop(key, None)
+                        with _live_lock:
+                            self._running -= 1
+                        if exc is not None:
+                            fatal = fatal or exc
+                            self.store.release_online(self.owner, [key])
+                        elif result is None:
+                            self.store.release_online(self.owner, [key])
+                        else:
+                            batch.append((result, cost))
+                            if not result.ok:
+                                exhausted = False  # it may be sent again (attempts left)
+                        try:
+                            item = self._results.get_nowait()
+                        except queue.Empty:
+                            item = None
+                    if batch:
+                        self.store.record_online(self.owner, batch, self.policy.max_attempts)
+                        self.answered += sum(1 for r, _ in batch if r.ok)
+                        self.failed += sum(1 for r, _ in batch if not r.ok)
+                        batch = []
+                finally:  # never leave a worker waiting, whatever happened to the commit
+                    for committed in landed:
+                        committed.set()
                 now = time.monotonic()
                 if now - last_beat >= HEARTBEAT:
                     self.store.heartbeat_online(self.owner)
@@ -480,11 +498,13 @@ class OnlineRunner:
                 self._halt.set()
                 with self._deliver:
                     self._detached = True  # from now on, workers store their own answers
+                    landed = []
                     while True:
                         try:
-                            key, result, cost, exc = self._results.get_nowait()
+                            key, result, cost, exc, committed = self._results.get_nowait()
                         except queue.Empty:
                             break
+                        landed.append(committed)
                         outstanding.pop(key, None)
                         with _live_lock:
                             self._running -= 1
@@ -492,8 +512,12 @@ class OnlineRunner:
                             batch.append((result, cost))
                         else:
                             self.store.release_online(self.owner, [key])
-                    if batch:
-                        self.store.record_online(self.owner, batch, self.policy.max_attempts)
+                    try:
+                        if batch:
+                            self.store.record_online(self.owner, batch, self.policy.max_attempts)
+                    finally:
+                        for committed in landed:
+                            committed.set()
                     unstarted = [key for key, future in outstanding.items() if future.cancel()]
                     if unstarted:  # never started: given back at once
                         self.store.release_online(self.owner, unstarted)

@@ -87,8 +87,10 @@ class OnlineFake(FakeProvider):
         ]
 
     @hookimpl
-    def generate(self, provider: str, request: dict[str, Any], options: Any, timeout: float | None) -> Result:
+    def generate(self, provider: str, request: dict[str, Any], options: Any, timeout: float | None,
+                 model: str) -> Result:
         cid = request["custom_id"]
+        assert model == request["model"]
         with self._lock:
             faults = self._read("online.json", {})
             outcome = "ok"
