@@ -250,6 +250,12 @@ class LiveDisplay(Display):
             from overnight.money import usd
 
             head.append(f"  ·  cost so far {usd(snap.cost_usd)}")
+        if snap.mode == "online":
+            counts = Text(f"requests: {snap.in_flight} in flight, {snap.collected}/{snap.total} collected, "
+                          f"{snap.failed} failed, {snap.retried} retried")
+            if self.finished:
+                return Group(head, counts)
+            return Group(head, counts, Text("Ctrl+C stops sending at once; a rerun sends the rest", style="dim"))
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("job")
         table.add_column("state")

@@ -25,3 +25,19 @@ def test_an_online_step_returns_every_row_in_one_run(online_fake, tmp_path, capl
     assert len(online_fake.paid()) == 8 and online_fake.jobs() == []
     last = [r.getMessage() for r in caplog.records if r.getMessage().startswith("cost ")][-1]
     assert "for 8 request(s) answered online" in last and "$0.0000 saved against online" in last
+
+
+def test_the_live_display_shows_an_online_step(online_fake):
+    import io
+
+    from overnight.progress import LiveDisplay, Snapshot
+
+    stream = io.StringIO()
+    display = LiveDisplay(stream)
+    snap = Snapshot(step="gen", provider="fake", jobs=(), total=10, collected=4, failed=1, retried=0,
+                    cost_usd=None, started=0.0, eta=None, next_check=0.0, mode="online", in_flight=3)
+    display.update(snap)
+    display.close()
+    out = stream.getvalue()
+    assert "fake online" in out and "3 in flight, 4/10 collected" in out
+    assert "online through fake, 3 in flight" in snap.line(1.0)
