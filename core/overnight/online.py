@@ -249,7 +249,7 @@ class OnlineRunner:
     def _send(self, row: dict[str, Any]) -> None:
         key = row["key"]
         try:
-            result = self._answer(row)
+            result, cost = self._priced(evolve(self._answer(row), custom_id=key), str(row["model"]))
         except _Stopped:
             self._hand_over(key, None, None, None)
             return
@@ -264,7 +264,6 @@ class OnlineRunner:
                 exc = wrapped
             self._hand_over(key, None, None, exc)
             return
-        result, cost = self._priced(evolve(result, custom_id=key), str(row["model"]))
         self._hand_over(key, result, cost, None)
 
     def _answer(self, row: dict[str, Any]) -> Result:
@@ -456,6 +455,12 @@ class OnlineRunner:
                     item = self._results.get(timeout=0.2)
                 except queue.Empty:
                     item = None
+                if item is None:
+                    # A worker that died without handing over (it cannot, short of a bug in
+                    # the store): stop rather than wait for it forever.
+                    died = next((e for e in (f.exception() for f in outstanding.values() if f.done()) if e), None)
+                    if died is not None:
+                        raise died
                 landed: list[threading.Event] = []
                 try:
                     while item is not None:
