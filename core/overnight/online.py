@@ -46,6 +46,7 @@ from attrs import frozen
 
 from overnight import polling, progress, ratelimit
 from overnight import store as st
+from overnight.faultpoints import fault_point
 from overnight.errors import (
     ConfigurationError,
     OnlineGenerationNotFinished,
@@ -438,6 +439,7 @@ class OnlineRunner:
                     raise fatal
                 if not exhausted and len(outstanding) < s.concurrency:
                     rows = self.store.claim_online(self.plan_id, self.owner, after=after, limit=page)
+                    fault_point("online_claimed")
                     if rows:
                         after = rows[-1]["pos"]
                         for row in rows:
@@ -487,6 +489,7 @@ class OnlineRunner:
                         self.answered += sum(1 for r, _ in batch if r.ok)
                         self.failed += sum(1 for r, _ in batch if not r.ok)
                         batch = []
+                        fault_point("online_committed")
                 finally:  # never leave a worker waiting, whatever happened to the commit
                     for committed in landed:
                         committed.set()
