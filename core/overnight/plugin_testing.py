@@ -27,7 +27,8 @@ What it checks, each as its own test:
   hookspecs, ``register_providers`` declares sane providers;
 * the declarations hold: ``unsupported_params`` lists only standard options, no extra
   option shadows one, every declared capability has its hook (``cancel``,
-  ``find_by_tag`` → ``find_job``) and no hook goes unused for want of a declaration;
+  ``find_by_tag`` → ``find_job``, ``online`` → ``generate``) and no hook goes unused for want of
+  a declaration;
 * every standard option (:data:`~overnight.models.STANDARD_PARAMS`) is either honoured
   by ``build_request`` (two different values of the option build two different lines)
   or declared in ``unsupported_params``;
@@ -120,7 +121,7 @@ OPTION_SAMPLES: Mapping[str, tuple[Any, ...]] = {
 }
 
 _REQUIRED = ("build_request", "submit", "check", "fetch")
-_CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job", "list_jobs": "list_jobs"}
+_CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job", "list_jobs": "list_jobs", "online": "generate"}
 
 
 # --- loading and the checks that need no backend -------------------------------------------

@@ -81,7 +81,8 @@ def _json_format(params: Mapping[str, Any]) -> Any:
     return json_spec(params.get("output_format"))
 
 
-def message(engine: Engine, params: Mapping[str, Any], rid: str, variant: int = 0) -> tuple[dict[str, Any], Generation]:
+def message(engine: Engine, params: Mapping[str, Any], rid: str, variant: int | None = None
+            ) -> tuple[dict[str, Any], Generation]:
     conv = conversation(params["messages"], params.get("system"))
     stop = params.get("stop_sequences")
     spec = _json_format(params)

@@ -176,7 +176,7 @@ def input_limit_error(model: str | None, tokens: int) -> RequestError | None:
                              f"{window(PROVIDER, model)}.", "INVALID_ARGUMENT")
 
 
-def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str, variant: int = 0
+def respond(engine: Engine, request: Mapping[str, Any], model: str, rid: str, variant: int | None = None
             ) -> tuple[dict[str, Any], Generation]:
     conv = _conversation(request)
     config = _field(request, "generationConfig", "generation_config") or {}

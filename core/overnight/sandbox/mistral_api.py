@@ -71,7 +71,7 @@ def check_body(endpoint: str, body: Any, job_model: str | None) -> RequestError 
 
 
 def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], model: str, rid: str, created: int,
-            variant: int = 0) -> tuple[dict[str, Any], int, int]:
+            variant: int | None = None) -> tuple[dict[str, Any], int, int]:
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
         texts = [x if isinstance(x, str) else json.dumps(x) for x in inputs]

@@ -183,8 +183,8 @@ def _usage(g: Generation) -> dict[str, Any]:
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
-def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int, variant: int = 0
-            ) -> tuple[dict[str, Any], int, int]:
+def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int,
+            variant: int | None = None) -> tuple[dict[str, Any], int, int]:
     """The synchronous endpoint's response body, with (input, output) tokens (``variant``: see
     responder.base_reply; chat completions only)."""
     model = str(body["model"])
@@ -233,7 +233,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
 
 
 def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
-              variant: int = 0) -> Generation:
+              variant: int | None = None) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
     return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)

@@ -206,9 +206,9 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
 
 def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
-    json_format: JsonSpec = None, variant: int = 0,
+    json_format: JsonSpec = None, variant: int | None = None,
 ) -> Generation:
-    reply = base_reply(conv, variant)
+    reply = base_reply(conv, variant or 0)
     if json_format:
         reply = _as_json(reply, json_format)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)

@@ -23,10 +23,10 @@ from overnight.retryafter import retry_after
 
 from overnight_anthropic import client as clients, translate
 
-#: Usage tier 1 (docs.claude.com/en/api/rate-limits): 50 requests per minute for every
-#: model; input tokens per minute from 30,000 (Sonnet, Opus) to 50,000 (Haiku), output
-#: tokens per minute 8,000 to 10,000. overnight paces one token figure (input + output):
-#: the lowest input figure, as the model is not known here.
+#: The entry tier (docs.claude.com/en/api/rate-limits; figures as third-party copies of it
+#: give them): 50 requests per minute; 30,000 to 50,000 input and 8,000 to 10,000 output
+#: tokens per minute, per model. overnight paces one token figure (input + output): the
+#: lowest input figure, as the model is not known here.
 LIMITS = OnlineLimits(requests_per_minute=50, tokens_per_minute=30_000, max_concurrency=8)
 
 #: Statuses that refuse this request for what it holds: an errored Result (one attempt).

@@ -23,9 +23,9 @@ from overnight.retryafter import retry_after
 from overnight_gemini import options as opts
 from overnight_gemini import translate
 
-#: Tier 1 (ai.google.dev/gemini-api/docs/rate-limits): from 150 (2.5 Pro) to 1,000+ (Flash)
-#: requests and 1,000,000 to 2,000,000+ input tokens per minute, per project and model; the
-#: lowest figures, as the model is not known here.
+#: Tier 1 (ai.google.dev/gemini-api/docs/rate-limits): per project and model, e.g. 1,000
+#: requests and 1,000,000 input tokens per minute for 2.5 Flash, 150 and 2,000,000 for 2.5
+#: Pro; the lowest of each, as the model is not known here.
 LIMITS = OnlineLimits(requests_per_minute=150, tokens_per_minute=1_000_000, max_concurrency=16)
 
 #: Statuses that refuse this request for what it holds: an errored Result (one attempt).

@@ -20,8 +20,8 @@ from overnight_mistral import options as opts
 from overnight_mistral import translate
 
 #: Mistral sets limits per workspace and tier and shows them only in its console
-#: (admin.mistral.ai/plateforme/limits); the free tier was documented at 1 request per
-#: second and 500,000 tokens per minute. Conservative figures: one request per second.
+#: (admin.mistral.ai/plateforme/limits), with a requests-per-second limit it does not expose
+#: in headers; no published figures found: conservative (one request a second).
 LIMITS = OnlineLimits(requests_per_minute=60, tokens_per_minute=500_000, max_concurrency=4)
 
 #: Statuses that refuse this request for what it holds: an errored Result (one attempt).

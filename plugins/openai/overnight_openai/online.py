@@ -8,9 +8,8 @@ threads. The same code serves OpenAI, the OpenAI-compatible vendors (their own c
 see :mod:`.vendors`) and Together (its own SDK, which raises the same error classes).
 
 Rate limits: OpenAI's depend on the model and the account's usage tier; the defaults
-below are the lowest paid tier's figures for the small models, so a new account is not
-driven into 429s (docs/protocols/openai.md, "Online API", has the sources). Override
-them on the LLM.
+below are the lowest paid tier's, so a new account is not driven into 429s
+(docs/protocols/openai.md, "Online API", has the sources). Override them on the LLM.
 """
 
 from __future__ import annotations
@@ -25,22 +24,21 @@ from overnight.retryafter import retry_after
 
 from overnight_openai.translate import result_from_line
 
-#: OpenAI, usage tier 1 (platform.openai.com/docs/guides/rate-limits, the models' pages):
-#: 500 requests per minute for every chat model; tokens per minute from 30,000 (gpt-4o,
-#: gpt-4.1, gpt-5) to 200,000 (the mini models): the lower figure, as the model is not
-#: known here.
+#: OpenAI, usage tier 1 (third-party copies of platform.openai.com's limits page; OpenAI's
+#: own figures are per model in the account's console): 500 requests per minute; 30,000
+#: tokens per minute for gpt-4o (and o1, o3-mini), 200,000 for gpt-4o-mini. The model is
+#: not known here: the lower figure.
 OPENAI_LIMITS = OnlineLimits(requests_per_minute=500, tokens_per_minute=30_000, max_concurrency=16)
-#: The vendors' lowest published tiers (docs/protocols/<vendor>.md, "Online API").
+#: The vendors (docs/protocols/<vendor>.md, "Online API").
 VENDOR_LIMITS: Mapping[str, OnlineLimits] = {
-    # Groq's free tier, llama-3.1-8b-instant: 30 requests and 6,000 tokens per minute.
+    # Groq's free plan (console.groq.com/docs/rate-limits): 30 requests per minute per model;
+    # 6,000 tokens per minute for llama-3.1-8b-instant, the smallest figure seen.
     "groq": OnlineLimits(requests_per_minute=30, tokens_per_minute=6_000, max_concurrency=4),
-    # Together's tier 1: 600 requests per minute; tokens per minute are not published per tier
-    # in the pages found: conservative.
+    # Together, DeepInfra, Nebius: no per-tier figures found in the pages searched; conservative
+    # (10 requests a second, a token figure no small account should pass), override on the LLM.
     "together": OnlineLimits(requests_per_minute=600, tokens_per_minute=180_000, max_concurrency=16),
-    # DeepInfra: 200 concurrent requests per model, no per-minute figures: a conservative pace.
-    "deepinfra": OnlineLimits(requests_per_minute=600, tokens_per_minute=None, max_concurrency=32),
-    # Nebius AI Studio: 400,000 tokens and 600 requests per minute per model by default.
-    "nebius": OnlineLimits(requests_per_minute=600, tokens_per_minute=400_000, max_concurrency=16),
+    "deepinfra": OnlineLimits(requests_per_minute=600, tokens_per_minute=None, max_concurrency=16),
+    "nebius": OnlineLimits(requests_per_minute=600, tokens_per_minute=200_000, max_concurrency=16),
 }
 
 #: Statuses that refuse this request for what it holds: an errored Result (one attempt).
