@@ -643,7 +643,7 @@ class BatchExecutor:
 
     def _estimate_only(self) -> Iterator[RowResult]:
         """``overnight estimate``: the plan is stored, nothing is submitted or checked."""
-        self.policy.estimates.add(self.accounting.estimate())
+        self.policy.estimates.add(self.online.estimate(self.accounting.estimate()))
         counts = self.store.plan_counts(self.plan_id)
         if counts.get(st.NEW, 0) or counts.get(st.QUEUED, 0):
             raise self._not_finished()

@@ -645,6 +645,15 @@ class OnlinePart:
             "keeping every result they return, then sending the rest online"
         )
 
+    def estimate(self, estimate: Any) -> Any:
+        """``overnight estimate`` of an online step: the same work at online prices."""
+        if not self.policy.online or estimate.cost_usd is None or estimate.online_cost_usd is None:
+            return estimate
+        ratio = estimate.online_cost_usd / estimate.cost_usd if estimate.cost_usd else 1.0
+        return evolve(estimate, cost_usd=estimate.online_cost_usd,
+                      max_cost_usd=None if estimate.max_cost_usd is None else estimate.max_cost_usd * ratio,
+                      prices_from=f"{estimate.prices_from}, online prices (online mode)")
+
     def finished(self) -> None:
         """The step is complete: a later round (``retry_failed``) measures its deadline afresh."""
         if self.fallback:

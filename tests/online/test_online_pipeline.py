@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import logging
 
+import pytest
+
 from overnight import LLM, LoadDataFromDicts, Pipeline, TextGeneration
 
 ROWS = [{"instruction": f"question number {i}", "id": i} for i in range(8)]
@@ -41,3 +43,24 @@ def test_the_live_display_shows_an_online_step(online_fake):
     out = stream.getvalue()
     assert "fake online" in out and "3 in flight, 4/10 collected" in out
     assert "online through fake, 3 in flight" in snap.line(1.0)
+
+
+def test_an_estimate_of_an_online_step_is_at_online_prices(online_fake, tmp_path):
+    from overnight.money import estimating
+
+    def step(online):
+        with Pipeline(name=f"est-{online}", cache_dir=tmp_path / "cache") as pipeline:
+            load = LoadDataFromDicts(data=ROWS)
+            gen = TextGeneration(llm=LLM("fake/m", use_offline_batch_generation=not online, prices=PRICES))
+            load >> gen
+        with estimating() as found:
+            try:
+                pipeline.run()
+            except Exception:
+                pass
+        return found.steps[0]
+
+    batch, online = step(False), step(True)
+    assert online.cost_usd == pytest.approx(batch.online_cost_usd) and online.cost_usd == pytest.approx(
+        2 * batch.cost_usd)
+    assert online_fake.calls == [] and online_fake.jobs() == []
