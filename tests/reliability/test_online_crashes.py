@@ -12,7 +12,7 @@ import pytest
 
 from harness import ROWS
 
-PROVIDERS = ("openai", "anthropic", "mistral", "gemini", "groq")
+PROVIDERS = ("openai", "anthropic", "mistral", "gemini", "groq", "together", "deepinfra", "nebius")
 #: The child runs on real time: no pacing to wait for (the sandbox sets no rate limit here).
 ONLINE = {"use_offline_batch_generation": False, "online_concurrency": 1,
           "requests_per_minute": 10**6, "tokens_per_minute": 10**9}
