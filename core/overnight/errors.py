@@ -328,7 +328,9 @@ class PipelineNotFinished(NotFinished):
         self.pipeline = pipeline
         self.pending = tuple(pending)
         self.interrupted = any(p.interrupted for p in self.pending)
-        lines = [f"Pipeline {pipeline!r} is not finished: batch jobs are still running."]
+        online = all(isinstance(p, OnlineGenerationNotFinished) and not p.jobs_ids for p in self.pending)
+        what = "its online generation was stopped" if online and self.pending else "batch jobs are still running"
+        lines = [f"Pipeline {pipeline!r} is not finished: {what}."]
         lines += [f"  - {p.summary()}" for p in self.pending]
         # Who waited (polling, stopped by Ctrl+C or the deadline) needs no advice to wait.
         wait = "" if any(p.interrupted or p.waited for p in self.pending) else \

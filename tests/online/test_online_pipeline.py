@@ -64,3 +64,27 @@ def test_an_estimate_of_an_online_step_is_at_online_prices(online_fake, tmp_path
     assert online.cost_usd == pytest.approx(batch.online_cost_usd) and online.cost_usd == pytest.approx(
         2 * batch.cost_usd)
     assert online_fake.calls == [] and online_fake.jobs() == []
+
+
+def test_ctrl_c_in_an_online_step_is_a_pipeline_not_finished(online_fake, tmp_path):
+    import os
+    import signal
+
+    from overnight import PipelineNotFinished
+
+    def press_ctrl_c(cid, outcome):
+        if len(online_fake.calls) == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    online_fake.on_call = press_ctrl_c
+    with Pipeline(name="stop", cache_dir=tmp_path / "cache") as pipeline:
+        load = LoadDataFromDicts(data=ROWS)
+        gen = TextGeneration(llm=LLM("fake/m", use_offline_batch_generation=False, online_concurrency=1))
+        load >> gen
+    with pytest.raises(PipelineNotFinished) as exc:
+        pipeline.run()
+    assert exc.value.interrupted
+    assert "online generation was stopped" in str(exc.value) and "stopped by the user" in str(exc.value)
+    online_fake.on_call = None
+    assert len(list(pipeline.run())) == 8
+    assert len(online_fake.paid()) == 8
