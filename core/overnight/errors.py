@@ -295,6 +295,27 @@ class OfflineBatchGenerationNotFinished(NotFinished):
         )
 
 
+class OnlineGenerationNotFinished(OfflineBatchGenerationNotFinished):
+    """Raised by an LLM in online mode (or in its deadline fallback) stopped before every
+    request had an answer: by Ctrl+C, or while batch jobs it must not pay twice for still run.
+
+    Every answer received is saved; a rerun sends only the requests still without one.
+    ``counts`` as for :class:`OfflineBatchGenerationNotFinished`.
+    """
+
+    def summary(self) -> str:
+        counts = ", ".join(f"{n} {state}" for state, n in self.counts.items() if n)
+        who = f"step {self.step!r}: " if self.step else ""
+        head = "stopped by the user; " if self.interrupted else ""
+        jobs = (f"; {len(self.jobs_ids)} batch job(s) of earlier runs still running ({', '.join(self.jobs_ids[:3])}"
+                f"{', ...' if len(self.jobs_ids) > 3 else ''})") if self.jobs_ids else ""
+        return (
+            f"{head}{who}online generation through {self.provider} is not finished"
+            + (f" ({counts})" if counts else "") + jobs
+            + ". Every answer received is saved; run the pipeline again to send (or collect) the rest."
+        )
+
+
 class PipelineNotFinished(NotFinished):
     """Raised by ``Pipeline.run()`` while any batch step is still waiting on its jobs.
 
@@ -307,7 +328,9 @@ class PipelineNotFinished(NotFinished):
         self.pipeline = pipeline
         self.pending = tuple(pending)
         self.interrupted = any(p.interrupted for p in self.pending)
-        lines = [f"Pipeline {pipeline!r} is not finished: batch jobs are still running."]
+        online = all(isinstance(p, OnlineGenerationNotFinished) and not p.jobs_ids for p in self.pending)
+        what = "its online generation was stopped" if online and self.pending else "batch jobs are still running"
+        lines = [f"Pipeline {pipeline!r} is not finished: {what}."]
         lines += [f"  - {p.summary()}" for p in self.pending]
         # Who waited (polling, stopped by Ctrl+C or the deadline) needs no advice to wait.
         wait = "" if any(p.interrupted or p.waited for p in self.pending) else \

@@ -51,6 +51,7 @@ from overnight.errors import (
 )
 from overnight.faultpoints import fault_point
 from overnight.identity import request_key
+from overnight.online import OnlinePart, release_stale
 from overnight.models import (
     STANDARD_PARAMS,
     ChatRequest,
@@ -146,6 +147,8 @@ class BatchExecutor:
         #: Why the last pass left requests unsubmitted for the budget (None: it did not).
         self._over_budget: str | None = None
         self._models: dict[int, str] = {}
+        #: Online mode and the deadline fallback (overnight.online).
+        self.online = OnlinePart(self)
 
     # -- the whole step --------------------------------------------------------------------
 
@@ -158,6 +161,7 @@ class BatchExecutor:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
+            release_stale(self.store, self.plan_id)  # online claims of a run that was killed
             self.adopt()
             if self.policy.retry_failed:
                 retried = self.store.retry_failed(self.plan_id)
@@ -174,13 +178,18 @@ class BatchExecutor:
             self.policy.budget.joined(self.plan_id)
         if self.policy.estimates is not None:
             return self._estimate_only()
-        if self.policy.block_until_done:
+        if self.online.active:  # online mode, or the batch part is past its deadline
+            self.online.finish()
+        elif self.policy.block_until_done:
             self._poll(self.policy.block_until_done)
         elif self._advance():
             raise self._not_finished()
+        if self.online.due():  # the deadline came while polling: the cancelled jobs have ended
+            self.online.finish()
         self._stop_if_lost()
         if self._over_budget:
             raise self.accounting.budget_error(self._over_budget)
+        self.online.finished()
         return self._assemble()
 
     # -- plan ------------------------------------------------------------------------------
@@ -257,6 +266,7 @@ class BatchExecutor:
                     break
                 if job["state"] == st.INTENT:
                     job["ref"] = self._reconcile(job, deadline)
+            self.online.on_pass(jobs)  # at the deadline: cancel the open jobs
             # Duplicates first: before a check closes the job one mirrors, its successes count.
             self._cancel_duplicates()
             self._collect_duplicates()
@@ -270,7 +280,8 @@ class BatchExecutor:
                 if released:
                     polling.report(f"{self.step}: resubmitting {released} request(s) whose results the "
                                    f"{self.provider.name} provider lost, as asked (resubmit_lost)")
-            self._submit_pending()
+            if not self.online.active:
+                self._submit_pending()
             return self.store.open_jobs(self.plan_id)
 
     def _reconcile(self, job: dict[str, Any], deadline: float | None = None) -> JobRef | None:
@@ -591,6 +602,7 @@ class BatchExecutor:
             tag=tag, provider=self.provider.name, model=model, step=self.step,
             plan_id=self.plan_id, keys=keys, nbytes=nbytes,
         )
+        self.online.note_submit()
         fault_point("after_intent")
         chunk = Chunk(
             tag=tag, model=model, count=len(keys), bytes=nbytes,
@@ -631,7 +643,7 @@ class BatchExecutor:
 
     def _estimate_only(self) -> Iterator[RowResult]:
         """``overnight estimate``: the plan is stored, nothing is submitted or checked."""
-        self.policy.estimates.add(self.accounting.estimate())
+        self.policy.estimates.add(self.online.estimate(self.accounting.estimate()))
         counts = self.store.plan_counts(self.plan_id)
         if counts.get(st.NEW, 0) or counts.get(st.QUEUED, 0):
             raise self._not_finished()
@@ -665,7 +677,7 @@ class BatchExecutor:
                 remaining = deadline - time.monotonic()
                 if stop.is_set() or remaining <= 0:
                     raise self._not_finished(interrupted=stop.is_set(), waited=True)
-                delay = min(next(delays), remaining)
+                delay = min(next(delays), remaining, self.online.seconds_left())
                 shown.check(open_jobs, delay)
                 fault_point("during_poll")
                 if polling.wait(stop, delay):

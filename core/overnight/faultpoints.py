@@ -35,6 +35,8 @@ POINTS = (
     "during_poll",  # between two checks while polling
     "mid_fetch",  # some results of a job are stored, others not
     "during_assembly",  # every result is stored, the output is being assembled
+    "online_claimed",  # online mode: requests claimed in the store, none sent yet
+    "online_committed",  # online mode: a batch of answers committed, the workers not yet released
 )
 #: Write sites, for the errno actions: each is reached right before the write it names.
 WRITE_POINTS = (

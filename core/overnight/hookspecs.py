@@ -375,5 +375,13 @@ def generate(
     retries off for these calls (``max_retries=0`` or the like) so that the core, which
     sees every thread, paces the retries. Let anything else (a 401, a wrong base URL)
     propagate: the run stops with it. Never raise with a key in the message.
+
+    What the core does around it (overnight.online): the request is claimed in the store
+    first and its answer committed as it arrives, under the same key as a batch result,
+    so a request answered either way is never sent again. A 429 costs no attempt and
+    holds every thread for its Retry-After; a ``ProviderUnavailable`` is sent again a few
+    times with backoff, then counts one attempt like an ``ERRORED`` result. The core
+    passes a ``timeout`` (the LLM's ``timeout`` client option, else 600 s) and keys the
+    result by the request's custom id whatever ``custom_id`` the plugin returns.
     """
 

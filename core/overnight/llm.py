@@ -9,7 +9,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Iterator, Mapping
 
-from overnight import plugins
+from overnight import online, plugins
 from overnight.errors import (
     ConfigurationError,
     MissingCredentials,
@@ -38,6 +38,14 @@ class LLM:
     ``response_format``, ``seed`` and any option the provider declares. Other keyword
     arguments (``api_key``, ``base_url``, ...) are client options for the plugin.
 
+    ``use_offline_batch_generation=False`` sends the requests through the provider's
+    online API instead (plugins declaring ``Capabilities.online``), at most
+    ``online_concurrency`` at once and within ``requests_per_minute`` /
+    ``tokens_per_minute`` (default: the plugin's ``OnlineLimits``). In batch mode,
+    ``online_fallback_after`` (seconds after the step's first submit) or ``deadline`` (a
+    datetime or Unix seconds) is the deadline fallback: past it, the open batch jobs are
+    cancelled, their results kept, and the requests still without one go online.
+
     After a run that did not finish, :attr:`jobs_ids` holds the pending remote job ids.
     """
 
@@ -55,6 +63,11 @@ class LLM:
         max_queued_requests: int | None = None,
         prices: Mapping[str, float] | None = None,
         expected_output_tokens: int | None = None,
+        online_concurrency: int | None = None,
+        requests_per_minute: int | None = None,
+        tokens_per_minute: int | None = None,
+        online_fallback_after: float | None = None,
+        deadline: Any = None,
         **client_options: Any,
     ) -> None:
         provider, sep, model_name = model.partition("/")
@@ -62,16 +75,13 @@ class LLM:
             raise ConfigurationError(
                 f"LLM model {model!r} must be written 'provider/model', e.g. 'openai/gpt-4o-mini'."
             )
-        if not use_offline_batch_generation:
-            raise ConfigurationError(
-                "overnight generates through providers' batch APIs only: "
-                "pass use_offline_batch_generation=True (the default)."
-            )
         if max_attempts < 1:
             raise ConfigurationError("max_attempts must be at least 1")
         for name, value in (("context_window", context_window), ("max_enqueued_tokens", max_enqueued_tokens),
                             ("max_queued_requests", max_queued_requests),
-                            ("expected_output_tokens", expected_output_tokens)):
+                            ("expected_output_tokens", expected_output_tokens),
+                            ("online_concurrency", online_concurrency), ("requests_per_minute", requests_per_minute),
+                            ("tokens_per_minute", tokens_per_minute)):
             if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 1):
                 raise ConfigurationError(f"{name} must be a whole number >= 1, got {value!r}")
         #: Limits and money (see README "Limits and money"): the context window overriding the
@@ -86,7 +96,17 @@ class LLM:
         self.model = model
         self.provider = provider
         self.model_name = model_name
-        self.use_offline_batch_generation = True
+        #: Online mode and the deadline fallback (README "Online mode and the deadline fallback").
+        self.use_offline_batch_generation = bool(use_offline_batch_generation)
+        self.online_concurrency = online_concurrency
+        self.requests_per_minute = requests_per_minute
+        self.tokens_per_minute = tokens_per_minute
+        self.online_fallback_after = _fallback_seconds(online_fallback_after)
+        self.deadline = online.deadline_seconds(deadline)
+        if not self.use_offline_batch_generation or self.online_fallback_after is not None \
+                or self.deadline is not None:
+            online.check_online_options(provider, online=not self.use_offline_batch_generation,
+                                        fallback=self.online_fallback_after is not None or self.deadline is not None)
         self.offline_batch_generation_block_until_done = offline_batch_generation_block_until_done
         self.generation_kwargs = dict(generation_kwargs or {})
         self.max_attempts = max_attempts
@@ -107,6 +127,8 @@ class LLM:
         """
         self._connected = None
         provider = plugins.get_registry().provider(self.provider)
+        online.check_info(provider.info, online=not self.use_offline_batch_generation,
+                          fallback=self.online_fallback_after is not None or self.deadline is not None)
         try:
             provider.connect(self.client_options)
         except MissingCredentials:
@@ -160,7 +182,10 @@ class LLM:
         policy = evolve(policy, max_attempts=self.max_attempts, block_until_done=wait,
                         backoff=Backoff(initial=self.poll_interval), context_window=self.context_window,
                         max_enqueued_tokens=self.max_enqueued_tokens, max_queued_requests=self.max_queued_requests,
-                        prices=self.prices, expected_output_tokens=self.expected_output_tokens)
+                        prices=self.prices, expected_output_tokens=self.expected_output_tokens,
+                        online=not self.use_offline_batch_generation, online_concurrency=self.online_concurrency,
+                        requests_per_minute=self.requests_per_minute, tokens_per_minute=self.tokens_per_minute,
+                        online_fallback_after=self.online_fallback_after, deadline=self.deadline)
         executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
         params = self.params()
         requests = (
@@ -175,6 +200,14 @@ class LLM:
             raise
         self.jobs_ids = ()
         return results
+
+
+def _fallback_seconds(value: Any) -> float | None:
+    if value is None:
+        return None
+    if isinstance(value, (int, float)) and not isinstance(value, bool) and value >= 0:
+        return float(value)
+    raise ConfigurationError(f"online_fallback_after must be a number of seconds >= 0, got {value!r}")
 
 
 class ProviderLLM(LLM):

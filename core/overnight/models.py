@@ -338,8 +338,9 @@ class Result:
     finish_reason: str | None = None
     #: The provider's raw per-request body, kept for debugging and for extra fields.
     raw: dict[str, Any] | None = None
-    #: What the request was billed, in US dollars at batch prices (from ``usage``; set by
-    #: the core when the model's price is known, ``None`` otherwise).
+    #: What the request was billed, in US dollars at batch prices (online prices for a request
+    #: answered online) (from ``usage``; set by the core when the model's price is known,
+    #: ``None`` otherwise).
     cost_usd: float | None = None
     #: What the same request costs through the provider's online API, for "saved" figures.
     online_cost_usd: float | None = None

@@ -481,6 +481,12 @@ def _cost_line(store: Any, ledger: Any) -> str | None:
         for values in store.plan_money(plan_id).values():
             cost += values["cost"]
             online += values["online"]
+    from overnight.online import cost_parts
+
+    sent = cost_parts(store, ledger.plans)  # requests answered online (online mode, the deadline fallback)
+    if sent is not None:
+        return (f"cost {usd(cost)} ({usd(cost - sent[1])} at batch prices, {usd(sent[1])} for {sent[0]} "
+                f"request(s) answered online), {usd(online - cost)} saved against online")
     return f"cost {usd(cost)} at batch prices, {usd(online - cost)} saved against online"
 
 

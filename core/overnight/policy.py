@@ -94,6 +94,20 @@ class RunPolicy:
     #: Output tokens expected per request before any result of the step is collected.
     expected_output_tokens: int | None = None
 
+    #: Send the step's requests through the provider's online API, not its batch API
+    #: (``LLM(use_offline_batch_generation=False)``; see overnight.online).
+    online: bool = False
+    #: Online pacing, overriding the plugin's OnlineLimits (``LLM(online_concurrency=...,
+    #: requests_per_minute=..., tokens_per_minute=...)``); ``None`` keeps the plugin's figure.
+    online_concurrency: int | None = None
+    requests_per_minute: int | None = None
+    tokens_per_minute: int | None = None
+    #: The deadline fallback: seconds after the step's first batch submit
+    #: (``LLM(online_fallback_after=...)``) or a Unix time (``LLM(deadline=...)``) after which
+    #: its open batch jobs are cancelled, their results kept, and the rest is sent online.
+    online_fallback_after: float | None = None
+    deadline: float | None = None
+
     @property
     def settle_seconds(self) -> float:
         """The settle window in force: the field, else the environment, else the default."""

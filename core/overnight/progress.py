@@ -60,6 +60,10 @@ class Snapshot:
     started: float  # time.monotonic() when the step began waiting
     eta: float | None  # seconds, None while there is no rate to go by
     next_check: float
+    #: "batch", or "online" while a step sends its requests through the online API.
+    mode: str = "batch"
+    #: Online requests in flight.
+    in_flight: int = 0
 
     @property
     def processed(self) -> int:
@@ -80,10 +84,23 @@ class Snapshot:
 
     def key(self) -> Any:
         """What counts as a change of state for plain lines."""
+        if self.mode == "online":  # answers arrive all the time: a line per 5% of the step
+            return ("online", 20 * (self.collected + self.failed) // max(self.total, 1))
         return (tuple((j.remote_id, j.state, j.processed) for j in self.jobs), self.collected, self.failed)
 
     def line(self, now: float | None = None) -> str:
         elapsed = (time.monotonic() if now is None else now) - self.started
+        if self.mode == "online":
+            text = (
+                f"{self.step}: online through {self.provider}, {self.in_flight} in flight, {self.collected}/"
+                f"{self.total} results collected, {self.failed} failed, {self.retried} retried; elapsed "
+                f"{duration(elapsed)}, ETA {duration(self.eta)}"
+            )
+            if self.cost_usd is not None:
+                from overnight.money import usd
+
+                text += f", cost so far {usd(self.cost_usd)}"
+            return text + " (Ctrl+C to stop)"
         text = (
             f"{self.step}: {len(self.jobs)} {self.provider} job(s) running ({self.processed}/{self.in_jobs} "
             f"processed), {self.collected}/{self.total} results collected, {self.failed} failed, "
@@ -133,7 +150,7 @@ class Tracker:
             self._cost = (now, sum(float(v.get("cost") or 0) for v in money.values()) if priced else None)
         return self._cost[1]
 
-    def snapshot(self, open_jobs: list[dict[str, Any]], next_check: float) -> Snapshot:
+    def snapshot(self, open_jobs: list[dict[str, Any]], next_check: float, *, in_flight: int | None = None) -> Snapshot:
         from overnight import store as st
 
         now = self.clock()
@@ -153,7 +170,8 @@ class Tracker:
         eta = (total - done) / rate if rate else None
         return Snapshot(step=self.step, provider=self.provider, jobs=jobs, total=total, collected=collected,
                         failed=failed, retried=self.store.plan_retried(self.plan_id),
-                        cost_usd=self._cost_so_far(now), started=self.started, eta=eta, next_check=next_check)
+                        cost_usd=self._cost_so_far(now), started=self.started, eta=eta, next_check=next_check,
+                        mode="batch" if in_flight is None else "online", in_flight=in_flight or 0)
 
 
 class Display:
@@ -227,11 +245,17 @@ class LiveDisplay(Display):
             self._ended = getattr(self, "_ended", None) or time.monotonic()
         elapsed = (self._ended if self.finished else time.monotonic()) - snap.started
         eta = "done" if self.finished else f"ETA {duration(snap.eta)}"
-        head = Text.assemble((snap.step, "bold"), f"  {snap.provider} batch  ·  elapsed {duration(elapsed)}  ·  {eta}")
+        head = Text.assemble((snap.step, "bold"), f"  {snap.provider} {snap.mode}  ·  elapsed {duration(elapsed)}  ·  {eta}")
         if snap.cost_usd is not None:
             from overnight.money import usd
 
             head.append(f"  ·  cost so far {usd(snap.cost_usd)}")
+        if snap.mode == "online":
+            counts = Text(f"requests: {snap.in_flight} in flight, {snap.collected}/{snap.total} collected, "
+                          f"{snap.failed} failed, {snap.retried} retried")
+            if self.finished:
+                return Group(head, counts)
+            return Group(head, counts, Text("Ctrl+C stops sending at once; a rerun sends the rest", style="dim"))
         table = Table(box=None, pad_edge=False, show_edge=False)
         table.add_column("job")
         table.add_column("state")
@@ -298,6 +322,12 @@ class Shown:
 
     def check(self, open_jobs: list[dict[str, Any]], next_check: float) -> None:
         self.display.update(self.tracker.snapshot(open_jobs, next_check))
+
+    def online(self, in_flight: int) -> None:
+        """A step sending online: ``in_flight`` requests are being answered."""
+        if type(self.display) is Display:  # quiet: not even the counting
+            return
+        self.display.update(self.tracker.snapshot([], 0.0, in_flight=in_flight))
 
     def done(self) -> None:
         """The step's jobs are all collected: a live display shows its last state (plain lines say nothing:

@@ -169,3 +169,16 @@ class Provider:
         if not all(isinstance(j, RemoteJob) for j in jobs):
             raise ProviderError(f"the {self.name} plugin's list_jobs returned something else than RemoteJobs")
         return jobs
+
+    def generate(self, request: dict[str, Any], options: Mapping[str, Any], *, model: str,
+                 timeout: float | None = None) -> Result:
+        """One request through the provider's online API (``Capabilities.online``)."""
+        if not self.info.capabilities.online:
+            raise ConfigurationError(f"the {self.name} plugin has no online API (Capabilities.online)")
+        result = self._call("generate", options, request=request, timeout=timeout, model=model)
+        if not isinstance(result, Result):
+            raise ProviderError(
+                f"the {self.name} plugin declares Capabilities.online but its generate hook returned "
+                f"{result!r}, not a Result"
+            )
+        return result

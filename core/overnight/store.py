@@ -34,6 +34,7 @@ QUEUED = "queued"  # in a job that has not been fetched yet
 DONE = "done"  # succeeded; the result is stored
 FAILED = "failed"  # errored on every allowed attempt; the last error is stored
 LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
+ONLINE = "online"  # claimed by a process sending it through the provider's online API (online_claims)
 
 # Job states beyond overnight.models.JobState.
 INTENT = "intent"  # committed before submit; no remote id yet
@@ -84,6 +85,17 @@ CREATE TABLE IF NOT EXISTS remote_job_keys (
 ) WITHOUT ROWID;
 """
 
+#: Online mode (overnight.online): who is sending which request online now, which requests
+#: were answered online (and what they cost), and when each plan's batch part began (for the
+#: deadline fallback). Separate tables, so the batch path's queries are unchanged.
+_ONLINE_SCHEMA = """
+CREATE TABLE IF NOT EXISTS online_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, at REAL NOT NULL);
+CREATE INDEX IF NOT EXISTS online_claims_owner ON online_claims (owner);
+CREATE TABLE IF NOT EXISTS online_answers (key TEXT PRIMARY KEY, cost_usd REAL, at REAL NOT NULL);
+CREATE TABLE IF NOT EXISTS batch_deadlines (
+    plan_id TEXT PRIMARY KEY, started_at REAL, fell_back_at REAL
+);
+"""
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
 #: ended by then, so the queue that refused it has emptied at least once).
@@ -195,7 +207,7 @@ class Store:
         """
         if not self.path.exists():
             conn = sqlite3.connect(":memory:", isolation_level=None)
-            conn.executescript(_SCHEMA)
+            conn.executescript(_SCHEMA + _ONLINE_SCHEMA)
         else:
             uri = self.path.resolve().as_uri()
             try:
@@ -285,6 +297,7 @@ class Store:
                 (str(SCHEMA_VERSION),),
             )
             self._migrate_money(db)
+            db.executescript(_ONLINE_SCHEMA)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
 
@@ -941,6 +954,148 @@ class Store:
     def close_duplicate(self, job_id: int) -> None:
         with self.transaction() as db:
             db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
+
+    # -- online mode: claims, answers, the batch part's deadline ------------------------------
+
+    def claim_online(self, plan_id: str, owner: str, *, after: int = -1, limit: int = 256) -> list[dict[str, Any]]:
+        """Claim up to ``limit`` of the plan's requests still to send (past position ``after``)
+        for ``owner`` to send online, in one transaction: they leave NEW (so neither a batch
+        submit nor another online sender takes them) until :meth:`record_online` or
+        :meth:`release_online`. Returns ``{key, line, tokens, max_output, bytes, model, pos}``
+        in plan order, each key once.
+        """
+        now = time.time()
+        with self.transaction() as db:
+            rows = db.execute(
+                "SELECT r.key, r.line, r.tokens, r.max_output, r.bytes, r.model, p.position AS pos "
+                f"FROM plan_items p JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND p.position > ? "
+                f"AND r.state = '{NEW}' ORDER BY p.position LIMIT ?",
+                (plan_id, after, limit),
+            ).fetchall()
+            claimed: dict[str, dict[str, Any]] = {}
+            for row in rows:
+                if row["key"] in claimed:
+                    continue
+                taken = db.execute(
+                    f"UPDATE requests SET state = '{ONLINE}', job_id = NULL WHERE key = ? AND state = '{NEW}'",
+                    (row["key"],),
+                ).rowcount
+                if taken:
+                    db.execute(
+                        "INSERT INTO online_claims (key, owner, at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET owner = excluded.owner, at = excluded.at",
+                        (row["key"], owner, now),
+                    )
+                    claimed[row["key"]] = dict(row)
+            return list(claimed.values())
+
+    def record_online(self, owner: str, results: Sequence[tuple[Result, float | None]], max_attempts: int) -> int:
+        """Store online answers (with what each cost) for requests ``owner`` still holds, in one
+        transaction. A success is final (and noted in ``online_answers``); an error counts one
+        attempt (the request goes back to NEW, or ends FAILED after ``max_attempts``). Answers
+        for requests the owner no longer holds are ignored. Returns how many were stored."""
+        first: dict[str, tuple[Result, float | None]] = {}
+        for result, cost in results:
+            first.setdefault(result.custom_id, (result, cost))
+        stored = 0
+        now = time.time()
+        with self.transaction() as db:
+            held = []
+            for key in first:
+                row = db.execute(
+                    "SELECT r.key, r.attempts, r.unfinished FROM requests r JOIN online_claims c ON c.key = r.key "
+                    f"WHERE r.key = ? AND c.owner = ? AND r.state = '{ONLINE}'",
+                    (key, owner),
+                ).fetchone()
+                if row is not None:
+                    held.append((row, first[key][0]))
+            self._settle(db, held, max_attempts, 1 << 30)
+            for row, result in held:
+                db.execute("DELETE FROM online_claims WHERE key = ?", (row["key"],))
+                if result.status is ResultStatus.SUCCEEDED:
+                    db.execute(
+                        "INSERT INTO online_answers (key, cost_usd, at) VALUES (?, ?, ?) "
+                        "ON CONFLICT (key) DO UPDATE SET cost_usd = excluded.cost_usd, at = excluded.at",
+                        (row["key"], first[row["key"]][1], now),
+                    )
+                stored += 1
+        return stored
+
+    def release_online(self, owner: str, keys: Iterable[str] | None = None) -> int:
+        """Give back ``owner``'s claims (those of ``keys``, or all): the requests are NEW again,
+        with no attempt counted (they were not answered). Returns how many."""
+        with self.transaction() as db:
+            if keys is None:
+                keys = [r["key"] for r in db.execute("SELECT key FROM online_claims WHERE owner = ?", (owner,))]
+            released = 0
+            for key in list(keys):
+                if db.execute("DELETE FROM online_claims WHERE key = ? AND owner = ?", (key, owner)).rowcount:
+                    released += db.execute(
+                        f"UPDATE requests SET state = '{NEW}' WHERE key = ? AND state = '{ONLINE}'", (key,)
+                    ).rowcount
+            return released
+
+    def online_owners(self, plan_id: str | None = None) -> list[dict[str, Any]]:
+        """The owners holding online claims (of the plan's requests, or any): ``owner``, ``at``
+        (the latest heartbeat) and ``claims``. Cheap when nothing is claimed."""
+        if not self._query("SELECT 1 FROM online_claims LIMIT 1"):
+            return []
+        if plan_id is None:
+            rows = self._query("SELECT owner, MAX(at) AS at, COUNT(*) AS claims FROM online_claims GROUP BY owner")
+        else:
+            rows = self._query(
+                "SELECT c.owner, MAX(c.at) AS at, COUNT(*) AS claims FROM online_claims c "
+                "WHERE c.key IN (SELECT key FROM plan_items WHERE plan_id = ?) GROUP BY c.owner",
+                (plan_id,),
+            )
+        return [dict(r) for r in rows]
+
+    def heartbeat_online(self, owner: str) -> None:
+        """``owner`` is alive: its claims are fresh."""
+        with self.transaction() as db:
+            db.execute("UPDATE online_claims SET at = ? WHERE owner = ?", (time.time(), owner))
+
+    def plan_online_money(self, plan_id: str) -> dict[str, float]:
+        """How many of the plan's distinct requests were answered online, and what they cost."""
+        rows = self._query(
+            "SELECT COUNT(*) AS n, COALESCE(SUM(a.cost_usd), 0) AS cost, SUM(CASE WHEN a.cost_usd IS NULL "
+            "THEN 1 ELSE 0 END) AS unpriced FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p "
+            f"JOIN online_answers a ON a.key = p.key JOIN requests r ON r.key = p.key WHERE r.state = '{DONE}'",
+            (plan_id,),
+        )
+        r = rows[0]
+        return {"n": int(r["n"] or 0), "cost": float(r["cost"] or 0.0), "unpriced": int(r["unpriced"] or 0)}
+
+    def batch_deadline(self, plan_id: str) -> tuple[float | None, float | None]:
+        """``(when the plan's batch part first submitted, when it fell back to online)``, Unix time."""
+        rows = self._query("SELECT started_at, fell_back_at FROM batch_deadlines WHERE plan_id = ?", (plan_id,))
+        return (rows[0]["started_at"], rows[0]["fell_back_at"]) if rows else (None, None)
+
+    def note_batch_start(self, plan_id: str) -> None:
+        """The plan's batch part submits (the first time counts; later calls change nothing)."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO batch_deadlines (plan_id, started_at) VALUES (?, ?) "
+                "ON CONFLICT (plan_id) DO UPDATE SET started_at = COALESCE(batch_deadlines.started_at, "
+                "excluded.started_at)",
+                (plan_id, time.time()),
+            )
+
+    def note_fallback(self, plan_id: str) -> None:
+        """The plan's batch part passed its deadline: its jobs were cancelled, the rest goes online."""
+        with self.transaction() as db:
+            db.execute(
+                "INSERT INTO batch_deadlines (plan_id, fell_back_at) VALUES (?, ?) "
+                "ON CONFLICT (plan_id) DO UPDATE SET fell_back_at = COALESCE(batch_deadlines.fell_back_at, "
+                "excluded.fell_back_at)",
+                (plan_id, time.time()),
+            )
+
+    def clear_batch_deadline(self, plan_id: str) -> None:
+        """The step is complete: a later round (``retry_failed``) starts a new clock."""
+        with self.transaction() as db:
+            db.execute("DELETE FROM batch_deadlines WHERE plan_id = ?", (plan_id,))
+
 
 
 def result_from_json(text: str | None) -> Result | None:

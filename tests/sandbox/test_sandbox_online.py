@@ -221,7 +221,13 @@ def test_control_api_sets_and_lists_online_settings(sandbox):
     control.set_online_latency(0.5)
     assert control.online() == {"rate_limits": [{"provider": "openai", "model": "gpt-x", "requests_per_minute": 3,
                                                  "tokens_per_minute": None}], "latency": 0.5}
-    paths = {(r["method"], r["path"]) for r in control.describe()["routes"]}
+    described = control.describe()
+    for provider, endpoint in described["online"].items():  # each listed endpoint is served
+        method, path = endpoint.split(" ")
+        answer = httpx.post(sandbox.url + path.replace("{model}", "m"), headers={"authorization": "Bearer k",
+                                                                                  "x-goog-api-key": "k"}, json={})
+        assert answer.status_code in (400, 422), (provider, answer.text)  # an empty body refused, not a 404
+    paths = {(r["method"], r["path"]) for r in described["routes"]}
     assert {("GET", "/_sandbox/online"), ("POST", "/_sandbox/online"), ("DELETE", "/_sandbox/online")} <= paths
     control.clear_online()
     assert control.online() == {"rate_limits": [], "latency": 0.0}

@@ -326,11 +326,19 @@ ROUTE_DOCS: tuple[tuple[str, str, str], ...] = (
 )
 
 
+#: Each provider's online (synchronous) endpoint, under its prefix (see .online_api).
+ONLINE_ENDPOINTS = {"openai": "/chat/completions", "anthropic": "/v1/messages", "mistral": "/v1/chat/completions",
+                    "gemini": "/v1beta/models/{model}:generateContent", "groq": "/chat/completions",
+                    "together": "/v1/chat/completions", "deepinfra": "/chat/completions",
+                    "nebius": "/chat/completions"}
+
+
 def describe() -> dict[str, Any]:
-    """The body of ``GET /_sandbox``: the provider prefixes and every control route."""
+    """The body of ``GET /_sandbox``: the provider prefixes, their online endpoints and every control route."""
     return {
         "service": "overnight sandbox",
         "providers": dict(PROVIDER_PREFIXES),
+        "online": {name: f"POST {PROVIDER_PREFIXES[name]}{path}" for name, path in ONLINE_ENDPOINTS.items()},
         "routes": [{"method": m, "path": p, "does": d} for m, p, d in ROUTE_DOCS],
     }
 
