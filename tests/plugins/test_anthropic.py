@@ -438,7 +438,8 @@ def test_request_options_reach_the_model(sb, plugin):
                            system="You are terse.", history=history)
         assert [(r.row, r.sample) for r in results] == [(0, 0), (0, 1), (1, 0), (1, 1)]
         for r in results:
-            assert r.result.text == reply(PROMPTS[r.row], system="You are terse.", history=history, **expect)
+            assert r.result.text == reply(PROMPTS[r.row], system="You are terse.", history=history, **expect,
+                                          variant=r.sample)
             assert r.result.finish_reason == finish[name]
     assert json.loads(results[0].result.text) == {"answer": reply(PROMPTS[0], system="You are terse.", history=history)}
 
