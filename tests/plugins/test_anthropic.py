@@ -92,7 +92,9 @@ def test_line_carries_max_tokens_stop_json_schema_and_extras():
     )["params"]
     assert params["max_tokens"] == 7
     assert params["stop_sequences"] == ["END", "\n\n"]
-    assert params["output_config"] == {"effort": "low", "format": {"type": "json_schema", "schema": schema}}
+    # The SDK's transform_schema closes every object, as structured outputs require.
+    closed = {**schema, "additionalProperties": False}
+    assert params["output_config"] == {"effort": "low", "format": {"type": "json_schema", "schema": closed}}
     assert params["thinking"] == {"type": "disabled"}
     assert "system" not in params and "stop" not in params and "response_format" not in params
 

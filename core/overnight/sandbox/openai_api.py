@@ -22,6 +22,8 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
+from overnight.structured import strict_mode_problem
+
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
 from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
                         json_spec, count_tokens)
@@ -161,6 +163,35 @@ def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> Req
             isinstance(m, Mapping) and "name" in m for m in value):
         return RequestError(400, "'messages.name' : property 'name' is unsupported", "invalid_request_error",
                             param="messages")
+    if endpoint == "/v1/chat/completions" and profile is OPENAI:
+        return schema_error(body)
+    return None
+
+
+#: Models OpenAI answers a json_schema response format with a 400 (Structured Outputs came
+#: with gpt-4o-2024-08-06; docs/protocols/openai.md).
+NO_SCHEMA_MODELS = re.compile(r"^(gpt-3\.5|gpt-4$|gpt-4-|gpt-4o-2024-05-13$|chatgpt-4o)")
+
+
+def schema_error(body: Mapping[str, Any]) -> RequestError | None:
+    """What OpenAI answers a json_schema ``response_format`` it refuses with: a model without
+    Structured Outputs, a spec without a schema, or a strict schema that breaks strict mode."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
+        return None
+    if NO_SCHEMA_MODELS.match(str(body.get("model"))):
+        return RequestError(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                                 "with this model.", "invalid_request_error", param="response_format")
+    spec = fmt.get("json_schema")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        return RequestError(400, "Missing required parameter: 'response_format.json_schema.name'.",
+                            "invalid_request_error", param="response_format.json_schema.name")
+    if spec.get("strict") is True:
+        problem = strict_mode_problem(spec.get("schema"))
+        if problem is not None:
+            where, rule = problem
+            return RequestError(400, f"Invalid schema for response_format '{spec['name']}': In context={where!r}, "
+                                     f"{rule}", "invalid_request_error", param="response_format")
     return None
 
 
