@@ -141,6 +141,7 @@ class TextGeneration(Step):
             raise ConfigurationError(
                 f"step {self.name!r}: llm must be an LLM, e.g. LLM('openai/gpt-4o-mini'), not {self.llm!r}"
             )
+        self._run_llm()  # a format given twice is a setting error, reported before any key is needed
         # Resolves the provider plugin and checks credentials: no network, nothing paid.
         self.llm.load()
 

@@ -61,3 +61,27 @@ def run_to_end(sandbox: Sandbox, build: Any) -> Any:
         build().run()
     sandbox.advance(DONE)
     return build().run()
+
+
+def sent_requests(sandbox: Sandbox, provider: str) -> list[dict[str, Any]]:
+    """The request lines of the provider's newest job, as the sandbox received them."""
+    import json
+
+    jobs = [j for j in sandbox.jobs() if j["provider"] == provider]
+    path = sandbox.engine.job_input_path(jobs[0]["id"])
+    with open(path, encoding="utf-8") as handle:
+        return [json.loads(line) for line in handle if line.strip()]
+
+
+def find_key(value: Any, key: str) -> Any:
+    """The first value under ``key`` anywhere in a nested JSON value (None if absent)."""
+    if isinstance(value, dict):
+        if key in value:
+            return value[key]
+        value = list(value.values())
+    if isinstance(value, list):
+        for item in value:
+            found = find_key(item, key)
+            if found is not None:
+                return found
+    return None
