@@ -103,3 +103,23 @@ def test_the_sandbox_answers_what_openai_answers_to_a_client_that_sends_them_any
     old = run(line("old", "gpt-3.5-turbo", strict))
     assert errors(old)["old"]["body"]["error"]["message"] == (
         "Invalid parameter: 'response_format' of type 'json_schema' is not supported with this model.")
+
+
+def test_groq_refuses_a_strict_schema_on_a_model_that_cannot_enforce_it_before_spend(lane):
+    sb = lane("groq")
+    before = len(jobs(sb, "groq"))
+    with pytest.raises(ValidationError, match="Groq enforces a JSON schema .strict mode. only on openai/gpt-oss-20b"):
+        pipeline("groq", "best-effort", ROWS, model="llama-3.1-8b-instant", response_format=Verdict).run()
+    assert len(jobs(sb, "groq")) == before
+    # And the sandbox answers a client that sends one anyway as Groq does: a 400 for that request.
+    client = openai.OpenAI(api_key=KEY, base_url=sb.groq_base_url, max_retries=0)
+    fmt = {"type": "json_schema", "json_schema": {"name": "v", "schema": output_schema(Verdict).schema, "strict": True}}
+    body = {"model": "llama-3.1-8b-instant", "messages": [{"role": "user", "content": "q"}], "response_format": fmt}
+    data = (json.dumps({"custom_id": "a", "method": "POST", "url": "/v1/chat/completions", "body": body}) + "\n").encode()
+    upload = client.files.create(file=("in.jsonl", data), purpose="batch")
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    sb.advance(3600)
+    batch = client.batches.retrieve(batch.id)
+    (error,) = map(json.loads, client.files.content(batch.error_file_id).text.splitlines())
+    assert error["response"]["status_code"] == 400
+    assert "does not support strict mode" in error["response"]["body"]["error"]["message"]

@@ -72,6 +72,8 @@ class VendorProfile:
     file_purpose: str = "batch"
     #: Whether a batch keeps the ``metadata`` it is created with (Together's keeps none).
     metadata: bool = True
+    #: Models that take a strict json_schema response format (Groq: the gpt-oss ones); None: any.
+    strict_schema_models: tuple[str, ...] | None = None
 
     def window_seconds(self, value: Any) -> int | None:
         """The window a ``completion_window`` value asks for, or None if the vendor refuses it."""
@@ -92,7 +94,8 @@ OPENAI = VendorProfile(PROVIDER)
 #: only, and logprobs / logit_bias / top_logprobs / messages[].name refused, n must be 1.
 GROQ = VendorProfile("groq", min_window=DAY, max_window=7 * DAY,
                      refused_fields=("logprobs", "logit_bias", "top_logprobs"), single_choice=True,
-                     endpoints=frozenset({"/v1/chat/completions"}))
+                     endpoints=frozenset({"/v1/chat/completions"}),
+                     strict_schema_models=("openai/gpt-oss-20b", "openai/gpt-oss-120b"))
 #: Together (docs.together.ai/docs/inference/batch/*): lines of custom_id (at most 64
 #: characters) and body; files uploaded with purpose "batch-api"; only the 24h window; no
 #: metadata. Its HTTP shapes (job envelopes, upper-case statuses) are in .together_api.
@@ -163,8 +166,8 @@ def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> Req
             isinstance(m, Mapping) and "name" in m for m in value):
         return RequestError(400, "'messages.name' : property 'name' is unsupported", "invalid_request_error",
                             param="messages")
-    if endpoint == "/v1/chat/completions" and profile is OPENAI:
-        return schema_error(body)
+    if endpoint == "/v1/chat/completions" and (profile is OPENAI or profile.strict_schema_models is not None):
+        return schema_error(body, profile)
     return None
 
 
@@ -173,16 +176,21 @@ def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> Req
 NO_SCHEMA_MODELS = re.compile(r"^(gpt-3\.5|gpt-4$|gpt-4-|gpt-4o-2024-05-13$|chatgpt-4o)")
 
 
-def schema_error(body: Mapping[str, Any]) -> RequestError | None:
+def schema_error(body: Mapping[str, Any], profile: VendorProfile = OPENAI) -> RequestError | None:
     """What OpenAI answers a json_schema ``response_format`` it refuses with: a model without
-    Structured Outputs, a spec without a schema, or a strict schema that breaks strict mode."""
+    Structured Outputs, a spec without a schema, or a strict schema that breaks strict mode.
+    Groq's strict mode has the same rules, on its gpt-oss models only."""
     fmt = body.get("response_format")
     if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
         return None
-    if NO_SCHEMA_MODELS.match(str(body.get("model"))):
+    spec = fmt.get("json_schema")
+    strict = isinstance(spec, Mapping) and spec.get("strict") is True
+    if strict and profile.strict_schema_models is not None and body.get("model") not in profile.strict_schema_models:
+        return RequestError(400, "This model does not support strict mode for response format `json_schema`.",
+                            "invalid_request_error", param="response_format")
+    if profile is OPENAI and NO_SCHEMA_MODELS.match(str(body.get("model"))):
         return RequestError(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
                                  "with this model.", "invalid_request_error", param="response_format")
-    spec = fmt.get("json_schema")
     if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
         return RequestError(400, "Missing required parameter: 'response_format.json_schema.name'.",
                             "invalid_request_error", param="response_format.json_schema.name")
