@@ -156,3 +156,17 @@ def test_a_model_schema_is_made_strict_and_a_dict_is_sent_as_given():
 def test_the_dict_validator(value, problem):
     found = schema_problem(value, SCHEMA)
     assert found == problem if problem is None else problem in found
+
+
+def test_parquet_types_do_not_depend_on_the_answers(lane, tmp_path):
+    import pyarrow.parquet as pq
+
+    sb = lane("openai")
+    clean = run_to_end(sb, lambda: pipeline("openai", "pq-clean", rows_for("pq-clean"), response_format=SCHEMA))
+    sb.set_faults(provider="openai", schema_violation_rate=1.0)
+    broken = run_to_end(sb, lambda: pipeline("openai", "pq-broken", rows_for("pq-broken"), response_format=SCHEMA))
+    assert all(r["generation"] is None for r in broken)
+    schemas = [pq.read_schema(ds.to_parquet(tmp_path / f"{i}.parquet")) for i, ds in enumerate((clean, broken))]
+    for column in ("generation", "generation_raw", "generation_error"):
+        assert schemas[0].field(column).type == schemas[1].field(column).type, column
+    assert str(schemas[0].field("generation").type) == "string"
