@@ -25,8 +25,8 @@ from starlette.routing import Route
 from overnight.structured import strict_mode_problem
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
-from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
-                        json_spec, count_tokens)
+from .responder import (ForwardError, Generation, content_text, conversation, current_variant, embedding,
+                        generate, json_spec, count_tokens)
 from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
@@ -237,15 +237,21 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, tokens, 0)
     if endpoint == "/v1/chat/completions":
         conv = conversation(body["messages"])
-        g = _generate(engine, conv, model, _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"),
-                      json_spec(body.get("response_format")))
+        limit, stop, spec = _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"), \
+            json_spec(body.get("response_format"))
+        g = _generate(engine, conv, model, limit, stop, spec)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-        choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
+        # n choices are n samples: each its own answer (as a model's would differ), billed each.
+        first = current_variant()
+        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, variant=first + i) for i in range(1, n)]
+        choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None,
                                             "annotations": []},
-                    "logprobs": None, "finish_reason": _finish(g)} for i in range(n)]
+                    "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
+        output = sum(c.completion_tokens for c in gens)
+        usage = _usage(attrs.evolve(g, completion_tokens=output))
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
-                 "choices": choices, "usage": _usage(g), "service_tier": "default",
-                 "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, g.completion_tokens * n)
+                 "choices": choices, "usage": usage, "service_tier": "default",
+                 "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, output)
     if endpoint == "/v1/completions":
         prompt = body["prompt"] if isinstance(body["prompt"], str) else content_text(body["prompt"])
         g = _generate(engine, conversation(prompt), model, _limit(body, "max_tokens"), body.get("stop"), None)
@@ -270,10 +276,11 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
             g.prompt_tokens, g.completion_tokens)
 
 
-def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any) -> Generation:
+def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
+              variant: int | None = None) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)
 
 
 # --- the dialect -------------------------------------------------------------------------------

@@ -160,6 +160,11 @@ def sample_variant(custom_id: str) -> int:
 _ANSWER: contextvars.ContextVar[tuple[int, str | None]] = contextvars.ContextVar("answer", default=(0, None))
 
 
+def current_variant() -> int:
+    """The sample the request being answered is (0 outside :func:`answering`)."""
+    return _ANSWER.get()[0]
+
+
 @contextlib.contextmanager
 def answering(variant: int = 0, schema_violation: str | None = None) -> Iterator[None]:
     """Within this block, :func:`generate` answers sample ``variant`` (unless told otherwise)

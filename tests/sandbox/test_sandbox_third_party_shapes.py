@@ -1,6 +1,7 @@
-"""A Gemini batch input file of OpenAI-shaped lines, as LiteLLM uploads it unchanged: the
-sandbox judges the lines by their content and answers them OpenAI-shaped (issue 14, the
-third-party clients; see core/overnight/sandbox/gemini_openai_lines.py for the sources)."""
+"""What third-party clients send, found by running them against the sandbox (issue 14):
+a Gemini batch input file of OpenAI-shaped lines, as LiteLLM uploads it unchanged (the
+sandbox judges the lines by their content and answers them OpenAI-shaped; sources in
+core/overnight/sandbox/gemini_openai_lines.py), and distilabel's ``n`` choices per line."""
 
 from __future__ import annotations
 
@@ -47,3 +48,20 @@ def test_a_line_of_neither_shape_still_fails_the_batch(sandbox: Sandbox) -> None
     job = client.batches.create(model="gemini-2.5-flash", src=upload.name)
     sandbox.advance(3600)
     assert client.batches.get(name=job.name).state.value == "JOB_STATE_FAILED"
+
+
+def test_n_choices_are_n_distinct_answers_billed_each(sandbox: Sandbox) -> None:
+    """distilabel's OpenAILLM asks for num_generations as ``n`` in one batch line."""
+    import openai
+
+    client = openai.OpenAI(api_key="sk-test", base_url=sandbox.openai_base_url, max_retries=0)
+    line = {"custom_id": "0", "method": "POST", "url": "/v1/chat/completions",
+            "body": {"model": "gpt-4o-mini", "messages": [{"role": "user", "content": "q"}], "n": 3}}
+    upload = client.files.create(file=("in.jsonl", (json.dumps(line) + "\n").encode()), purpose="batch")
+    batch = client.batches.create(input_file_id=upload.id, endpoint="/v1/chat/completions", completion_window="24h")
+    sandbox.advance(3600)
+    (row,) = map(json.loads, client.files.content(client.batches.retrieve(batch.id).output_file_id).text.splitlines())
+    body = row["response"]["body"]
+    texts = [c["message"]["content"] for c in body["choices"]]
+    assert texts == [expected_reply("q", variant=i) for i in range(3)] and len(set(texts)) == 3
+    assert body["usage"]["completion_tokens"] == sum(len(t.split()) for t in texts)
