@@ -306,7 +306,7 @@ class TextGeneration(Step):
             errors = [None if r.ok else (r.error or f"request {r.status.value}") for r in samples]
             raws = texts
             if self.response_format is not None:
-                texts, errors = self._parsed(texts, errors)
+                texts, errors = self._parsed(texts, errors, [r.error for r in samples])
             usage = [
                 {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
                 for r in samples
@@ -333,17 +333,18 @@ class TextGeneration(Step):
                 "Run again with use_cache=False and paid_results='reuse'."
             )
 
-    def _parsed(self, texts: list[Any], errors: list[Any]) -> tuple[list[Any], list[Any]]:
+    def _parsed(self, texts: list[Any], errors: list[Any], notes: list[Any]) -> tuple[list[Any], list[Any]]:
         """Each answered sample parsed and validated against ``response_format``: its JSON form,
-        or ``None`` and why it does not validate (the raw text stays in ``<output>_raw``)."""
+        or ``None`` and why it does not validate (the raw text stays in ``<output>_raw``).
+        ``notes`` are the results' own remarks (a refusal), the reason when there is no text."""
         schema = self.response_format
         assert schema is not None
         values: list[Any] = []
         problems: list[Any] = []
-        for text, error in zip(texts, errors):
-            if error is not None:
+        for text, error, note in zip(texts, errors, notes):
+            if error is not None or (text is None and note):
                 values.append(None)
-                problems.append(error)
+                problems.append(error if error is not None else note)
                 continue
             value, problem = schema.parse(text)
             values.append(schema.to_json(value) if problem is None else None)
