@@ -18,7 +18,7 @@ import tempfile
 from array import array
 from itertools import islice
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence, overload
+from typing import Any, Iterable, Iterator, Mapping, Sequence, overload
 
 from overnight import _json
 from overnight.diskerrors import raise_on_disk
@@ -165,9 +165,14 @@ class Dataset:
     dataset itself (unless it has a column named ``default``).
     """
 
-    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, name: str | None = None,
+                 structured: Mapping[str, Any] | None = None) -> None:
         self.path = Path(path)
         self.name = name or self.path.stem
+        #: ``{column: OutputSchema}``: columns of structured output (``TextGeneration(response_format=...)``).
+        #: Reading gives their values as the schema's objects (pydantic model instances for a
+        #: model); Parquet stores them as JSON text, one stable type whatever the schema.
+        self.structured = dict(structured or {})
         self._stat: tuple[int, int] | None = None
         self._offsets: array | None = None
         self._columns: list[str] | None = None
@@ -200,7 +205,17 @@ class Dataset:
         return len(self._index())
 
     def __iter__(self) -> Iterator[dict[str, Any]]:
-        return read_jsonl(self.path)
+        if not self.structured:
+            return read_jsonl(self.path)
+        return (self._decoded(row) for row in read_jsonl(self.path))
+
+    def _decoded(self, row: dict[str, Any]) -> dict[str, Any]:
+        for column, schema in self.structured.items():
+            value = row.get(column)
+            if value is not None:
+                row[column] = [schema.from_json(v) for v in value] if isinstance(value, list) \
+                    else schema.from_json(value)
+        return row
 
     @overload
     def __getitem__(self, key: int) -> dict[str, Any]: ...
@@ -233,7 +248,8 @@ class Dataset:
             raise IndexError(f"row {key} is out of range (the dataset has {len(offsets)} rows)")
         with open(self.path, "rb") as handle:
             handle.seek(offsets[index])
-            return json.loads(handle.readline())
+            row = json.loads(handle.readline())
+        return self._decoded(row) if self.structured else row
 
     @property
     def column_names(self) -> list[str]:
@@ -241,7 +257,7 @@ class Dataset:
         self._fresh()
         if self._columns is None:
             seen: dict[str, None] = {}
-            for row in self:
+            for row in read_jsonl(self.path):
                 seen.update(dict.fromkeys(row))
             self._columns = list(seen)
         return list(self._columns)
@@ -281,9 +297,13 @@ class Dataset:
         return target
 
     def _batches(self, size: int, columns: list[str]) -> Iterator[list[dict[str, Any]]]:
-        rows = iter(self)
+        rows = read_jsonl(self.path)
+        # Structured output goes in as JSON text: its objects' shape varies with the schema
+        # (optional and nullable fields, anyOf), and a type inferred from one run's values
+        # would not be the next run's.
+        as_text = [c for c in columns if c in self.structured]
         while batch := list(islice(rows, size)):
-            yield [{c: row.get(c) for c in columns} for row in batch]
+            yield [{c: _json_text(row.get(c)) if c in as_text else row.get(c) for c in columns} for row in batch]
 
     def to_pandas(self) -> Any:
         """A ``pandas.DataFrame`` of every row (needs ``pandas``)."""
@@ -302,6 +322,13 @@ class Dataset:
                 "to_hf() needs Hugging Face datasets: `pip install 'overnight[hub]'` (or `pip install datasets`)"
             ) from None
         return datasets.Dataset.from_json(str(self.path))
+
+
+def _json_text(value: Any) -> Any:
+    """A structured value as JSON text (a list of them for ``num_generations > 1``)."""
+    if isinstance(value, list):
+        return [None if v is None else json.dumps(v, ensure_ascii=False) for v in value]
+    return None if value is None else json.dumps(value, ensure_ascii=False)
 
 
 def _column_type(pa: Any, name: str) -> Any:

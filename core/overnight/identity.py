@@ -95,10 +95,16 @@ def digest(data: Any) -> str:
 def request_key(provider: str, request: ChatRequest, sample: int, *, params_json: str | None = None) -> str:
     """The content address of a request: provider, model, body and sample index.
 
+    40 hex characters for a row's first sample; the others add two hex digits of the
+    sample index (``num_generations`` is at most 128), so the key itself says which sample
+    it is: the sandbox answers each sample of a prompt differently by reading it there
+    (:func:`overnight.sandbox.responder.sample_variant`). First-sample keys are unchanged.
+
     ``params_json`` is ``dumps(request.params)``, for callers that computed it already
     (the options are usually the same object for a whole plan).
     """
     messages = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False, separators=(",", ":"))
     params = params_json if params_json is not None else dumps(request.params)
     digest = hashlib.sha256(f"{provider}\0{request.model}\0{messages}\0{params}\0{sample}".encode())
-    return digest.hexdigest()[:40]
+    key = digest.hexdigest()[:40]
+    return key if sample == 0 else f"{key}{sample:02x}"

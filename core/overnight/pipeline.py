@@ -391,7 +391,7 @@ class Pipeline:
             if use_cache and path.is_file() and policy.estimates is None and not fresh.intersection(inputs) \
                     and not _store_moved_on(store, signatures[name], policy):
                 log.debug("step %r: output cached in %s", name, path)
-                self.outputs[name] = Dataset(path, name=name)
+                self.outputs[name] = Dataset(path, name=name, structured=step.structured_columns())
                 continue
             ctx = StepContext(
                 pipeline=self.name,
@@ -413,7 +413,7 @@ class Pipeline:
                     break
                 continue
             log.debug("step %r: wrote %d rows to %s", name, count, path)
-            self.outputs[name] = Dataset(path, name=name)
+            self.outputs[name] = Dataset(path, name=name, structured=step.structured_columns())
             fresh.add(name)
         return pending, waiting
 

@@ -212,6 +212,12 @@ class Step:
     def check(self) -> None:
         """Cheap checks run before the pipeline starts (files exist, provider installed, ...)."""
 
+    def structured_columns(self) -> dict[str, Any]:
+        """``{output column: OutputSchema}`` for columns whose values follow a JSON schema
+        (see :mod:`overnight.structured`): the dataset gives them back as objects and
+        writes them to Parquet as JSON text. Most steps have none."""
+        return {}
+
     def process_mapped(self, rows: "Rows", ctx: StepContext) -> Iterable[dict[str, Any]]:
         """:meth:`process` with this step's ``input_mappings`` and ``output_mappings`` applied."""
         if not self.input_mappings and not self.output_mappings:

@@ -12,6 +12,7 @@ from overnight.errors import ConfigurationError, OvernightError, RowProblem, Val
 from overnight.finish import normalise_finish_reason
 from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
 from overnight.step import RUNTIME, Step, StepContext
+from overnight.structured import OutputSchema, output_schema
 from overnight.suggest import did_you_mean
 from overnight.templates import template_fields
 
@@ -82,6 +83,13 @@ class TextGeneration(Step):
       when it failed or the model's price is unknown; a list);
     * ``model_name``: the ``provider/model`` that generated it.
 
+    With ``response_format`` (a pydantic model class or a JSON schema dict) the provider is
+    asked for JSON that follows the schema, and ``<output_column>`` holds the answer parsed
+    and validated: a dict (a model instance in the dataset :meth:`Pipeline.run` returns,
+    for a model). ``<output_column>_raw`` keeps the text as it came. An answer that does not
+    validate is an error row: ``<output_column>`` is ``None`` and ``<output_column>_error``
+    says why (it was paid for: nothing is dropped, and it is not retried on its own).
+
     Every row is checked before anything is submitted; all problems are reported at
     once in a :class:`~overnight.ValidationError`.
     """
@@ -92,6 +100,8 @@ class TextGeneration(Step):
     system_prompt: str | None = None
     num_generations: int = field(default=1, validator=_generations)
     output_column: str = "generation"
+    #: A pydantic model class or a JSON schema dict the answers must follow (see above).
+    response_format: OutputSchema | None = field(default=None, converter=output_schema)
 
     # -- parameters --------------------------------------------------------------------
 
@@ -131,6 +141,7 @@ class TextGeneration(Step):
             raise ConfigurationError(
                 f"step {self.name!r}: llm must be an LLM, e.g. LLM('openai/gpt-4o-mini'), not {self.llm!r}"
             )
+        self._run_llm()  # a format given twice is a setting error, reported before any key is needed
         # Resolves the provider plugin and checks credentials: no network, nothing paid.
         self.llm.load()
 
@@ -181,7 +192,29 @@ class TextGeneration(Step):
     def output_columns(self) -> list[str]:
         """The columns this step adds to each row (what :meth:`_assemble` writes)."""
         out = self.output_column
-        return [out, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", f"{out}_finish_reason_raw", "model_name"]
+        raw = [f"{out}_raw"] if self.response_format is not None else []
+        return [out, *raw, f"{out}_error", f"{out}_usage", f"{out}_finish_reason", f"{out}_finish_reason_raw",
+                "model_name"]
+
+    def structured_columns(self) -> dict[str, OutputSchema]:
+        """``{column: schema}`` for the output column whose values follow ``response_format``."""
+        if self.response_format is None:
+            return {}
+        column = self.output_column
+        return {(self.output_mappings or {}).get(column, column): self.response_format}
+
+    def _run_llm(self) -> "LLM":
+        """The LLM with the schema among its options (a copy: the LLM may serve other steps)."""
+        if self.response_format is None:
+            return self.llm
+        if self.llm.generation_kwargs.get("response_format") is not None:
+            raise ConfigurationError(
+                f"step {self.name!r}: give the output format once, either as TextGeneration(response_format=...) "
+                "or in the LLM's generation_kwargs['response_format'], not both"
+            )
+        llm = copy.copy(self.llm)
+        llm.generation_kwargs = {**self.llm.generation_kwargs, "response_format": self.response_format.response_format()}
+        return llm
 
     def validate(self, rows: "Rows") -> int:
         """Check every row; raise ValidationError listing the bad ones. Returns the row count."""
@@ -242,13 +275,17 @@ class TextGeneration(Step):
             raise ConfigurationError(f"step {self.name!r}: system_prompt must be a string")
         if self.validate(rows) == 0:
             return
-        results = self.llm.generate_offline(
-            self.plan(rows),
-            store=ctx.store,  # type: ignore[arg-type]  # a pipeline run always opens its store
-            step=self.name or "",
-            plan_id=ctx.signature,
-            policy=ctx.policy,
-        )
+        llm = self._run_llm()
+        try:
+            results = llm.generate_offline(
+                self.plan(rows),
+                store=ctx.store,  # type: ignore[arg-type]  # a pipeline run always opens its store
+                step=self.name or "",
+                plan_id=ctx.signature,
+                policy=ctx.policy,
+            )
+        finally:
+            self.llm.jobs_ids = llm.jobs_ids  # the user's LLM says what is pending, as without a schema
         yield from self._assemble(rows, iter(results))
 
     def _assemble(self, rows: "Rows", results: Iterator[RowResult]) -> Iterator[dict[str, Any]]:
@@ -268,6 +305,9 @@ class TextGeneration(Step):
                 samples.append(got.result)
             texts = [r.text if r.ok else None for r in samples]
             errors = [None if r.ok else (r.error or f"request {r.status.value}") for r in samples]
+            raws = texts
+            if self.response_format is not None:
+                texts, errors = self._parsed(texts, errors, [r.error for r in samples])
             usage = [
                 {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
                 for r in samples
@@ -276,9 +316,11 @@ class TextGeneration(Step):
             reasons = [normalise_finish_reason(r) for r in raw_reasons]
             costs = [r.cost_usd for r in samples]
             one = self.num_generations == 1
+            structured = {} if self.response_format is None else {f"{out}_raw": raws[0] if one else raws}
             yield {
                 **row,
                 out: texts[0] if one else texts,
+                **structured,
                 f"{out}_error": errors[0] if one else errors,
                 f"{out}_usage": usage[0] if one else usage,
                 f"{out}_finish_reason": reasons[0] if one else reasons,
@@ -291,3 +333,21 @@ class TextGeneration(Step):
                 f"step {self.name!r}: the store holds more results than this step has rows. "
                 "Run again with use_cache=False and paid_results='reuse'."
             )
+
+    def _parsed(self, texts: list[Any], errors: list[Any], notes: list[Any]) -> tuple[list[Any], list[Any]]:
+        """Each answered sample parsed and validated against ``response_format``: its JSON form,
+        or ``None`` and why it does not validate (the raw text stays in ``<output>_raw``).
+        ``notes`` are the results' own remarks (a refusal), the reason when there is no text."""
+        schema = self.response_format
+        assert schema is not None
+        values: list[Any] = []
+        problems: list[Any] = []
+        for text, error, note in zip(texts, errors, notes):
+            if error is not None or (text is None and note):
+                values.append(None)
+                problems.append(error if error is not None else note)
+                continue
+            value, problem = schema.parse(text)
+            values.append(schema.to_json(value) if problem is None else None)
+            problems.append(problem)
+        return values, problems

@@ -90,7 +90,9 @@ def test_line_carries_max_tokens_stop_json_schema_and_extras():
     )["params"]
     assert params["max_tokens"] == 7
     assert params["stop_sequences"] == ["END", "\n\n"]
-    assert params["output_config"] == {"effort": "low", "format": {"type": "json_schema", "schema": schema}}
+    # The SDK's transform_schema closes every object, as structured outputs require.
+    closed = {**schema, "additionalProperties": False}
+    assert params["output_config"] == {"effort": "low", "format": {"type": "json_schema", "schema": closed}}
     assert params["thinking"] == {"type": "disabled"}
     assert "system" not in params and "stop" not in params and "response_format" not in params
 
@@ -433,7 +435,8 @@ def test_request_options_reach_the_model(sb, plugin):
                            system="You are terse.", history=history)
         assert [(r.row, r.sample) for r in results] == [(0, 0), (0, 1), (1, 0), (1, 1)]
         for r in results:
-            assert r.result.text == reply(PROMPTS[r.row], system="You are terse.", history=history, **expect)
+            assert r.result.text == reply(PROMPTS[r.row], system="You are terse.", history=history, **expect,
+                                          variant=r.sample)
             assert r.result.finish_reason == finish[name]
     assert json.loads(results[0].result.text) == {"answer": reply(PROMPTS[0], system="You are terse.", history=history)}
 

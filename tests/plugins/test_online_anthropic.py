@@ -16,7 +16,6 @@ from overnight import ChatRequest, GenerationParams, Message, ResultStatus
 from overnight.errors import ProviderUnavailable, RateLimited
 from overnight.models import Chunk, JobState
 from overnight.sandbox import Sandbox, expected_reply
-from overnight_anthropic import client as anthropic_client
 
 KEY = "sk-ant-test-online-0123456789"
 CID = "0123456789abcdef0123456789abcdef01234567"
@@ -33,7 +32,6 @@ def _clean_env(monkeypatch):
 def server(tmp_path_factory):
     with Sandbox(state_dir=tmp_path_factory.mktemp("sandbox")) as sandbox:
         yield sandbox
-        anthropic_client.clear_cache()
 
 
 @pytest.fixture

@@ -35,7 +35,6 @@ def _clean_env(monkeypatch):
 def server(tmp_path_factory):
     with Sandbox(state_dir=tmp_path_factory.mktemp("sandbox")) as sandbox:
         yield sandbox
-        opts.clear_clients()
 
 
 @pytest.fixture

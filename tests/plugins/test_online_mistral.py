@@ -17,7 +17,6 @@ from overnight import ChatRequest, GenerationParams, Message, ResultStatus
 from overnight.errors import ProviderUnavailable, RateLimited
 from overnight.models import Chunk, JobState
 from overnight.sandbox import Sandbox, expected_reply
-from overnight_mistral import options as opts
 
 KEY = "mi-test-online-0123456789"
 DONE = 3600
@@ -34,7 +33,6 @@ def _clean_env(monkeypatch):
 def server(tmp_path_factory):
     with Sandbox(state_dir=tmp_path_factory.mktemp("sandbox")) as sandbox:
         yield sandbox
-        opts.clear_clients()
 
 
 @pytest.fixture

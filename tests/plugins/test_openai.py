@@ -492,7 +492,8 @@ def test_bad_limit_environment_is_reported_as_a_plugin_failure(monkeypatch):
 
 
 def test_every_request_option_reaches_the_batch_and_shapes_the_answer(sb, openai_plugin):
-    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"]}
+    schema = {"type": "object", "properties": {"answer": {"type": "string"}}, "required": ["answer"],
+              "additionalProperties": False}
     options = {
         "max_tokens": 4,
         "temperature": 0.3,

@@ -197,8 +197,8 @@ def prompt(i: int) -> str:
     return f"reliability question {i}: what comes after {i * 7}?"
 
 
-def reply_for(instruction: str, system: str | None = None) -> str:
-    return expected_reply([{"role": "user", "content": instruction}], system=system)
+def reply_for(instruction: str, system: str | None = None, sample: int = 0) -> str:
+    return expected_reply([{"role": "user", "content": instruction}], system=system, variant=sample)
 
 
 class Lane:
@@ -366,8 +366,8 @@ class Lane:
         with open(self.output, encoding="utf-8") as handle:
             return [json.loads(line) for line in handle if line.strip()]
 
-    def expected(self, row: Mapping[str, Any]) -> str:
-        return reply_for(row["instruction"], self.task.get("system_prompt"))
+    def expected(self, row: Mapping[str, Any], sample: int = 0) -> str:
+        return reply_for(row["instruction"], self.task.get("system_prompt"), sample)
 
     def assert_complete(self, *, allow_errors: bool = False) -> list[dict[str, Any]]:
         """Every input row exactly once, in order, each with its own answer (or an explicit error).
@@ -381,7 +381,8 @@ class Lane:
         for row, got in zip(self.rows, out):
             assert got["instruction"] == row["instruction"]
             if samples > 1:
-                assert got["generation"] == [self.expected(row)] * samples, f"row {row['id']}: {got}"
+                # Each sample has its own answer: a user sees that every request was answered.
+                assert got["generation"] == [self.expected(row, s) for s in range(samples)], f"row {row['id']}: {got}"
                 assert got["generation_error"] == [None] * samples
                 continue
             if got["generation_error"] is None:

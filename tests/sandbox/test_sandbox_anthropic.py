@@ -68,7 +68,8 @@ def test_options_max_tokens_and_stop_sequences(sandbox: Sandbox, ant: anthropic.
     requests = (anthropic_requests({"short": "one two three"}, max_tokens=4)
                 + anthropic_requests({"stop": "alpha beta gamma"}, stop_sequences=["gamma"])
                 + anthropic_requests({"json": "shape"}, output_config={"format": {
-                    "type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "string"}}}}}))
+                    "type": "json_schema", "schema": {"type": "object", "properties": {"a": {"type": "string"}},
+                                                      "additionalProperties": False}}}))
     batch = ant.messages.batches.create(requests=requests)
     sandbox.advance(60)
     results = {r.custom_id: r.result.message for r in ant.messages.batches.results(batch.id)}

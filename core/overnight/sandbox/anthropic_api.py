@@ -71,6 +71,59 @@ def check_params(params: Mapping[str, Any]) -> RequestError | None:
         return RequestError(400, "max_tokens: Field required", "invalid_request_error")
     if max_tokens < 1:
         return RequestError(400, "max_tokens: must be greater than or equal to 1", "invalid_request_error")
+    return output_format_error(params)
+
+
+#: Models without structured outputs (they came with Claude Sonnet/Haiku/Opus 4.5; Opus 4.1 in beta).
+NO_SCHEMA_MODELS = re.compile(r"^claude-(2|3|instant)|^claude-(sonnet|opus)-4-(0|2025)")
+#: JSON Schema keywords structured outputs do not take (the SDK's transform_schema moves them
+#: into the description; docs/protocols/anthropic.md).
+UNSUPPORTED_KEYWORDS = ("minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum", "multipleOf",
+                        "minLength", "maxLength", "maxItems", "uniqueItems", "minProperties", "maxProperties")
+
+
+def output_format_error(params: Mapping[str, Any]) -> RequestError | None:
+    """What the Messages API answers an ``output_config.format`` it cannot enforce with."""
+    config = params.get("output_config")
+    fmt = config.get("format") if isinstance(config, Mapping) else None
+    if fmt is None:
+        return None
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema" or not isinstance(fmt.get("schema"), Mapping):
+        return RequestError(400, "output_config.format: Input tag does not match the expected tag 'json_schema' "
+                                 "with a 'schema' object", "invalid_request_error")
+    if NO_SCHEMA_MODELS.match(str(params.get("model"))):
+        return RequestError(400, f"'{params.get('model')}' does not support output_config.format (structured "
+                                 "outputs).", "invalid_request_error")
+    problem = _schema_problem(fmt["schema"], "output_config.format.schema")
+    return RequestError(400, problem, "invalid_request_error") if problem else None
+
+
+def _schema_problem(node: Any, where: str) -> str | None:
+    if isinstance(node, list):
+        for i, item in enumerate(node):
+            found = _schema_problem(item, f"{where}.{i}")
+            if found:
+                return found
+        return None
+    if not isinstance(node, Mapping):
+        return None
+    for key in UNSUPPORTED_KEYWORDS:
+        if key in node and not isinstance(node[key], Mapping):
+            return f"{where}: the schema keyword '{key}' is not supported by structured outputs"
+    if isinstance(node.get("minItems"), int) and node["minItems"] > 1:
+        return f"{where}: 'minItems' values other than 0 and 1 are not supported by structured outputs"
+    if node.get("type") == "object" and node.get("additionalProperties") is not False:
+        return f"{where}: For 'object' type, 'additionalProperties' must be explicitly set to false"
+    for key in ("properties", "$defs", "definitions"):
+        for name, sub in (node.get(key) or {}).items() if isinstance(node.get(key), Mapping) else ():
+            found = _schema_problem(sub, f"{where}.{key}.{name}")
+            if found:
+                return found
+    for key in ("items", "anyOf", "allOf", "oneOf"):
+        if key in node:
+            found = _schema_problem(node[key], f"{where}.{key}")
+            if found:
+                return found
     return None
 
 

@@ -27,7 +27,7 @@ from .clock import Clock
 from .config import PROVIDERS, SandboxConfig
 from .faults import Fault, JobFaults
 from .lifecycle import Schedule, Snapshot, snapshot
-from .responder import Forwarder
+from .responder import Forwarder, answering, sample_variant
 from .state import Store
 
 Fate = Literal["ok", "error", "expired", "cancelled"]
@@ -512,7 +512,8 @@ class Engine:
                     error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
                 else:
                     fate = "ok"
-                item = dialect.result(job, custom_id, request, fate, error)
+                with answering(sample_variant(custom_id), faults.schema_violation(custom_id)):
+                    item = dialect.result(job, custom_id, request, fate, error)
                 if item.ok:
                     result["succeeded"] += 1
                     result["input_tokens"] += item.input_tokens

@@ -37,12 +37,13 @@ from typing import Any, Literal, Mapping
 import attrs
 
 TruncateMode = Literal["abort", "short"]
+ViolationMode = Literal["missing_field", "malformed"]
 
 _JOB_FIELDS = (
     "error_rate", "error_ids", "fail_validation", "validation_delay", "expire_after_fraction",
     "cancel_after_fraction", "stuck", "result_unknown_id", "result_duplicate",
     "result_missing_ids", "result_missing_count", "create_response_lost", "visible_after",
-    "invisible_lookups",
+    "invisible_lookups", "schema_violation_rate", "schema_violation_ids",
 )
 
 
@@ -88,6 +89,11 @@ class Fault:
     result_duplicate: bool = False               # repeat the first successful line
     result_missing_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_frozenset)
     result_missing_count: int = 0                # drop the first N successful lines
+
+    # --- answers that break their JSON schema (job effect; the requests still succeed) -----
+    schema_violation_rate: float = attrs.field(default=0.0, validator=_fraction)  # share, by a hash of custom_id
+    schema_violation_ids: frozenset[str] = attrs.field(factory=frozenset, converter=_frozenset)
+    schema_violation_mode: ViolationMode = "missing_field"  # or "malformed": the JSON is cut short
 
     # --- a create that lands late (job effect; see the module docstring) ---------------
     create_response_lost: bool = False           # the job is created, the response never arrives
@@ -189,6 +195,9 @@ class JobFaults:
     create_response_lost: bool = False
     visible_after: float = 0.0
     invisible_lookups: int = 0
+    schema_violation_rate: float = 0.0
+    schema_violation_ids: frozenset[str] = frozenset()
+    schema_violation_mode: str = "missing_field"
 
     @classmethod
     def merge(cls, rules: list[Fault]) -> JobFaults:
@@ -210,6 +219,10 @@ class JobFaults:
                 create_response_lost=merged.create_response_lost or r.create_response_lost,
                 visible_after=max(merged.visible_after, r.visible_after),
                 invisible_lookups=max(merged.invisible_lookups, r.invisible_lookups),
+                schema_violation_rate=max(merged.schema_violation_rate, r.schema_violation_rate),
+                schema_violation_ids=merged.schema_violation_ids | r.schema_violation_ids,
+                schema_violation_mode=r.schema_violation_mode if (r.schema_violation_rate or r.schema_violation_ids)
+                else merged.schema_violation_mode,
             )
         return merged
 
@@ -217,6 +230,13 @@ class JobFaults:
         if custom_id in self.error_ids:
             return True
         return self.error_rate > 0 and hash_fraction(custom_id) < self.error_rate
+
+    def schema_violation(self, custom_id: str) -> str | None:
+        """How the answer to ``custom_id`` breaks its JSON schema, if a rule says it should."""
+        if custom_id in self.schema_violation_ids or (
+                self.schema_violation_rate > 0 and hash_fraction("schema:" + custom_id) < self.schema_violation_rate):
+            return self.schema_violation_mode
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         return _to_json(self)
@@ -230,7 +250,7 @@ class JobFaults:
 
 
 #: Fields holding sets of custom ids: persisted as sorted lists.
-_ID_SETS = ("error_ids", "result_missing_ids")
+_ID_SETS = ("error_ids", "result_missing_ids", "schema_violation_ids")
 
 
 def _to_json(record: Fault | JobFaults) -> dict[str, Any]:

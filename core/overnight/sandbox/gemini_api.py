@@ -46,6 +46,7 @@ from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .gemini_openai_lines import is_openai_line, is_openai_output, native_request, openai_error, openai_output
 from .lifecycle import Schedule, snapshot
 from .quota import context_error
 from .responder import ForwardError, Generation, content_text, generate, prompt_tokens
@@ -229,7 +230,8 @@ class GeminiDialect:
             except ValueError:
                 problem(number, f"Line {number}: invalid JSON")
                 continue
-            if not isinstance(obj, dict) or not isinstance(obj.get("request"), dict):
+            openai_shaped = is_openai_line(obj)  # judged by content, as the real API does
+            if not openai_shaped and (not isinstance(obj, dict) or not isinstance(obj.get("request"), dict)):
                 problem(number, f"Line {number}: each line must be an object with a 'request' object")
                 continue
             key = _line_key(obj, len(ids))
@@ -237,9 +239,10 @@ class GeminiDialect:
                 problem(number, f"Line {number}: duplicate key '{key}'")
                 continue
             seen.add(key)
-            error = check_request(obj["request"])
+            native = native_request(obj["body"]) if openai_shaped else obj["request"]
+            error = check_request(native)
             if error is None:
-                tokens = prompt_tokens(_conversation(obj["request"]))
+                tokens = prompt_tokens(_conversation(native))
                 total_tokens += tokens
                 error = input_limit_error(model, tokens)
             if error is not None:
@@ -256,6 +259,8 @@ class GeminiDialect:
         inline = job["extra"]["inline"]
         head: dict[str, Any] = {"metadata": request.get("metadata") or {}} if inline else {"key": custom_id}
         rid = hashlib.sha256(f"{job['id']}\x1f{custom_id}".encode()).hexdigest()
+        if not inline and is_openai_line(request):
+            return self._openai_result(job, custom_id, request, fate, error, rid)
         if fate == "ok":
             try:
                 body, g = respond(self.engine, request["request"], job["model"], rid)
@@ -269,6 +274,22 @@ class GeminiDialect:
         # One results file holds successes and errors alike, in input order.
         return ResultLine("output", {**head, "error": {"code": _RPC_CODES.get(status, 13), "message": error.message,
                                                        "status": status}})
+
+    def _openai_result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
+                       error: RequestError | None, rid: str) -> ResultLine:
+        """The OpenAI-shaped result of an OpenAI-shaped input line (see .gemini_openai_lines)."""
+        if fate == "ok":
+            try:
+                _, g = respond(self.engine, native_request(request["body"]), job["model"], rid)
+            except ForwardError as exc:
+                error = RequestError(500, str(exc), "INTERNAL")
+            else:
+                line = openai_output(custom_id, g, job["model"], rid, int(job["created_at"]))
+                return ResultLine("output", line, ok=True, input_tokens=g.prompt_tokens,
+                                  output_tokens=g.completion_tokens)
+        assert error is not None
+        status = error.type if error.type in _RPC_CODES else _status_name(error.status)
+        return ResultLine("output", openai_error(custom_id, error.status, status, error.message))
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         inline = job["extra"]["inline"]
@@ -285,7 +306,7 @@ class GeminiDialect:
         with open(target, "wb") as out:
             for _, raw in iter_jsonl(sink.path):
                 line = json.loads(raw)
-                if "custom_id" in line:  # the engine's unknown-id corruption names the id its own way
+                if "custom_id" in line and not is_openai_output(line):  # the engine's unknown-id corruption
                     key = str(line.pop("custom_id"))
                     if inline:
                         line["metadata"] = {**(line.get("metadata") or {}), "key": key}
@@ -304,6 +325,8 @@ class GeminiDialect:
 
 
 def _line_key(obj: Any, index: int) -> str:
+    if is_openai_line(obj):
+        return str(obj["custom_id"])
     if isinstance(obj, Mapping):
         key = obj.get("key")
         if key in (None, "") and isinstance(obj.get("metadata"), Mapping):

@@ -22,9 +22,11 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
+from overnight.structured import strict_mode_problem
+
 from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
-from .responder import (ForwardError, Generation, content_text, conversation, embedding, generate,
-                        json_spec, count_tokens)
+from .responder import (ForwardError, Generation, content_text, conversation, current_variant, embedding,
+                        generate, json_spec, count_tokens)
 from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
 
@@ -70,6 +72,8 @@ class VendorProfile:
     file_purpose: str = "batch"
     #: Whether a batch keeps the ``metadata`` it is created with (Together's keeps none).
     metadata: bool = True
+    #: Models that take a strict json_schema response format (Groq: the gpt-oss ones); None: any.
+    strict_schema_models: tuple[str, ...] | None = None
 
     def window_seconds(self, value: Any) -> int | None:
         """The window a ``completion_window`` value asks for, or None if the vendor refuses it."""
@@ -90,7 +94,8 @@ OPENAI = VendorProfile(PROVIDER)
 #: only, and logprobs / logit_bias / top_logprobs / messages[].name refused, n must be 1.
 GROQ = VendorProfile("groq", min_window=DAY, max_window=7 * DAY,
                      refused_fields=("logprobs", "logit_bias", "top_logprobs"), single_choice=True,
-                     endpoints=frozenset({"/v1/chat/completions"}))
+                     endpoints=frozenset({"/v1/chat/completions"}),
+                     strict_schema_models=("openai/gpt-oss-20b", "openai/gpt-oss-120b"))
 #: Together (docs.together.ai/docs/inference/batch/*): lines of custom_id (at most 64
 #: characters) and body; files uploaded with purpose "batch-api"; only the 24h window; no
 #: metadata. Its HTTP shapes (job envelopes, upper-case statuses) are in .together_api.
@@ -161,6 +166,40 @@ def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> Req
             isinstance(m, Mapping) and "name" in m for m in value):
         return RequestError(400, "'messages.name' : property 'name' is unsupported", "invalid_request_error",
                             param="messages")
+    if endpoint == "/v1/chat/completions" and (profile is OPENAI or profile.strict_schema_models is not None):
+        return schema_error(body, profile)
+    return None
+
+
+#: Models OpenAI answers a json_schema response format with a 400 (Structured Outputs came
+#: with gpt-4o-2024-08-06; docs/protocols/openai.md).
+NO_SCHEMA_MODELS = re.compile(r"^(gpt-3\.5|gpt-4$|gpt-4-|gpt-4o-2024-05-13$|chatgpt-4o)")
+
+
+def schema_error(body: Mapping[str, Any], profile: VendorProfile = OPENAI) -> RequestError | None:
+    """What OpenAI answers a json_schema ``response_format`` it refuses with: a model without
+    Structured Outputs, a spec without a schema, or a strict schema that breaks strict mode.
+    Groq's strict mode has the same rules, on its gpt-oss models only."""
+    fmt = body.get("response_format")
+    if not isinstance(fmt, Mapping) or fmt.get("type") != "json_schema":
+        return None
+    spec = fmt.get("json_schema")
+    strict = isinstance(spec, Mapping) and spec.get("strict") is True
+    if strict and profile.strict_schema_models is not None and body.get("model") not in profile.strict_schema_models:
+        return RequestError(400, "This model does not support strict mode for response format `json_schema`.",
+                            "invalid_request_error", param="response_format")
+    if profile is OPENAI and NO_SCHEMA_MODELS.match(str(body.get("model"))):
+        return RequestError(400, "Invalid parameter: 'response_format' of type 'json_schema' is not supported "
+                                 "with this model.", "invalid_request_error", param="response_format")
+    if not isinstance(spec, Mapping) or not isinstance(spec.get("name"), str):
+        return RequestError(400, "Missing required parameter: 'response_format.json_schema.name'.",
+                            "invalid_request_error", param="response_format.json_schema.name")
+    if spec.get("strict") is True:
+        problem = strict_mode_problem(spec.get("schema"))
+        if problem is not None:
+            where, rule = problem
+            return RequestError(400, f"Invalid schema for response_format '{spec['name']}': In context={where!r}, "
+                                     f"{rule}", "invalid_request_error", param="response_format")
     return None
 
 
@@ -199,15 +238,21 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
                  "usage": {"prompt_tokens": tokens, "total_tokens": tokens}}, tokens, 0)
     if endpoint == "/v1/chat/completions":
         conv = conversation(body["messages"])
-        g = _generate(engine, conv, model, _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"),
-                      json_spec(body.get("response_format")), variant)
+        limit, stop, spec = _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"), \
+            json_spec(body.get("response_format"))
+        g = _generate(engine, conv, model, limit, stop, spec, variant)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
-        choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": g.text, "refusal": None,
+        # n choices are n samples: each its own answer (as a model's would differ), billed each.
+        first = current_variant() if variant is None else variant
+        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, variant=first + i) for i in range(1, n)]
+        choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None,
                                             "annotations": []},
-                    "logprobs": None, "finish_reason": _finish(g)} for i in range(n)]
+                    "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
+        output = sum(c.completion_tokens for c in gens)
+        usage = _usage(attrs.evolve(g, completion_tokens=output))
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
-                 "choices": choices, "usage": _usage(g), "service_tier": "default",
-                 "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, g.completion_tokens * n)
+                 "choices": choices, "usage": usage, "service_tier": "default",
+                 "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, output)
     if endpoint == "/v1/completions":
         prompt = body["prompt"] if isinstance(body["prompt"], str) else content_text(body["prompt"])
         g = _generate(engine, conversation(prompt), model, _limit(body, "max_tokens"), body.get("stop"), None)

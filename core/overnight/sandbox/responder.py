@@ -12,12 +12,22 @@ rule overnight's own estimate uses (``overnight.tokens``: about one token per En
 word, per 3 digits, per CJK character) plus a small per-message overhead, so a 10 MB
 prompt weighs millions of tokens.
 
+Each sample of a prompt gets its own answer: ``variant`` (the sample index, which the
+sandbox reads from the request's custom id with :func:`sample_variant`) adds
+``", sample N"`` to the reference for samples after the first, so ``num_generations=2``
+shows two distinct answers. A JSON schema is answered with a value that validates
+against it (:func:`fill`); a fault can make an answer break its schema on purpose.
+
 Optionally a :class:`Forwarder` sends each chat request to an OpenAI-compatible server
 (Ollama, vLLM, llama.cpp ...) for real generations.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -25,7 +35,7 @@ import math
 import re
 import urllib.error
 import urllib.request
-from typing import Any, Iterable, Literal, Mapping, Sequence
+from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
 
 import attrs
 
@@ -115,9 +125,56 @@ def digest(conv: Sequence[tuple[str, str]]) -> str:
 # --- generation ------------------------------------------------------------------------------
 
 def base_reply(conv: Sequence[tuple[str, str]], variant: int = 0) -> str:
-    """``variant`` n > 0: the n-th other answer to the same conversation (repeated online requests)."""
-    ref = digest(conv) if not variant else f"{digest(conv)}.{variant}"
-    return f"Sandbox answer to: {last_user_text(conv)} (ref {ref})"
+    sample = f", sample {variant}" if variant else ""
+    return f"Sandbox answer to: {last_user_text(conv)} (ref {digest(conv)}{sample})"
+
+
+_HEX_KEY = re.compile(r"[0-9a-f]{40}([0-9a-f]{2})")
+
+
+def sample_variant(custom_id: str) -> int:
+    """The sample index a request's custom id carries, 0 when it carries none.
+
+    overnight's request keys (:func:`overnight.identity.request_key`) are 40 hex chars
+    for a row's first sample and 42 for the others, the last two being the sample index.
+    overnight-anthropic sends each key as 16 tag characters then the key's bytes in
+    base64url (``overnight_anthropic.wire_ids``); both forms are read here. Any other
+    custom id (a third-party client's) is sample 0.
+    """
+    match = _HEX_KEY.fullmatch(custom_id)
+    if match:
+        return int(match.group(1), 16)
+    tail = custom_id[16:]
+    if len(tail) == 28:  # base64url of 21 bytes, unpadded
+        try:
+            raw = base64.urlsafe_b64decode(tail + "=" * (-len(tail) % 4))
+        except (binascii.Error, ValueError):
+            return 0
+        return raw[-1] if len(raw) == 21 else 0
+    return 0
+
+
+#: How the sandbox's engine shapes the answers of the request it is answering: the
+#: sample ``variant`` and the ``schema_violation`` a fault asks for. A context value, so
+#: that the provider dialects (and their shared ``respond`` functions) need no new argument.
+_ANSWER: contextvars.ContextVar[tuple[int, str | None]] = contextvars.ContextVar("answer", default=(0, None))
+
+
+def current_variant() -> int:
+    """The sample the request being answered is (0 outside :func:`answering`)."""
+    return _ANSWER.get()[0]
+
+
+@contextlib.contextmanager
+def answering(variant: int = 0, schema_violation: str | None = None) -> Iterator[None]:
+    """Within this block, :func:`generate` answers sample ``variant`` (unless told otherwise)
+    and breaks its JSON schema as ``schema_violation`` says (``"malformed"`` or
+    ``"missing_field"``)."""
+    token = _ANSWER.set((variant, schema_violation))
+    try:
+        yield
+    finally:
+        _ANSWER.reset(token)
 
 
 def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
@@ -135,40 +192,108 @@ def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
     return None
 
 
-def _fill(schema: Any, answer: str, depth: int = 0) -> Any:
-    """A value that fits ``schema`` (a best effort over the common JSON Schema subset)."""
-    if not isinstance(schema, Mapping) or depth > 8:
+def _resolve(schema: Any, root: Mapping[str, Any]) -> Any:
+    """Follow a local ``$ref`` (``#/$defs/X``, ``#/definitions/X``), as pydantic writes them."""
+    seen = 0
+    while isinstance(schema, Mapping) and isinstance(schema.get("$ref"), str) and seen < 32:
+        target: Any = root
+        for part in schema["$ref"].lstrip("#").strip("/").split("/"):
+            target = target.get(part) if isinstance(target, Mapping) and part else target
+        schema, seen = target, seen + 1
+    return schema
+
+
+def _string(schema: Mapping[str, Any], answer: str, variant: int) -> str:
+    formats = {"date": "2026-01-0%d" % (1 + variant % 9), "date-time": "2026-01-01T00:00:0%dZ" % (variant % 10),
+               "time": "00:00:0%d" % (variant % 10), "email": f"sample{variant}@example.com",
+               "uuid": "00000000-0000-4000-8000-%012d" % variant, "uri": f"https://example.com/{variant}"}
+    text = formats.get(str(schema.get("format")), answer)
+    low, high = schema.get("minLength"), schema.get("maxLength")
+    if isinstance(high, int) and len(text) > high:
+        text = text[:high]
+    if isinstance(low, int) and len(text) < low:
+        text = text + "x" * (low - len(text))
+    return text
+
+
+def _number(schema: Mapping[str, Any], value: float, integer: bool) -> float:
+    low, high = schema.get("minimum"), schema.get("maximum")
+    xlow, xhigh = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
+    step = 1 if integer else 0.5
+    if isinstance(xlow, (int, float)) and not isinstance(xlow, bool) and value <= xlow:
+        value = xlow + step
+    if isinstance(low, (int, float)) and not isinstance(low, bool) and value < low:
+        value = low
+    if isinstance(xhigh, (int, float)) and not isinstance(xhigh, bool) and value >= xhigh:
+        value = xhigh - step
+    if isinstance(high, (int, float)) and not isinstance(high, bool) and value > high:
+        value = high
+    return math.ceil(value) if integer else value
+
+
+def fill(schema: Any, answer: str, variant: int = 0, *, root: Any = None, depth: int = 0) -> Any:
+    """A value that validates against ``schema`` (objects with every property, arrays,
+    strings within their lengths and common formats, bounded numbers and integers,
+    booleans, enums, consts, nullable types, local ``$ref``s); ``variant`` picks among
+    the enum members and varies numbers, so two samples differ."""
+    root = schema if root is None else root
+    schema = _resolve(schema, root)
+    if not isinstance(schema, Mapping) or depth > 16:
         return answer
     if "const" in schema:
         return schema["const"]
     if schema.get("enum"):
-        return schema["enum"][0]
+        return schema["enum"][variant % len(schema["enum"])]
     for key in ("anyOf", "oneOf", "allOf"):
-        if schema.get(key):
-            return _fill(schema[key][0], answer, depth + 1)
+        options = schema.get(key)
+        if isinstance(options, list) and options:
+            # Prefer a branch that is not null: an answer, not an absence.
+            chosen = next((o for o in options if _resolve(o, root) != {"type": "null"}), options[0])
+            return fill(chosen, answer, variant, root=root, depth=depth + 1)
     kind = schema.get("type")
     if isinstance(kind, list):
         kind = next((k for k in kind if k != "null"), "null")
-    if kind == "object" or "properties" in schema:
-        return {k: _fill(v, answer, depth + 1) for k, v in (schema.get("properties") or {}).items()}
+    if kind == "object" or (kind is None and "properties" in schema):
+        props = schema.get("properties") or {}
+        return {k: fill(v, answer, variant, root=root, depth=depth + 1) for k, v in props.items()}
     if kind == "array":
-        return [_fill(schema.get("items"), answer, depth + 1)]
+        low: int = schema["minItems"] if isinstance(schema.get("minItems"), int) else 0
+        high: int = schema["maxItems"] if isinstance(schema.get("maxItems"), int) else max(low, 1)
+        count = max(low, min(1, high))
+        return [fill(schema.get("items"), answer, variant, root=root, depth=depth + 1) for _ in range(count)]
     if kind == "integer":
-        return count_tokens(answer)
+        return int(_number(schema, count_tokens(answer) + variant, True))
     if kind == "number":
-        return float(count_tokens(answer))
+        return float(_number(schema, float(count_tokens(answer) + variant), False))
     if kind == "boolean":
-        return True
+        return variant % 2 == 0
     if kind == "null":
         return None
-    return answer
+    return _string(schema, answer, variant)
 
 
-def _as_json(reply: str, spec: JsonSpec) -> str:
-    value = {"answer": reply} if spec is True else _fill(spec, reply)
-    if not isinstance(value, dict):
+def _violate(value: Any, text: str, how: str, schema: Any) -> str:
+    """``text`` (the JSON of ``value``) broken as a fault asks: cut short, or without a
+    required field (or, when nothing is required, with a field of the wrong type)."""
+    if how == "malformed":
+        return text[: max(1, len(text) // 2)]
+    if isinstance(value, dict):
+        required = schema.get("required") if isinstance(schema, Mapping) else None
+        names = [n for n in (required or []) if n in value] or list(value)
+        if names:
+            value = {k: v for k, v in value.items() if k != names[0]}
+        else:
+            value = {**value, "unexpected": True}
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps({"unexpected": value}, ensure_ascii=False)
+
+
+def _as_json(reply: str, spec: JsonSpec, variant: int = 0, violation: str | None = None) -> str:
+    value = {"answer": reply} if spec is True else fill(spec, reply, variant)
+    if not isinstance(value, dict) and spec is True:
         value = {"answer": value}
-    return json.dumps(value, ensure_ascii=False)
+    text = json.dumps(value, ensure_ascii=False)
+    return _violate(value, text, violation, spec) if violation else text
 
 
 def _stops(stop: Any) -> list[str]:
@@ -208,9 +333,12 @@ def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
     json_format: JsonSpec = None, variant: int | None = None,
 ) -> Generation:
-    reply = base_reply(conv, variant or 0)
+    """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set)."""
+    current, violation = _ANSWER.get()
+    variant = current if variant is None else variant
+    reply = base_reply(conv, variant)
     if json_format:
-        reply = _as_json(reply, json_format)
+        reply = _as_json(reply, json_format, variant, violation)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)
     return Generation(text, finish, prompt_tokens(conv), count_tokens(text), matched)
 
@@ -219,8 +347,8 @@ def expected_reply(
     messages: Iterable[Mapping[str, Any]] | str, *, system: Any = None, max_tokens: int | None = None,
     stop: Any = None, response_format: Mapping[str, Any] | None = None, variant: int = 0,
 ) -> str:
-    """The text the sandbox answers to ``messages`` (same options as the request); ``variant``:
-    the answer to the (n+1)-th identical online request."""
+    """The text the sandbox answers to ``messages`` (same options as the request);
+    ``variant`` is the sample index (0 for a row's first generation)."""
     conv = conversation(messages, system)
     return generate(conv, max_tokens=max_tokens, stop=stop, json_format=json_spec(response_format),
                     variant=variant).text

@@ -8,7 +8,10 @@ a batch's results stream becomes a :class:`~overnight.Result`. Statuses: a
 
 from __future__ import annotations
 
+import re
 from typing import Any, Mapping
+
+import anthropic
 
 from overnight import ChatRequest, InvalidRequest, JobState, JobStatus, Result, ResultStatus, Usage
 
@@ -24,6 +27,10 @@ EXTRA_PARAMS = frozenset({"thinking", "metadata", "output_config", "cache_contro
 #: sends) refuses ``temperature`` and ``top_p`` with a 400, and the SDK no longer
 #: models them; there is no seed at all.
 UNSUPPORTED_PARAMS = frozenset({"seed", "temperature", "top_p"})
+
+#: Models without structured outputs (``output_config.format``): they came with the Claude
+#: 4.5 generation (Sonnet 4.5, Haiku 4.5, Opus 4.5; Opus 4.1 in beta); see docs/protocols/anthropic.md.
+NO_SCHEMA_MODELS = re.compile(r"^claude-(2|3|instant)|^claude-(sonnet|opus)-4-(0|2025)")
 
 # --- requests -------------------------------------------------------------------------
 
@@ -60,6 +67,12 @@ def build_params(request: ChatRequest) -> dict[str, Any]:
         if "format" in output_config:
             raise InvalidRequest(
                 "give the output format either as response_format or as output_config['format'], not both",
+                field="response_format",
+            )
+        if NO_SCHEMA_MODELS.match(request.model):
+            raise InvalidRequest(
+                f"{request.model} has no structured outputs (they start with the Claude 4.5 models): use e.g. "
+                "claude-sonnet-4-5 or claude-haiku-4-5, or drop response_format",
                 field="response_format",
             )
         output_config["format"] = output_format(p.response_format)
@@ -104,7 +117,15 @@ def output_format(response_format: Mapping[str, Any]) -> dict[str, Any]:
         inner = response_format.get("json_schema")
         schema = inner.get("schema") if isinstance(inner, Mapping) else response_format.get("schema")
         if isinstance(schema, Mapping):
-            return {"type": "json_schema", "schema": dict(schema)}
+            # The SDK's own transform (what messages.parse sends): every object closed, and the
+            # keywords Anthropic does not enforce (minimum, maxLength, ...) moved into the
+            # description. overnight still validates each answer against the full schema.
+            try:
+                return {"type": "json_schema", "schema": anthropic.transform_schema(dict(schema))}
+            except (ValueError, TypeError, KeyError) as exc:
+                raise InvalidRequest(
+                    f"Anthropic structured output cannot take this schema ({exc})", field="response_format"
+                ) from None
         raise InvalidRequest(
             "response_format json_schema needs a schema: {'type': 'json_schema', "
             "'json_schema': {'name': ..., 'schema': {...}}}",

@@ -111,6 +111,10 @@ class OpenAIPlugin:
 
     @hookimpl
     def build_request(self, provider: str, request: ChatRequest) -> dict[str, Any]:
+        vendor = VENDORS.get(provider)
+        refusal = vendor.schema_refusal(request) if vendor is not None else None
+        if refusal is not None:
+            raise refusal
         if provider == TOGETHER:
             return together.build_line(request)
         return translate.build_line(request)

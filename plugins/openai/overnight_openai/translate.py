@@ -13,12 +13,17 @@ from typing import Any, Final
 from overnight.errors import InvalidRequest
 from overnight.models import ChatRequest, JobState, JobStatus, Result, evolve
 from overnight.openai_compat import chat_body, parse_batch_line
+from overnight.structured import strict_mode_problem
 
 ENDPOINT: Final = "/v1/chat/completions"
 #: The chat completions API takes at most this many stop sequences.
 MAX_STOP = 4
 ROLES = frozenset({"system", "developer", "user", "assistant"})
 _SCHEMA_NAME = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+#: Models that answer a json_schema response format with "Invalid parameter:
+#: 'response_format' of type 'json_schema' is not supported with this model": Structured
+#: Outputs came with gpt-4o-2024-08-06 (docs/protocols/openai.md).
+NO_SCHEMA_MODELS = re.compile(r"^(gpt-3\.5|gpt-4$|gpt-4-|gpt-4o-2024-05-13$|chatgpt-4o)")
 
 #: OpenAI chat options passed through from ``generation_kwargs`` as they are.
 EXTRA_PARAMS = frozenset(
@@ -105,6 +110,24 @@ def _response_format(value: Any, request: ChatRequest) -> dict[str, Any]:
             raise InvalidRequest(
                 f"OpenAI schema names are 1-64 letters, digits, '_' or '-', got {name!r}", field="response_format"
             )
+        if NO_SCHEMA_MODELS.match(request.model):
+            raise InvalidRequest(
+                f"{request.model} cannot follow a JSON schema (OpenAI's Structured Outputs start with "
+                "gpt-4o-2024-08-06): use a model such as gpt-4o-mini, gpt-4.1 or gpt-5, or drop response_format",
+                field="response_format",
+            )
+        if spec.get("strict") is True:
+            problem = strict_mode_problem(spec["schema"])
+            if problem is not None:
+                where, rule = problem
+                place = "/".join(where) or "the root"
+                raise InvalidRequest(
+                    f"OpenAI's strict mode refuses the schema {name!r} at {place}: {rule} Give every object "
+                    "\"additionalProperties\": false and list all its properties in \"required\" (an optional "
+                    "one becomes nullable, e.g. {\"type\": [\"string\", \"null\"]}), or pass a pydantic model, "
+                    "which overnight makes strict",
+                    field="response_format",
+                )
         return {**value, "json_schema": {**spec, "name": name}}
     raise InvalidRequest(
         f"OpenAI response formats are text, json_object and json_schema, got {value!r}", field="response_format"

@@ -16,7 +16,8 @@ from typing import Mapping
 
 from attrs import frozen
 
-from overnight.models import Capabilities, Limits, ModelSpec, OnlineLimits, ProviderInfo, QueueLimits
+from overnight.errors import InvalidRequest
+from overnight.models import Capabilities, ChatRequest, Limits, ModelSpec, OnlineLimits, ProviderInfo, QueueLimits
 
 from overnight_openai.online import VENDOR_LIMITS
 from overnight_openai.translate import EXTRA_PARAMS
@@ -53,6 +54,24 @@ class Vendor:
     #: The API path the vendor's own SDK appends to its base URL (Groq's: ``/openai/v1``), so
     #: a base URL set for that SDK (``GROQ_BASE_URL=https://api.groq.com``) works here too.
     sdk_path: str = ""
+    #: The models that enforce a strict ``json_schema`` response format (constrained decoding);
+    #: ``None`` when the vendor publishes no list, and the format is sent as given.
+    strict_schema_models: tuple[str, ...] | None = None
+
+    def schema_refusal(self, request: ChatRequest) -> InvalidRequest | None:
+        """The refusal, before spend, of a strict JSON schema on a model that cannot enforce one."""
+        fmt = request.params.response_format
+        spec = fmt.get("json_schema") if isinstance(fmt, dict) and fmt.get("type") == "json_schema" else None
+        if self.strict_schema_models is None or not isinstance(spec, dict) or spec.get("strict") is not True:
+            return None
+        if request.model in self.strict_schema_models:
+            return None
+        return InvalidRequest(
+            f"{self.label} enforces a JSON schema (strict mode) only on {', '.join(self.strict_schema_models)}; "
+            f"{request.model} would only try to follow it. Use one of those models, or pass "
+            "generation_kwargs={'response_format': {... 'strict': False}} to accept best effort",
+            field="response_format",
+        )
 
     def api_url(self, base_url: str) -> str:
         """``base_url`` with the vendor's API path, added when it lacks it."""
@@ -99,6 +118,8 @@ GROQ = Vendor(
     ),
     windows=(DAY, 7 * DAY),
     sdk_path="/openai/v1",
+    # console.groq.com/docs/structured-outputs: strict mode on these two; others best effort.
+    strict_schema_models=("openai/gpt-oss-20b", "openai/gpt-oss-120b"),
 )
 
 #: Together (docs.together.ai/docs/inference/batch/overview, /manage, /tutorial; the
