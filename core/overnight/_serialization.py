@@ -12,7 +12,7 @@ import cattrs
 
 from overnight import _json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2  # 2: runs.host (overnight.store.MIGRATIONS)
 
 T = TypeVar("T")
 

@@ -381,6 +381,7 @@ def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
         [
             j.get("id"),
             j.get("run_id") or "-",
+            j.get("host"),
             j.get("provider"),
             j.get("remote_id") or "(unconfirmed)",
             j.get("step"),
@@ -394,7 +395,7 @@ def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
     ]
 
 
-_JOB_HEADER = ["ID", "RUN", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
+_JOB_HEADER = ["ID", "RUN", "HOST", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -407,12 +408,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
+        data = {"cache_dir": str(store.cache_dir), "store": store.location, "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
                 "lost_jobs": [_job_json(j) for j in lost],
                 "money": money}
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(f"State store: {store.cache_dir}")
+    print(f"State store: {store.location}")
     if not runs:
         print("No runs yet. Start one with `overnight run SCRIPT`.")
     else:
@@ -421,6 +422,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             [
                 r.get("id"),
                 r.get("pipeline"),
+                r.get("host"),
                 r.get("state"),
                 _age(r.get("started_at")) + " ago",
                 _duration(r.get("started_at"), r.get("finished_at")),
@@ -428,7 +430,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             ]
             for r in runs
         ]
-        print(_table(rows, ["RUN", "PIPELINE", "STATE", "STARTED", "TOOK", "SUBMITTED"]))
+        print(_table(rows, ["RUN", "PIPELINE", "HOST", "STATE", "STARTED", "TOOK", "SUBMITTED"]))
     if jobs:
         print(f"\nBatch jobs still open ({len(jobs)}):")
         print(_table(_job_rows(jobs), _JOB_HEADER))
@@ -483,7 +485,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         store.close()
     if job is None:
         print(
-            f"overnight: error: no job {args.job!r} in the state store at {store.cache_dir}; "
+            f"overnight: error: no job {args.job!r} in the state store {store.location}; "
             "list them with `overnight jobs --all`",
             file=sys.stderr,
         )
@@ -614,7 +616,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     print(
         f"Found {len(listed)} overnight {provider.name} job(s) of the last {args.hours:g} h; "
         f"{len(readable)} with readable request ids "
-        f"({sum(len(j.custom_ids or ()) for j in readable)} requests) are recorded in {store.cache_dir}.\n"
+        f"({sum(len(j.custom_ids or ()) for j in readable)} requests) are recorded in {store.location}.\n"
         "The next run of a pipeline adopts the jobs that hold its requests instead of paying again."
     )
     return EXIT_OK

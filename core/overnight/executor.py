@@ -27,13 +27,11 @@ import contextlib
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import _json, polling, progress, store as st
 from overnight._serialization import dumps
 from overnight.accounting import Accounting
-from overnight.diskerrors import raise_on_disk
 from overnight.errors import (
     InvalidRequest,
     LostResults,
@@ -707,37 +705,7 @@ class BatchExecutor:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """Hold the store's lock file (briefly: one plan or one pass at a time)."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
+        """Hold the store-wide lock (briefly: one plan or one pass at a time); each backend
+        locks its own way (a lock file for SQLite, an advisory lock for PostgreSQL)."""
+        with self.store.lock(self.policy.lock_timeout, step=self.step):
             yield
-            return
-        path = Path(self.store.cache_dir) / "overnight.lock"
-        try:
-            fault_point("open_lock", path)
-            handle = open(path, "w")
-        except OSError as exc:
-            raise_on_disk(path, exc, done=self.store.activity())
-        with handle:
-            deadline = time.monotonic() + self.policy.lock_timeout
-            announced = False
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(
-                            f"step {self.step!r}: another overnight process has held the store "
-                            f"({handle.name}) for {self.policy.lock_timeout:.0f}s. Let it finish, then run again."
-                        ) from None
-                    if not announced:
-                        polling.report(f"{self.step}: another overnight process is using the store; waiting for it")
-                        announced = True
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-
