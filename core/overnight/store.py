@@ -309,6 +309,17 @@ class SqlStore(Store):
             [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in items],
         )
 
+    def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
+        """Write a job's membership (the intent's requests)."""
+        db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
+
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[str, str, int]]) -> None:
+        """Store ``(result JSON, key, job_id)`` successes for requests still queued in this job."""
+        db.executemany(
+            f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+            succeeded,
+        )
+
     # -- shared: errors, schema ------------------------------------------------------------
 
     def activity(self) -> str:
@@ -490,9 +501,7 @@ class SqlStore(Store):
                 (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, now, now),
             )
             job_id = int(cur.fetchall()[0][0])
-            db.executemany(
-                "INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys]
-            )
+            self._insert_job_requests(db, job_id, keys)
             # One set-wise statement over the membership just written, not one per request.
             db.execute(
                 f"UPDATE requests SET state = '{QUEUED}', job_id = ? "
@@ -584,10 +593,7 @@ class SqlStore(Store):
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
         succeeded = [(dumps(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
-            db.executemany(
-                f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
-                succeeded,
-            )
+            self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
             queued = []
             for i in range(0, len(keys), 500):  # SQLite caps the number of parameters
