@@ -369,28 +369,17 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def _job_json(job: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k != "ref"}
-    ref = job.get("ref")
-    out["ref"] = attrs.asdict(ref) if ref is not None and attrs.has(type(ref)) else ref
+def _job_json(job: Any) -> dict[str, Any]:
+    out = attrs.asdict(job, recurse=False)
+    out["state"] = job.state.value
+    out["ref"] = attrs.asdict(job.ref) if job.ref is not None else None
     return out
 
 
-def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+def _job_rows(jobs: list[Any]) -> list[list[Any]]:
     return [
-        [
-            j.get("id"),
-            j.get("run_id") or "-",
-            j.get("host"),
-            j.get("provider"),
-            j.get("remote_id") or "(unconfirmed)",
-            j.get("step"),
-            j.get("state"),
-            j.get("requests"),
-            j.get("completed", j.get("done")),
-            j.get("failed", j.get("errored")),
-            _age(j.get("created_at")),
-        ]
+        [j.id, j.run_id or "-", j.host, j.provider, j.remote_id or "(unconfirmed)", j.step, j.state,
+         j.requests, j.completed, j.failed, _age(j.created_at)]
         for j in jobs
     ]
 
@@ -439,7 +428,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nNo batch job is open.")
     if lost:
         print(f"\nJobs whose results the provider lost ({len(lost)}):")
-        rows = [[j["id"], j["provider"], j["remote_id"], j["step"], j["lost"], j["message"] or "-"] for j in lost]
+        rows = [[j.id, j.provider, j.remote_id, j.step, j.lost, j.message or "-"] for j in lost]
         print(_table(rows, ["ID", "PROVIDER", "REMOTE ID", "STEP", "WITHOUT RESULT", "WHY"]))
         print("\nTheir other results are kept. The requests without a result were paid for once: "
               "`overnight resubmit-lost` (or Pipeline.run(resubmit_lost=True)) submits them again.")
@@ -490,8 +479,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    ref = job.get("ref")
-    label = f"{job.get('provider')} job {job.get('remote_id') or job.get('tag')}"
+    ref = job.ref
+    label = f"{job.provider} job {job.remote_id or job.tag}"
     if ref is None:
         print(
             f"overnight: error: {label} was never confirmed by the provider, so there is no remote job "
@@ -499,8 +488,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    if job.get("state") in _TERMINAL:
-        print(f"{label} is already {job['state']}; nothing to cancel.")
+    if job.state in _TERMINAL:
+        print(f"{label} is already {job.state}; nothing to cancel.")
         return EXIT_OK
     provider = get_registry().provider(ref.provider)
     try:
@@ -516,7 +505,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     print(
-        f"Cancellation requested for {label} (step {job.get('step')!r}, {job.get('requests')} requests).\n"
+        f"Cancellation requested for {label} (step {job.step!r}, {job.requests} requests).\n"
         "Results it finished are still collected the next time the pipeline runs; "
         "requests it did not finish are resubmitted then."
     )
@@ -551,14 +540,14 @@ def cmd_resubmit_lost(args: argparse.Namespace) -> int:
         lost = store.lost_jobs()
         if args.jobs:
             wanted = set(args.jobs)
-            lost = [j for j in lost if wanted & {str(j["id"]), j["tag"], j["remote_id"]}]
+            lost = [j for j in lost if wanted & {str(j.id), j.tag, j.remote_id}]
         if not lost:
             print("No job with lost results" + (f" matching {' '.join(args.jobs)}" if args.jobs else "") + ".")
             return EXIT_ERROR if args.jobs else EXIT_OK
-        released = store.release_lost([j["id"] for j in lost])
+        released = store.release_lost([j.id for j in lost])
         for job in lost:
-            print(f"{job['provider']} job {job['remote_id']} (step {job['step']!r}): "
-                  f"{job['lost']} request(s) without a result will be submitted again.")
+            print(f"{job.provider} job {job.remote_id} (step {job.step!r}): "
+                  f"{job.lost} request(s) without a result will be submitted again.")
     finally:
         store.close()
     print(f"The next run of the pipeline's script submits these {released} request(s) (paid for again); "
@@ -568,18 +557,20 @@ def cmd_resubmit_lost(args: argparse.Namespace) -> int:
 
 def cmd_forget_unconfirmed(args: argparse.Namespace) -> int:
     """Give up on submissions a crashed run could not confirm, so the next run resubmits them."""
+    from overnight.store import JobPhase
+
     store = _open_store()
     try:
-        intents = [j for j in store.list_jobs(active_only=True, limit=100_000) if j["state"] == "intent"]
+        intents = [j for j in store.list_jobs(active_only=True, limit=100_000) if j.state is JobPhase.INTENT]
         if args.tags:
-            intents = [j for j in intents if j["tag"] in args.tags or str(j["id"]) in args.tags]
+            intents = [j for j in intents if j.tag in args.tags or str(j.id) in args.tags]
         if not intents:
             print("No unconfirmed submissions" + (f" matching {' '.join(args.tags)}" if args.tags else "") + ".")
             return EXIT_OK if not args.tags else EXIT_ERROR
         for job in intents:
-            store.abandon_intent(job["id"])
-            print(f"Forgot the unconfirmed {job['provider']} submission {job['tag']} "
-                  f"(step {job['step']!r}, {job['requests']} requests).")
+            store.abandon_intent(job.id)
+            print(f"Forgot the unconfirmed {job.provider} submission {job.tag} "
+                  f"(step {job.step!r}, {job.requests} requests).")
     finally:
         store.close()
     print("The next run submits these requests again. If the provider did create such a job, "

@@ -240,7 +240,7 @@ class BatchExecutor:
 
     # -- reconcile, check, fetch, submit ----------------------------------------------------
 
-    def _advance(self, deadline: float | None = None) -> list[dict[str, Any]]:
+    def _advance(self, deadline: float | None = None) -> list[st.JobRecord]:
         """One pass over the step's jobs; returns the jobs still open afterwards.
 
         Each pass holds the store's lock, so two processes never submit the same
@@ -250,11 +250,11 @@ class BatchExecutor:
         """
         with self._lock():
             jobs = self.store.open_jobs(self.plan_id)
-            for job in jobs:
+            for i, job in enumerate(jobs):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if job["state"] == st.INTENT:
-                    job["ref"] = self._reconcile(job, deadline)
+                if job.state is st.JobPhase.INTENT:
+                    jobs[i] = evolve(job, ref=self._reconcile(job, deadline))
             # Duplicates first: before a check closes the job one mirrors, its successes count.
             self._cancel_duplicates()
             self._collect_duplicates()
@@ -271,7 +271,7 @@ class BatchExecutor:
             self._submit_pending()
             return self.store.open_jobs(self.plan_id)
 
-    def _reconcile(self, job: dict[str, Any], deadline: float | None = None) -> JobRef | None:
+    def _reconcile(self, job: st.JobRecord, deadline: float | None = None) -> JobRef | None:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
             try:
@@ -293,7 +293,7 @@ class BatchExecutor:
             raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
         return None
 
-    def _settled_resubmit(self, job: dict[str, Any]) -> JobRef | None:
+    def _settled_resubmit(self, job: st.JobRecord) -> JobRef | None:
         """The provider shows no job with this intent's tag: not proof, until the create settles.
 
         Right after an ambiguous create (an error that may hide a created job, or a run
@@ -318,7 +318,7 @@ class BatchExecutor:
         try:
             return self._send(job["id"], chunk)
         except QuotaExceeded as exc:
-            self.accounting.quota_refused(dict(job), str(exc), failed=False)
+            self.accounting.quota_refused(job, str(exc), failed=False)
             return None
 
     def _cancel_duplicates(self) -> None:
@@ -437,7 +437,7 @@ class BatchExecutor:
             )
         return listed
 
-    def _check(self, job: dict[str, Any], deadline: float | None = None) -> None:
+    def _check(self, job: st.JobRecord, deadline: float | None = None) -> None:
         ref = job["ref"]
         try:
             with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
@@ -472,7 +472,7 @@ class BatchExecutor:
         self._record(job["id"], batch)
         self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished)
 
-    def _lose(self, job: dict[str, Any], reason: str) -> None:
+    def _lose(self, job: st.JobRecord, reason: str) -> None:
         """The provider says the job or its results are gone: end it, keep what is stored."""
         lost = self.store.lose_job(job["id"], reason)
         polling.report(

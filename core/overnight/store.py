@@ -23,6 +23,7 @@ Every write is a short transaction.
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
 import socket
 import time
@@ -30,10 +31,11 @@ from pathlib import Path
 from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence
 
 import platformdirs
+from attrs import fields as attrs_fields, frozen
 
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
-from overnight.models import JobRef, JobStatus, Result, ResultStatus
+from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, evolve
 
 DB_NAME = "overnight.sqlite"
 #: Environment variable naming a shared store (``postgresql://user:password@host:port/db``).
@@ -48,9 +50,85 @@ DONE = "done"  # succeeded; the result is stored
 FAILED = "failed"  # errored on every allowed attempt; the last error is stored
 LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
 
-# Job states beyond overnight.models.JobState.
-INTENT = "intent"  # committed before submit; no remote id yet
-LOST_JOB = "lost"  # the provider no longer has the job or its result files
+
+
+class JobPhase(str, enum.Enum):
+    """Every state a job row can be in, in one vocabulary: the provider's (a
+    :class:`~overnight.models.JobState`, same words) and the store's own. Stored as its value."""
+
+    INTENT = "intent"  # committed before submit; no remote id yet
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"  # the provider certainly has no job for this intent: its requests went back
+    REJECTED = "rejected"  # the provider refused to create it
+    LOST = "lost"  # the provider no longer has the job or its result files
+    QUOTA = "quota"  # refused or failed for the account's queue limit: its requests wait again
+
+    def __str__(self) -> str:
+        return self.value
+
+    @classmethod
+    def of(cls, state: JobState) -> "JobPhase":
+        return cls(state.value)
+
+    @property
+    def collected(self) -> bool:
+        """Nothing more will come of a job in this phase (the provider's terminal ones still fetch)."""
+        return self in (JobPhase.ABANDONED, JobPhase.REJECTED, JobPhase.LOST, JobPhase.QUOTA)
+
+
+# The store's own phases, as the words the SQL compares with.
+INTENT = JobPhase.INTENT.value
+LOST_JOB = JobPhase.LOST.value
+
+
+@frozen
+class JobRecord:
+    """One provider job as the store knows it (a row of ``jobs``), read-only.
+
+    ``host`` is filled by :meth:`Store.list_jobs`, ``of_job`` by ``open_duplicates`` (the
+    job it duplicates) and ``lost`` by ``lost_jobs`` (its requests without a result).
+    """
+
+    id: int
+    tag: str
+    provider: str
+    model: str
+    step: str
+    plan_id: str
+    run_id: int | None
+    remote_id: str | None
+    state: JobPhase
+    raw_status: str | None
+    message: str | None
+    ref: JobRef | None
+    requests: int
+    bytes: int
+    completed: int
+    failed: int
+    fetched: bool
+    created_at: float
+    updated_at: float
+    host: str | None = None
+    of_job: int | None = None
+    lost: int | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        """``job["tag"]``: the field, for code written when jobs were dicts (read-only;
+        new code reads ``job.tag``)."""
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+_JOB_FIELDS = frozenset(f.name for f in attrs_fields(JobRecord))
 
 #: The schema at version 1, for every backend. ``{id}`` is the engine's auto-numbered
 #: primary key and ``{norowid}`` SQLite's clustered-table clause (empty elsewhere); the
@@ -165,7 +243,7 @@ class Store(Protocol):
     """What the executor, the pipeline and the CLI need of a state store.
 
     Both backends implement it through :class:`SqlStore`; ``Store.open()`` picks one.
-    Job and run rows are dicts of the ``jobs``/``runs`` columns (``ref`` as a JobRef).
+    Jobs come back as :class:`JobRecord` values; runs as dicts of the ``runs`` columns.
     """
 
     #: The local home (step outputs, the SQLite file when that is the backend).
@@ -213,7 +291,7 @@ class Store(Protocol):
     def job_lines(self, job_id: int) -> Iterator[str]: ...
     def confirm_job(self, job_id: int, ref: JobRef) -> None: ...
     def abandon_intent(self, job_id: int) -> None: ...
-    def open_jobs(self, plan_id: str) -> list[dict[str, Any]]: ...
+    def open_jobs(self, plan_id: str) -> list[JobRecord]: ...
     def update_job(self, job_id: int, status: JobStatus) -> None: ...
     def record_results(self, job_id: int, results: Sequence[Result], max_attempts: int,
                        max_unfinished: int) -> None: ...
@@ -221,11 +299,11 @@ class Store(Protocol):
                   failure: str | None = None) -> None: ...
     def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None: ...
     def lose_job(self, job_id: int, reason: str) -> int: ...
-    def lost_jobs(self, plan_id: str | None = None) -> list[dict[str, Any]]: ...
+    def lost_jobs(self, plan_id: str | None = None) -> list[JobRecord]: ...
     def release_lost(self, job_ids: Sequence[int] | None = None, *, plan_id: str | None = None) -> int: ...
     def retry_failed(self, plan_id: str) -> int: ...
-    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[dict[str, Any]]: ...
-    def get_job(self, ident: str | int) -> dict[str, Any] | None: ...
+    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[JobRecord]: ...
+    def get_job(self, ident: str | int) -> JobRecord | None: ...
     def job_counts(self, job_id: int) -> dict[str, int]: ...
     # tokens, queues, money
     def in_flight(self, provider: str, model: str) -> tuple[int, int]: ...
@@ -239,14 +317,14 @@ class Store(Protocol):
     # the provider as second source of truth
     def mark_ambiguous(self, job_id: int) -> None: ...
     def ambiguous_since(self, job_id: int) -> float | None: ...
-    def ambiguous_open_jobs(self, plan_id: str) -> list[dict[str, Any]]: ...
+    def ambiguous_open_jobs(self, plan_id: str) -> list[JobRecord]: ...
     def known_remote_ids(self, provider: str) -> frozenset[str]: ...
     def has_unsent(self, plan_id: str) -> bool: ...
     def remember_remote_job(self, provider: str, ref: JobRef, state: str, created_at: float,
                             keys: Iterable[str]) -> None: ...
     def adopt_remote_jobs(self, plan_id: str, provider: str, step: str) -> list[tuple[JobRef, int]]: ...
-    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int: ...
-    def open_duplicates(self, plan_id: str) -> list[dict[str, Any]]: ...
+    def record_duplicate(self, of_job: JobRecord, ref: JobRef, requests: int, state: str) -> int: ...
+    def open_duplicates(self, plan_id: str) -> list[JobRecord]: ...
     def record_duplicate_results(self, of_job: int, results: Sequence[Result]) -> int: ...
     def close_duplicate(self, job_id: int) -> None: ...
 
@@ -530,7 +608,7 @@ class SqlStore(Store):
         try:
             with self.transaction() as db:
                 db.execute(
-                    "UPDATE jobs SET remote_id = ?, ref = ?, state = 'running', updated_at = ? WHERE id = ?",
+                    f"UPDATE jobs SET remote_id = ?, ref = ?, state = '{JobPhase.RUNNING.value}', updated_at = ? WHERE id = ?",
                     (ref.remote_id, dumps(ref), time.time(), job_id),
                 )
         except DiskError as exc:
@@ -549,11 +627,11 @@ class SqlStore(Store):
                 (job_id,),
             )
             db.execute(
-                "UPDATE jobs SET state = 'abandoned', fetched = 1, updated_at = ? WHERE id = ?",
+                f"UPDATE jobs SET state = '{JobPhase.ABANDONED.value}', fetched = 1, updated_at = ? WHERE id = ?",
                 (time.time(), job_id),
             )
 
-    def open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
+    def open_jobs(self, plan_id: str) -> list[JobRecord]:
         """Jobs holding requests of this plan that are not yet fully collected."""
         # From the few unfetched jobs to their requests (by the job index), not from every
         # request of the plan: a poll of a million-request plan no longer scans it.
@@ -565,10 +643,13 @@ class SqlStore(Store):
         )
         return [self._job_dict(r) for r in rows]
 
-    def _job_dict(self, row: StoredRow) -> dict[str, Any]:
-        job = dict(row)
+    def _job_dict(self, row: StoredRow) -> JobRecord:
+        """A ``jobs`` row (with any extra columns of JobRecord the query added) as a record."""
+        job = {k: row[k] for k in row.keys() if k in _JOB_FIELDS}
         job["ref"] = loads(row["ref"], JobRef) if row["ref"] else None
-        return job
+        job["state"] = JobPhase(row["state"])
+        job["fetched"] = bool(row["fetched"])
+        return JobRecord(**job)
 
     def update_job(self, job_id: int, status: JobStatus) -> None:
         with self.transaction() as db:
@@ -651,7 +732,7 @@ class SqlStore(Store):
     def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None:
         """The provider refused to create the job: one failed attempt for each request."""
         with self.transaction() as db:
-            db.execute("UPDATE jobs SET state = 'rejected', message = ?, updated_at = ? WHERE id = ?",
+            db.execute(f"UPDATE jobs SET state = '{JobPhase.REJECTED.value}', message = ?, updated_at = ? WHERE id = ?",
                        (reason, time.time(), job_id))
         self.close_job(job_id, max_attempts, max_unfinished, failure=reason)
 
@@ -673,7 +754,7 @@ class SqlStore(Store):
             )
             return cur.rowcount
 
-    def lost_jobs(self, plan_id: str | None = None) -> list[dict[str, Any]]:
+    def lost_jobs(self, plan_id: str | None = None) -> list[JobRecord]:
         """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
         where, params = "", ()  # type: tuple[str, tuple[Any, ...]]
         if plan_id is not None:
@@ -708,22 +789,20 @@ class SqlStore(Store):
                 (plan_id,),
             ).rowcount
 
-    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[JobRecord]:
         where = "WHERE fetched = 0" if active_only else ""
         rows = self._query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (limit,))
         jobs = [self._job_dict(r) for r in rows]
         # Each job's host is its run's (a store shared by many machines shows whose job it is).
-        run_ids = sorted({j["run_id"] for j in jobs if j["run_id"] is not None})
-        hosts = {}
+        run_ids = sorted({j.run_id for j in jobs if j.run_id is not None})
+        hosts: dict[int, str | None] = {}
         for i in range(0, len(run_ids), 500):
             part = run_ids[i : i + 500]
             for run in self._query(f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(part))})", part):
                 hosts[run["id"]] = dict(run).get("host")  # a store not migrated yet (read-only) has none
-        for job in jobs:
-            job["host"] = hosts.get(job["run_id"])
-        return jobs
+        return [evolve(job, host=hosts.get(job.run_id)) if job.run_id is not None else job for job in jobs]
 
-    def get_job(self, ident: str | int) -> dict[str, Any] | None:
+    def get_job(self, ident: str | int) -> JobRecord | None:
         """A job by local id, tag or remote id."""
         rows = self._query(
             "SELECT * FROM jobs WHERE CAST(id AS TEXT) = ? OR tag = ? OR remote_id = ? LIMIT 1",
@@ -748,7 +827,7 @@ class SqlStore(Store):
         rows = self._query(
             "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, COUNT(*) AS n "
             "FROM jobs j JOIN requests r ON r.job_id = j.id "
-            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', 'running') "
+            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', '{JobPhase.RUNNING.value}') "
             f"AND r.state = '{QUEUED}'",
             (provider, model),
         )
@@ -857,10 +936,10 @@ class SqlStore(Store):
         rows = self._query("SELECT at FROM ambiguous_creates WHERE job_id = ?", (job_id,))
         return rows[0]["at"] if rows else None
 
-    def ambiguous_open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
+    def ambiguous_open_jobs(self, plan_id: str) -> list[JobRecord]:
         """Open, confirmed jobs of this plan whose submission was ambiguous at some point."""
         return [j for j in self.open_jobs(plan_id)
-                if j["remote_id"] and self.ambiguous_since(j["id"]) is not None]
+                if j.remote_id and self.ambiguous_since(j.id) is not None]
 
     def known_remote_ids(self, provider: str) -> frozenset[str]:
         """Remote ids this store already knows (its own jobs and the provider's listed ones)."""
@@ -927,7 +1006,8 @@ class SqlStore(Store):
                     tag = f"adopted-{ref.remote_id}"
                 cur = db.execute(
                     "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, ref, "
-                    "requests, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?) RETURNING id",
+                    f"requests, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '{JobPhase.RUNNING.value}', ?, ?, ?, ?, "
+                    "?) RETURNING id",
                     (tag, provider, model, step, plan_id, self.run_id, ref.remote_id, dumps(ref), len(keys), 0,
                      now, now),
                 )
@@ -939,7 +1019,7 @@ class SqlStore(Store):
                 adopted.append((ref, len(keys)))
         return adopted
 
-    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int:
+    def record_duplicate(self, of_job: JobRecord, ref: JobRef, requests: int, state: str) -> int:
         """Record a second provider job of one chunk; it is checked and its successes kept."""
         now = time.time()
         with self.transaction() as db:
@@ -947,15 +1027,15 @@ class SqlStore(Store):
                 "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, message, ref, "
                 "requests, bytes, created_at, updated_at) "
                 "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
-                (f"{of_job['tag']}~{ref.remote_id}", of_job["provider"], of_job["model"], of_job["step"],
-                 of_job["plan_id"], self.run_id, ref.remote_id, state,
-                 f"duplicate of {of_job['remote_id']}", dumps(ref), requests, now, now),
+                (f"{of_job.tag}~{ref.remote_id}", of_job.provider, of_job.model, of_job.step,
+                 of_job.plan_id, self.run_id, ref.remote_id, state,
+                 f"duplicate of {of_job.remote_id}", dumps(ref), requests, now, now),
             )
             job_id = int(cur.fetchall()[0][0])
-            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job["id"]))
+            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job.id))
             return job_id
 
-    def open_duplicates(self, plan_id: str) -> list[dict[str, Any]]:
+    def open_duplicates(self, plan_id: str) -> list[JobRecord]:
         """Duplicate jobs of this plan not yet collected, each with ``of_job`` (the kept one)."""
         rows = self._query(
             "SELECT jobs.*, d.of_job FROM jobs JOIN duplicates d ON d.job_id = jobs.id "
