@@ -387,6 +387,9 @@ class SqlStore(Store):
             [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in items],
         )
 
+    def _plan_written(self, db: Any, size: int) -> None:
+        """A plan of ``size`` items was just written (a backend may refresh its statistics)."""
+
     def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
         """Write a job's membership (the intent's requests)."""
         db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
@@ -511,6 +514,7 @@ class SqlStore(Store):
             flush()
         with self.transaction() as db:
             db.execute("UPDATE plans SET size = ?, complete = 1 WHERE plan_id = ?", (position, plan_id))
+            self._plan_written(db, position)
         return position
 
     def drop_plan(self, plan_id: str) -> None:
