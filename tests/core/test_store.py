@@ -392,3 +392,32 @@ def test_a_lost_connection_is_a_clear_error_and_the_lock_is_never_retaken_silent
         assert store.plan_counts("p") == {NEW: 2}  # after the pass: a new connection, nothing lost
     finally:
         store.close()
+
+
+def test_pipeline_store_argument_selects_postgres_and_no_table_holds_the_password(fake, pg_url, tmp_path):
+    import psycopg
+
+    from overnight import LoadDataFromDicts, Pipeline, PipelineNotFinished, TextGeneration
+    from pgserver import PASSWORD
+
+    def build():
+        with Pipeline(name="teams", cache_dir=tmp_path / "home", store=pg_url) as p:
+            LoadDataFromDicts(name="load", data=[{"instruction": f"q{i}"} for i in range(5)]) >> TextGeneration(
+                name="gen", llm=LLM("fake/m"))
+        return p
+
+    with pytest.raises(PipelineNotFinished) as pending:
+        build().run()
+    assert PASSWORD not in str(pending.value)
+    fake.advance()
+    assert [r["generation"] for r in build().run()] == [f"echo: q{i}" for i in range(5)]
+    assert not (tmp_path / "home" / "overnight.sqlite").exists()
+    assert (tmp_path / "home" / "pipelines").exists()  # step outputs stay local
+    with psycopg.connect(pg_url, autocommit=True) as db:
+        tables = [r[0] for r in db.execute("SELECT tablename FROM pg_tables WHERE schemaname = current_schema()")]
+        assert {"runs", "jobs", "requests", "plans"} <= set(tables)
+        for table in tables:
+            text = "".join(str(row) for row in db.execute(f"SELECT * FROM {table}").fetchall())
+            assert PASSWORD not in text, table
+    with pytest.raises(ConfigurationError, match="postgresql:// URL"):
+        Pipeline(name="x", store=42)  # type: ignore[arg-type]
