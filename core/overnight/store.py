@@ -35,7 +35,7 @@ from attrs import fields as attrs_fields, frozen
 
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
-from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, evolve
+from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
 
 DB_NAME = "overnight.sqlite"
 #: Environment variable naming a shared store (``postgresql://user:password@host:port/db``).
@@ -69,15 +69,6 @@ class JobPhase(str, enum.Enum):
 
     def __str__(self) -> str:
         return self.value
-
-    @classmethod
-    def of(cls, state: JobState) -> "JobPhase":
-        return cls(state.value)
-
-    @property
-    def collected(self) -> bool:
-        """Nothing more will come of a job in this phase (the provider's terminal ones still fetch)."""
-        return self in (JobPhase.ABANDONED, JobPhase.REJECTED, JobPhase.LOST, JobPhase.QUOTA)
 
 
 # The store's own phases, as the words the SQL compares with.

@@ -20,7 +20,7 @@ from overnight.errors import ConfigurationError, StoreError
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
-from overnight.store import DONE, FAILED, INTENT, LOST, NEW, QUEUED, Store
+from overnight.store import DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -143,6 +143,18 @@ def test_intent_then_confirm_then_results_settle_each_request_once(store):
     assert store.get_job("t1")["id"] == job and store.get_job("batch_1")["id"] == job
     assert store.get_job("nope") is None
     assert store.job_counts(job) == {DONE: 1, NEW: 3}
+
+
+def test_jobs_are_frozen_records_in_one_phase_vocabulary(store):
+    assert {s.value for s in JobState} <= {p.value for p in JobPhase}  # the provider's words are phases
+    store.write_plan("p", "fake", "g", items(1))
+    job = store.get_job(submit(store, ["k0"]))
+    assert isinstance(job, JobRecord) and job.state is JobPhase.RUNNING and job.fetched is False
+    assert job["tag"] == job.tag == "t1" and job.get("nope") is None  # read-only mapping reads, for old code
+    with pytest.raises(KeyError):
+        job["nope"]
+    with pytest.raises(AttributeError):
+        job.state = JobPhase.LOST  # type: ignore[misc]
 
 
 def test_errors_retry_up_to_max_attempts_then_fail(store):
