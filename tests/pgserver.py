@@ -15,6 +15,7 @@ from __future__ import annotations
 import glob
 import os
 import pwd
+import shlex
 import shutil
 import socket
 import subprocess
@@ -104,7 +105,7 @@ class Server:
 
     def _run(self, argv: list[str]) -> None:
         if self.prefix[-1:] == ["-c"]:  # su takes one command line
-            argv = [*self.prefix, " ".join(argv)]
+            argv = [*self.prefix, shlex.join(argv)]
         else:
             argv = [*self.prefix, *argv]
         done = subprocess.run(argv, capture_output=True, text=True, cwd=self.root)
