@@ -141,10 +141,9 @@ class Accounting:
                        f"nothing else in flight ({reason}); raise the account's limit")
             polling.report(f"{self.step}: {message}")
             if failed:
-                self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished,
-                                     failure=message)
+                self.store.close_job(job["id"], self.policy.retries, failure=message)
             else:
-                self.store.reject_intent(job["id"], message, self.policy.max_attempts, self.policy.max_unfinished)
+                self.store.reject_intent(job["id"], message, self.policy.retries)
             return False
         self.store.requeue_job(job["id"], JobPhase.QUOTA.value, reason)
         held_tokens, held_requests = self.store.in_flight(self.info.name, model)

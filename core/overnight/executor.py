@@ -454,7 +454,7 @@ class BatchExecutor:
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
-            self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished, failure=reason)
+            self.store.close_job(job["id"], self.policy.retries, failure=reason)
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
@@ -470,7 +470,7 @@ class BatchExecutor:
             self._lose(job, str(exc))
             return
         self._record(job["id"], batch)
-        self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished)
+        self.store.close_job(job["id"], self.policy.retries)
 
     def _lose(self, job: st.JobRecord, reason: str) -> None:
         """The provider says the job or its results are gone: end it, keep what is stored."""
@@ -518,7 +518,7 @@ class BatchExecutor:
     def _record(self, job_id: int, results: list[Result]) -> None:
         model = self._job_model(job_id)
         results = [self.accounting.priced(r, model) for r in results]
-        self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
+        self.store.record_results(job_id, results, self.policy.retries)
 
     def _job_model(self, job_id: int) -> str:
         if job_id not in self._models:
@@ -613,7 +613,7 @@ class BatchExecutor:
                 ref = self.provider.submit(chunk, self.options)
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {chunk.count} requests was refused: {exc}")
-            self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
+            self.store.reject_intent(job_id, str(exc), self.policy.retries)
             return None
         except QuotaExceeded:
             raise  # certainly nothing was created: the caller puts the requests back

@@ -36,6 +36,7 @@ from attrs import fields as attrs_fields, frozen
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
+from overnight.policy import Retries
 
 DB_NAME = "overnight.sqlite"
 #: Environment variable naming a shared store (``postgresql://user:password@host:port/db``).
@@ -284,11 +285,9 @@ class Store(Protocol):
     def abandon_intent(self, job_id: int) -> None: ...
     def open_jobs(self, plan_id: str) -> list[JobRecord]: ...
     def update_job(self, job_id: int, status: JobStatus) -> None: ...
-    def record_results(self, job_id: int, results: Sequence[Result], max_attempts: int,
-                       max_unfinished: int) -> None: ...
-    def close_job(self, job_id: int, max_attempts: int, max_unfinished: int, *,
-                  failure: str | None = None) -> None: ...
-    def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None: ...
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None: ...
+    def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None: ...
+    def reject_intent(self, job_id: int, reason: str, retries: Retries) -> None: ...
     def lose_job(self, job_id: int, reason: str) -> int: ...
     def lost_jobs(self, plan_id: str | None = None) -> list[JobRecord]: ...
     def release_lost(self, job_ids: Sequence[int] | None = None, *, plan_id: str | None = None) -> int: ...
@@ -655,9 +654,9 @@ class SqlStore(Store):
                  status.failed, time.time(), job_id),
             )
 
-    def record_results(self, job_id: int, results: Sequence[Result], max_attempts: int,
-                       max_unfinished: int) -> None:
-        """Store one batch of a job's results, in one transaction.
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None:
+        """Store one batch of a job's results, in one transaction; ``retries`` (the
+        executor's rule) says which requests that did not succeed go again.
 
         Only requests still queued in *this* job take a result, so unknown custom ids,
         duplicates (the first one wins) and late results of a superseded job are ignored.
@@ -680,12 +679,12 @@ class SqlStore(Store):
                     f"AND +job_id = ? AND state = '{QUEUED}'",
                     (*part, job_id),
                 ).fetchall()
-            self._settle(db, [(row, first[row["key"]]) for row in queued], max_attempts, max_unfinished)
+            self._settle(db, [(row, first[row["key"]]) for row in queued], retries)
 
     @staticmethod
     def _settle(db: Any, outcomes: Sequence[tuple[StoredRow, Result]],
-                max_attempts: int, max_unfinished: int) -> None:
-        """Apply results to queued requests (rows of key, attempts, unfinished)."""
+                retries: Retries) -> None:
+        """Apply results to queued requests (rows of key, attempts, unfinished), by the retry rule."""
         updates: list[tuple[str, int, int, str | None, str]] = []
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
@@ -693,10 +692,11 @@ class SqlStore(Store):
                 updates.append((DONE, attempts, unfinished, dumps(result), key))
             elif result.status is ResultStatus.ERRORED:
                 attempts += 1
-                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dumps(result), key))
+                state = FAILED if retries.gives_up(attempts, unfinished) else NEW
+                updates.append((state, attempts, unfinished, dumps(result), key))
             else:  # unfinished: resubmit, but not forever
                 unfinished += 1
-                if unfinished >= max_unfinished:
+                if retries.gives_up(attempts, unfinished):
                     failed = Result(
                         custom_id=key, status=ResultStatus.ERRORED,
                         error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
@@ -708,8 +708,7 @@ class SqlStore(Store):
             "UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ? WHERE key = ?", updates
         )
 
-    def close_job(self, job_id: int, max_attempts: int, max_unfinished: int, *,
-                  failure: str | None = None) -> None:
+    def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None:
         """Mark a terminal job collected; requests it did not report on are resubmitted.
 
         With ``failure`` (the whole job was rejected), each request counts one failed attempt.
@@ -721,15 +720,15 @@ class SqlStore(Store):
             ).fetchall()
             status = ResultStatus.ERRORED if failure is not None else ResultStatus.UNFINISHED
             outcomes = [(row, Result(custom_id=row["key"], status=status, error=failure)) for row in left]
-            self._settle(db, outcomes, max_attempts, max_unfinished)
+            self._settle(db, outcomes, retries)
             db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
-    def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None:
+    def reject_intent(self, job_id: int, reason: str, retries: Retries) -> None:
         """The provider refused to create the job: one failed attempt for each request."""
         with self.transaction() as db:
             db.execute(f"UPDATE jobs SET state = '{JobPhase.REJECTED.value}', message = ?, updated_at = ? WHERE id = ?",
                        (reason, time.time(), job_id))
-        self.close_job(job_id, max_attempts, max_unfinished, failure=reason)
+        self.close_job(job_id, retries, failure=reason)
 
     # -- results the provider lost, and retrying failed requests -------------------------
 
@@ -1056,7 +1055,7 @@ class SqlStore(Store):
                     f"AND +job_id = ? AND state = '{QUEUED}'",
                     (*part, of_job),
                 ).fetchall()
-                self._settle(db, [(row, ok[row["key"]]) for row in rows], 1, 1)
+                self._settle(db, [(row, ok[row["key"]]) for row in rows], Retries())  # successes only
                 taken += len(rows)
         return taken
 

@@ -20,6 +20,7 @@ from overnight.errors import ConfigurationError, StoreError
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
+from overnight.policy import Retries
 from overnight.store import DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
 
 
@@ -46,6 +47,10 @@ def items(n, *, model="m", start=0, repeat=()):
     for row in repeat:  # a repeated input row: the same request at another position
         out.append((start + len(out), 0, f"k{row}", model, f'{{"i": {row}}}', 10 + row, 5, 20))
     return out
+
+
+#: The default retry rule (3 attempts, 5 unfinished jobs), as the executor passes it.
+R = Retries()
 
 
 def ok(key, text="fine", cost=0.5):
@@ -99,7 +104,7 @@ def test_a_plan_is_stored_in_batches_and_read_back_in_order(store):
 def test_requests_are_shared_by_content_across_plans(store):
     store.write_plan("p", "fake", "g", items(3))
     job = submit(store, ["k0", "k1", "k2"])
-    store.record_results(job, [ok("k0"), ok("k1"), ok("k2")], 3, 5)
+    store.record_results(job, [ok("k0"), ok("k1"), ok("k2")], R)
     # Another plan (another pipeline, another host) with two of the same requests: paid already.
     store.write_plan("q", "fake", "g", items(3, start=1))
     assert store.plan_counts("q") == {DONE: 2, NEW: 1}
@@ -131,8 +136,8 @@ def test_intent_then_confirm_then_results_settle_each_request_once(store):
         Result(custom_id="k1", status=ResultStatus.ERRORED, error="overloaded"),
         Result(custom_id="k2", status=ResultStatus.UNFINISHED),
         ok("not-ours"),
-    ], 3, 5)
-    store.close_job(job, 3, 5)  # k3 never reported: resubmitted
+    ], R)
+    store.close_job(job, R)  # k3 never reported: resubmitted
     assert store.open_jobs("p") == []
     assert store.plan_counts("p") == {DONE: 1, NEW: 3}
     assert store.plan_retried("p") == 1  # k1 failed once
@@ -161,17 +166,29 @@ def test_errors_retry_up_to_max_attempts_then_fail(store):
     store.write_plan("p", "fake", "g", items(1))
     for attempt in range(3):
         job = submit(store, ["k0"], tag=f"t{attempt}")
-        store.record_results(job, [Result(custom_id="k0", status=ResultStatus.ERRORED, error=f"bad {attempt}")], 3, 5)
-        store.close_job(job, 3, 5)
+        store.record_results(job, [Result(custom_id="k0", status=ResultStatus.ERRORED, error=f"bad {attempt}")], R)
+        store.close_job(job, R)
     assert store.plan_counts("p") == {FAILED: 1}
     assert store.retry_failed("p") == 1
     assert store.plan_counts("p") == {NEW: 1}
 
 
+def test_the_executors_retry_rule_decides_when_an_unrun_request_ends_as_an_error(store):
+    rule = Retries(max_attempts=3, max_unfinished=2)
+    assert not rule.gives_up(2, 1) and rule.gives_up(3, 0) and rule.gives_up(0, 2)
+    store.write_plan("p", "fake", "g", items(1))
+    for n in range(2):
+        job = submit(store, ["k0"], tag=f"t{n}")
+        store.close_job(job, rule)  # the job ended without running k0 (expired)
+    assert store.plan_counts("p") == {FAILED: 1}
+    [(_, _, _, text)] = list(store.plan_results("p"))
+    assert "not run by the provider in 2 jobs" in text
+
+
 def test_a_rejected_intent_counts_one_attempt_and_abandoned_ones_none(store):
     store.write_plan("p", "fake", "g", items(2))
     job = store.create_intent(tag="t1", provider="fake", model="m", step="g", plan_id="p", keys=["k0"], nbytes=10)
-    store.reject_intent(job, "refused: too big", 1, 5)
+    store.reject_intent(job, "refused: too big", Retries(1, 5))
     assert store.get_job(job)["state"] == "rejected"
     job2 = store.create_intent(tag="t2", provider="fake", model="m", step="g", plan_id="p", keys=["k1"], nbytes=10)
     store.abandon_intent(job2)
@@ -183,7 +200,7 @@ def test_a_rejected_intent_counts_one_attempt_and_abandoned_ones_none(store):
 def test_lost_results_wait_for_consent(store):
     store.write_plan("p", "fake", "g", items(3))
     job = submit(store, ["k0", "k1", "k2"])
-    store.record_results(job, [ok("k0")], 3, 5)
+    store.record_results(job, [ok("k0")], R)
     assert store.lose_job(job, "files expired") == 2
     [lost] = store.lost_jobs("p")
     assert (lost["id"], lost["lost"], lost["message"]) == (job, 2, "files expired")
@@ -215,7 +232,7 @@ def test_money_per_plan_and_in_total(store):
     store.write_plan("p", "fake", "g", items(3))
     job = submit(store, ["k0", "k1"])
     store.record_results(job, [ok("k0", cost=0.25), Result(custom_id="k1", status=ResultStatus.SUCCEEDED, text="x")],
-                         3, 5)
+                         R)
     money = store.plan_money("p")
     assert money[DONE]["n"] == 2 and money[DONE]["cost"] == pytest.approx(0.25)
     assert money[DONE]["used_in"] == 3 and money[DONE]["used_out"] == 4 and money[DONE]["online"] == pytest.approx(0.5)
@@ -254,7 +271,7 @@ def test_duplicates_answer_each_request_once(store):
     dup = store.record_duplicate(twin, JobRef("fake", "remote-late", "t1"), 3, "running")
     [open_dup] = store.open_duplicates("p")
     assert open_dup["id"] == dup and open_dup["of_job"] == kept and open_dup["message"] == "duplicate of remote-t1"
-    store.record_results(kept, [ok("k0", text="from the kept job")], 3, 5)
+    store.record_results(kept, [ok("k0", text="from the kept job")], R)
     taken = store.record_duplicate_results(kept, [ok("k0", text="late"), ok("k1", text="from the duplicate"),
                                                   Result(custom_id="k2", status=ResultStatus.ERRORED, error="x")])
     assert taken == 1  # k0 was answered already; k2's error is the kept job's to report
