@@ -128,7 +128,11 @@ class _Connection:
 
 
 class PostgresStore(SqlStore):
-    """The store in a PostgreSQL database, shared by every host that points at it."""
+    """The store in a PostgreSQL database, shared by every host that points at it.
+
+    ``readonly`` (``overnight status``, ``jobs``) only spares the local folder: the
+    schema is still created or migrated on first use, as any other host would.
+    """
 
     def __init__(self, url: str, *, cache_dir: str | Path, readonly: bool = False) -> None:
         super().__init__(Path(cache_dir), readonly=readonly)
