@@ -12,7 +12,7 @@ import cattrs
 
 from overnight import _json
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3  # 2: runs.host, 3: online mode's tables (overnight.store.MIGRATIONS)
 
 T = TypeVar("T")
 

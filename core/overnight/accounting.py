@@ -20,7 +20,7 @@ from overnight.money import DEFAULT_EXPECTED_OUTPUT, StepEstimate, usd
 from overnight.models import ChatRequest, ModelSpec, Result
 from overnight.policy import RunPolicy
 from overnight.providers import Provider
-from overnight.store import DONE, NEW, QUEUED, Store
+from overnight.store import DONE, NEW, QUEUED, JobPhase, JobRecord, Store
 
 
 def _env_int(name: str) -> int | None:
@@ -121,7 +121,7 @@ class Accounting:
 
     # -- quotas and budgets ----------------------------------------------------------------
 
-    def quota_refused(self, job: dict[str, Any], reason: str, *, failed: bool) -> bool:
+    def quota_refused(self, job: Mapping[str, Any] | JobRecord, reason: str, *, failed: bool) -> bool:
         """A job refused (at create) or failed (at validation) for the account's queue limit.
 
         Not an attempt: its requests wait again. The figure overnight keeps to for this
@@ -141,12 +141,11 @@ class Accounting:
                        f"nothing else in flight ({reason}); raise the account's limit")
             polling.report(f"{self.step}: {message}")
             if failed:
-                self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished,
-                                     failure=message)
+                self.store.close_job(job["id"], self.policy.retries, failure=message)
             else:
-                self.store.reject_intent(job["id"], message, self.policy.max_attempts, self.policy.max_unfinished)
+                self.store.reject_intent(job["id"], message, self.policy.retries)
             return False
-        self.store.requeue_job(job["id"], "quota", reason)
+        self.store.requeue_job(job["id"], JobPhase.QUOTA.value, reason)
         held_tokens, held_requests = self.store.in_flight(self.info.name, model)
         new_tokens = held_tokens if held_requests else max(1, chunk_tokens // 2)
         new_requests = held_requests if held_requests else max(1, requests // 2)

@@ -369,32 +369,22 @@ def _table(rows: list[list[Any]], header: list[str]) -> str:
     return "\n".join("  " + "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip() for r in cells)
 
 
-def _job_json(job: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in job.items() if k != "ref"}
-    ref = job.get("ref")
-    out["ref"] = attrs.asdict(ref) if ref is not None and attrs.has(type(ref)) else ref
+def _job_json(job: Any) -> dict[str, Any]:
+    out = attrs.asdict(job, recurse=False)
+    out["state"] = job.state.value
+    out["ref"] = attrs.asdict(job.ref) if job.ref is not None else None
     return out
 
 
-def _job_rows(jobs: list[dict[str, Any]]) -> list[list[Any]]:
+def _job_rows(jobs: list[Any]) -> list[list[Any]]:
     return [
-        [
-            j.get("id"),
-            j.get("run_id") or "-",
-            j.get("provider"),
-            j.get("remote_id") or "(unconfirmed)",
-            j.get("step"),
-            j.get("state"),
-            j.get("requests"),
-            j.get("completed", j.get("done")),
-            j.get("failed", j.get("errored")),
-            _age(j.get("created_at")),
-        ]
+        [j.id, j.run_id or "-", j.host, j.provider, j.remote_id or "(unconfirmed)", j.step, j.state,
+         j.requests, j.completed, j.failed, _age(j.created_at)]
         for j in jobs
     ]
 
 
-_JOB_HEADER = ["ID", "RUN", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
+_JOB_HEADER = ["ID", "RUN", "HOST", "PROVIDER", "REMOTE ID", "STEP", "STATE", "REQUESTS", "COMPLETED", "FAILED", "AGE"]
 
 
 def cmd_status(args: argparse.Namespace) -> int:
@@ -407,12 +397,12 @@ def cmd_status(args: argparse.Namespace) -> int:
     finally:
         store.close()
     if args.json:
-        data = {"cache_dir": str(store.cache_dir), "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
+        data = {"cache_dir": str(store.cache_dir), "store": store.location, "runs": runs, "open_jobs": [_job_json(j) for j in jobs],
                 "lost_jobs": [_job_json(j) for j in lost],
                 "money": money}
         print(json.dumps(data, indent=2))
         return EXIT_OK
-    print(f"State store: {store.cache_dir}")
+    print(f"State store: {store.location}")
     if not runs:
         print("No runs yet. Start one with `overnight run SCRIPT`.")
     else:
@@ -421,6 +411,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             [
                 r.get("id"),
                 r.get("pipeline"),
+                r.get("host"),
                 r.get("state"),
                 _age(r.get("started_at")) + " ago",
                 _duration(r.get("started_at"), r.get("finished_at")),
@@ -428,7 +419,7 @@ def cmd_status(args: argparse.Namespace) -> int:
             ]
             for r in runs
         ]
-        print(_table(rows, ["RUN", "PIPELINE", "STATE", "STARTED", "TOOK", "SUBMITTED"]))
+        print(_table(rows, ["RUN", "PIPELINE", "HOST", "STATE", "STARTED", "TOOK", "SUBMITTED"]))
     if jobs:
         print(f"\nBatch jobs still open ({len(jobs)}):")
         print(_table(_job_rows(jobs), _JOB_HEADER))
@@ -437,7 +428,7 @@ def cmd_status(args: argparse.Namespace) -> int:
         print("\nNo batch job is open.")
     if lost:
         print(f"\nJobs whose results the provider lost ({len(lost)}):")
-        rows = [[j["id"], j["provider"], j["remote_id"], j["step"], j["lost"], j["message"] or "-"] for j in lost]
+        rows = [[j.id, j.provider, j.remote_id, j.step, j.lost, j.message or "-"] for j in lost]
         print(_table(rows, ["ID", "PROVIDER", "REMOTE ID", "STEP", "WITHOUT RESULT", "WHY"]))
         print("\nTheir other results are kept. The requests without a result were paid for once: "
               "`overnight resubmit-lost` (or Pipeline.run(resubmit_lost=True)) submits them again.")
@@ -483,13 +474,13 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         store.close()
     if job is None:
         print(
-            f"overnight: error: no job {args.job!r} in the state store at {store.cache_dir}; "
+            f"overnight: error: no job {args.job!r} in the state store {store.location}; "
             "list them with `overnight jobs --all`",
             file=sys.stderr,
         )
         return EXIT_ERROR
-    ref = job.get("ref")
-    label = f"{job.get('provider')} job {job.get('remote_id') or job.get('tag')}"
+    ref = job.ref
+    label = f"{job.provider} job {job.remote_id or job.tag}"
     if ref is None:
         print(
             f"overnight: error: {label} was never confirmed by the provider, so there is no remote job "
@@ -497,8 +488,8 @@ def cmd_cancel(args: argparse.Namespace) -> int:
             file=sys.stderr,
         )
         return EXIT_ERROR
-    if job.get("state") in _TERMINAL:
-        print(f"{label} is already {job['state']}; nothing to cancel.")
+    if job.state in _TERMINAL:
+        print(f"{label} is already {job.state}; nothing to cancel.")
         return EXIT_OK
     provider = get_registry().provider(ref.provider)
     provider.connect({})  # the environment's credentials, as the hooks get them in a run
@@ -515,7 +506,7 @@ def cmd_cancel(args: argparse.Namespace) -> int:
         )
         return EXIT_ERROR
     print(
-        f"Cancellation requested for {label} (step {job.get('step')!r}, {job.get('requests')} requests).\n"
+        f"Cancellation requested for {label} (step {job.step!r}, {job.requests} requests).\n"
         "Results it finished are still collected the next time the pipeline runs; "
         "requests it did not finish are resubmitted then."
     )
@@ -550,14 +541,14 @@ def cmd_resubmit_lost(args: argparse.Namespace) -> int:
         lost = store.lost_jobs()
         if args.jobs:
             wanted = set(args.jobs)
-            lost = [j for j in lost if wanted & {str(j["id"]), j["tag"], j["remote_id"]}]
+            lost = [j for j in lost if wanted & {str(j.id), j.tag, j.remote_id}]
         if not lost:
             print("No job with lost results" + (f" matching {' '.join(args.jobs)}" if args.jobs else "") + ".")
             return EXIT_ERROR if args.jobs else EXIT_OK
-        released = store.release_lost([j["id"] for j in lost])
+        released = store.release_lost([j.id for j in lost])
         for job in lost:
-            print(f"{job['provider']} job {job['remote_id']} (step {job['step']!r}): "
-                  f"{job['lost']} request(s) without a result will be submitted again.")
+            print(f"{job.provider} job {job.remote_id} (step {job.step!r}): "
+                  f"{job.lost} request(s) without a result will be submitted again.")
     finally:
         store.close()
     print(f"The next run of the pipeline's script submits these {released} request(s) (paid for again); "
@@ -567,18 +558,20 @@ def cmd_resubmit_lost(args: argparse.Namespace) -> int:
 
 def cmd_forget_unconfirmed(args: argparse.Namespace) -> int:
     """Give up on submissions a crashed run could not confirm, so the next run resubmits them."""
+    from overnight.store import JobPhase
+
     store = _open_store()
     try:
-        intents = [j for j in store.list_jobs(active_only=True, limit=100_000) if j["state"] == "intent"]
+        intents = [j for j in store.list_jobs(active_only=True, limit=100_000) if j.state is JobPhase.INTENT]
         if args.tags:
-            intents = [j for j in intents if j["tag"] in args.tags or str(j["id"]) in args.tags]
+            intents = [j for j in intents if j.tag in args.tags or str(j.id) in args.tags]
         if not intents:
             print("No unconfirmed submissions" + (f" matching {' '.join(args.tags)}" if args.tags else "") + ".")
             return EXIT_OK if not args.tags else EXIT_ERROR
         for job in intents:
-            store.abandon_intent(job["id"])
-            print(f"Forgot the unconfirmed {job['provider']} submission {job['tag']} "
-                  f"(step {job['step']!r}, {job['requests']} requests).")
+            store.abandon_intent(job.id)
+            print(f"Forgot the unconfirmed {job.provider} submission {job.tag} "
+                  f"(step {job.step!r}, {job.requests} requests).")
     finally:
         store.close()
     print("The next run submits these requests again. If the provider did create such a job, "
@@ -616,7 +609,7 @@ def cmd_adopt(args: argparse.Namespace) -> int:
     print(
         f"Found {len(listed)} overnight {provider.name} job(s) of the last {args.hours:g} h; "
         f"{len(readable)} with readable request ids "
-        f"({sum(len(j.custom_ids or ()) for j in readable)} requests) are recorded in {store.cache_dir}.\n"
+        f"({sum(len(j.custom_ids or ()) for j in readable)} requests) are recorded in {store.location}.\n"
         "The next run of a pipeline adopts the jobs that hold its requests instead of paying again."
     )
     return EXIT_OK

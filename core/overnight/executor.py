@@ -27,13 +27,11 @@ import contextlib
 import json
 import time
 import uuid
-from pathlib import Path
 from typing import Any, Iterable, Iterator, Mapping
 
 from overnight import _json, polling, progress, store as st
 from overnight._serialization import dumps
 from overnight.accounting import Accounting
-from overnight.diskerrors import raise_on_disk
 from overnight.errors import (
     InvalidRequest,
     LostResults,
@@ -251,7 +249,7 @@ class BatchExecutor:
 
     # -- reconcile, check, fetch, submit ----------------------------------------------------
 
-    def _advance(self, deadline: float | None = None) -> list[dict[str, Any]]:
+    def _advance(self, deadline: float | None = None) -> list[st.JobRecord]:
         """One pass over the step's jobs; returns the jobs still open afterwards.
 
         Each pass holds the store's lock, so two processes never submit the same
@@ -261,11 +259,11 @@ class BatchExecutor:
         """
         with self._lock():
             jobs = self.store.open_jobs(self.plan_id)
-            for job in jobs:
+            for i, job in enumerate(jobs):
                 if deadline is not None and time.monotonic() >= deadline:
                     break
-                if job["state"] == st.INTENT:
-                    job["ref"] = self._reconcile(job, deadline)
+                if job.state is st.JobPhase.INTENT:
+                    jobs[i] = evolve(job, ref=self._reconcile(job, deadline))
             self.online.on_pass(jobs)  # at the deadline: cancel the open jobs
             # Duplicates first: before a check closes the job one mirrors, its successes count.
             self._cancel_duplicates()
@@ -284,7 +282,7 @@ class BatchExecutor:
                 self._submit_pending()
             return self.store.open_jobs(self.plan_id)
 
-    def _reconcile(self, job: dict[str, Any], deadline: float | None = None) -> JobRef | None:
+    def _reconcile(self, job: st.JobRecord, deadline: float | None = None) -> JobRef | None:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
             try:
@@ -306,7 +304,7 @@ class BatchExecutor:
             raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
         return None
 
-    def _settled_resubmit(self, job: dict[str, Any]) -> JobRef | None:
+    def _settled_resubmit(self, job: st.JobRecord) -> JobRef | None:
         """The provider shows no job with this intent's tag: not proof, until the create settles.
 
         Right after an ambiguous create (an error that may hide a created job, or a run
@@ -331,7 +329,7 @@ class BatchExecutor:
         try:
             return self._send(job["id"], chunk)
         except QuotaExceeded as exc:
-            self.accounting.quota_refused(dict(job), str(exc), failed=False)
+            self.accounting.quota_refused(job, str(exc), failed=False)
             return None
 
     def _cancel_duplicates(self) -> None:
@@ -450,7 +448,7 @@ class BatchExecutor:
             )
         return listed
 
-    def _check(self, job: dict[str, Any], deadline: float | None = None) -> None:
+    def _check(self, job: st.JobRecord, deadline: float | None = None) -> None:
         ref = job["ref"]
         try:
             with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
@@ -467,7 +465,7 @@ class BatchExecutor:
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
-            self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished, failure=reason)
+            self.store.close_job(job["id"], self.policy.retries, failure=reason)
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
@@ -483,9 +481,9 @@ class BatchExecutor:
             self._lose(job, str(exc))
             return
         self._record(job["id"], batch)
-        self.store.close_job(job["id"], self.policy.max_attempts, self.policy.max_unfinished)
+        self.store.close_job(job["id"], self.policy.retries)
 
-    def _lose(self, job: dict[str, Any], reason: str) -> None:
+    def _lose(self, job: st.JobRecord, reason: str) -> None:
         """The provider says the job or its results are gone: end it, keep what is stored."""
         lost = self.store.lose_job(job["id"], reason)
         polling.report(
@@ -531,7 +529,7 @@ class BatchExecutor:
     def _record(self, job_id: int, results: list[Result]) -> None:
         model = self._job_model(job_id)
         results = [self.accounting.priced(r, model) for r in results]
-        self.store.record_results(job_id, results, self.policy.max_attempts, self.policy.max_unfinished)
+        self.store.record_results(job_id, results, self.policy.retries)
 
     def _job_model(self, job_id: int) -> str:
         if job_id not in self._models:
@@ -627,7 +625,7 @@ class BatchExecutor:
                 ref = self.provider.submit(chunk, self.options)
         except SubmissionRejected as exc:
             polling.report(f"{self.step}: the {self.provider.name} job of {chunk.count} requests was refused: {exc}")
-            self.store.reject_intent(job_id, str(exc), self.policy.max_attempts, self.policy.max_unfinished)
+            self.store.reject_intent(job_id, str(exc), self.policy.retries)
             return None
         except QuotaExceeded:
             raise  # certainly nothing was created: the caller puts the requests back
@@ -719,37 +717,7 @@ class BatchExecutor:
 
     @contextlib.contextmanager
     def _lock(self) -> Iterator[None]:
-        """Hold the store's lock file (briefly: one plan or one pass at a time)."""
-        try:
-            import fcntl
-        except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
+        """Hold the store-wide lock (briefly: one plan or one pass at a time); each backend
+        locks its own way (a lock file for SQLite, an advisory lock for PostgreSQL)."""
+        with self.store.lock(self.policy.lock_timeout, step=self.step):
             yield
-            return
-        path = Path(self.store.cache_dir) / "overnight.lock"
-        try:
-            fault_point("open_lock", path)
-            handle = open(path, "w")
-        except OSError as exc:
-            raise_on_disk(path, exc, done=self.store.activity())
-        with handle:
-            deadline = time.monotonic() + self.policy.lock_timeout
-            announced = False
-            while True:
-                try:
-                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                    break
-                except BlockingIOError:
-                    if time.monotonic() > deadline:
-                        raise StoreError(
-                            f"step {self.step!r}: another overnight process has held the store "
-                            f"({handle.name}) for {self.policy.lock_timeout:.0f}s. Let it finish, then run again."
-                        ) from None
-                    if not announced:
-                        polling.report(f"{self.step}: another overnight process is using the store; waiting for it")
-                        announced = True
-                    time.sleep(0.2)
-            try:
-                yield
-            finally:
-                fcntl.flock(handle, fcntl.LOCK_UN)
-

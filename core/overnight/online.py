@@ -346,7 +346,7 @@ class OnlineRunner:
             return
         try:  # the run is over: this thread stores what it got (its own store connection)
             if result is not None:
-                self.store.record_online(self.owner, [(result, cost)], self.policy.max_attempts)
+                self.store.record_online(self.owner, [(result, cost)], self.policy.retries)
             else:
                 self.store.release_online(self.owner, [key])
         except Exception:  # the claim stays; the next run releases it
@@ -485,7 +485,7 @@ class OnlineRunner:
                         except queue.Empty:
                             item = None
                     if batch:
-                        self.store.record_online(self.owner, batch, self.policy.max_attempts)
+                        self.store.record_online(self.owner, batch, self.policy.retries)
                         self.answered += sum(1 for r, _ in batch if r.ok)
                         self.failed += sum(1 for r, _ in batch if not r.ok)
                         batch = []
@@ -522,7 +522,7 @@ class OnlineRunner:
                             self.store.release_online(self.owner, [key])
                     try:
                         if batch:
-                            self.store.record_online(self.owner, batch, self.policy.max_attempts)
+                            self.store.record_online(self.owner, batch, self.policy.retries)
                     finally:
                         for committed in landed:
                             committed.set()

@@ -46,11 +46,14 @@ class Pipeline:
     """A named graph of steps. Steps created inside ``with Pipeline(...)`` join it.
 
     ``cache_dir`` holds the state store and the step outputs (default:
-    ``$OVERNIGHT_HOME``, else the user cache directory).
+    ``$OVERNIGHT_HOME``, else the user cache directory). ``store`` (default:
+    ``$OVERNIGHT_STORE``) puts the state store in a PostgreSQL database a team shares,
+    ``"postgresql://user:password@host:port/database"``; step outputs stay in ``cache_dir``.
     """
 
     def __init__(
-        self, name: str | None = None, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None
+        self, name: str | None = None, *, description: str = "", cache_dir: str | os.PathLike[str] | None = None,
+        store: str | None = None,
     ) -> None:
         if name is not None and (not isinstance(name, str) or not _NAME.match(name)):
             raise ConfigurationError(
@@ -63,6 +66,10 @@ class Pipeline:
         self._script = _calling_script()
         self.description = description
         self.cache_dir = Path(cache_dir) if cache_dir is not None else None
+        if store is not None and not isinstance(store, str):
+            raise ConfigurationError(f"store must be a postgresql:// URL (a str), got {type(store).__name__}")
+        #: The shared store's URL (None: $OVERNIGHT_STORE, else SQLite in cache_dir); never printed whole.
+        self._store_url = store
         self._steps: dict[str, Step] = {}
         self._inputs: dict[str, list[str]] = {}
         #: Every step output available after the last run, by step name.
@@ -258,10 +265,10 @@ class Pipeline:
                            resubmit_lost=resubmit_lost, retry_failed=retry_failed,
                            budget=ledger, estimates=active_estimates())
 
-        from overnight.store import Store  # imported here: only a run needs SQLite
+        from overnight.store import Store  # imported here: only a run needs the store
 
         _ensure_log_handler()
-        store = Store.open(self.cache_dir)
+        store = Store.open(self.cache_dir, url=self._store_url)
         try:
             run_id = store.start_run(self.name)
             state = "failed"

@@ -43,6 +43,24 @@ def seconds_from_env(name: str, default: float) -> float:
     return value
 
 
+@frozen
+class Retries:
+    """When a request that did not succeed goes again, and when it ends as an error row.
+
+    The executor's rule (from :class:`RunPolicy`); the store applies it to each result
+    inside the transaction that records it.
+    """
+
+    #: Attempts per request for per-request errors before it ends as an error row.
+    max_attempts: int = 3
+    #: Jobs a request may go unrun in (expired, cancelled) before it ends as an error row.
+    max_unfinished: int = 5
+
+    def gives_up(self, attempts: int, unfinished: int) -> bool:
+        """Whether a request with these counts (its latest outcome included) ends as an error row."""
+        return attempts >= self.max_attempts or unfinished >= self.max_unfinished
+
+
 @frozen(kw_only=True)
 class RunPolicy:
     """What one run of a batch step may do, beyond the requests themselves."""
@@ -107,6 +125,11 @@ class RunPolicy:
     #: its open batch jobs are cancelled, their results kept, and the rest is sent online.
     online_fallback_after: float | None = None
     deadline: float | None = None
+
+    @property
+    def retries(self) -> Retries:
+        """The retry rule the store applies to this step's results."""
+        return Retries(self.max_attempts, self.max_unfinished)
 
     @property
     def settle_seconds(self) -> float:

@@ -21,9 +21,12 @@ import contextlib
 import os
 import sys
 import time
-from typing import Any, Callable, Iterator, TextIO
+from typing import TYPE_CHECKING, Any, Callable, Iterator, TextIO
 
 from attrs import frozen
+
+if TYPE_CHECKING:
+    from overnight.store import JobRecord
 
 __all__ = ["MODE_ENV", "JobView", "Snapshot", "mode", "showing", "snapshot", "event"]
 
@@ -150,14 +153,13 @@ class Tracker:
             self._cost = (now, sum(float(v.get("cost") or 0) for v in money.values()) if priced else None)
         return self._cost[1]
 
-    def snapshot(self, open_jobs: list[dict[str, Any]], next_check: float, *, in_flight: int | None = None) -> Snapshot:
+    def snapshot(self, open_jobs: list[JobRecord], next_check: float, *, in_flight: int | None = None) -> Snapshot:
         from overnight import store as st
 
         now = self.clock()
         counts = self.store.plan_counts(self.plan_id)
         jobs = tuple(
-            JobView(str(j.get("remote_id") or j.get("tag") or "?"), str(j.get("raw_status") or j.get("state") or "?"),
-                    int(j.get("completed") or 0) + int(j.get("failed") or 0), int(j.get("requests") or 0))
+            JobView(j.remote_id or j.tag, j.raw_status or str(j.state), j.completed + j.failed, j.requests)
             for j in open_jobs
         )
         total = sum(counts.values())
@@ -320,7 +322,7 @@ class Shown:
     def __init__(self, tracker: Tracker, display: Display) -> None:
         self.tracker, self.display = tracker, display
 
-    def check(self, open_jobs: list[dict[str, Any]], next_check: float) -> None:
+    def check(self, open_jobs: list[JobRecord], next_check: float) -> None:
         self.display.update(self.tracker.snapshot(open_jobs, next_check))
 
     def online(self, in_flight: int) -> None:
@@ -337,7 +339,7 @@ class Shown:
             self.display.update(self.tracker.snapshot([], 0.0))
 
 
-def snapshot(store: Any, plan_id: str, step: str, provider: str, open_jobs: list[dict[str, Any]],
+def snapshot(store: Any, plan_id: str, step: str, provider: str, open_jobs: list[JobRecord],
              next_check: float) -> Snapshot:
     """A one-off snapshot (for tests and tools)."""
     return Tracker(store, plan_id, step, provider, time.monotonic).snapshot(open_jobs, next_check)

@@ -1,32 +1,48 @@
-"""The state store: one SQLite file that is the only place job ids live.
+"""The state store: the only place job ids live, behind one interface and two backends.
 
 It records runs, provider jobs (from the intent committed before submit to the last
 fetch), which request belongs to which job, and every result. Requests are
 content-addressed (see :func:`overnight.identity.request_key`), so the same request
-from a re-run, an edited pipeline or another pipeline reuses what was paid for.
+from a re-run, an edited pipeline, another pipeline or another host reuses what was
+paid for.
 
-The interface is narrow (plans, jobs, requests, runs) and every write is a short
-transaction, so a server database could back it later.
+This module holds what both backends share: the interface (:class:`Store`, a Protocol),
+the schema and its forward-only migrations, and every query, written in portable SQL
+(``?`` placeholders, ``ON CONFLICT`` upserts, ``RETURNING``) in :class:`SqlStore`. A
+backend adds only what its engine does differently: the connection, the store-wide
+lock, the migration bookkeeping, bulk inserts and streamed reads.
+
+* :mod:`overnight.sqlite_store`: one SQLite file in ``OVERNIGHT_HOME`` (the default).
+* :mod:`overnight.postgres_store`: a PostgreSQL database shared by a team
+  (``OVERNIGHT_STORE=postgresql://...`` or ``Pipeline(store="postgresql://...")``).
+
+Step outputs are not in the store: they stay a local cache under ``OVERNIGHT_HOME``.
+Every write is a short transaction.
 """
 
 from __future__ import annotations
 
 import contextlib
+import enum
 import os
-import sqlite3
-import threading
+import socket
 import time
 from pathlib import Path
-from typing import Any, Iterable, Iterator, Sequence
+from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence
 
 import platformdirs
+from attrs import fields as attrs_fields, frozen
 
 from overnight._serialization import SCHEMA_VERSION, dumps, loads
-from overnight.diskerrors import disk_error, raise_on_disk
-from overnight.errors import DiskError, OvernightError, StoreError
-from overnight.models import JobRef, JobStatus, Result, ResultStatus
+from overnight.errors import ConfigurationError, DiskError, StoreError
+from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
+from overnight.policy import Retries
 
 DB_NAME = "overnight.sqlite"
+#: Environment variable naming a shared store (``postgresql://user:password@host:port/db``).
+STORE_ENV = "OVERNIGHT_STORE"
+#: Environment variable overriding the host name recorded with each run (default: the machine's).
+HOST_ENV = "OVERNIGHT_HOST"
 
 # Request states.
 NEW = "new"  # to be submitted (first time, or again after an error or an expiry)
@@ -36,95 +52,156 @@ FAILED = "failed"  # errored on every allowed attempt; the last error is stored
 LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
 ONLINE = "online"  # claimed by a process sending it through the provider's online API (online_claims)
 
-# Job states beyond overnight.models.JobState.
-INTENT = "intent"  # committed before submit; no remote id yet
-LOST_JOB = "lost"  # the provider no longer has the job or its result files
 
+
+class JobPhase(str, enum.Enum):
+    """Every state a job row can be in, in one vocabulary: the provider's (a
+    :class:`~overnight.models.JobState`, same words) and the store's own. Stored as its value."""
+
+    INTENT = "intent"  # committed before submit; no remote id yet
+    RUNNING = "running"
+    FINISHED = "finished"
+    FAILED = "failed"
+    EXPIRED = "expired"
+    CANCELLED = "cancelled"
+    ABANDONED = "abandoned"  # the provider certainly has no job for this intent: its requests went back
+    REJECTED = "rejected"  # the provider refused to create it
+    LOST = "lost"  # the provider no longer has the job or its result files
+    QUOTA = "quota"  # refused or failed for the account's queue limit: its requests wait again
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The store's own phases, as the words the SQL compares with.
+INTENT = JobPhase.INTENT.value
+LOST_JOB = JobPhase.LOST.value
+
+
+@frozen
+class JobRecord:
+    """One provider job as the store knows it (a row of ``jobs``), read-only.
+
+    ``host`` is filled by :meth:`Store.list_jobs`, ``of_job`` by ``open_duplicates`` (the
+    job it duplicates) and ``lost`` by ``lost_jobs`` (its requests without a result).
+    """
+
+    id: int
+    tag: str
+    provider: str
+    model: str
+    step: str
+    plan_id: str
+    run_id: int | None
+    remote_id: str | None
+    state: JobPhase
+    raw_status: str | None
+    message: str | None
+    ref: JobRef | None
+    requests: int
+    bytes: int
+    completed: int
+    failed: int
+    fetched: bool
+    created_at: float
+    updated_at: float
+    host: str | None = None
+    of_job: int | None = None
+    lost: int | None = None
+
+    def __getitem__(self, name: str) -> Any:
+        """``job["tag"]``: the field, for code written when jobs were dicts (read-only;
+        new code reads ``job.tag``)."""
+        try:
+            return getattr(self, name)
+        except AttributeError:
+            raise KeyError(name) from None
+
+    def get(self, name: str, default: Any = None) -> Any:
+        return getattr(self, name, default)
+
+
+_JOB_FIELDS = frozenset(f.name for f in attrs_fields(JobRecord))
+
+#: The schema at version 1, for every backend. ``{id}`` is the engine's auto-numbered
+#: primary key and ``{norowid}`` SQLite's clustered-table clause (empty elsewhere); the
+#: types are ones both engines read the same (BIGINT, DOUBLE PRECISION, TEXT).
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
 CREATE TABLE IF NOT EXISTS runs (
-    id INTEGER PRIMARY KEY, pipeline TEXT NOT NULL, state TEXT NOT NULL,
-    started_at REAL NOT NULL, finished_at REAL
+    id {id}, pipeline TEXT NOT NULL, state TEXT NOT NULL,
+    started_at DOUBLE PRECISION NOT NULL, finished_at DOUBLE PRECISION
 );
 CREATE TABLE IF NOT EXISTS plans (
     plan_id TEXT PRIMARY KEY, provider TEXT NOT NULL, step TEXT NOT NULL,
-    size INTEGER NOT NULL, complete INTEGER NOT NULL DEFAULT 0, created_at REAL NOT NULL
+    size BIGINT NOT NULL, complete BIGINT NOT NULL DEFAULT 0, created_at DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS plan_items (
-    plan_id TEXT NOT NULL, position INTEGER NOT NULL, row INTEGER NOT NULL,
-    sample INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (plan_id, position)
-) WITHOUT ROWID;
+    plan_id TEXT NOT NULL, position BIGINT NOT NULL, row BIGINT NOT NULL,
+    sample BIGINT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (plan_id, position)
+){norowid};
 CREATE INDEX IF NOT EXISTS plan_items_key ON plan_items (key);
 CREATE TABLE IF NOT EXISTS requests (
     key TEXT PRIMARY KEY, provider TEXT NOT NULL, model TEXT NOT NULL,
-    line TEXT NOT NULL, bytes INTEGER NOT NULL,
-    state TEXT NOT NULL, attempts INTEGER NOT NULL DEFAULT 0,
-    unfinished INTEGER NOT NULL DEFAULT 0, job_id INTEGER, result TEXT
+    line TEXT NOT NULL, bytes BIGINT NOT NULL,
+    state TEXT NOT NULL, attempts BIGINT NOT NULL DEFAULT 0,
+    unfinished BIGINT NOT NULL DEFAULT 0, job_id BIGINT, result TEXT,
+    tokens BIGINT, max_output BIGINT
 );
 CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id);
 CREATE TABLE IF NOT EXISTS jobs (
-    id INTEGER PRIMARY KEY, tag TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
+    id {id}, tag TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
     model TEXT NOT NULL, step TEXT NOT NULL, plan_id TEXT NOT NULL,
-    run_id INTEGER, remote_id TEXT, state TEXT NOT NULL, raw_status TEXT, message TEXT, ref TEXT,
-    requests INTEGER NOT NULL, bytes INTEGER NOT NULL,
-    completed INTEGER NOT NULL DEFAULT 0, failed INTEGER NOT NULL DEFAULT 0,
-    fetched INTEGER NOT NULL DEFAULT 0,
-    created_at REAL NOT NULL, updated_at REAL NOT NULL
+    run_id BIGINT, remote_id TEXT, state TEXT NOT NULL, raw_status TEXT, message TEXT, ref TEXT,
+    requests BIGINT NOT NULL, bytes BIGINT NOT NULL,
+    completed BIGINT NOT NULL DEFAULT 0, failed BIGINT NOT NULL DEFAULT 0,
+    fetched BIGINT NOT NULL DEFAULT 0,
+    created_at DOUBLE PRECISION NOT NULL, updated_at DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS job_requests (
-    job_id INTEGER NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS ambiguous_creates (job_id INTEGER PRIMARY KEY, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS duplicates (job_id INTEGER PRIMARY KEY, of_job INTEGER NOT NULL);
+    job_id BIGINT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (job_id, key)
+){norowid};
+CREATE TABLE IF NOT EXISTS ambiguous_creates (job_id BIGINT PRIMARY KEY, at DOUBLE PRECISION NOT NULL);
+CREATE TABLE IF NOT EXISTS duplicates (job_id BIGINT PRIMARY KEY, of_job BIGINT NOT NULL);
 CREATE TABLE IF NOT EXISTS remote_jobs (
     remote_id TEXT PRIMARY KEY, provider TEXT NOT NULL, ref TEXT NOT NULL, state TEXT NOT NULL,
-    created_at REAL NOT NULL, listed_at REAL NOT NULL
+    created_at DOUBLE PRECISION NOT NULL, listed_at DOUBLE PRECISION NOT NULL
 );
 CREATE TABLE IF NOT EXISTS remote_job_keys (
     remote_id TEXT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (remote_id, key)
-) WITHOUT ROWID;
-"""
-
-#: Online mode (overnight.online): who is sending which request online now, which requests
-#: were answered online (and what they cost), and when each plan's batch part began (for the
-#: deadline fallback). Separate tables, so the batch path's queries are unchanged.
-_ONLINE_SCHEMA = """
-CREATE TABLE IF NOT EXISTS online_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, at REAL NOT NULL);
-CREATE INDEX IF NOT EXISTS online_claims_owner ON online_claims (owner);
-CREATE TABLE IF NOT EXISTS online_answers (key TEXT PRIMARY KEY, cost_usd REAL, at REAL NOT NULL);
-CREATE TABLE IF NOT EXISTS batch_deadlines (
-    plan_id TEXT PRIMARY KEY, started_at REAL, fell_back_at REAL
+){norowid};
+CREATE TABLE IF NOT EXISTS quotas (
+    provider TEXT NOT NULL, model TEXT NOT NULL, max_enqueued_tokens BIGINT, max_queued_requests BIGINT,
+    learned_at DOUBLE PRECISION NOT NULL, reason TEXT, PRIMARY KEY (provider, model)
 );
 """
+
+#: Forward-only migrations: the statements that take a store from version ``n - 1`` to
+#: ``n`` (portable DDL). A store is created at version 1 and migrated up to
+#: :data:`~overnight._serialization.SCHEMA_VERSION`; a newer store is refused.
+MIGRATIONS: dict[int, tuple[str, ...]] = {
+    # The host each run ran on: one store, many machines (`overnight status`, `jobs`).
+    2: ("ALTER TABLE runs ADD COLUMN host TEXT",),
+    # Online mode (overnight.online): who is sending which request online now, which requests
+    # were answered online (and what they cost), and when each plan's batch part began (for
+    # the deadline fallback). Tables of their own, so the batch path's queries are unchanged.
+    3: (
+        "CREATE TABLE IF NOT EXISTS online_claims (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
+        "at DOUBLE PRECISION NOT NULL)",
+        "CREATE INDEX IF NOT EXISTS online_claims_owner ON online_claims (owner)",
+        "CREATE TABLE IF NOT EXISTS online_answers (key TEXT PRIMARY KEY, cost_usd DOUBLE PRECISION, "
+        "at DOUBLE PRECISION NOT NULL)",
+        "CREATE TABLE IF NOT EXISTS batch_deadlines (plan_id TEXT PRIMARY KEY, started_at DOUBLE PRECISION, "
+        "fell_back_at DOUBLE PRECISION)",
+    ),
+}
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
 #: ended by then, so the queue that refused it has emptied at least once).
 QUOTA_MEMORY = 24 * 3600.0
-#: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints.
-PAGE_SIZE = 8192
-CACHE_KB = 64 * 1024
-WAL_CHECKPOINT_PAGES = 4096
 
-#: Seconds a connection waits for another one's lock before the store is "locked".
-BUSY_TIMEOUT = 30.0
-
-
-def _enable_wal(conn: sqlite3.Connection) -> None:
-    """Switch to WAL, waiting like any other statement while another process holds a lock.
-
-    SQLite does not call the busy handler for this switch: when two processes open a new
-    store at the same moment (or one is writing to a store not yet in WAL), the pragma
-    fails at once with "database is locked". Retry it within the same busy timeout.
-    """
-    deadline = time.monotonic() + BUSY_TIMEOUT
-    while True:
-        try:
-            conn.execute("PRAGMA journal_mode=WAL")
-            return
-        except sqlite3.OperationalError as exc:
-            if "locked" not in str(exc) or time.monotonic() > deadline:
-                raise
-            time.sleep(0.01)
+#: A row of a query: by column name (``row["key"]``) and by position, as sqlite3.Row.
+StoredRow = Any
 
 
 def default_cache_dir() -> Path:
@@ -133,92 +210,212 @@ def default_cache_dir() -> Path:
     return Path(home) if home else Path(platformdirs.user_cache_dir("overnight"))
 
 
-class Store:
-    """The embedded SQLite store. One connection per thread; WAL; short transactions."""
+def host_name() -> str:
+    """The name recorded with each run: ``$OVERNIGHT_HOST``, else the machine's."""
+    return os.environ.get(HOST_ENV) or socket.gethostname()
 
-    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
-        self.path = Path(path)
-        self.cache_dir = self.path.parent
+
+def is_server_url(url: str | None) -> bool:
+    return bool(url) and str(url).split("://", 1)[0].lower() in ("postgresql", "postgres")
+
+
+def open_store(cache_dir: str | os.PathLike[str] | None = None, *, url: str | None = None,
+               readonly: bool = False) -> "Store":
+    """The store of this home: PostgreSQL when ``url`` (else ``$OVERNIGHT_STORE``) names one,
+    else the SQLite file in ``cache_dir`` (else the default directory).
+
+    ``cache_dir`` is the local home either way: step outputs and file digests live there.
+    """
+    directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
+    url = url or os.environ.get(STORE_ENV) or None
+    if url is not None and not is_server_url(url):
+        from overnight.postgres_store import redact
+
+        raise ConfigurationError(
+            f"the store {redact(url)!r} (Pipeline(store=...) or ${STORE_ENV}) is not a PostgreSQL URL: "
+            "give postgresql://user:password@host:port/database, or unset it for the local SQLite store"
+        )
+    if url is not None:
+        from overnight.postgres_store import PostgresStore
+
+        return PostgresStore(url, cache_dir=directory, readonly=readonly)
+    from overnight.sqlite_store import SqliteStore
+
+    return SqliteStore(directory / DB_NAME, readonly=readonly)
+
+
+class Store(Protocol):
+    """What the executor, the pipeline and the CLI need of a state store.
+
+    Both backends implement it through :class:`SqlStore`; ``Store.open()`` picks one.
+    Jobs come back as :class:`JobRecord` values; runs as dicts of the ``runs`` columns.
+    """
+
+    #: The local home (step outputs, the SQLite file when that is the backend).
+    cache_dir: Path
+    #: Where the store is, for messages: a file path, or a URL without its password.
+    location: str
+    readonly: bool
+    #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
+    run_id: int | None
+    #: Remote ids of the jobs submitted through this store object (this run), as recorded.
+    submitted: list[str]
+
+    @classmethod
+    def open(cls, cache_dir: str | os.PathLike[str] | None = None, *, url: str | None = None) -> "Store":
+        """Open (creating if needed) this home's store: see :func:`open_store`."""
+        return open_store(cache_dir, url=url)
+
+    @classmethod
+    def open_readonly(cls, cache_dir: str | os.PathLike[str] | None = None, *, url: str | None = None) -> "Store":
+        """Open the store only to read it, changing nothing on disk (a read-only home works)."""
+        return open_store(cache_dir, url=url, readonly=True)
+
+    def activity(self) -> str: ...
+    def lock(self, timeout: float, *, step: str) -> contextlib.AbstractContextManager[None]: ...
+    def close(self) -> None: ...
+    def __enter__(self) -> "Store": ...
+    def __exit__(self, *exc: Any) -> None: ...
+    # runs
+    def start_run(self, pipeline: str) -> int: ...
+    def finish_run(self, run_id: int, state: str) -> None: ...
+    def list_runs(self, limit: int = 20) -> list[dict[str, Any]]: ...
+    # plans
+    def plan_complete(self, plan_id: str) -> bool: ...
+    def write_plan(self, plan_id: str, provider: str, step: str, items: Iterable[tuple[Any, ...]],
+                   batch: int = 50_000) -> int: ...
+    def drop_plan(self, plan_id: str) -> None: ...
+    def plan_counts(self, plan_id: str) -> dict[str, int]: ...
+    def plan_retried(self, plan_id: str) -> int: ...
+    def paid_count(self, plan_id: str) -> int: ...
+    def pending_lines(self, plan_id: str, *, after: int = -1, limit: int = -1) -> Iterator[StoredRow]: ...
+    def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]: ...
+    # jobs
+    def create_intent(self, *, tag: str, provider: str, model: str, step: str, plan_id: str,
+                      keys: Sequence[str], nbytes: int) -> int: ...
+    def job_lines(self, job_id: int) -> Iterator[str]: ...
+    def confirm_job(self, job_id: int, ref: JobRef) -> None: ...
+    def abandon_intent(self, job_id: int) -> None: ...
+    def open_jobs(self, plan_id: str) -> list[JobRecord]: ...
+    def update_job(self, job_id: int, status: JobStatus) -> None: ...
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None: ...
+    def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None: ...
+    def reject_intent(self, job_id: int, reason: str, retries: Retries) -> None: ...
+    def lose_job(self, job_id: int, reason: str) -> int: ...
+    def lost_jobs(self, plan_id: str | None = None) -> list[JobRecord]: ...
+    def release_lost(self, job_ids: Sequence[int] | None = None, *, plan_id: str | None = None) -> int: ...
+    def retry_failed(self, plan_id: str) -> int: ...
+    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[JobRecord]: ...
+    def get_job(self, ident: str | int) -> JobRecord | None: ...
+    def job_counts(self, job_id: int) -> dict[str, int]: ...
+    # tokens, queues, money
+    def in_flight(self, provider: str, model: str) -> tuple[int, int]: ...
+    def job_tokens(self, job_id: int) -> int: ...
+    def learned_quota(self, provider: str, model: str) -> tuple[int | None, int | None]: ...
+    def learn_quota(self, provider: str, model: str, *, tokens: int | None = None,
+                    requests: int | None = None, reason: str = "") -> bool: ...
+    def requeue_job(self, job_id: int, state: str, reason: str) -> None: ...
+    def plan_money(self, plan_id: str) -> dict[str, dict[str, float]]: ...
+    def money_totals(self) -> dict[str, float]: ...
+    # the provider as second source of truth
+    def mark_ambiguous(self, job_id: int) -> None: ...
+    def ambiguous_since(self, job_id: int) -> float | None: ...
+    def ambiguous_open_jobs(self, plan_id: str) -> list[JobRecord]: ...
+    def known_remote_ids(self, provider: str) -> frozenset[str]: ...
+    def has_unsent(self, plan_id: str) -> bool: ...
+    def remember_remote_job(self, provider: str, ref: JobRef, state: str, created_at: float,
+                            keys: Iterable[str]) -> None: ...
+    def adopt_remote_jobs(self, plan_id: str, provider: str, step: str) -> list[tuple[JobRef, int]]: ...
+    def record_duplicate(self, of_job: JobRecord, ref: JobRef, requests: int, state: str) -> int: ...
+    def open_duplicates(self, plan_id: str) -> list[JobRecord]: ...
+    def record_duplicate_results(self, of_job: int, results: Sequence[Result]) -> int: ...
+    def close_duplicate(self, job_id: int) -> None: ...
+    # online mode: claims, answers, the batch part's deadline
+    def claim_online(self, plan_id: str, owner: str, *, after: int = -1, limit: int = 256) -> list[dict[str, Any]]: ...
+    def record_online(self, owner: str, results: Sequence[tuple[Result, float | None]], retries: Retries) -> int: ...
+    def release_online(self, owner: str, keys: Iterable[str] | None = None) -> int: ...
+    def online_owners(self, plan_id: str | None = None) -> list[dict[str, Any]]: ...
+    def heartbeat_online(self, owner: str) -> None: ...
+    def plan_online_money(self, plan_id: str) -> dict[str, float]: ...
+    def batch_deadline(self, plan_id: str) -> tuple[float | None, float | None]: ...
+    def note_batch_start(self, plan_id: str) -> None: ...
+    def note_fallback(self, plan_id: str) -> None: ...
+    def clear_batch_deadline(self, plan_id: str) -> None: ...
+
+
+class SqlStore(Store):
+    """Every query of the store, in SQL both engines run; a backend subclasses it.
+
+    A backend provides :meth:`transaction` (one short write transaction, yielding a
+    connection whose ``execute``/``executemany`` take ``?`` placeholders and whose rows
+    read by column name and position), :meth:`_query` and :meth:`_stream` (reads outside
+    a transaction; ``_stream`` without loading every row), :meth:`lock`, and the schema
+    bookkeeping. Where the engines' SQL differs, the fragments below say so.
+    """
+
+    #: The order in which a job's lines are read (SQLite: the table's own order, for locality).
+    REQUEST_ORDER: ClassVar[str] = "r.key"
+
+    def __init__(self, cache_dir: Path, *, readonly: bool = False) -> None:
+        self.cache_dir = cache_dir
+        self.location = str(cache_dir)
         #: Opened only to read (``overnight status``, ``jobs``): works on a read-only folder.
         self.readonly = readonly
-        #: Remote ids of the jobs submitted through this store object (this run), as recorded.
         self.submitted: list[str] = []
-        if not readonly:
-            try:
-                self.cache_dir.mkdir(parents=True, exist_ok=True)
-            except OSError as exc:
-                raise_on_disk(self.cache_dir, exc, done=self.activity())
-        self._local = threading.local()
-        #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
         self.run_id: int | None = None
-        self._migrate()
 
-    @classmethod
-    def open(cls, cache_dir: str | os.PathLike[str] | None = None) -> "Store":
-        """Open (creating if needed) the store in ``cache_dir`` or the default directory."""
-        directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        return cls(directory / DB_NAME)
+    # -- what a backend provides -----------------------------------------------------------
 
-    @classmethod
-    def open_readonly(cls, cache_dir: str | os.PathLike[str] | None = None) -> "Store":
-        """Open the store only to read it, changing nothing on disk (a read-only home works)."""
-        directory = Path(cache_dir) if cache_dir is not None else default_cache_dir()
-        return cls(directory / DB_NAME, readonly=True)
+    def transaction(self) -> contextlib.AbstractContextManager[Any]:
+        raise NotImplementedError
 
-    # -- connection ----------------------------------------------------------------------
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[StoredRow]:
+        raise NotImplementedError
 
-    @property
-    def _db(self) -> sqlite3.Connection:
-        conn = getattr(self._local, "conn", None)
-        if conn is None and self.readonly:
-            try:
-                conn = self._local.conn = self._connect_readonly()
-            except sqlite3.DatabaseError as exc:
-                raise self._unusable(exc) from None
-        if conn is None:
-            try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
-                conn.row_factory = sqlite3.Row
-                # Sized for plans of millions of requests: bigger pages (a no-op on an existing
-                # file), a 64 MB page cache instead of 2 MB (the hot indexes stay in memory
-                # instead of being re-read page by page), fewer WAL checkpoints.
-                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
-                _enable_wal(conn)
-                # FULL: a committed intent or remote id survives an OS crash or a power
-                # loss (NORMAL may lose the last commits, and then a job paid for is
-                # forgotten). Commits are few; see tests/benchmarks/bench_executor.py.
-                conn.execute("PRAGMA synchronous=FULL")
-                conn.execute("PRAGMA busy_timeout=30000")
-                conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
-                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
-            except sqlite3.DatabaseError as exc:
-                raise self._unusable(exc) from None
-            self._local.conn = conn
-        return conn
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[StoredRow]:
+        raise NotImplementedError
 
-    def _connect_readonly(self) -> sqlite3.Connection:
-        """A connection that writes nothing, not even SQLite's shared-memory file.
+    def lock(self, timeout: float, *, step: str) -> contextlib.AbstractContextManager[None]:
+        """Hold the store-wide lock (one plan or one pass at a time, across processes and
+        hosts), waiting up to ``timeout`` seconds for another holder."""
+        raise NotImplementedError
 
-        ``mode=ro`` reads a WAL store, committed WAL content included, but needs the
-        ``-shm`` file to exist or be creatable. A store closed cleanly has neither
-        ``-wal`` nor ``-shm``; in a read-only folder it opens with ``immutable=1`` then
-        (safe: with no ``-wal`` file, everything is in the main file). A store that does
-        not exist yet reads as empty.
-        """
-        if not self.path.exists():
-            conn = sqlite3.connect(":memory:", isolation_level=None)
-            conn.executescript(_SCHEMA + _ONLINE_SCHEMA)
-        else:
-            uri = self.path.resolve().as_uri()
-            try:
-                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
-                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
-            except sqlite3.OperationalError:
-                if Path(f"{self.path}-wal").exists():
-                    raise
-                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
-        conn.row_factory = sqlite3.Row
-        return conn
+    def close(self) -> None:
+        raise NotImplementedError
+
+    @staticmethod
+    def json_number(column: str, *path: str) -> str:
+        """SQL for the number at ``path`` in a JSON text column (NULL when absent)."""
+        return f"json_extract({column}, '$.{'.'.join(path)}')"
+
+    def _insert_plan_items(self, db: Any, plan_id: str, provider: str, position: int,
+                           items: Sequence[tuple[Any, ...]]) -> None:
+        """Write one batch of a plan: its items, and its requests not yet known."""
+        db.executemany(
+            "INSERT INTO plan_items (plan_id, position, row, sample, key) VALUES (?, ?, ?, ?, ?)",
+            [(plan_id, position + i, r, s, k) for i, (r, s, k, *_rest) in enumerate(items)],
+        )
+        db.executemany(
+            "INSERT INTO requests (key, provider, model, line, bytes, tokens, max_output, state) "
+            f"VALUES (?, ?, ?, ?, ?, ?, ?, '{NEW}') ON CONFLICT (key) DO NOTHING",
+            [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in items],
+        )
+
+    def _plan_written(self, db: Any, size: int) -> None:
+        """A plan of ``size`` items was just written (a backend may refresh its statistics)."""
+
+    def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
+        """Write a job's membership (the intent's requests)."""
+        db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
+
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[str, str, int]]) -> None:
+        """Store ``(result JSON, key, job_id)`` successes for requests still queued in this job."""
+        db.executemany(
+            f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+            succeeded,
+        )
+
+    # -- shared: errors, schema ------------------------------------------------------------
 
     def activity(self) -> str:
         """What this run has recorded (for error messages, which must be true)."""
@@ -230,98 +427,26 @@ class Store:
             "store, so nothing paid for is lost (results not yet saved are downloaded again)."
         )
 
-    def _unusable(self, exc: Exception) -> OvernightError:
-        failure = disk_error(self.path, exc, done=self.activity())
-        if failure is not None:
-            return failure
+    def _newer_schema(self, version: int) -> StoreError:
         return StoreError(
-            f"The overnight store {self.path} cannot be used ({exc}). {self.activity()} "
-            "If another overnight process is running, let it finish; if the file is corrupt, "
-            "move it aside (it holds your job ids: keep a copy) and run again."
+            f"The store {self.location} was written by a newer overnight (schema "
+            f"{version}, this one reads {SCHEMA_VERSION}). Upgrade overnight "
+            f"(pip install -U overnight) or point OVERNIGHT_HOME (or {STORE_ENV}) elsewhere. "
+            "Nothing was submitted."
         )
-
-    @contextlib.contextmanager
-    def transaction(self) -> Iterator[sqlite3.Connection]:
-        """One short write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
-        db = self._db
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
-        try:
-            yield db
-            db.execute("COMMIT")
-        except BaseException as exc:
-            with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError):
-                # Found while reading or writing a page (e.g. "database disk image is malformed",
-                # "database or disk is full").
-                raise self._unusable(exc) from None
-            raise
-
-    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
-        try:
-            return self._db.execute(sql, params).fetchall()
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
-
-    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
-        """Rows of a query, streamed; a file that fails part-way is a StoreError too."""
-        try:
-            yield from self._db.execute(sql, params)
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
-
-    def _migrate(self) -> None:
-        try:
-            db = self._db
-            found = db.execute(
-                "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
-            ).fetchone()
-            if found:
-                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
-                version = int(row["value"]) if row else 0
-                if version > SCHEMA_VERSION:
-                    raise StoreError(
-                        f"The store {self.path} was written by a newer overnight (schema "
-                        f"{version}, this one reads {SCHEMA_VERSION}). Upgrade overnight "
-                        "(pip install -U overnight) or point OVERNIGHT_HOME elsewhere. "
-                        "Nothing was submitted."
-                    )
-            if self.readonly:
-                return
-            db.executescript(_SCHEMA)
-            db.execute(
-                "INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', ?)",
-                (str(SCHEMA_VERSION),),
-            )
-            self._migrate_money(db)
-            db.executescript(_ONLINE_SCHEMA)
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
 
     @staticmethod
-    def _migrate_money(db: sqlite3.Connection) -> None:
-        """Columns and tables for tokens, queue limits and money; idempotent, so stores made
-        before them gain them in place (requests planned before have NULL tokens)."""
-        have = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
-        for column in ("tokens", "max_output"):
-            if column not in have:
-                db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
-        db.execute(
-            "CREATE TABLE IF NOT EXISTS quotas (provider TEXT NOT NULL, model TEXT NOT NULL, "
-            "max_enqueued_tokens INTEGER, max_queued_requests INTEGER, learned_at REAL NOT NULL, "
-            "reason TEXT, PRIMARY KEY (provider, model))"
-        )
+    def _apply_migrations(db: Any, version: int) -> int:
+        """Run the migrations past ``version`` (in the caller's transaction); the new version."""
+        for target in sorted(MIGRATIONS):
+            if target > version:
+                for statement in MIGRATIONS[target]:
+                    db.execute(statement)
+                version = target
+        db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
+        return version
 
-    def close(self) -> None:
-        conn = getattr(self._local, "conn", None)
-        if conn is not None:
-            conn.close()
-            self._local.conn = None
-
-    def __enter__(self) -> "Store":
+    def __enter__(self) -> "SqlStore":
         return self
 
     def __exit__(self, *exc: Any) -> None:
@@ -332,10 +457,10 @@ class Store:
     def start_run(self, pipeline: str) -> int:
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO runs (pipeline, state, started_at) VALUES (?, 'running', ?)",
-                (pipeline, time.time()),
+                "INSERT INTO runs (pipeline, state, started_at, host) VALUES (?, 'running', ?, ?) RETURNING id",
+                (pipeline, time.time(), host_name()),
             )
-            self.run_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
+            self.run_id = int(cur.fetchall()[0][0])
             return self.run_id
 
     def finish_run(self, run_id: int, state: str) -> None:
@@ -380,8 +505,9 @@ class Store:
         with self.transaction() as db:
             db.execute("DELETE FROM plan_items WHERE plan_id = ?", (plan_id,))
             db.execute(
-                "INSERT OR REPLACE INTO plans (plan_id, provider, step, size, complete, created_at) "
-                "VALUES (?, ?, ?, 0, 0, ?)",
+                "INSERT INTO plans (plan_id, provider, step, size, complete, created_at) VALUES (?, ?, ?, 0, 0, ?) "
+                "ON CONFLICT (plan_id) DO UPDATE SET provider = excluded.provider, step = excluded.step, "
+                "size = 0, complete = 0, created_at = excluded.created_at",
                 (plan_id, provider, step, time.time()),
             )
         position = 0
@@ -390,15 +516,7 @@ class Store:
         def flush() -> None:
             nonlocal position
             with self.transaction() as db:
-                db.executemany(
-                    "INSERT INTO plan_items (plan_id, position, row, sample, key) VALUES (?, ?, ?, ?, ?)",
-                    [(plan_id, position + i, r, s, k) for i, (r, s, k, *_rest) in enumerate(pending)],
-                )
-                db.executemany(
-                    "INSERT OR IGNORE INTO requests (key, provider, model, line, bytes, tokens, max_output, state) "
-                    f"VALUES (?, ?, ?, ?, ?, ?, ?, '{NEW}')",
-                    [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in pending],
-                )
+                self._insert_plan_items(db, plan_id, provider, position, pending)
             position += len(pending)
             pending.clear()
 
@@ -410,6 +528,7 @@ class Store:
             flush()
         with self.transaction() as db:
             db.execute("UPDATE plans SET size = ?, complete = 1 WHERE plan_id = ?", (position, plan_id))
+            self._plan_written(db, position)
         return position
 
     def drop_plan(self, plan_id: str) -> None:
@@ -441,7 +560,7 @@ class Store:
         counts = self.plan_counts(plan_id)
         return sum(n for state, n in counts.items() if state != NEW)
 
-    def pending_lines(self, plan_id: str, *, after: int = -1, limit: int = -1) -> Iterator[sqlite3.Row]:
+    def pending_lines(self, plan_id: str, *, after: int = -1, limit: int = -1) -> Iterator[StoredRow]:
         """One page of the plan's requests still to submit (key, model, bytes, tokens,
         max_output, pos): those at positions past ``after``, at most ``limit`` (-1: all),
         read along the plan's primary key with no sort, so paging through a plan is
@@ -452,7 +571,7 @@ class Store:
             "SELECT r.key, r.model, r.bytes, r.tokens, r.max_output, p.position AS pos FROM plan_items p "
             f"JOIN requests r ON r.key = p.key WHERE p.plan_id = ? AND p.position > ? AND r.state = '{NEW}' "
             "ORDER BY p.position LIMIT ?",
-            (plan_id, after, limit),
+            (plan_id, after, limit if limit >= 0 else 2**62),  # "no limit" in both engines' words
         )
 
     def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]:
@@ -474,13 +593,11 @@ class Store:
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, state, requests, bytes, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, now, now),
             )
-            job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
-            db.executemany(
-                "INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys]
-            )
+            job_id = int(cur.fetchall()[0][0])
+            self._insert_job_requests(db, job_id, keys)
             # One set-wise statement over the membership just written, not one per request.
             db.execute(
                 f"UPDATE requests SET state = '{QUEUED}', job_id = ? "
@@ -498,7 +615,7 @@ class Store:
         """
         cursor = self._stream(
             "SELECT r.line FROM job_requests j JOIN requests r ON r.key = j.key WHERE j.job_id = ? "
-            "ORDER BY r.rowid",
+            f"ORDER BY {self.REQUEST_ORDER}",
             (job_id,),
         )
         for row in cursor:
@@ -509,7 +626,7 @@ class Store:
         try:
             with self.transaction() as db:
                 db.execute(
-                    "UPDATE jobs SET remote_id = ?, ref = ?, state = 'running', updated_at = ? WHERE id = ?",
+                    f"UPDATE jobs SET remote_id = ?, ref = ?, state = '{JobPhase.RUNNING.value}', updated_at = ? WHERE id = ?",
                     (ref.remote_id, dumps(ref), time.time(), job_id),
                 )
         except DiskError as exc:
@@ -528,26 +645,29 @@ class Store:
                 (job_id,),
             )
             db.execute(
-                "UPDATE jobs SET state = 'abandoned', fetched = 1, updated_at = ? WHERE id = ?",
+                f"UPDATE jobs SET state = '{JobPhase.ABANDONED.value}', fetched = 1, updated_at = ? WHERE id = ?",
                 (time.time(), job_id),
             )
 
-    def open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
+    def open_jobs(self, plan_id: str) -> list[JobRecord]:
         """Jobs holding requests of this plan that are not yet fully collected."""
         # From the few unfetched jobs to their requests (by the job index), not from every
         # request of the plan: a poll of a million-request plan no longer scans it.
         rows = self._query(
             "SELECT * FROM jobs WHERE fetched = 0 AND EXISTS ("
-            "SELECT 1 FROM requests r CROSS JOIN plan_items p ON p.key = r.key "  # CROSS: requests first
-            f"WHERE r.job_id = jobs.id AND r.state = '{QUEUED}' AND p.plan_id = ?) ORDER BY id",
+            "SELECT 1 FROM requests r CROSS JOIN plan_items p "  # CROSS: SQLite reads requests first
+            f"WHERE p.key = r.key AND r.job_id = jobs.id AND r.state = '{QUEUED}' AND p.plan_id = ?) ORDER BY id",
             (plan_id,),
         )
         return [self._job_dict(r) for r in rows]
 
-    def _job_dict(self, row: sqlite3.Row) -> dict[str, Any]:
-        job = dict(row)
+    def _job_dict(self, row: StoredRow) -> JobRecord:
+        """A ``jobs`` row (with any extra columns of JobRecord the query added) as a record."""
+        job = {k: row[k] for k in row.keys() if k in _JOB_FIELDS}
         job["ref"] = loads(row["ref"], JobRef) if row["ref"] else None
-        return job
+        job["state"] = JobPhase(row["state"])
+        job["fetched"] = bool(row["fetched"])
+        return JobRecord(**job)
 
     def update_job(self, job_id: int, status: JobStatus) -> None:
         with self.transaction() as db:
@@ -558,9 +678,9 @@ class Store:
                  status.failed, time.time(), job_id),
             )
 
-    def record_results(self, job_id: int, results: Sequence[Result], max_attempts: int,
-                       max_unfinished: int) -> None:
-        """Store one batch of a job's results, in one transaction.
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None:
+        """Store one batch of a job's results, in one transaction; ``retries`` (the
+        executor's rule) says which requests that did not succeed go again.
 
         Only requests still queued in *this* job take a result, so unknown custom ids,
         duplicates (the first one wins) and late results of a superseded job are ignored.
@@ -572,10 +692,7 @@ class Store:
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
         succeeded = [(dumps(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
-            db.executemany(
-                f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
-                succeeded,
-            )
+            self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
             queued = []
             for i in range(0, len(keys), 500):  # SQLite caps the number of parameters
@@ -586,12 +703,12 @@ class Store:
                     f"AND +job_id = ? AND state = '{QUEUED}'",
                     (*part, job_id),
                 ).fetchall()
-            self._settle(db, [(row, first[row["key"]]) for row in queued], max_attempts, max_unfinished)
+            self._settle(db, [(row, first[row["key"]]) for row in queued], retries)
 
     @staticmethod
-    def _settle(db: sqlite3.Connection, outcomes: Sequence[tuple[sqlite3.Row, Result]],
-                max_attempts: int, max_unfinished: int) -> None:
-        """Apply results to queued requests (rows of key, attempts, unfinished)."""
+    def _settle(db: Any, outcomes: Sequence[tuple[StoredRow, Result]],
+                retries: Retries) -> None:
+        """Apply results to queued requests (rows of key, attempts, unfinished), by the retry rule."""
         updates: list[tuple[str, int, int, str | None, str]] = []
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
@@ -599,10 +716,11 @@ class Store:
                 updates.append((DONE, attempts, unfinished, dumps(result), key))
             elif result.status is ResultStatus.ERRORED:
                 attempts += 1
-                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dumps(result), key))
+                state = FAILED if retries.gives_up(attempts, unfinished) else NEW
+                updates.append((state, attempts, unfinished, dumps(result), key))
             else:  # unfinished: resubmit, but not forever
                 unfinished += 1
-                if unfinished >= max_unfinished:
+                if retries.gives_up(attempts, unfinished):
                     failed = Result(
                         custom_id=key, status=ResultStatus.ERRORED,
                         error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
@@ -614,8 +732,7 @@ class Store:
             "UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ? WHERE key = ?", updates
         )
 
-    def close_job(self, job_id: int, max_attempts: int, max_unfinished: int, *,
-                  failure: str | None = None) -> None:
+    def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None:
         """Mark a terminal job collected; requests it did not report on are resubmitted.
 
         With ``failure`` (the whole job was rejected), each request counts one failed attempt.
@@ -627,15 +744,15 @@ class Store:
             ).fetchall()
             status = ResultStatus.ERRORED if failure is not None else ResultStatus.UNFINISHED
             outcomes = [(row, Result(custom_id=row["key"], status=status, error=failure)) for row in left]
-            self._settle(db, outcomes, max_attempts, max_unfinished)
+            self._settle(db, outcomes, retries)
             db.execute("UPDATE jobs SET fetched = 1, updated_at = ? WHERE id = ?", (time.time(), job_id))
 
-    def reject_intent(self, job_id: int, reason: str, max_attempts: int, max_unfinished: int) -> None:
+    def reject_intent(self, job_id: int, reason: str, retries: Retries) -> None:
         """The provider refused to create the job: one failed attempt for each request."""
         with self.transaction() as db:
-            db.execute("UPDATE jobs SET state = 'rejected', message = ?, updated_at = ? WHERE id = ?",
+            db.execute(f"UPDATE jobs SET state = '{JobPhase.REJECTED.value}', message = ?, updated_at = ? WHERE id = ?",
                        (reason, time.time(), job_id))
-        self.close_job(job_id, max_attempts, max_unfinished, failure=reason)
+        self.close_job(job_id, retries, failure=reason)
 
     # -- results the provider lost, and retrying failed requests -------------------------
 
@@ -655,7 +772,7 @@ class Store:
             )
             return cur.rowcount
 
-    def lost_jobs(self, plan_id: str | None = None) -> list[dict[str, Any]]:
+    def lost_jobs(self, plan_id: str | None = None) -> list[JobRecord]:
         """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
         where, params = "", ()  # type: tuple[str, tuple[Any, ...]]
         if plan_id is not None:
@@ -690,12 +807,20 @@ class Store:
                 (plan_id,),
             ).rowcount
 
-    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[dict[str, Any]]:
+    def list_jobs(self, *, active_only: bool = False, limit: int = 200) -> list[JobRecord]:
         where = "WHERE fetched = 0" if active_only else ""
         rows = self._query(f"SELECT * FROM jobs {where} ORDER BY id DESC LIMIT ?", (limit,))
-        return [self._job_dict(r) for r in rows]
+        jobs = [self._job_dict(r) for r in rows]
+        # Each job's host is its run's (a store shared by many machines shows whose job it is).
+        run_ids = sorted({j.run_id for j in jobs if j.run_id is not None})
+        hosts: dict[int, str | None] = {}
+        for i in range(0, len(run_ids), 500):
+            part = run_ids[i : i + 500]
+            for run in self._query(f"SELECT * FROM runs WHERE id IN ({','.join('?' * len(part))})", part):
+                hosts[run["id"]] = dict(run).get("host")  # a store not migrated yet (read-only) has none
+        return [evolve(job, host=hosts.get(job.run_id)) if job.run_id is not None else job for job in jobs]
 
-    def get_job(self, ident: str | int) -> dict[str, Any] | None:
+    def get_job(self, ident: str | int) -> JobRecord | None:
         """A job by local id, tag or remote id."""
         rows = self._query(
             "SELECT * FROM jobs WHERE CAST(id AS TEXT) = ? OR tag = ? OR remote_id = ? LIMIT 1",
@@ -720,7 +845,7 @@ class Store:
         rows = self._query(
             "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, COUNT(*) AS n "
             "FROM jobs j JOIN requests r ON r.job_id = j.id "
-            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', 'running') "
+            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', '{JobPhase.RUNNING.value}') "
             f"AND r.state = '{QUEUED}'",
             (provider, model),
         )
@@ -765,8 +890,10 @@ class Store:
             if (new_tokens, new_requests) == (old_tokens, old_requests):
                 return False
             db.execute(
-                "INSERT OR REPLACE INTO quotas (provider, model, max_enqueued_tokens, max_queued_requests, "
-                "learned_at, reason) VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO quotas (provider, model, max_enqueued_tokens, max_queued_requests, learned_at, reason) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (provider, model) DO UPDATE SET "
+                "max_enqueued_tokens = excluded.max_enqueued_tokens, max_queued_requests = excluded.max_queued_requests, "
+                "learned_at = excluded.learned_at, reason = excluded.reason",
                 (provider, model, new_tokens, new_requests, time.time(), reason),
             )
             return True
@@ -786,15 +913,16 @@ class Store:
     def plan_money(self, plan_id: str) -> dict[str, dict[str, float]]:
         """Per request state of the plan's distinct requests: count, estimated input tokens,
         most output tokens, and for collected ones their real usage and billed cost."""
+        num = self.json_number
         rows = self._query(
             "SELECT r.state AS state, COUNT(*) AS n, MAX(r.model) AS model, "
             "COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, "
             "COALESCE(SUM(r.max_output), 0) AS max_output, "
-            "SUM(r.max_output IS NULL) AS unbounded, "
-            "COALESCE(SUM(json_extract(r.result, '$.usage.input_tokens')), 0) AS used_in, "
-            "COALESCE(SUM(json_extract(r.result, '$.usage.output_tokens')), 0) AS used_out, "
-            "COALESCE(SUM(json_extract(r.result, '$.cost_usd')), 0) AS cost, "
-            "COALESCE(SUM(json_extract(r.result, '$.online_cost_usd')), 0) AS online "
+            "SUM(CASE WHEN r.max_output IS NULL THEN 1 ELSE 0 END) AS unbounded, "
+            f"COALESCE(SUM({num('r.result', 'usage', 'input_tokens')}), 0) AS used_in, "
+            f"COALESCE(SUM({num('r.result', 'usage', 'output_tokens')}), 0) AS used_out, "
+            f"COALESCE(SUM({num('r.result', 'cost_usd')}), 0) AS cost, "
+            f"COALESCE(SUM({num('r.result', 'online_cost_usd')}), 0) AS online "
             "FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p JOIN requests r ON r.key = p.key "
             "GROUP BY r.state",
             (plan_id,),
@@ -803,15 +931,15 @@ class Store:
 
     def money_totals(self) -> dict[str, float]:
         """What every collected request in the store was billed, and its online price."""
+        cost, online = self.json_number("result", "cost_usd"), self.json_number("result", "online_cost_usd")
         rows = self._query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(result, '$.cost_usd')), 0) AS cost, "
-            "COALESCE(SUM(json_extract(result, '$.online_cost_usd')), 0) AS online, "
-            "SUM(json_extract(result, '$.cost_usd') IS NULL) AS unpriced "
+            f"SELECT COUNT(*) AS n, COALESCE(SUM({cost}), 0) AS cost, COALESCE(SUM({online}), 0) AS online, "
+            f"COALESCE(SUM(CASE WHEN {cost} IS NULL THEN 1 ELSE 0 END), 0) AS unpriced "
             f"FROM requests WHERE state = '{DONE}'"
         )
         r = rows[0]
         return {"requests": r["n"], "cost_usd": r["cost"], "online_cost_usd": r["online"],
-                "saved_usd": r["online"] - r["cost"], "unpriced": r["unpriced"] or 0}
+                "saved_usd": r["online"] - r["cost"], "unpriced": int(r["unpriced"] or 0)}
 
 
     # -- the provider as second source of truth ---------------------------------------------
@@ -819,16 +947,17 @@ class Store:
     def mark_ambiguous(self, job_id: int) -> None:
         """The submit of this job failed in a way that may hide a created job: note when."""
         with self.transaction() as db:
-            db.execute("INSERT OR REPLACE INTO ambiguous_creates (job_id, at) VALUES (?, ?)", (job_id, time.time()))
+            db.execute("INSERT INTO ambiguous_creates (job_id, at) VALUES (?, ?) "
+                       "ON CONFLICT (job_id) DO UPDATE SET at = excluded.at", (job_id, time.time()))
 
     def ambiguous_since(self, job_id: int) -> float | None:
         rows = self._query("SELECT at FROM ambiguous_creates WHERE job_id = ?", (job_id,))
         return rows[0]["at"] if rows else None
 
-    def ambiguous_open_jobs(self, plan_id: str) -> list[dict[str, Any]]:
+    def ambiguous_open_jobs(self, plan_id: str) -> list[JobRecord]:
         """Open, confirmed jobs of this plan whose submission was ambiguous at some point."""
         return [j for j in self.open_jobs(plan_id)
-                if j["remote_id"] and self.ambiguous_since(j["id"]) is not None]
+                if j.remote_id and self.ambiguous_since(j.id) is not None]
 
     def known_remote_ids(self, provider: str) -> frozenset[str]:
         """Remote ids this store already knows (its own jobs and the provider's listed ones)."""
@@ -853,12 +982,14 @@ class Store:
         """Keep a job the provider listed, with the request keys it holds, for adoption."""
         with self.transaction() as db:
             db.execute(
-                "INSERT OR REPLACE INTO remote_jobs (remote_id, provider, ref, state, created_at, listed_at) "
-                "VALUES (?, ?, ?, ?, ?, ?)",
+                "INSERT INTO remote_jobs (remote_id, provider, ref, state, created_at, listed_at) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (remote_id) DO UPDATE SET provider = excluded.provider, "
+                "ref = excluded.ref, state = excluded.state, created_at = excluded.created_at, "
+                "listed_at = excluded.listed_at",
                 (ref.remote_id, provider, dumps(ref), state, created_at, time.time()),
             )
             db.executemany(
-                "INSERT OR IGNORE INTO remote_job_keys (remote_id, key) VALUES (?, ?)",
+                "INSERT INTO remote_job_keys (remote_id, key) VALUES (?, ?) ON CONFLICT DO NOTHING",
                 [(ref.remote_id, k) for k in keys],
             )
 
@@ -893,11 +1024,12 @@ class Store:
                     tag = f"adopted-{ref.remote_id}"
                 cur = db.execute(
                     "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, ref, "
-                    "requests, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, 'running', ?, ?, ?, ?, ?)",
+                    f"requests, bytes, created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, '{JobPhase.RUNNING.value}', ?, ?, ?, ?, "
+                    "?) RETURNING id",
                     (tag, provider, model, step, plan_id, self.run_id, ref.remote_id, dumps(ref), len(keys), 0,
                      now, now),
                 )
-                job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
+                job_id = int(cur.fetchall()[0][0])
                 db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
                 db.executemany(
                     f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?", [(job_id, k) for k in keys]
@@ -905,23 +1037,23 @@ class Store:
                 adopted.append((ref, len(keys)))
         return adopted
 
-    def record_duplicate(self, of_job: dict[str, Any], ref: JobRef, requests: int, state: str) -> int:
+    def record_duplicate(self, of_job: JobRecord, ref: JobRef, requests: int, state: str) -> int:
         """Record a second provider job of one chunk; it is checked and its successes kept."""
         now = time.time()
         with self.transaction() as db:
             cur = db.execute(
                 "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, remote_id, state, message, ref, "
                 "requests, bytes, created_at, updated_at) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?)",
-                (f"{of_job['tag']}~{ref.remote_id}", of_job["provider"], of_job["model"], of_job["step"],
-                 of_job["plan_id"], self.run_id, ref.remote_id, state,
-                 f"duplicate of {of_job['remote_id']}", dumps(ref), requests, now, now),
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, 0, ?, ?) RETURNING id",
+                (f"{of_job.tag}~{ref.remote_id}", of_job.provider, of_job.model, of_job.step,
+                 of_job.plan_id, self.run_id, ref.remote_id, state,
+                 f"duplicate of {of_job.remote_id}", dumps(ref), requests, now, now),
             )
-            job_id = int(cur.lastrowid)  # type: ignore[arg-type]  # set by the INSERT
-            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job["id"]))
+            job_id = int(cur.fetchall()[0][0])
+            db.execute("INSERT INTO duplicates (job_id, of_job) VALUES (?, ?)", (job_id, of_job.id))
             return job_id
 
-    def open_duplicates(self, plan_id: str) -> list[dict[str, Any]]:
+    def open_duplicates(self, plan_id: str) -> list[JobRecord]:
         """Duplicate jobs of this plan not yet collected, each with ``of_job`` (the kept one)."""
         rows = self._query(
             "SELECT jobs.*, d.of_job FROM jobs JOIN duplicates d ON d.job_id = jobs.id "
@@ -947,7 +1079,7 @@ class Store:
                     f"AND +job_id = ? AND state = '{QUEUED}'",
                     (*part, of_job),
                 ).fetchall()
-                self._settle(db, [(row, ok[row["key"]]) for row in rows], 1, 1)
+                self._settle(db, [(row, ok[row["key"]]) for row in rows], Retries())  # successes only
                 taken += len(rows)
         return taken
 
@@ -989,10 +1121,10 @@ class Store:
                     claimed[row["key"]] = dict(row)
             return list(claimed.values())
 
-    def record_online(self, owner: str, results: Sequence[tuple[Result, float | None]], max_attempts: int) -> int:
+    def record_online(self, owner: str, results: Sequence[tuple[Result, float | None]], retries: Retries) -> int:
         """Store online answers (with what each cost) for requests ``owner`` still holds, in one
         transaction. A success is final (and noted in ``online_answers``); an error counts one
-        attempt (the request goes back to NEW, or ends FAILED after ``max_attempts``). Answers
+        attempt (the request goes back to NEW, or ends FAILED by the ``retries`` rule). Answers
         for requests the owner no longer holds are ignored. Returns how many were stored."""
         first: dict[str, tuple[Result, float | None]] = {}
         for result, cost in results:
@@ -1009,7 +1141,7 @@ class Store:
                 ).fetchone()
                 if row is not None:
                     held.append((row, first[key][0]))
-            self._settle(db, held, max_attempts, 1 << 30)
+            self._settle(db, held, retries)
             for row, result in held:
                 db.execute("DELETE FROM online_claims WHERE key = ?", (row["key"],))
                 if result.status is ResultStatus.SUCCEEDED:

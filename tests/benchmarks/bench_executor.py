@@ -1,6 +1,11 @@
 """Benchmark: the executor's time and peak memory for N requests (default 1,000,000).
 
-    python tests/benchmarks/bench_executor.py [N]
+    python tests/benchmarks/bench_executor.py [N] [--store sqlite|postgresql|postgresql://...]
+
+``--store`` picks the backend: ``sqlite`` (the default, a file in a temporary home),
+``postgresql`` (a throwaway server started for the run, tests/pgserver.py) or the URL
+of a server (a new schema in it is used, then dropped). Peak RSS is this process's: a
+PostgreSQL server's own memory is not in it.
 
 Uses an in-process provider that answers instantly and keeps its jobs on disk, so the
 figures are the core's own: planning (validation + store), submission (streaming lines
@@ -17,6 +22,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 from overnight import (
     Capabilities,
@@ -75,7 +81,46 @@ def rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
-def main(n: int) -> None:
+def _postgres(choice: str) -> tuple[str, Any]:
+    """A URL of a new schema, and what to call at the end."""
+    import uuid
+
+    import psycopg
+
+    server = None
+    if choice == "postgresql":
+        sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
+        from pgserver import Server
+
+        server = Server()
+        choice = server.url
+    schema = f"bench_{uuid.uuid4().hex[:12]}"
+    with psycopg.connect(choice, autocommit=True) as db:
+        db.execute(f"CREATE SCHEMA {schema}")
+    sep = "&" if "?" in choice else "?"
+
+    def done() -> None:
+        if server is not None:
+            server.stop()
+            return
+        with psycopg.connect(choice, autocommit=True) as db:
+            db.execute(f"DROP SCHEMA {schema} CASCADE")
+
+    return f"{choice}{sep}options=-csearch_path%3D{schema}", done
+
+
+def main(n: int, backend: str = "sqlite") -> None:
+    cleanup = None
+    if backend != "sqlite":
+        os.environ["OVERNIGHT_STORE"], cleanup = _postgres(backend)
+    try:
+        _bench(n, backend)
+    finally:
+        if cleanup is not None:
+            cleanup()
+
+
+def _bench(n: int, backend: str) -> None:
     with tempfile.TemporaryDirectory() as tmp:
         os.environ["OVERNIGHT_HOME"] = tmp
         set_registry(PluginRegistry([InstantProvider(Path(tmp))], entrypoints=False))
@@ -85,13 +130,29 @@ def main(n: int) -> None:
         )
         store = Store.open()
         llm = LLM("instant/m")
+        planning: dict[str, float] = {}
+        write_plan = store.write_plan
+
+        def timed_plan(*args: Any, **kwargs: Any) -> int:  # validation + storing: the plan phase
+            begin = time.perf_counter()
+            try:
+                return write_plan(*args, **kwargs)
+            finally:
+                planning["s"], planning["rss"] = time.perf_counter() - begin, rss_mb()
+
+        store.write_plan = timed_plan  # type: ignore[method-assign]
         start = time.perf_counter()
         try:
             llm.generate_offline(planned, store=store, step="bench", plan_id="bench")
         except OfflineBatchGenerationNotFinished as exc:
             jobs = len(exc.jobs_ids)
         t_submit = time.perf_counter() - start
+        from overnight.postgres_store import redact
+
+        print(f"store              {redact(backend):>12}")
         print(f"requests           {n:>12,}")
+        print(f"plan               {planning['s']:>11.1f}s  (peak RSS {planning['rss']:.0f} MB)")
+        print(f"submit             {t_submit - planning['s']:>11.1f}s  ({jobs} jobs)")
         print(f"plan+submit        {t_submit:>11.1f}s  ({jobs} jobs, peak RSS {rss_mb():.0f} MB)")
         start = time.perf_counter()
         results = llm.generate_offline(iter(()), store=store, step="bench", plan_id="bench")
@@ -102,9 +163,17 @@ def main(n: int) -> None:
         t_assemble = time.perf_counter() - start
         assert count == n, (count, n)
         print(f"assemble           {t_assemble:>11.1f}s  (peak RSS {rss_mb():.0f} MB)")
-        print(f"store size         {Path(store.path).stat().st_size / 1e6:>11.0f} MB")
+        if hasattr(store, "path"):
+            print(f"store size         {Path(store.path).stat().st_size / 1e6:>11.0f} MB")
+        store.close()
         print(f"peak RSS (process) {rss_mb():>11.0f} MB")
 
 
 if __name__ == "__main__":
-    main(int(sys.argv[1]) if len(sys.argv) > 1 else 1_000_000)
+    args = sys.argv[1:]
+    chosen = "sqlite"
+    if "--store" in args:
+        at = args.index("--store")
+        chosen = args[at + 1]
+        del args[at : at + 2]
+    main(int(args[0]) if args else 1_000_000, chosen)

@@ -1,0 +1,261 @@
+"""The embedded store: one SQLite file in ``OVERNIGHT_HOME`` (WAL, ``synchronous=FULL``).
+
+Only what SQLite does differently lives here: the connection and its pragmas, reading
+a store in a read-only folder, the lock file that serialises processes of one machine,
+and the schema bookkeeping. The queries are :class:`overnight.store.SqlStore`'s.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import sqlite3
+import threading
+import time
+from pathlib import Path
+from typing import Any, ClassVar, Iterator, Sequence
+
+from overnight import polling
+from overnight._serialization import SCHEMA_VERSION
+from overnight.diskerrors import disk_error, raise_on_disk
+from overnight.errors import OvernightError, StoreError
+from overnight.faultpoints import fault_point
+from overnight.store import _SCHEMA, DB_NAME, SqlStore
+
+#: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints.
+PAGE_SIZE = 8192
+CACHE_KB = 64 * 1024
+WAL_CHECKPOINT_PAGES = 4096
+
+#: Seconds a connection waits for another one's lock before the store is "locked".
+BUSY_TIMEOUT = 30.0
+
+#: The schema in SQLite's words: rowid tables keyed by an INTEGER PRIMARY KEY, and the
+#: tables read only by their primary key clustered on it.
+SCHEMA = _SCHEMA.format(id="INTEGER PRIMARY KEY", norowid=" WITHOUT ROWID")
+
+
+def _enable_wal(conn: sqlite3.Connection) -> None:
+    """Switch to WAL, waiting like any other statement while another process holds a lock.
+
+    SQLite does not call the busy handler for this switch: when two processes open a new
+    store at the same moment (or one is writing to a store not yet in WAL), the pragma
+    fails at once with "database is locked". Retry it within the same busy timeout.
+    """
+    deadline = time.monotonic() + BUSY_TIMEOUT
+    while True:
+        try:
+            conn.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or time.monotonic() > deadline:
+                raise
+            time.sleep(0.01)
+
+
+class SqliteStore(SqlStore):
+    """The embedded SQLite store. One connection per thread; WAL; short transactions."""
+
+    #: Lines of a job in the table's own order: results come back in about the order
+    #: sent, so storing them then touches each page of the requests table once.
+    REQUEST_ORDER: ClassVar[str] = "r.rowid"
+
+    def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
+        self.path = Path(path)
+        super().__init__(self.path.parent, readonly=readonly)
+        self.location = str(self.path)
+        if not readonly:
+            try:
+                self.cache_dir.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise_on_disk(self.cache_dir, exc, done=self.activity())
+        self._local = threading.local()
+        self._migrate()
+
+    @classmethod
+    def in_home(cls, cache_dir: str | os.PathLike[str], *, readonly: bool = False) -> "SqliteStore":
+        return cls(Path(cache_dir) / DB_NAME, readonly=readonly)
+
+    # -- connection ----------------------------------------------------------------------
+
+    @property
+    def _db(self) -> sqlite3.Connection:
+        conn = getattr(self._local, "conn", None)
+        if conn is None and self.readonly:
+            try:
+                conn = self._local.conn = self._connect_readonly()
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
+        if conn is None:
+            try:
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+                conn.row_factory = sqlite3.Row
+                # Sized for plans of millions of requests: bigger pages (a no-op on an existing
+                # file), a 64 MB page cache instead of 2 MB (the hot indexes stay in memory
+                # instead of being re-read page by page), fewer WAL checkpoints.
+                conn.execute(f"PRAGMA page_size={PAGE_SIZE}")
+                _enable_wal(conn)
+                # FULL: a committed intent or remote id survives an OS crash or a power
+                # loss (NORMAL may lose the last commits, and then a job paid for is
+                # forgotten). Commits are few; see tests/benchmarks/bench_executor.py.
+                conn.execute("PRAGMA synchronous=FULL")
+                conn.execute("PRAGMA busy_timeout=30000")
+                conn.execute(f"PRAGMA cache_size=-{CACHE_KB}")
+                conn.execute(f"PRAGMA wal_autocheckpoint={WAL_CHECKPOINT_PAGES}")
+            except sqlite3.DatabaseError as exc:
+                raise self._unusable(exc) from None
+            self._local.conn = conn
+        return conn
+
+    def _connect_readonly(self) -> sqlite3.Connection:
+        """A connection that writes nothing, not even SQLite's shared-memory file.
+
+        ``mode=ro`` reads a WAL store, committed WAL content included, but needs the
+        ``-shm`` file to exist or be creatable. A store closed cleanly has neither
+        ``-wal`` nor ``-shm``; in a read-only folder it opens with ``immutable=1`` then
+        (safe: with no ``-wal`` file, everything is in the main file). A store that does
+        not exist yet reads as empty.
+        """
+        if not self.path.exists():
+            conn = sqlite3.connect(":memory:", isolation_level=None)
+            conn.executescript(SCHEMA)
+            conn.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+            self._apply_migrations(conn, 1)
+        else:
+            uri = self.path.resolve().as_uri()
+            try:
+                conn = sqlite3.connect(f"{uri}?mode=ro", uri=True, timeout=BUSY_TIMEOUT, isolation_level=None)
+                conn.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchall()
+            except sqlite3.OperationalError:
+                if Path(f"{self.path}-wal").exists():
+                    raise
+                conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+        conn.row_factory = sqlite3.Row
+        return conn
+
+    def _unusable(self, exc: Exception) -> OvernightError:
+        failure = disk_error(self.path, exc, done=self.activity())
+        if failure is not None:
+            return failure
+        return StoreError(
+            f"The overnight store {self.path} cannot be used ({exc}). {self.activity()} "
+            "If another overnight process is running, let it finish; if the file is corrupt, "
+            "move it aside (it holds your job ids: keep a copy) and run again."
+        )
+
+    @contextlib.contextmanager
+    def transaction(self) -> Iterator[sqlite3.Connection]:
+        """One short write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
+        db = self._db
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+        try:
+            yield db
+            db.execute("COMMIT")
+        except BaseException as exc:
+            with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
+                db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.DatabaseError):
+                # Found while reading or writing a page (e.g. "database disk image is malformed",
+                # "database or disk is full").
+                raise self._unusable(exc) from None
+            raise
+
+    def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
+        try:
+            return self._db.execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+
+    def _stream(self, sql: str, params: Sequence[Any] = ()) -> Iterator[sqlite3.Row]:
+        """Rows of a query, streamed; a file that fails part-way is a StoreError too."""
+        try:
+            yield from self._db.execute(sql, params)
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+
+    # -- schema ----------------------------------------------------------------------------
+
+    def _migrate(self) -> None:
+        try:
+            db = self._db
+            found = db.execute(
+                "SELECT name FROM sqlite_master WHERE type='table' AND name='meta'"
+            ).fetchone()
+            if found:
+                row = db.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()
+                version = int(row["value"]) if row else 0
+                if version > SCHEMA_VERSION:
+                    raise self._newer_schema(version)
+            if self.readonly:
+                return
+            db.executescript(SCHEMA)
+            db.execute("INSERT OR IGNORE INTO meta (key, value) VALUES ('schema_version', '1')")
+            self._migrate_money(db)
+            with self.transaction() as tx:  # BEGIN IMMEDIATE: one process migrates, the others see it done
+                version = int(tx.execute("SELECT value FROM meta WHERE key='schema_version'").fetchone()[0])
+                if version > SCHEMA_VERSION:
+                    raise self._newer_schema(version)
+                if version < SCHEMA_VERSION:
+                    self._apply_migrations(tx, version)
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
+
+    @staticmethod
+    def _migrate_money(db: sqlite3.Connection) -> None:
+        """Stores made before tokens, queue limits and money were tracked (still at schema
+        version 1) gain their columns in place (requests planned before have NULL tokens)."""
+        have = {row["name"] for row in db.execute("PRAGMA table_info(requests)")}
+        for column in ("tokens", "max_output"):
+            if column not in have:
+                db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
+
+    def close(self) -> None:
+        conn = getattr(self._local, "conn", None)
+        if conn is not None:
+            conn.close()
+            self._local.conn = None
+
+    # -- one pass at a time ------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def lock(self, timeout: float, *, step: str) -> Iterator[None]:
+        """Hold the store's lock file (briefly: one plan or one pass at a time).
+
+        A file lock, not SQLite's own: a pass spans provider calls and many short
+        transactions, and every process using this file is on this machine.
+        """
+        try:
+            import fcntl
+        except ImportError:  # pragma: no cover - Windows: rely on SQLite's locking alone
+            yield
+            return
+        path = Path(self.cache_dir) / "overnight.lock"
+        try:
+            fault_point("open_lock", path)
+            handle = open(path, "w")
+        except OSError as exc:
+            raise_on_disk(path, exc, done=self.activity())
+        with handle:
+            deadline = time.monotonic() + timeout
+            announced = False
+            while True:
+                try:
+                    fcntl.flock(handle, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                    break
+                except BlockingIOError:
+                    if time.monotonic() > deadline:
+                        raise StoreError(
+                            f"step {step!r}: another overnight process has held the store "
+                            f"({handle.name}) for {timeout:.0f}s. Let it finish, then run again."
+                        ) from None
+                    if not announced:
+                        polling.report(f"{step}: another overnight process is using the store; waiting for it")
+                        announced = True
+                    time.sleep(0.2)
+            try:
+                yield
+            finally:
+                fcntl.flock(handle, fcntl.LOCK_UN)
