@@ -58,6 +58,10 @@ from overnight.errors import (
 )
 from overnight.models import ProviderInfo, Result, ResultStatus, evolve
 from overnight.money import DEFAULT_EXPECTED_OUTPUT, usd
+from overnight.store import JobPhase, JobRecord
+
+#: Job phases with nothing left to cancel.
+_ENDED = frozenset({JobPhase.FINISHED, JobPhase.FAILED, JobPhase.EXPIRED, JobPhase.CANCELLED})
 
 if TYPE_CHECKING:
     from overnight.executor import BatchExecutor
@@ -613,7 +617,7 @@ class OnlinePart:
         if self.fallback:
             self.ex.store.note_batch_start(self.ex.plan_id)
 
-    def on_pass(self, jobs: list[dict[str, Any]]) -> None:
+    def on_pass(self, jobs: list[JobRecord]) -> None:
         """At the deadline, once: cancel the step's open batch jobs (they are then checked and
         fetched as usual: what they finished is kept, the rest comes back unfinished)."""
         if not self.due():
@@ -622,12 +626,12 @@ class OnlinePart:
         ex = self.ex
         cancelled = []
         for job in jobs:
-            ref = job.get("ref")
-            if ref is None or job.get("state") in ("finished", "failed", "expired", "cancelled"):
+            ref = job.ref
+            if ref is None or job.state in _ENDED:
                 continue
             # Cancelled once; a job created since (an interrupted submit resolved after the
             # deadline) is cancelled too.
-            if fell_back is not None and float(job.get("created_at") or 0) < fell_back:
+            if fell_back is not None and job.created_at < fell_back:
                 continue
             try:
                 with ex._provider_errors(f"cancelling the {ex.provider.name} job {ref.remote_id} at the deadline"):
@@ -682,7 +686,7 @@ class OnlinePart:
             elif ex._advance():
                 jobs = ex.store.open_jobs(ex.plan_id)
                 raise OnlineGenerationNotFinished(
-                    [j["remote_id"] or j["tag"] for j in jobs], provider=ex.provider.name, step=ex.step,
+                    [j.remote_id or j.tag for j in jobs], provider=ex.provider.name, step=ex.step,
                     counts=OnlineRunner(ex)._counts(),
                 )
         self.report()
