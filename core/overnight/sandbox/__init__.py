@@ -13,13 +13,13 @@ The official SDKs run against it unmodified::
 Requires the ``overnight[sandbox]`` extra (starlette, uvicorn, python-multipart).
 """
 
-from .config import DEFAULT_LIMITS, Durations, Limits
+from .config import DEFAULT_LIMITS, Durations, JobLimits
 from .control import SandboxControl, SandboxControlError
 from .faults import Fault
 from .responder import expected_reply
 from .server import Sandbox, build_app, serve
 
 __all__ = [
-    "DEFAULT_LIMITS", "Durations", "Fault", "Limits", "Sandbox", "SandboxControl", "SandboxControlError",
+    "DEFAULT_LIMITS", "Durations", "Fault", "JobLimits", "Sandbox", "SandboxControl", "SandboxControlError",
     "build_app", "expected_reply", "serve",
 ]

@@ -21,7 +21,7 @@ from typing import Any, Iterator, Mapping, Sequence
 
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id
 from .responder import ForwardError, Generation, conversation, generate, json_spec
 from .quota import chat_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download
@@ -197,7 +197,7 @@ def archived_at(doc: Mapping[str, Any], now: float) -> float | None:
     return end if now >= end else None
 
 
-def batch_view(state: JobState, origin: str, style: str, now: float | None = None) -> dict[str, Any]:
+def batch_view(state: JobView, origin: str, style: str, now: float | None = None) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
     archived = archived_at(doc, now) if now is not None else None
     ended = snap.terminal
@@ -245,7 +245,7 @@ def routes(engine: Engine) -> list[Route]:
     def limits() -> Any:
         return engine.config.limits[PROVIDER]
 
-    def view(state: JobState, call: Call) -> dict[str, Any]:
+    def view(state: JobView, call: Call) -> dict[str, Any]:
         return batch_view(state, call.origin, engine.results_url, engine.now())
 
     def create(call: Call) -> Any:
@@ -302,7 +302,7 @@ def routes(engine: Engine) -> list[Route]:
             raise
         return created(engine, state, view(state, call))
 
-    def get(call: Call) -> JobState:
+    def get(call: Call) -> JobView:
         state = engine.lookup_job(PROVIDER, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"message_batch '{call.params['batch_id']}' not found")

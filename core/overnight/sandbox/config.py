@@ -43,7 +43,7 @@ class Durations:
 
 
 @attrs.frozen
-class Limits:
+class JobLimits:
     """Per-job limits of one provider (requests per job, bytes per input file / body)."""
 
     max_requests: int
@@ -53,32 +53,32 @@ class Limits:
 MB = 1024 * 1024
 
 # The real APIs' published limits (Mistral: the conservative "known limitations" figures).
-DEFAULT_LIMITS: Mapping[str, Limits] = {
-    "openai": Limits(max_requests=50_000, max_bytes=200 * MB),
-    "anthropic": Limits(max_requests=100_000, max_bytes=256 * MB),
-    "mistral": Limits(max_requests=100_000, max_bytes=512 * MB),
+DEFAULT_LIMITS: Mapping[str, JobLimits] = {
+    "openai": JobLimits(max_requests=50_000, max_bytes=200 * MB),
+    "anthropic": JobLimits(max_requests=100_000, max_bytes=256 * MB),
+    "mistral": JobLimits(max_requests=100_000, max_bytes=512 * MB),
     # Gemini publishes no request count per batch (our cap); input files are at most 2 GB.
-    "gemini": Limits(max_requests=100_000, max_bytes=2048 * MB),
+    "gemini": JobLimits(max_requests=100_000, max_bytes=2048 * MB),
     # Groq: 50,000 lines per batch; its docs give 200 MB per file in one place and 100 MB in
     # another: the lower figure (docs/protocols/groq.md).
-    "groq": Limits(max_requests=50_000, max_bytes=100 * MB),
+    "groq": JobLimits(max_requests=50_000, max_bytes=100 * MB),
     # Together: 50,000 requests and 100 MB per input file.
-    "together": Limits(max_requests=50_000, max_bytes=100 * MB),
+    "together": JobLimits(max_requests=50_000, max_bytes=100 * MB),
     # DeepInfra publishes no per-batch figures in the pages found: OpenAI's request count and
     # the lower file size, as the plugin assumes (docs/protocols/deepinfra.md).
-    "deepinfra": Limits(max_requests=50_000, max_bytes=100 * MB),
+    "deepinfra": JobLimits(max_requests=50_000, max_bytes=100 * MB),
     # Nebius: up to 5,000,000 requests and 10 GB per file.
-    "nebius": Limits(max_requests=5_000_000, max_bytes=10 * 1024 * MB),
+    "nebius": JobLimits(max_requests=5_000_000, max_bytes=10 * 1024 * MB),
 }
 
 
-def resolve_limits(overrides: Mapping[str, Limits | Mapping[str, Any]] | None) -> dict[str, Limits]:
+def resolve_limits(overrides: Mapping[str, JobLimits | Mapping[str, Any]] | None) -> dict[str, JobLimits]:
     """Default limits with ``overrides`` applied; an override may give only some fields."""
     merged = dict(DEFAULT_LIMITS)
     for provider, value in (overrides or {}).items():
         if provider not in merged:
             raise ValueError(f"unknown provider {provider!r}; expected one of {PROVIDERS}")
-        if isinstance(value, Limits):
+        if isinstance(value, JobLimits):
             merged[provider] = value
         else:
             merged[provider] = attrs.evolve(merged[provider], **dict(value))
@@ -90,7 +90,7 @@ class SandboxConfig:
     """Everything about a sandbox that is not persisted state."""
 
     durations: Durations = Durations()
-    limits: Mapping[str, Limits] = attrs.field(factory=lambda: dict(DEFAULT_LIMITS))
+    limits: Mapping[str, JobLimits] = attrs.field(factory=lambda: dict(DEFAULT_LIMITS))
     results_url: ResultsUrlStyle = "absolute"
     forward_url: str | None = None
     forward_model: str | None = None

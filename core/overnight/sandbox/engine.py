@@ -28,7 +28,7 @@ from .config import PROVIDERS, SandboxConfig
 from .faults import Fault, JobFaults
 from .lifecycle import Schedule, Snapshot, snapshot
 from .responder import Forwarder, answering, sample_variant
-from .state import Store
+from .state import StateDir
 
 Fate = Literal["ok", "error", "expired", "cancelled"]
 Sink = Literal["output", "error"]
@@ -101,7 +101,7 @@ class SinkFile:
 
 
 @attrs.frozen
-class JobState:
+class JobView:
     """A job record with its snapshot at the time it was read."""
 
     doc: Mapping[str, Any]
@@ -125,7 +125,7 @@ class Engine:
     def __init__(self, state_dir: str | os.PathLike[str], config: SandboxConfig | None = None,
                  speed: float | None = None) -> None:
         self.config = config or SandboxConfig()
-        self.store = Store(state_dir)
+        self.store = StateDir(state_dir)
         saved = self.store.get_meta("clock")
         self.clock = Clock(float(saved) if saved else time.time(), speed)
         self._saved_clock = self.clock.now()
@@ -311,7 +311,7 @@ class Engine:
                    metadata: Mapping[str, Any] | None, endpoint: str | None,
                    window: float | None = None, extra: Mapping[str, Any] | None = None,
                    reject: Callable[[Sequence[Mapping[str, Any]]], None] | None = None,
-                   queue_full: Callable[[str], None] | None = None) -> JobState:
+                   queue_full: Callable[[str], None] | None = None) -> JobView:
         """Record a job whose input is already at :meth:`job_input_path`.
 
         ``reject`` is called with the validation problems, if any, before anything is
@@ -359,7 +359,7 @@ class Engine:
             self.store.insert("jobs", job_id, provider, doc)
             self.count(provider, "jobs")
             self.count(provider, "requests", scan.total)
-            return JobState(doc, snapshot(schedule, now))
+            return JobView(doc, snapshot(schedule, now))
 
     def _queue_check(self, provider: str, model: str | None, scan: Scan,
                      queue_full: Callable[[str], None] | None) -> list[dict[str, Any]]:
@@ -390,17 +390,17 @@ class Engine:
                    "Try again once some batches have ended.")
         return []
 
-    def get_job(self, provider: str, job_id: str) -> JobState | None:
+    def get_job(self, provider: str, job_id: str) -> JobView | None:
         with self._lock:
             doc = self.store.get("jobs", job_id, provider)
             return None if doc is None else self._refresh(doc)
 
-    def list_jobs(self, provider: str) -> list[JobState]:
+    def list_jobs(self, provider: str) -> list[JobView]:
         """Newest first."""
         with self._lock:
             return [self._refresh(doc) for doc in self.store.all("jobs", provider)]
 
-    def lookup_job(self, provider: str, job_id: str) -> JobState | None:
+    def lookup_job(self, provider: str, job_id: str) -> JobView | None:
         """The job as the provider's API shows it: ``None`` while a late create hides it.
 
         Each lookup that finds a hidden job uses up one of its ``invisible_lookups``.
@@ -410,12 +410,12 @@ class Engine:
             state = self.get_job(provider, job_id)
             return state if state is not None and self._visible(state) else None
 
-    def lookup_jobs(self, provider: str) -> list[JobState]:
+    def lookup_jobs(self, provider: str) -> list[JobView]:
         """Newest first, as the provider's list endpoint shows them (hidden jobs left out)."""
         with self._lock:
             return [state for state in self.list_jobs(provider) if self._visible(state)]
 
-    def _visible(self, state: JobState) -> bool:
+    def _visible(self, state: JobView) -> bool:
         doc = state.doc
         hidden = doc.get("hidden_lookups", 0)
         if hidden > 0:
@@ -424,11 +424,11 @@ class Engine:
             return False
         return self.now() >= doc.get("visible_at", 0.0)
 
-    def create_lost(self, state: JobState) -> bool:
+    def create_lost(self, state: JobView) -> bool:
         """Whether the create call of this job must lose its response (a fault)."""
         return bool(state.doc["faults"].get("create_response_lost"))
 
-    def cancel_job(self, state: JobState) -> JobState:
+    def cancel_job(self, state: JobView) -> JobView:
         """Request a cancel (idempotent); the caller checks the job is not terminal."""
         with self._lock:
             doc = dict(state.doc)
@@ -471,13 +471,13 @@ class Engine:
             self.store.mark_deleted("jobs", job_id)
             shutil.rmtree(self.store.root / "jobs" / job_id, ignore_errors=True)
 
-    def _refresh(self, doc: dict[str, Any]) -> JobState:
+    def _refresh(self, doc: dict[str, Any]) -> JobView:
         snap = snapshot(Schedule.from_dict(doc["schedule"]), self.now())
         if snap.terminal and doc["result"] is None:
             doc["ended_at"] = snap.ended_at
             doc["result"] = self._materialize(doc, snap)
             self.store.update("jobs", doc["id"], doc)
-        return JobState(doc, snap)
+        return JobView(doc, snap)
 
     def _materialize(self, job: dict[str, Any], snap: Snapshot) -> dict[str, Any]:
         """Compute a terminal job's results by streaming its input once."""

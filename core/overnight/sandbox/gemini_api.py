@@ -45,7 +45,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
 from .gemini_openai_lines import is_openai_line, is_openai_output, native_request, openai_error, openai_output
 from .lifecycle import Schedule, snapshot
 from .quota import context_error
@@ -352,7 +352,7 @@ def file_view(doc: Mapping[str, Any], origin: str) -> dict[str, Any]:
     return view
 
 
-def operation_view(engine: Engine, state: JobState) -> dict[str, Any]:
+def operation_view(engine: Engine, state: JobView) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
     result = state.result or {}
     succeeded, errored = state.counts()
@@ -578,7 +578,7 @@ def routes(engine: Engine) -> list[Route]:
                    "input_file": str(file_name) if file_name else None})
         return created(engine, state, operation_view(engine, state))
 
-    def get_state(job_id: str) -> JobState:
+    def get_state(job_id: str) -> JobView:
         state = engine.lookup_job(PROVIDER, job_id)
         if state is None:
             raise ApiError(404, f"Batch batches/{job_id} not found.")

@@ -21,7 +21,7 @@ from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
 from .responder import ForwardError, Generation, conversation, count_tokens, embedding, generate, json_spec
 from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
@@ -210,7 +210,7 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def job_view(engine: Engine, state: JobState, *, inline: bool = False) -> dict[str, Any]:
+def job_view(engine: Engine, state: JobView, *, inline: bool = False) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
     result = state.result or {}
     succeeded, errored = state.counts()
@@ -357,7 +357,7 @@ def routes(engine: Engine) -> list[Route]:
             extra={"input_files": [str(f) for f in input_files], "model": model, "agent_id": agent_id})
         return created(engine, state, job_view(engine, state))
 
-    def get(call: Call) -> JobState:
+    def get(call: Call) -> JobView:
         state = engine.lookup_job(PROVIDER, call.params["job_id"])
         if state is None:
             raise ApiError(404, f"Batch job {call.params['job_id']} not found", code="not_found")

@@ -24,7 +24,7 @@ from starlette.routing import Route
 
 from overnight.structured import strict_mode_problem
 
-from .engine import Engine, Fate, JobState, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
 from .responder import (ForwardError, Generation, content_text, conversation, current_variant, embedding,
                         generate, json_spec, count_tokens)
 from .quota import body_tokens, context_error, max_tokens
@@ -427,7 +427,7 @@ def _ts(value: float | None) -> int | None:
     return None if value is None else int(value)
 
 
-def batch_view(state: JobState) -> dict[str, Any]:
+def batch_view(state: JobView) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
     phase = snap.phase
     result = state.result or {}
@@ -599,7 +599,7 @@ def routes(engine: Engine, profile: VendorProfile = OPENAI) -> list[Route]:
                    "completion_window": body["completion_window"], "window_seconds": window})
         return created(engine, state, batch_view(state))
 
-    def get_batch(call: Call) -> JobState:
+    def get_batch(call: Call) -> JobView:
         state = engine.lookup_job(provider, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"No batch found with id '{call.params['batch_id']}'.", param="batch_id")

@@ -23,7 +23,7 @@ from starlette.responses import JSONResponse
 from starlette.routing import Mount, Route
 
 from . import anthropic_api, control, gemini_api, mistral_api, openai_api, together_api
-from .config import Durations, Limits, ResultsUrlStyle, SandboxConfig, resolve_limits
+from .config import Durations, JobLimits, ResultsUrlStyle, SandboxConfig, resolve_limits
 from .control import PROVIDER_PREFIXES, Controller, ProviderUrls
 from .engine import Engine
 
@@ -85,7 +85,7 @@ def build_app(engine: Engine) -> Starlette:
 
 
 def make_config(*, durations: Durations | Mapping[str, float] | None = None,
-                limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
+                limits: Mapping[str, JobLimits | Mapping[str, Any]] | None = None,
                 results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
                 forward_model: str | None = None, max_enqueued_tokens: int | None = None,
                 max_queued_requests: int | None = None) -> SandboxConfig:
@@ -111,7 +111,7 @@ class Sandbox(Controller, ProviderUrls):
 
     def __init__(self, state_dir: str | os.PathLike[str] | None = None, host: str = "127.0.0.1", port: int = 0,
                  speed: float | None = None, *, durations: Durations | Mapping[str, float] | None = None,
-                 limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
+                 limits: Mapping[str, JobLimits | Mapping[str, Any]] | None = None,
                  results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
                  forward_model: str | None = None, log_level: str = "warning",
                  max_enqueued_tokens: int | None = None, max_queued_requests: int | None = None) -> None:
@@ -202,7 +202,7 @@ def default_state_dir() -> Path:
 
 def serve(host: str = "127.0.0.1", port: int = 8080, state_dir: str | os.PathLike[str] | None = None,
           speed: float | None = 1.0, *, durations: Durations | Mapping[str, float] | None = None,
-          limits: Mapping[str, Limits | Mapping[str, Any]] | None = None,
+          limits: Mapping[str, JobLimits | Mapping[str, Any]] | None = None,
           results_url: ResultsUrlStyle = "absolute", forward_url: str | None = None,
           forward_model: str | None = None, log_level: str = "info", max_enqueued_tokens: int | None = None,
           max_queued_requests: int | None = None, access_log: bool = False) -> None:

@@ -36,7 +36,7 @@ SCHEMA_VERSION = "1"
 _TABLES = ("files", "jobs", "faults")
 
 
-class Store:
+class StateDir:
     """Thread-safe access to a state dir (one connection, serialised)."""
 
     def __init__(self, root: str | os.PathLike[str]) -> None:

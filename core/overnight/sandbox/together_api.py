@@ -28,7 +28,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import online_api
-from .engine import Engine, JobState
+from .engine import Engine, JobView
 from .openai_api import DAY, FLAVOR, TOGETHER, OpenAIDialect, new_file_id
 from .web import Api, ApiError, Call, created, download, receive_upload
 
@@ -52,7 +52,7 @@ def file_view(doc: Mapping[str, Any]) -> dict[str, Any]:
             "processing_status": "COMPLETED", "Processed": True, "LineCount": doc.get("lines", 0)}
 
 
-def job_view(state: JobState) -> dict[str, Any]:
+def job_view(state: JobView) -> dict[str, Any]:
     doc, snap = state.doc, state.snap
     result = state.result or {}
     succeeded, errored = state.counts()
@@ -184,7 +184,7 @@ def routes(engine: Engine) -> list[Route]:
             extra={"input_file_id": file_doc["id"], "input_bytes": file_doc["bytes"]})
         return created(engine, state, {"job": job_view(state), "warning": None})
 
-    def get_job(call: Call) -> JobState:
+    def get_job(call: Call) -> JobView:
         state = engine.lookup_job(PROVIDER, call.params["batch_id"])
         if state is None:
             raise ApiError(404, f"Batch job {call.params['batch_id']} not found.", param="id")
