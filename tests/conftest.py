@@ -9,8 +9,7 @@ import os
 
 import pytest
 
-from overnight import plugins
-from overnight.plugins import PluginRegistry
+from overnight.plugin_testing import registry  # noqa: F401  (the published fixture, also used by plugins/*/tests)
 
 from fakeprovider import FakeProvider
 
@@ -64,15 +63,6 @@ def overnight_home(request, tmp_path, monkeypatch):
     # window (the default, 300 s, is for real providers: tests drive no wall clock).
     monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
     return home
-
-
-@pytest.fixture
-def registry():
-    """An empty plugin registry installed as the process-wide one for this test."""
-    reg = PluginRegistry(entrypoints=False)
-    previous = plugins.set_registry(reg)
-    yield reg
-    plugins.set_registry(previous)
 
 
 @pytest.fixture

@@ -502,6 +502,34 @@ def check_round_trips(plugin: Any, backend: Backend) -> None:
 # --- the suite -----------------------------------------------------------------------------
 
 
+# --- fixtures for a plugin's own tests ---------------------------------------------------
+
+
+@pytest.fixture
+def registry() -> Iterator[PluginRegistry]:
+    """An empty plugin registry, installed as the process-wide one for this test: the test
+    registers the plugin it is about, and no installed plugin leaks in. Use it from your
+    ``conftest.py``: ``from overnight.plugin_testing import registry, overnight_home``."""
+    from overnight import plugins
+
+    reg = PluginRegistry(entrypoints=False)
+    previous = plugins.set_registry(reg)
+    yield reg
+    plugins.set_registry(previous)
+
+
+@pytest.fixture(autouse=True)
+def overnight_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
+    """Every test gets its own store and cache directory (``OVERNIGHT_HOME``). A crash or a
+    failed create is resubmitted at once (the 300 s settle window is for real providers:
+    tests drive no wall clock) unless the test sets ``OVERNIGHT_CREATE_SETTLE_SECONDS``."""
+    home = tmp_path / "overnight-home"
+    monkeypatch.setenv("OVERNIGHT_HOME", str(home))
+    monkeypatch.delenv("OVERNIGHT_STORE", raising=False)  # never a shared store from the environment
+    monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
+    return home
+
+
 class PluginConformance:
     """The conformance suite: subclass it as ``Test<Plugin>`` and define fixtures.
 

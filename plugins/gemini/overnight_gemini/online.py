@@ -59,7 +59,8 @@ def generate(provider: str, request: Mapping[str, Any], client: Any, timeout: fl
 def _refused(exc: Any, key: str, model: str) -> Result:
     code = int(exc.code or 0)
     details = exc.details if isinstance(exc.details, dict) else {}
-    error = details.get("error") if isinstance(details.get("error"), dict) else {
+    given = details.get("error")
+    error: dict[str, Any] = given if isinstance(given, dict) else {
         "code": code, "message": str(exc.message or ""), "status": exc.status}
     if code in REFUSED:
         return translate.parse_response(key, None, error)

@@ -44,7 +44,7 @@ from overnight.executor import PlannedRequest
 from overnight.plugins import PluginRegistry, set_registry
 from overnight.sandbox import Sandbox, expected_reply
 from overnight.store import Store
-from overnight_openai import OpenAIPlugin, client as clients, jobs, translate
+from overnight_openai import OpenAIPlugin, jobs, translate
 
 KEY = "sk-test-openai-plugin-0123456789"
 MODEL = "gpt-4o-mini"  # for the pure tests; sandbox tests use a model per test

@@ -107,7 +107,8 @@ def test_line_carries_system_instruction_turns_and_every_option():
 
 def test_json_modes_map_to_mime_type_and_schema():
     schema = {"type": "object", "properties": {"a": {"type": "integer"}}}
-    line = translate.build_line(request(("user", "x"), response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}))
+    line = translate.build_line(request(("user", "x"),
+                                        response_format={"type": "json_schema", "json_schema": {"name": "n", "schema": schema}}))
     assert line["request"]["generationConfig"] == {"responseMimeType": "application/json", "responseJsonSchema": schema}
     plain = translate.build_line(request(("user", "x"), response_format={"type": "json_object"}))
     assert plain["request"]["generationConfig"] == {"responseMimeType": "application/json"}

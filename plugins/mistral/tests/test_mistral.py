@@ -636,7 +636,8 @@ def test_a_job_failing_validation_is_reported_and_resubmitted_whole(sb, mistral)
     model, plan = llm(sb), planned(PROMPTS[:3])
     (remote_id,) = pending(model, plan).jobs_ids
     sb.advance(DONE)
-    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), mistral.connect("mistral", {"api_key": KEY, "base_url": sb.mistral_base_url}), None)
+    client = mistral.connect("mistral", {"api_key": KEY, "base_url": sb.mistral_base_url})
+    status = mistral.check("mistral", JobRef("mistral", remote_id, "t"), client, None)
     assert status.state is JobState.FAILED and "failed validation" in status.message
     pending(model, plan)
     assert job_sizes(sb) == [3, 3]
@@ -705,6 +706,7 @@ def test_list_jobs_reads_input_files_at_once_and_inline_jobs_once_ended(sb, mist
     assert listed().custom_ids == (None if inline_threshold else keys)
     sb.advance(DONE)
     assert listed().custom_ids == keys
-    [skipped] = [j for j in mistral.list_jobs("mistral", mistral.connect("mistral", options), 3600.0, 1000, frozenset({job_id}), frozenset())
+    client = mistral.connect("mistral", options)
+    [skipped] = [j for j in mistral.list_jobs("mistral", client, 3600.0, 1000, frozenset({job_id}), frozenset())
                  if j.ref.remote_id == job_id]
     assert skipped.custom_ids is None
