@@ -10,6 +10,7 @@ import os
 import pytest
 
 from overnight.plugin_testing import registry  # noqa: F401  (the published fixture, also used by plugins/*/tests)
+from overnight.sandbox.testing import sandbox_fixture  # noqa: F401  (the published fixture)
 
 from fakeprovider import FakeProvider
 
@@ -63,6 +64,13 @@ def overnight_home(request, tmp_path, monkeypatch):
     # window (the default, 300 s, is for real providers: tests drive no wall clock).
     monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
     return home
+
+
+@pytest.fixture
+def sandbox(sandbox_fixture):  # noqa: F811
+    """A fresh sandbox per test, on a clock the test drives: the published fixture, under the
+    name the tests use."""
+    return sandbox_fixture
 
 
 @pytest.fixture

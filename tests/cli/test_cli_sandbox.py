@@ -15,14 +15,8 @@ import urllib.request
 import pytest
 
 from overnight.cli import main
-from overnight.sandbox import Sandbox
 from overnight.sandbox.control import ROUTE_DOCS
 
-
-@pytest.fixture
-def sandbox(tmp_path):
-    with Sandbox(state_dir=tmp_path / "sandbox") as sb:
-        yield sb
 
 
 def get(url: str):

@@ -14,7 +14,6 @@ import termios
 import time
 from pathlib import Path
 
-import pytest
 
 from overnight import polling, progress
 from overnight.progress import JobView, PlainLines, Snapshot
@@ -102,11 +101,6 @@ def test_mode_follows_the_terminal_and_the_flags(monkeypatch):
         monkeypatch.setenv(progress.MODE_ENV, chosen)
         assert progress.mode(Stream(False)) == chosen
 
-
-@pytest.fixture
-def sandbox(tmp_path):
-    with Sandbox(state_dir=tmp_path / "sandbox") as sb:
-        yield sb
 
 
 def env_for(sandbox: Sandbox, home: Path) -> dict[str, str]:

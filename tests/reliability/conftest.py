@@ -23,11 +23,6 @@ def runners():
     default.close()
 
 
-@pytest.fixture
-def sandbox(tmp_path):
-    with Sandbox(state_dir=tmp_path / "sandbox-state") as sb:
-        yield sb
-
 
 @pytest.fixture
 def control(sandbox):

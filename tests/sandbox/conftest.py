@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import sys
 from pathlib import Path
-from typing import Iterator
 
 import anthropic
 import openai
@@ -17,11 +16,6 @@ from overnight.sandbox import Sandbox
 if str(Path(__file__).parent) not in sys.path:
     sys.path.insert(0, str(Path(__file__).parent))
 
-
-@pytest.fixture
-def sandbox(tmp_path: Path) -> Iterator[Sandbox]:
-    with Sandbox(state_dir=tmp_path / "state") as sb:
-        yield sb
 
 
 @pytest.fixture
