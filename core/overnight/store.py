@@ -21,7 +21,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import platformdirs
 
-from overnight._serialization import SCHEMA_VERSION, dumps, loads
+from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import DiskError, OvernightError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus
@@ -557,7 +557,7 @@ class Store:
             first.setdefault(result.custom_id, result)
         # Successes (nearly every result) settle in one statement each, with no read first:
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
-        succeeded = [(dumps(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
+        succeeded = [(dump_result(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
             db.executemany(
                 f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
@@ -583,10 +583,10 @@ class Store:
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
             if result.status is ResultStatus.SUCCEEDED:
-                updates.append((DONE, attempts, unfinished, dumps(result), key))
+                updates.append((DONE, attempts, unfinished, dump_result(result), key))
             elif result.status is ResultStatus.ERRORED:
                 attempts += 1
-                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dumps(result), key))
+                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dump_result(result), key))
             else:  # unfinished: resubmit, but not forever
                 unfinished += 1
                 if unfinished >= max_unfinished:
@@ -594,7 +594,7 @@ class Store:
                         custom_id=key, status=ResultStatus.ERRORED,
                         error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
                     )
-                    updates.append((FAILED, attempts, unfinished, dumps(failed), key))
+                    updates.append((FAILED, attempts, unfinished, dump_result(failed), key))
                 else:
                     updates.append((NEW, attempts, unfinished, None, key))
         db.executemany(
@@ -944,5 +944,5 @@ class Store:
 
 
 def result_from_json(text: str | None) -> Result | None:
-    return loads(text, Result) if text else None
+    return load_result(text) if text else None
 
