@@ -31,8 +31,6 @@ MODE_ENV = "OVERNIGHT_PROGRESS"
 MODES = ("auto", "live", "plain", "verbose", "quiet")
 #: A plain line repeats an unchanged state at most this often (seconds).
 QUIET_PERIOD = 60.0
-#: The cost so far is read from the store at most this often (it sums every result).
-COST_PERIOD = 60.0
 #: Jobs listed in the live display; the rest are counted.
 SHOWN_JOBS = 12
 
@@ -124,20 +122,18 @@ class Tracker:
         self.store, self.plan_id, self.step, self.provider, self.clock = store, plan_id, step, provider, clock
         self.started = clock()
         self._first: tuple[float, int] | None = None
-        self._cost: tuple[float, float | None] | None = None
-
-    def _cost_so_far(self, now: float) -> float | None:
-        if self._cost is None or now - self._cost[0] >= COST_PERIOD:
-            money = self.store.plan_money(self.plan_id)
-            priced = any(v.get("cost") for v in money.values())
-            self._cost = (now, sum(float(v.get("cost") or 0) for v in money.values()) if priced else None)
-        return self._cost[1]
 
     def snapshot(self, open_jobs: list[dict[str, Any]], next_check: float) -> Snapshot:
         from overnight import store as st
 
         now = self.clock()
-        counts = self.store.plan_counts(self.plan_id)
+        # One pass over the plan gives the counts, the retries and the cost (each is a
+        # join over every request of the plan: a second of SQLite at a million).
+        money = self.store.plan_money(self.plan_id)
+        counts = {state: int(v["n"]) for state, v in money.items()}
+        retried = sum(int(v["retried"] or 0) for state, v in money.items() if state != st.FAILED)
+        priced = any(v.get("cost") for v in money.values())
+        cost = sum(float(v.get("cost") or 0) for v in money.values()) if priced else None
         jobs = tuple(
             JobView(str(j.get("remote_id") or j.get("tag") or "?"), str(j.get("raw_status") or j.get("state") or "?"),
                     int(j.get("completed") or 0) + int(j.get("failed") or 0), int(j.get("requests") or 0))
@@ -152,8 +148,8 @@ class Tracker:
         rate = (done - done_then) / (now - since) if now > since and done > done_then else None
         eta = (total - done) / rate if rate else None
         return Snapshot(step=self.step, provider=self.provider, jobs=jobs, total=total, collected=collected,
-                        failed=failed, retried=self.store.plan_retried(self.plan_id),
-                        cost_usd=self._cost_so_far(now), started=self.started, eta=eta, next_check=next_check)
+                        failed=failed, retried=retried,
+                        cost_usd=cost, started=self.started, eta=eta, next_check=next_check)
 
 
 class Display:

@@ -93,6 +93,29 @@ PAGE_SIZE = 8192
 CACHE_KB = 64 * 1024
 WAL_CHECKPOINT_PAGES = 4096
 
+#: A result's figures kept as columns of its request beside the result's JSON (and where
+#: in the JSON each is): money and progress sums read these, never the JSON.
+FIGURES = (
+    ("used_in", "INTEGER", "$.usage.input_tokens"),
+    ("used_out", "INTEGER", "$.usage.output_tokens"),
+    ("cost_usd", "REAL", "$.cost_usd"),
+    ("online_cost_usd", "REAL", "$.online_cost_usd"),
+)
+
+
+_SET_FIGURES = ", ".join(f"{column} = ?" for column, _, _ in FIGURES)
+
+
+def _figures(result: Result | None) -> tuple[int | None, int | None, float | None, float | None]:
+    """The FIGURES of one result, in order."""
+    if result is None:
+        return None, None, None, None
+    usage = result.usage
+    if usage is None:
+        return None, None, result.cost_usd, result.online_cost_usd
+    return usage.input_tokens, usage.output_tokens, result.cost_usd, result.online_cost_usd
+
+
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
 
@@ -139,6 +162,8 @@ class Store:
         self._local = threading.local()
         #: The run this process is in (``start_run``); jobs submitted now are recorded under it.
         self.run_id: int | None = None
+        #: Whether the requests table has the FIGURES columns (None: not looked yet).
+        self._figure_columns: bool | None = None
         self._migrate()
 
     @classmethod
@@ -285,6 +310,7 @@ class Store:
                 (str(SCHEMA_VERSION),),
             )
             self._migrate_money(db)
+            self._migrate_result_figures(db)
         except sqlite3.DatabaseError as exc:
             raise self._unusable(exc) from None
 
@@ -301,6 +327,37 @@ class Store:
             "max_enqueued_tokens INTEGER, max_queued_requests INTEGER, learned_at REAL NOT NULL, "
             "reason TEXT, PRIMARY KEY (provider, model))"
         )
+
+    @staticmethod
+    def _migrate_result_figures(db: sqlite3.Connection) -> None:
+        """Each result's usage and cost as columns beside its JSON (see :data:`FIGURES`), so
+        money and progress sum numbers instead of parsing every result; idempotent. A store
+        made before them gains them in place, filled from the results it holds."""
+        with contextlib.ExitStack() as undo:
+            db.execute("BEGIN IMMEDIATE")  # two processes opening one old store: one adds them
+            undo.callback(db.execute, "ROLLBACK")
+            have = {d[0] for d in db.execute("SELECT * FROM requests LIMIT 0").description}
+            missing = [(column, kind) for column, kind, _ in FIGURES if column not in have]
+            for column, kind in missing:
+                db.execute(f"ALTER TABLE requests ADD COLUMN {column} {kind}")
+            if missing:
+                # The one SQLite-only step: stores made before this migration are SQLite ones.
+                db.execute(
+                    "UPDATE requests SET " + ", ".join(f"{c} = json_extract(result, '{path}')" for c, _, path in FIGURES)
+                    + " WHERE result IS NOT NULL"
+                )
+            undo.pop_all()
+            db.execute("COMMIT")
+
+    def _figure(self, column: str, table: str = "") -> str:
+        """The SQL for one result figure: its column, or (a store opened read-only that was
+        made before the columns) the same figure read from the result's JSON."""
+        if self._figure_columns is None:
+            have = {d[0] for d in self._db.execute("SELECT * FROM requests LIMIT 0").description}
+            self._figure_columns = all(c in have for c, _, _ in FIGURES)
+        if self._figure_columns:
+            return f"{table}{column}"
+        return next(f"json_extract({table}result, '{path}')" for c, _, path in FIGURES if c == column)
 
     def close(self) -> None:
         conn = getattr(self._local, "conn", None)
@@ -557,10 +614,12 @@ class Store:
             first.setdefault(result.custom_id, result)
         # Successes (nearly every result) settle in one statement each, with no read first:
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
-        succeeded = [(dump_result(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
+        succeeded = [(dump_result(r), *_figures(r), key, job_id)
+                     for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
             db.executemany(
-                f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+                f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+                f"WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
                 succeeded,
             )
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
@@ -579,14 +638,15 @@ class Store:
     def _settle(db: sqlite3.Connection, outcomes: Sequence[tuple[sqlite3.Row, Result]],
                 max_attempts: int, max_unfinished: int) -> None:
         """Apply results to queued requests (rows of key, attempts, unfinished)."""
-        updates: list[tuple[str, int, int, str | None, str]] = []
+        updates: list[tuple[Any, ...]] = []
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
             if result.status is ResultStatus.SUCCEEDED:
-                updates.append((DONE, attempts, unfinished, dump_result(result), key))
+                updates.append((DONE, attempts, unfinished, dump_result(result), *_figures(result), key))
             elif result.status is ResultStatus.ERRORED:
                 attempts += 1
-                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dump_result(result), key))
+                updates.append((FAILED if attempts >= max_attempts else NEW, attempts, unfinished, dump_result(result),
+                                *_figures(result), key))
             else:  # unfinished: resubmit, but not forever
                 unfinished += 1
                 if unfinished >= max_unfinished:
@@ -594,11 +654,12 @@ class Store:
                         custom_id=key, status=ResultStatus.ERRORED,
                         error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
                     )
-                    updates.append((FAILED, attempts, unfinished, dump_result(failed), key))
+                    updates.append((FAILED, attempts, unfinished, dump_result(failed), *_figures(failed), key))
                 else:
-                    updates.append((NEW, attempts, unfinished, None, key))
+                    updates.append((NEW, attempts, unfinished, None, *_figures(None), key))
         db.executemany(
-            "UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ? WHERE key = ?", updates
+            f"UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ?, {_SET_FIGURES} WHERE key = ?",
+            updates,
         )
 
     def close_job(self, job_id: int, max_attempts: int, max_unfinished: int, *,
@@ -646,11 +707,13 @@ class Store:
         """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
         where, params = "", ()  # type: tuple[str, tuple[Any, ...]]
         if plan_id is not None:
-            where = "AND r.key IN (SELECT key FROM plan_items WHERE plan_id = ?)"
+            where = "AND EXISTS (SELECT 1 FROM plan_items p WHERE p.key = r.key AND p.plan_id = ?)"
             params = (plan_id,)
+        # From the few lost jobs (lose_job marks the job and its requests together) to their
+        # requests by the job index: no pass over the plan's requests when nothing is lost.
         rows = self._query(
-            f"SELECT j.*, COUNT(r.key) AS lost FROM jobs j JOIN requests r ON r.job_id = j.id "
-            f"WHERE r.state = '{LOST}' {where} GROUP BY j.id ORDER BY j.id",
+            f"SELECT j.*, COUNT(r.key) AS lost FROM jobs j CROSS JOIN requests r ON r.job_id = j.id "
+            f"WHERE j.state = '{LOST_JOB}' AND r.state = '{LOST}' {where} GROUP BY j.id ORDER BY j.id",
             params,
         )
         return [self._job_dict(r) for r in rows]
@@ -772,16 +835,18 @@ class Store:
 
     def plan_money(self, plan_id: str) -> dict[str, dict[str, float]]:
         """Per request state of the plan's distinct requests: count, estimated input tokens,
-        most output tokens, and for collected ones their real usage and billed cost."""
+        most output tokens, how many failed before (``retried``), and for collected ones
+        their real usage and billed cost."""
         rows = self._query(
             "SELECT r.state AS state, COUNT(*) AS n, MAX(r.model) AS model, "
             "COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, "
             "COALESCE(SUM(r.max_output), 0) AS max_output, "
             "SUM(r.max_output IS NULL) AS unbounded, "
-            "COALESCE(SUM(json_extract(r.result, '$.usage.input_tokens')), 0) AS used_in, "
-            "COALESCE(SUM(json_extract(r.result, '$.usage.output_tokens')), 0) AS used_out, "
-            "COALESCE(SUM(json_extract(r.result, '$.cost_usd')), 0) AS cost, "
-            "COALESCE(SUM(json_extract(r.result, '$.online_cost_usd')), 0) AS online "
+            "SUM(CASE WHEN r.attempts > 0 THEN 1 ELSE 0 END) AS retried, "
+            f"COALESCE(SUM({self._figure('used_in', 'r.')}), 0) AS used_in, "
+            f"COALESCE(SUM({self._figure('used_out', 'r.')}), 0) AS used_out, "
+            f"COALESCE(SUM({self._figure('cost_usd', 'r.')}), 0) AS cost, "
+            f"COALESCE(SUM({self._figure('online_cost_usd', 'r.')}), 0) AS online "
             "FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p JOIN requests r ON r.key = p.key "
             "GROUP BY r.state",
             (plan_id,),
@@ -791,9 +856,9 @@ class Store:
     def money_totals(self) -> dict[str, float]:
         """What every collected request in the store was billed, and its online price."""
         rows = self._query(
-            "SELECT COUNT(*) AS n, COALESCE(SUM(json_extract(result, '$.cost_usd')), 0) AS cost, "
-            "COALESCE(SUM(json_extract(result, '$.online_cost_usd')), 0) AS online, "
-            "SUM(json_extract(result, '$.cost_usd') IS NULL) AS unpriced "
+            f"SELECT COUNT(*) AS n, COALESCE(SUM({self._figure('cost_usd')}), 0) AS cost, "
+            f"COALESCE(SUM({self._figure('online_cost_usd')}), 0) AS online, "
+            f"SUM({self._figure('cost_usd')} IS NULL) AS unpriced "
             f"FROM requests WHERE state = '{DONE}'"
         )
         r = rows[0]
