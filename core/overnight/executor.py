@@ -50,6 +50,7 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.faultpoints import fault_point
+from overnight.gcthresholds import fewer_collections
 from overnight.identity import request_key
 from overnight.models import (
     STANDARD_PARAMS,
@@ -155,6 +156,10 @@ class BatchExecutor:
         Raises :class:`ValidationError` (nothing submitted) or
         :class:`OfflineBatchGenerationNotFinished` (state saved) instead.
         """
+        with fewer_collections():
+            return self._run(planned)
+
+    def _run(self, planned: Iterable[PlannedRequest]) -> Iterator[RowResult]:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
@@ -691,6 +696,10 @@ class BatchExecutor:
     # -- assemble --------------------------------------------------------------------------
 
     def _assemble(self) -> Iterator[RowResult]:
+        with fewer_collections():
+            yield from self._assembled()
+
+    def _assembled(self) -> Iterator[RowResult]:
         for row, sample, state, text in self.store.plan_results(self.plan_id):
             result = result_from_json(text)
             if state not in (st.DONE, st.FAILED) or result is None:

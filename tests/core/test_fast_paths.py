@@ -51,3 +51,19 @@ def test_remembered_piece_costs_give_the_plain_sum(monkeypatch: pytest.MonkeyPat
 def test_a_run_of_spaces_is_one_token(text: str, expected: int) -> None:
     # A run of two or more spaces used to raise IndexError while planning.
     assert tokens.text_tokens(text) == expected
+
+
+def test_collection_thresholds_come_back_after_nested_and_failing_uses() -> None:
+    import gc
+
+    from overnight.gcthresholds import YOUNG, fewer_collections
+
+    before = gc.get_threshold()
+    with pytest.raises(RuntimeError):
+        with fewer_collections():
+            assert gc.get_threshold()[0] == max(before[0], YOUNG)
+            with fewer_collections():
+                pass
+            assert gc.get_threshold()[0] == max(before[0], YOUNG)  # the outer use still holds them
+            raise RuntimeError
+    assert gc.get_threshold() == before
