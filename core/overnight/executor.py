@@ -537,6 +537,8 @@ class BatchExecutor:
         limits = self.provider.info.limits
         self._over_budget = None
         self.accounting.commit_to_budget()
+        if not self.store.has_new(self.plan_id):  # most passes: no need to read the plan
+            return
         # Keyset paging by plan position: each chunk reads on from where the last one
         # stopped, so submitting N requests reads the plan once, not once per chunk.
         after = -1

@@ -31,6 +31,9 @@ MODE_ENV = "OVERNIGHT_PROGRESS"
 MODES = ("auto", "live", "plain", "verbose", "quiet")
 #: A plain line repeats an unchanged state at most this often (seconds).
 QUIET_PERIOD = 60.0
+#: The plan's counts are read again once this many times as long as reading them took has
+#: passed: showing progress costs at most a tenth of the wait.
+RECOUNT = 10.0
 #: Jobs listed in the live display; the rest are counted.
 SHOWN_JOBS = 12
 
@@ -122,14 +125,21 @@ class Tracker:
         self.store, self.plan_id, self.step, self.provider, self.clock = store, plan_id, step, provider, clock
         self.started = clock()
         self._first: tuple[float, int] | None = None
+        #: When the plan's counts were last read, how long that took, and what they were.
+        self._money: tuple[float, float, dict[str, dict[str, float]]] | None = None
 
     def snapshot(self, open_jobs: list[dict[str, Any]], next_check: float) -> Snapshot:
         from overnight import store as st
 
         now = self.clock()
-        # One pass over the plan gives the counts, the retries and the cost (each is a
-        # join over every request of the plan: a second of SQLite at a million).
-        money = self.store.plan_money(self.plan_id)
+        # One pass over the plan gives the counts, the retries and the cost: a join over
+        # every request of the plan, seconds of SQLite at a million. So it is read again only
+        # once RECOUNT times as long as it took has passed (the open jobs' own counts, read
+        # each time, show the progress in between).
+        if self._money is None or now - self._money[0] >= RECOUNT * self._money[1]:
+            money = self.store.plan_money(self.plan_id)
+            self._money = (now, self.clock() - now, money)
+        money = self._money[2]
         counts = {state: int(v["n"]) for state, v in money.items()}
         retried = sum(int(v["retried"] or 0) for state, v in money.items() if state != st.FAILED)
         priced = any(v.get("cost") for v in money.values())
