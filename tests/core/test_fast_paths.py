@@ -67,3 +67,65 @@ def test_collection_thresholds_come_back_after_nested_and_failing_uses() -> None
             assert gc.get_threshold()[0] == max(before[0], YOUNG)  # the outer use still holds them
             raise RuntimeError
     assert gc.get_threshold() == before
+
+
+def test_request_keys_are_those_of_the_standard_json_encoder() -> None:
+    """Content addresses must not change: a new key would pay again for a stored result."""
+    import hashlib
+    import json
+
+    from overnight.identity import request_key
+    from overnight.models import ChatRequest, GenerationParams, Message
+
+    def old_key(request: ChatRequest, sample: int) -> str:
+        messages = json.dumps([[m.role, m.content] for m in request.messages], ensure_ascii=False,
+                              separators=(",", ":"))
+        params = dumps(request.params)
+        text = f"openai\0{request.model}\0{messages}\0{params}\0{sample}"
+        return hashlib.sha256(text.encode()).hexdigest()[:40]
+
+    texts = ["plain", "quote \" back \\ slash", "ctl \x00\x01\x1f\x7f \t\n\r\b\f", "é 日本 \u2028\u2029 😀", ""]
+    texts += ["".join(chr(c) for c in range(start, start + 2000) if not 0xD800 <= c <= 0xDFFF)
+              for start in range(0, 0x30000, 2000)]
+    for i, text in enumerate(texts):
+        request = ChatRequest("", "gpt-4o-mini", [Message("system", "be brief"), Message("user", text)],
+                              GenerationParams(max_tokens=5, stop=["x"]))
+        assert request_key("openai", request, i % 3) == old_key(request, i % 3), text[:20]
+
+
+def test_build_request_called_directly_only_when_pluggy_would_call_just_it() -> None:
+    from overnight import hookimpl
+    from overnight.errors import InvalidRequest
+    from overnight.models import ChatRequest, Limits, Message, ProviderInfo
+    from overnight.plugins import PluginRegistry
+
+    class Plain:
+        @hookimpl
+        def register_providers(self):
+            return [ProviderInfo(name="plain", limits=Limits(10, 1000))]
+
+        @hookimpl
+        def build_request(self, request):  # names only the request
+            if not request.messages[0].content:
+                raise InvalidRequest("empty", field="messages")
+            return {"custom_id": request.custom_id, "n": len(request.messages)}
+
+    class Wrapped(Plain):
+        calls = 0
+
+        @hookimpl(wrapper=True)
+        def build_request(self, provider, request):  # a wrapper: pluggy must run it
+            Wrapped.calls += 1
+            line = yield
+            return line
+
+    request = ChatRequest("k", "m", [Message("user", "hi")])
+    plain = PluginRegistry([Plain()], entrypoints=False).provider("plain")
+    assert plain.build_request(request) == {"custom_id": "k", "n": 1}
+    assert plain._direct["build_request"] is not None
+    with pytest.raises(InvalidRequest):
+        plain.build_request(ChatRequest("k", "m", [Message("user", "")]))
+    wrapped = PluginRegistry([Wrapped()], entrypoints=False).provider("plain")
+    with pytest.raises(Exception):  # a wrapper with nothing inside returns nothing
+        wrapped.build_request(request)
+    assert wrapped._direct["build_request"] is None and Wrapped.calls == 1  # through pluggy: it ran
