@@ -129,3 +129,29 @@ def test_build_request_called_directly_only_when_pluggy_would_call_just_it() -> 
     with pytest.raises(Exception):  # a wrapper with nothing inside returns nothing
         wrapped.build_request(request)
     assert wrapped._direct["build_request"] is None and Wrapped.calls == 1  # through pluggy: it ran
+
+
+def test_error_rows_counted_without_parsing_clean_rows_as_by_parsing(tmp_path) -> None:
+    import json
+
+    from overnight.dataset import Dataset
+    from overnight.pipeline import _error_rows
+
+    rows = [
+        {"generation": "ok", "generation_error": None},  # clean, compact: not parsed
+        {"generation": None, "generation_error": "HTTP 500"},
+        {"text": 'he said "x_error":null', "generation_error": None},  # the words inside a string
+        {"text": 'a_error":null', "g_error": "boom"},  # a value that looks like a null key
+        {"g": ["a", None], "g_error": [None, "HTTP 400"]},  # samples
+        {"g": ["a", "b"], "g_error": [None, None]},
+        {"nested": {"x_error": "deep"}, "generation_error": None},  # only top-level columns count
+        {"plain": 1},
+    ]
+    path = tmp_path / "out.jsonl"
+    path.write_text("".join(json.dumps(r, separators=(",", ":")) + "\n" for r in rows)
+                    + json.dumps({"spaced_error": "x"}) + "\n\n")  # a writer with spaces; a blank line
+    expected = sum(1 for r in [*rows, {"spaced_error": "x"}] if any(
+        k.endswith("_error") and (any(x is not None for x in v) if isinstance(v, list) else v is not None)
+        for k, v in r.items()))
+    assert expected == 4
+    assert _error_rows(Dataset(path)) == expected
