@@ -1,4 +1,4 @@
-"""``Store.has_new``: whether a plan still has requests to submit, from the requests_new index.
+"""``Store.has_new``: whether a plan still has requests to submit, from the requests_to_submit index.
 
 A pass with nothing to submit asks it instead of reading the whole plan; it must see every
 way a request becomes new again, and requests of other plans never count.
