@@ -199,10 +199,10 @@ class Accounting:
         rates = self.rates(model)
         if rates is None or not result.ok or result.usage is None or result.cost_usd is not None:
             return result
-        from overnight.models import evolve
-
         cost, online = rates.bill(result.usage)
-        return evolve(result, cost_usd=cost, online_cost_usd=online)
+        # Built field by field: attrs.evolve introspects the class on every call (one per result).
+        return Result(result.custom_id, result.status, result.text, result.error, result.usage,
+                      result.finish_reason, result.raw, cost, online)
 
     def expected_output(self, money: Mapping[str, Mapping[str, Any]]) -> tuple[float, str]:
         done = money.get(DONE)

@@ -48,6 +48,7 @@ from overnight.errors import (
     ValidationError,
 )
 from overnight.faultpoints import fault_point
+from overnight.gcthresholds import fewer_collections
 from overnight.identity import request_key
 from overnight.online import OnlinePart, release_stale
 from overnight.models import (
@@ -156,6 +157,10 @@ class BatchExecutor:
         Raises :class:`ValidationError` (nothing submitted) or
         :class:`OfflineBatchGenerationNotFinished` (state saved) instead.
         """
+        with fewer_collections():
+            return self._run(planned)
+
+    def _run(self, planned: Iterable[PlannedRequest]) -> Iterator[RowResult]:
         with self._lock():
             if not self.store.plan_complete(self.plan_id):
                 self.plan(planned)
@@ -541,6 +546,8 @@ class BatchExecutor:
         limits = self.provider.info.limits
         self._over_budget = None
         self.accounting.commit_to_budget()
+        if not self.store.has_new(self.plan_id):  # most passes: no need to read the plan
+            return
         # Keyset paging by plan position: each chunk reads on from where the last one
         # stopped, so submitting N requests reads the plan once, not once per chunk.
         after = -1
@@ -701,6 +708,10 @@ class BatchExecutor:
     # -- assemble --------------------------------------------------------------------------
 
     def _assemble(self) -> Iterator[RowResult]:
+        with fewer_collections():
+            yield from self._assembled()
+
+    def _assembled(self) -> Iterator[RowResult]:
         for row, sample, state, text in self.store.plan_results(self.plan_id):
             result = result_from_json(text)
             if state not in (st.DONE, st.FAILED) or result is None:

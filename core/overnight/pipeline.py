@@ -25,6 +25,7 @@ import sys
 from pathlib import Path
 from typing import Any, Literal, Mapping, Sequence, cast
 
+from overnight import _json
 from overnight.dataset import Dataset, Rows, write_jsonl_atomic
 from overnight.errors import ConfigurationError, DiskError, OfflineBatchGenerationNotFinished, PipelineNotFinished
 from overnight.filedigests import FileDigests
@@ -442,12 +443,19 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
 def _error_rows(dataset: Dataset) -> int:
     """Rows holding an error: a generation step's ``<output>_error`` column set (any sample)."""
     count = 0
-    for row in dataset:
-        for key, value in row.items():
-            if key.endswith("_error") and (any(v is not None for v in value) if isinstance(value, list)
-                                           else value is not None):
-                count += 1
-                break
+    with open(dataset.path, "rb") as lines:
+        for line in lines:
+            # Outside a string a quote is never escaped, so ``_error"`` only ends a key: a row
+            # without one, or whose every such key is null as written, has no error and is
+            # not parsed (the whole output is read at the end of every run, cached ones too).
+            keys = line.count(b'_error"')
+            if keys == 0 or keys == line.count(b'_error":null') or not line.strip():
+                continue
+            for key, value in _json.loads(line).items():
+                if key.endswith("_error") and (any(v is not None for v in value) if isinstance(value, list)
+                                               else value is not None):
+                    count += 1
+                    break
     return count
 
 

@@ -34,8 +34,9 @@ MODE_ENV = "OVERNIGHT_PROGRESS"
 MODES = ("auto", "live", "plain", "verbose", "quiet")
 #: A plain line repeats an unchanged state at most this often (seconds).
 QUIET_PERIOD = 60.0
-#: The cost so far is read from the store at most this often (it sums every result).
-COST_PERIOD = 60.0
+#: The plan's counts are read again once this many times as long as reading them took has
+#: passed: showing progress costs at most a tenth of the wait.
+RECOUNT = 10.0
 #: Jobs listed in the live display; the rest are counted.
 SHOWN_JOBS = 12
 
@@ -144,20 +145,25 @@ class Tracker:
         self.store, self.plan_id, self.step, self.provider, self.clock = store, plan_id, step, provider, clock
         self.started = clock()
         self._first: tuple[float, int] | None = None
-        self._cost: tuple[float, float | None] | None = None
-
-    def _cost_so_far(self, now: float) -> float | None:
-        if self._cost is None or now - self._cost[0] >= COST_PERIOD:
-            money = self.store.plan_money(self.plan_id)
-            priced = any(v.get("cost") for v in money.values())
-            self._cost = (now, sum(float(v.get("cost") or 0) for v in money.values()) if priced else None)
-        return self._cost[1]
+        #: When the plan's counts were last read, how long that took, and what they were.
+        self._money: tuple[float, float, dict[str, dict[str, float]]] | None = None
 
     def snapshot(self, open_jobs: list[JobRecord], next_check: float, *, in_flight: int | None = None) -> Snapshot:
         from overnight import store as st
 
         now = self.clock()
-        counts = self.store.plan_counts(self.plan_id)
+        # One pass over the plan gives the counts, the retries and the cost: a join over
+        # every request of the plan, seconds of SQLite at a million. So it is read again only
+        # once RECOUNT times as long as it took has passed (the open jobs' own counts, read
+        # each time, show the progress in between).
+        if self._money is None or now - self._money[0] >= RECOUNT * self._money[1]:
+            money = self.store.plan_money(self.plan_id)
+            self._money = (now, self.clock() - now, money)
+        money = self._money[2]
+        counts = {state: int(v["n"]) for state, v in money.items()}
+        retried = sum(int(v["retried"] or 0) for state, v in money.items() if state != st.FAILED)
+        priced = any(v.get("cost") for v in money.values())
+        cost = sum(float(v.get("cost") or 0) for v in money.values()) if priced else None
         jobs = tuple(
             JobView(j.remote_id or j.tag, j.raw_status or str(j.state), j.completed + j.failed, j.requests)
             for j in open_jobs
@@ -171,8 +177,8 @@ class Tracker:
         rate = (done - done_then) / (now - since) if now > since and done > done_then else None
         eta = (total - done) / rate if rate else None
         return Snapshot(step=self.step, provider=self.provider, jobs=jobs, total=total, collected=collected,
-                        failed=failed, retried=self.store.plan_retried(self.plan_id),
-                        cost_usd=self._cost_so_far(now), started=self.started, eta=eta, next_check=next_check,
+                        failed=failed, retried=retried,
+                        cost_usd=cost, started=self.started, eta=eta, next_check=next_check,
                         mode="batch" if in_flight is None else "online", in_flight=in_flight or 0)
 
 

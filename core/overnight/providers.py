@@ -33,6 +33,8 @@ class Provider:
         self._hook = hook
         #: One hook caller per hook name (build_request is called once per request).
         self._callers: dict[str, Any] = {}
+        #: Per-request hooks called without pluggy's dispatch (None: through pluggy).
+        self._direct: dict[str, Callable[..., Any] | None] = {}
         #: The options ``connect`` was called with, and what it returned (see :meth:`connect`).
         self._connection: tuple[Mapping[str, Any], Any] | None = None
         self._connecting = threading.Lock()
@@ -121,8 +123,34 @@ class Provider:
         """Check ``options`` as a run would (:meth:`connect`, which keeps the client)."""
         self.connect(options)
 
+    def _single_impl(self, hook: str) -> Callable[..., Any] | None:
+        """``build_request`` as a plain function of the request, when pluggy would call just
+        one plugin function with arguments the core has (no wrappers, no other
+        implementation): calling it directly skips pluggy's dispatch, a good part of the
+        cost of a build_request. ``None``: call it through pluggy."""
+        if hook not in self._direct:
+            impls = self._hook(hook).get_hookimpls()
+            single = impls[0] if len(impls) == 1 else None
+            self._direct[hook] = None
+            if single is not None and not (single.hookwrapper or single.wrapper) \
+                    and set(single.argnames) <= {"provider", "request"}:
+                fn, name, names = single.function, self.name, single.argnames
+                if names == ("provider", "request"):
+                    self._direct[hook] = lambda request: fn(name, request)
+                else:
+                    self._direct[hook] = lambda request: fn(*[name if a == "provider" else request for a in names])
+        return self._direct[hook]
+
     def build_request(self, request: ChatRequest) -> dict[str, Any]:
-        line = self._call("build_request", request=request)
+        direct = self._direct["build_request"] if "build_request" in self._direct else self._single_impl("build_request")
+        if direct is None:
+            line = self._call("build_request", request=request)
+        else:
+            try:
+                line = direct(request)
+            except Exception as exc:
+                self._redacted(exc, None)
+                raise
         if not isinstance(line, dict):
             raise ConfigurationError(
                 f"the {self.name} plugin does not implement build_request (got {line!r})"

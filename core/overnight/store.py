@@ -28,12 +28,12 @@ import os
 import socket
 import time
 from pathlib import Path
-from typing import Any, ClassVar, Iterable, Iterator, Protocol, Sequence
+from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol, Sequence
 
 import platformdirs
 from attrs import fields as attrs_fields, frozen
 
-from overnight._serialization import SCHEMA_VERSION, dumps, loads
+from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
 from overnight.policy import Retries
@@ -176,10 +176,31 @@ CREATE TABLE IF NOT EXISTS quotas (
 );
 """
 
+#: A result's figures kept as columns of its request beside the result's JSON (and where
+#: in the JSON each is): money and progress sums read these, never the JSON.
+FIGURES = (
+    ("used_in", "BIGINT", ("usage", "input_tokens")),
+    ("used_out", "BIGINT", ("usage", "output_tokens")),
+    ("cost_usd", "DOUBLE PRECISION", ("cost_usd",)),
+    ("online_cost_usd", "DOUBLE PRECISION", ("online_cost_usd",)),
+)
+_SET_FIGURES = ", ".join(f"{column} = ?" for column, _, _ in FIGURES)
+
+
+def _figures(result: Result | None) -> tuple[int | None, int | None, float | None, float | None]:
+    """The FIGURES of one result, in order."""
+    if result is None:
+        return None, None, None, None
+    usage = result.usage
+    if usage is None:
+        return None, None, result.cost_usd, result.online_cost_usd
+    return usage.input_tokens, usage.output_tokens, result.cost_usd, result.online_cost_usd
+
+
 #: Forward-only migrations: the statements that take a store from version ``n - 1`` to
 #: ``n`` (portable DDL). A store is created at version 1 and migrated up to
 #: :data:`~overnight._serialization.SCHEMA_VERSION`; a newer store is refused.
-MIGRATIONS: dict[int, tuple[str, ...]] = {
+MIGRATIONS: dict[int, tuple[str | Callable[[Any], str], ...]] = {
     # The host each run ran on: one store, many machines (`overnight status`, `jobs`).
     2: ("ALTER TABLE runs ADD COLUMN host TEXT",),
     # Online mode (overnight.online): who is sending which request online now, which requests
@@ -194,6 +215,18 @@ MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE IF NOT EXISTS batch_deadlines (plan_id TEXT PRIMARY KEY, started_at DOUBLE PRECISION, "
         "fell_back_at DOUBLE PRECISION)",
     ),
+    # Each result's usage and cost as columns beside its JSON (FIGURES), so money and
+    # progress sum numbers instead of parsing every result; filled from the results held.
+    4: (
+        *(f"ALTER TABLE requests ADD COLUMN {column} {kind}" for column, kind, _ in FIGURES),
+        lambda store: "UPDATE requests SET " + ", ".join(
+            f"{column} = {store.json_number('result', *path)}" for column, _, path in FIGURES
+        ) + " WHERE result IS NOT NULL",
+    ),
+    # The requests still to submit (partial: only those), so a pass with nothing to submit
+    # learns it from the few new requests instead of reading the plan. On the state, not
+    # the key: its entries are a few bytes written in insertion order.
+    5: (f"CREATE INDEX IF NOT EXISTS requests_to_submit ON requests (state) WHERE state = '{NEW}'",),
 }
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
@@ -202,6 +235,7 @@ QUOTA_MEMORY = 24 * 3600.0
 
 #: A row of a query: by column name (``row["key"]``) and by position, as sqlite3.Row.
 StoredRow = Any
+
 
 
 def default_cache_dir() -> Path:
@@ -289,6 +323,7 @@ class Store(Protocol):
     def plan_retried(self, plan_id: str) -> int: ...
     def paid_count(self, plan_id: str) -> int: ...
     def pending_lines(self, plan_id: str, *, after: int = -1, limit: int = -1) -> Iterator[StoredRow]: ...
+    def has_new(self, plan_id: str) -> bool: ...
     def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]: ...
     # jobs
     def create_intent(self, *, tag: str, provider: str, model: str, step: str, plan_id: str,
@@ -363,6 +398,8 @@ class SqlStore(Store):
         self.readonly = readonly
         self.submitted: list[str] = []
         self.run_id: int | None = None
+        #: Whether the requests table has the FIGURES columns (None: not looked yet).
+        self._figure_columns: bool | None = None
 
     # -- what a backend provides -----------------------------------------------------------
 
@@ -388,6 +425,19 @@ class SqlStore(Store):
         """SQL for the number at ``path`` in a JSON text column (NULL when absent)."""
         return f"json_extract({column}, '$.{'.'.join(path)}')"
 
+    def _figure(self, column: str, table: str = "") -> str:
+        """The SQL for one result figure: its column, or (a store opened read-only that was
+        made before the columns) the same figure read from the result's JSON."""
+        if self._figure_columns is None:
+            try:
+                self._query("SELECT used_in FROM requests WHERE 1 = 0")
+                self._figure_columns = True
+            except StoreError:
+                self._figure_columns = False
+        if self._figure_columns:
+            return f"{table}{column}"
+        return next(self.json_number(f"{table}result", *path) for c, _, path in FIGURES if c == column)
+
     def _insert_plan_items(self, db: Any, plan_id: str, provider: str, position: int,
                            items: Sequence[tuple[Any, ...]]) -> None:
         """Write one batch of a plan: its items, and its requests not yet known."""
@@ -408,10 +458,11 @@ class SqlStore(Store):
         """Write a job's membership (the intent's requests)."""
         db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
 
-    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[str, str, int]]) -> None:
-        """Store ``(result JSON, key, job_id)`` successes for requests still queued in this job."""
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
+        """Store ``(result JSON, *FIGURES, key, job_id)`` successes for requests still queued in this job."""
         db.executemany(
-            f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+            f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+            f"WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
             succeeded,
         )
 
@@ -435,13 +486,13 @@ class SqlStore(Store):
             "Nothing was submitted."
         )
 
-    @staticmethod
-    def _apply_migrations(db: Any, version: int) -> int:
-        """Run the migrations past ``version`` (in the caller's transaction); the new version."""
+    def _apply_migrations(self, db: Any, version: int) -> int:
+        """Run the migrations past ``version`` (in the caller's transaction); the new version.
+        A statement may be a function of the store, for SQL that differs by engine."""
         for target in sorted(MIGRATIONS):
             if target > version:
                 for statement in MIGRATIONS[target]:
-                    db.execute(statement)
+                    db.execute(statement if isinstance(statement, str) else statement(self))
                 version = target
         db.execute("UPDATE meta SET value = ? WHERE key = 'schema_version'", (str(version),))
         return version
@@ -574,6 +625,15 @@ class SqlStore(Store):
             (plan_id, after, limit if limit >= 0 else 2**62),  # "no limit" in both engines' words
         )
 
+    def has_new(self, plan_id: str) -> bool:
+        """Whether any request of the plan is still to submit (read from the requests_to_submit index)."""
+        rows = self._query(
+            f"SELECT 1 FROM requests r WHERE r.state = '{NEW}' AND EXISTS "
+            "(SELECT 1 FROM plan_items p WHERE p.key = r.key AND p.plan_id = ?) LIMIT 1",
+            (plan_id,),
+        )
+        return bool(rows)
+
     def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]:
         """``(row, sample, state, result JSON)`` in plan order, streamed."""
         cursor = self._stream(
@@ -690,7 +750,8 @@ class SqlStore(Store):
             first.setdefault(result.custom_id, result)
         # Successes (nearly every result) settle in one statement each, with no read first:
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
-        succeeded = [(dumps(r), key, job_id) for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
+        succeeded = [(dump_result(r), *_figures(r), key, job_id)
+                     for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
         with self.transaction() as db:
             self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
@@ -709,15 +770,15 @@ class SqlStore(Store):
     def _settle(db: Any, outcomes: Sequence[tuple[StoredRow, Result]],
                 retries: Retries) -> None:
         """Apply results to queued requests (rows of key, attempts, unfinished), by the retry rule."""
-        updates: list[tuple[str, int, int, str | None, str]] = []
+        updates: list[tuple[Any, ...]] = []
         for row, result in outcomes:
             key, attempts, unfinished = row["key"], row["attempts"], row["unfinished"]
             if result.status is ResultStatus.SUCCEEDED:
-                updates.append((DONE, attempts, unfinished, dumps(result), key))
+                updates.append((DONE, attempts, unfinished, dump_result(result), *_figures(result), key))
             elif result.status is ResultStatus.ERRORED:
                 attempts += 1
                 state = FAILED if retries.gives_up(attempts, unfinished) else NEW
-                updates.append((state, attempts, unfinished, dumps(result), key))
+                updates.append((state, attempts, unfinished, dump_result(result), *_figures(result), key))
             else:  # unfinished: resubmit, but not forever
                 unfinished += 1
                 if retries.gives_up(attempts, unfinished):
@@ -725,11 +786,12 @@ class SqlStore(Store):
                         custom_id=key, status=ResultStatus.ERRORED,
                         error=f"not run by the provider in {unfinished} jobs (expired or cancelled)",
                     )
-                    updates.append((FAILED, attempts, unfinished, dumps(failed), key))
+                    updates.append((FAILED, attempts, unfinished, dump_result(failed), *_figures(failed), key))
                 else:
-                    updates.append((NEW, attempts, unfinished, None, key))
+                    updates.append((NEW, attempts, unfinished, None, *_figures(None), key))
         db.executemany(
-            "UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ? WHERE key = ?", updates
+            f"UPDATE requests SET state = ?, attempts = ?, unfinished = ?, result = ?, {_SET_FIGURES} WHERE key = ?",
+            updates,
         )
 
     def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None:
@@ -776,11 +838,13 @@ class SqlStore(Store):
         """Lost jobs still holding requests without a result (of one plan, or all), with ``lost`` counts."""
         where, params = "", ()  # type: tuple[str, tuple[Any, ...]]
         if plan_id is not None:
-            where = "AND r.key IN (SELECT key FROM plan_items WHERE plan_id = ?)"
+            where = "AND EXISTS (SELECT 1 FROM plan_items p WHERE p.key = r.key AND p.plan_id = ?)"
             params = (plan_id,)
+        # From the few lost jobs (lose_job marks the job and its requests together) to their
+        # requests by the job index: no pass over the plan's requests when nothing is lost.
         rows = self._query(
-            f"SELECT j.*, COUNT(r.key) AS lost FROM jobs j JOIN requests r ON r.job_id = j.id "
-            f"WHERE r.state = '{LOST}' {where} GROUP BY j.id ORDER BY j.id",
+            f"SELECT j.*, COUNT(r.key) AS lost FROM jobs j CROSS JOIN requests r "
+            f"WHERE r.job_id = j.id AND j.state = '{LOST_JOB}' AND r.state = '{LOST}' {where} GROUP BY j.id ORDER BY j.id",
             params,
         )
         return [self._job_dict(r) for r in rows]
@@ -912,17 +976,19 @@ class SqlStore(Store):
 
     def plan_money(self, plan_id: str) -> dict[str, dict[str, float]]:
         """Per request state of the plan's distinct requests: count, estimated input tokens,
-        most output tokens, and for collected ones their real usage and billed cost."""
-        num = self.json_number
+        most output tokens, how many failed before (``retried``), and for collected ones
+        their real usage and billed cost."""
+        fig = self._figure
         rows = self._query(
             "SELECT r.state AS state, COUNT(*) AS n, MAX(r.model) AS model, "
             "COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, "
             "COALESCE(SUM(r.max_output), 0) AS max_output, "
             "SUM(CASE WHEN r.max_output IS NULL THEN 1 ELSE 0 END) AS unbounded, "
-            f"COALESCE(SUM({num('r.result', 'usage', 'input_tokens')}), 0) AS used_in, "
-            f"COALESCE(SUM({num('r.result', 'usage', 'output_tokens')}), 0) AS used_out, "
-            f"COALESCE(SUM({num('r.result', 'cost_usd')}), 0) AS cost, "
-            f"COALESCE(SUM({num('r.result', 'online_cost_usd')}), 0) AS online "
+            "SUM(CASE WHEN r.attempts > 0 THEN 1 ELSE 0 END) AS retried, "
+            f"COALESCE(SUM({fig('used_in', 'r.')}), 0) AS used_in, "
+            f"COALESCE(SUM({fig('used_out', 'r.')}), 0) AS used_out, "
+            f"COALESCE(SUM({fig('cost_usd', 'r.')}), 0) AS cost, "
+            f"COALESCE(SUM({fig('online_cost_usd', 'r.')}), 0) AS online "
             "FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p JOIN requests r ON r.key = p.key "
             "GROUP BY r.state",
             (plan_id,),
@@ -931,7 +997,7 @@ class SqlStore(Store):
 
     def money_totals(self) -> dict[str, float]:
         """What every collected request in the store was billed, and its online price."""
-        cost, online = self.json_number("result", "cost_usd"), self.json_number("result", "online_cost_usd")
+        cost, online = self._figure("cost_usd"), self._figure("online_cost_usd")
         rows = self._query(
             f"SELECT COUNT(*) AS n, COALESCE(SUM({cost}), 0) AS cost, COALESCE(SUM({online}), 0) AS online, "
             f"COALESCE(SUM(CASE WHEN {cost} IS NULL THEN 1 ELSE 0 END), 0) AS unpriced "
@@ -1231,5 +1297,5 @@ class SqlStore(Store):
 
 
 def result_from_json(text: str | None) -> Result | None:
-    return loads(text, Result) if text else None
+    return load_result(text) if text else None
 

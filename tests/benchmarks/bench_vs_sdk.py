@@ -1,6 +1,6 @@
 """Benchmark: overnight against a hand-written openai-SDK script, N requests round trip.
 
-    python tests/benchmarks/bench_vs_sdk.py N [--repeat 3] [--poll 0.1] [--no-rerun]
+    python tests/benchmarks/bench_vs_sdk.py N [--repeat 3] [--poll 0.1] [--speed 100000] [--no-rerun]
 
 Both do the same job against the sandbox, started out of process on 127.0.0.1 (``overnight
 sandbox serve``) the way a user would: read N prompts from JSONL, submit them as batches of
@@ -10,7 +10,10 @@ pipeline (``LoadDataFromJSONL >> TextGeneration``, polling, the OpenAI plugin).
 
 They run in turn, interleaved, ``--repeat`` times each, each run against a fresh sandbox
 and a fresh store. The sandbox clock runs 100,000x real time, so every job is over by the
-first check: both clients poll on the same schedule (``--poll`` seconds, then x1.5) and
+first check (``--speed``: at 100,000x a batch's output file, kept 30 sandbox days, is gone
+26 real seconds after the batch ends; on a loaded machine a 1M run can take longer than
+that between a batch's end and its download, so give a slower clock, e.g. 5000, there):
+both clients poll on the same schedule (``--poll`` seconds, then x1.5) and
 wait on the same sandbox work (validating the upload, computing the results at the first
 check after the end), so the sandbox's time is equal for both. CPU and peak RSS are the
 client process's own (``wait4``), never the sandbox's.
@@ -51,12 +54,12 @@ def free_port() -> int:
 class SandboxProcess:
     """``overnight sandbox serve`` in a child process, on a fresh state dir."""
 
-    def __init__(self, state_dir: Path) -> None:
+    def __init__(self, state_dir: Path, speed: float = 100_000) -> None:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.proc = subprocess.Popen(
             [sys.executable, "-m", "overnight.cli", "sandbox", "serve", "--host", "127.0.0.1",
-             "--port", str(self.port), "--state-dir", str(state_dir), "--speed", "100000"],
+             "--port", str(self.port), "--state-dir", str(state_dir), "--speed", str(speed)],
             stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
         )
         from overnight.sandbox import SandboxControl
@@ -119,9 +122,10 @@ def check_output(path: Path, n: int) -> None:
         raise AssertionError(f"{path} has {count} rows, expected {n}")
 
 
-def run_one(kind: str, root: Path, prompts: Path, n: int, poll: float, rerun: bool) -> dict[str, object]:
+def run_one(kind: str, root: Path, prompts: Path, n: int, poll: float, rerun: bool,
+            speed: float = 100_000) -> dict[str, object]:
     work = Path(tempfile.mkdtemp(prefix=f"{kind}-", dir=root))
-    sandbox = SandboxProcess(work / "sandbox")
+    sandbox = SandboxProcess(work / "sandbox", speed)
     try:
         env = {**os.environ, "OPENAI_BASE_URL": sandbox.url + "/openai/v1", "OPENAI_API_KEY": "sk-bench",
                "OVERNIGHT_HOME": str(work / "home")}
@@ -172,6 +176,7 @@ def main() -> None:
     parser.add_argument("n", type=int, nargs="?", default=100_000)
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--poll", type=float, default=0.1)
+    parser.add_argument("--speed", type=float, default=100_000, help="the sandbox clock's speed-up")
     parser.add_argument("--no-rerun", action="store_true", help="skip the no-op re-runs")
     args = parser.parse_args()
     root = Path(tempfile.mkdtemp(prefix="bench-vs-sdk-"))
@@ -181,7 +186,8 @@ def main() -> None:
         runs: dict[str, list[dict[str, object]]] = {"script": [], "overnight": []}
         for i in range(args.repeat):
             for kind in (("script", "overnight") if i % 2 == 0 else ("overnight", "script")):
-                runs[kind].append(run_one(kind, root, prompts, args.n, args.poll, rerun=not args.no_rerun))
+                runs[kind].append(run_one(kind, root, prompts, args.n, args.poll, rerun=not args.no_rerun,
+                                          speed=args.speed))
         small = None if args.no_rerun else small_rerun(root, args.poll)
     finally:
         shutil.rmtree(root, ignore_errors=True)
@@ -189,7 +195,8 @@ def main() -> None:
     def med(kind: str, key: str) -> float:
         return statistics.median(float(r[key]) for r in runs[kind])  # type: ignore[arg-type]
 
-    print(f"N = {args.n:,} requests, {args.repeat} runs each (medians), sandbox on 127.0.0.1")
+    print(f"N = {args.n:,} requests, {args.repeat} runs each (medians), sandbox on 127.0.0.1 "
+          f"(clock x{args.speed:g})")
     print(f"{'':<12}{'wall s':>10}{'CPU s':>10}{'peak RSS MB':>14}")
     for kind in ("script", "overnight"):
         print(f"{kind:<12}{med(kind, 'wall'):>10.2f}{med(kind, 'cpu'):>10.2f}{med(kind, 'rss'):>14.0f}")

@@ -21,7 +21,7 @@ from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
 from overnight.policy import Retries
-from overnight.store import DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
+from overnight.store import DONE, FAILED, FIGURES, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -294,8 +294,13 @@ def test_a_newer_schema_is_refused_clearly(store):
 
 def test_a_store_at_schema_1_is_migrated_forward(store):
     store.start_run("old")
-    with store.transaction() as db:  # as overnight 0.1 left it: no host column, version 1
+    with store.transaction() as db:  # as overnight 0.1 left it: none of the migrations' changes, version 1
         db.execute("ALTER TABLE runs DROP COLUMN host")
+        for table in ("online_claims", "online_answers", "batch_deadlines"):
+            db.execute(f"DROP TABLE {table}")
+        for column, _, _ in FIGURES:
+            db.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+        db.execute("DROP INDEX requests_to_submit")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.close()
     with Store.open() as again:
