@@ -17,8 +17,9 @@ import json
 import threading
 from typing import Any, Mapping
 
-from overnight.errors import ProviderUnavailable, RateLimited
+from overnight.errors import ProviderUnavailable
 from overnight.models import OnlineLimits, Result
+from overnight.online_failures import REFUSED, raise_if_passing
 from overnight.retryafter import retry_after
 
 from overnight_anthropic import translate
@@ -29,10 +30,6 @@ from overnight_anthropic import translate
 #: lowest input figure, as the model is not known here.
 LIMITS = OnlineLimits(requests_per_minute=50, tokens_per_minute=30_000, max_concurrency=8)
 
-#: Statuses that refuse this request for what it holds: an errored Result (one attempt).
-REFUSED = frozenset({400, 413, 422})
-#: Statuses worth sending the same request again after a wait (529: overloaded_error).
-TRANSIENT = frozenset({408, 409})
 
 
 def generate(provider: str, request: Mapping[str, Any], base: Any, timeout: float | None) -> Result:
@@ -72,11 +69,8 @@ def _refused(exc: Any, custom_id: str, model: Any) -> Result:
             {"custom_id": custom_id, "result": {"type": "errored", "error": envelope}}, custom_id)
     message = translate.error_text(envelope)
     wait = retry_after(headers)
-    if status == 429:
-        raise RateLimited(f"Anthropic rate limit (429) for {model}: {message}", retry_after=wait) from None
-    if status >= 500 or status in TRANSIENT:  # 529 overloaded_error included
-        raise ProviderUnavailable(f"Anthropic failed a message for {model} (HTTP {status}): {message}",
-                                  retry_after=wait) from None
+    # 529 overloaded_error is a passing failure too.
+    raise_if_passing(status, message, retry_after=wait, provider="Anthropic", call="a message", model=model)
     raise exc
 
 

@@ -16,8 +16,9 @@ from __future__ import annotations
 import re
 from typing import Any, Mapping
 
-from overnight.errors import ProviderUnavailable, RateLimited
+from overnight.errors import ProviderUnavailable
 from overnight.models import OnlineLimits, Result
+from overnight.online_failures import REFUSED, raise_if_passing
 from overnight.retryafter import retry_after
 
 from overnight_gemini import options as opts
@@ -28,9 +29,6 @@ from overnight_gemini import translate
 #: Pro; the lowest of each, as the model is not known here.
 LIMITS = OnlineLimits(requests_per_minute=150, tokens_per_minute=1_000_000, max_concurrency=16)
 
-#: Statuses that refuse this request for what it holds: an errored Result (one attempt).
-REFUSED = frozenset({400, 413, 422})
-TRANSIENT = frozenset({408, 409})
 #: The request fields that go into the SDK's GenerateContentConfig (REST names).
 _CONFIG_FIELDS = ("systemInstruction", "safetySettings", "tools", "toolConfig", "cachedContent")
 _DELAY = re.compile(r"^\s*([0-9]+(?:\.[0-9]+)?)s\s*$")
@@ -69,10 +67,7 @@ def _refused(exc: Any, key: str, model: str) -> Result:
     if wait is None:
         wait = retry_after(dict(headers) if headers is not None else None)
     message = f"{code} {error.get('status') or ''}: {error.get('message') or ''}".strip()
-    if code == 429:
-        raise RateLimited(f"Gemini rate limit for {model}: {message}", retry_after=wait) from None
-    if code >= 500 or code in TRANSIENT:
-        raise ProviderUnavailable(f"Gemini failed generateContent for {model}: {message}", retry_after=wait) from None
+    raise_if_passing(code, message, retry_after=wait, provider="Gemini", call="generateContent", model=model)
     raise exc
 
 

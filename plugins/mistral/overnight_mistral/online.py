@@ -12,8 +12,9 @@ from __future__ import annotations
 import json
 from typing import Any, Mapping
 
-from overnight.errors import ProviderUnavailable, RateLimited
+from overnight.errors import ProviderUnavailable
 from overnight.models import JobState, OnlineLimits, Result
+from overnight.online_failures import REFUSED, raise_if_passing
 from overnight.retryafter import retry_after
 
 from overnight_mistral import options as opts
@@ -24,9 +25,6 @@ from overnight_mistral import translate
 #: in headers; no published figures found: conservative (one request a second).
 LIMITS = OnlineLimits(requests_per_minute=60, tokens_per_minute=500_000, max_concurrency=4)
 
-#: Statuses that refuse this request for what it holds: an errored Result (one attempt).
-REFUSED = frozenset({400, 413, 422})
-TRANSIENT = frozenset({408, 409})
 
 
 def generate(provider: str, request: Mapping[str, Any], client: Any, timeout: float | None, model: str) -> Result:
@@ -66,9 +64,5 @@ def _refused(exc: Any, custom_id: str, model: str) -> Result:
         return translate.parse_line({"custom_id": custom_id, "response": {"status_code": status, "body": body},
                                      "error": text}, JobState.FINISHED)
     wait = retry_after(http.headers if http is not None else None)
-    if status == 429:
-        raise RateLimited(f"Mistral rate limit (429) for {model}: {text}", retry_after=wait) from None
-    if status >= 500 or status in TRANSIENT:
-        raise ProviderUnavailable(f"Mistral failed a chat completion for {model} (HTTP {status}): {text}",
-                                  retry_after=wait) from None
+    raise_if_passing(status, text, retry_after=wait, provider="Mistral", call="a chat completion", model=model)
     raise exc

@@ -18,8 +18,9 @@ import json
 import threading
 from typing import Any, Mapping
 
-from overnight.errors import ProviderUnavailable, RateLimited
+from overnight.errors import ProviderUnavailable
 from overnight.models import OnlineLimits, Result
+from overnight.online_failures import REFUSED, raise_if_passing
 from overnight.retryafter import retry_after
 
 from overnight_openai.translate import result_from_line
@@ -41,10 +42,6 @@ VENDOR_LIMITS: Mapping[str, OnlineLimits] = {
     "nebius": OnlineLimits(requests_per_minute=600, tokens_per_minute=200_000, max_concurrency=16),
 }
 
-#: Statuses that refuse this request for what it holds: an errored Result (one attempt).
-REFUSED = frozenset({400, 413, 422})
-#: Statuses worth sending the same request again after a wait.
-TRANSIENT = frozenset({408, 409})
 TOGETHER = "together"
 
 
@@ -91,11 +88,7 @@ def _refused(exc: Any, custom_id: str, label: str, model: Any) -> Result:
         return result_from_line({"custom_id": custom_id, "error": None, "response": {
             "status_code": status, "request_id": headers.get("x-request-id"), "body": body}})
     wait = retry_after(headers)
-    if status == 429:
-        raise RateLimited(f"{label} rate limit (429) for {model}: {message}", retry_after=wait) from None
-    if status >= 500 or status in TRANSIENT:
-        raise ProviderUnavailable(f"{label} failed a chat completion for {model} (HTTP {status}): {message}",
-                                  retry_after=wait) from None
+    raise_if_passing(status, message, retry_after=wait, provider=label, call="a chat completion", model=model)
     raise exc
 
 
