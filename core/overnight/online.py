@@ -58,10 +58,7 @@ from overnight.errors import (
 )
 from overnight.models import ProviderInfo, Result, ResultStatus, evolve
 from overnight.money import DEFAULT_EXPECTED_OUTPUT, usd
-from overnight.store import JobPhase, JobRecord
-
-#: Job phases with nothing left to cancel.
-_ENDED = frozenset({JobPhase.FINISHED, JobPhase.FAILED, JobPhase.EXPIRED, JobPhase.CANCELLED})
+from overnight.store import JobRecord
 
 if TYPE_CHECKING:
     from overnight.executor import BatchExecutor
@@ -627,7 +624,7 @@ class OnlinePart:
         cancelled = []
         for job in jobs:
             ref = job.ref
-            if ref is None or job.state in _ENDED:
+            if ref is None or job.state.terminal:
                 continue
             # Cancelled once; a job created since (an interrupted submit resolved after the
             # deadline) is cancelled too.

@@ -8,10 +8,10 @@ waits out and sends again (:class:`~overnight.RateLimited`,
 
 from __future__ import annotations
 
+from overnight.create_once import REFUSED
 from overnight.errors import ProviderUnavailable, RateLimited
 
-#: Statuses that refuse one request for what it holds: an errored Result (one attempt).
-REFUSED = frozenset({400, 413, 422})
+__all__ = ["REFUSED", "TRANSIENT", "raise_if_passing"]  # REFUSED: those that refuse a create refuse one request too
 #: Statuses besides 429 and the 5xx worth sending the same request again after a wait.
 TRANSIENT = frozenset({408, 409})
 

@@ -72,6 +72,11 @@ class JobPhase(str, enum.Enum):
     def __str__(self) -> str:
         return self.value
 
+    @property
+    def terminal(self) -> bool:
+        """The job has ended (as :attr:`JobState.terminal`): nothing left to cancel or wait for."""
+        return self not in (JobPhase.INTENT, JobPhase.RUNNING)
+
 
 # The store's own phases, as the words the SQL compares with.
 INTENT = JobPhase.INTENT.value
