@@ -183,12 +183,13 @@ class BatchExecutor:
             return self._estimate_only()
         if self.online.active:  # online mode, or the batch part is past its deadline
             self.online.finish()
-        elif self.policy.block_until_done:
-            self._poll(self.policy.block_until_done)
-        elif self._advance():
-            raise self._not_finished()
-        if self.online.due():  # the deadline came while polling: the cancelled jobs have ended
-            self.online.finish()
+        else:
+            if self.policy.block_until_done:
+                self._poll(self.policy.block_until_done)
+            elif self._advance():
+                raise self._not_finished()
+            if self.online.due():  # the deadline came while polling: the cancelled jobs have ended
+                self.online.finish()
         self._stop_if_lost()
         if self._over_budget:
             raise self.accounting.budget_error(self._over_budget)

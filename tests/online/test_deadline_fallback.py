@@ -45,6 +45,7 @@ def test_fallback_cancels_keeps_partial_results_and_finishes_online(online_fake,
     err = capsys.readouterr().err
     assert "cancelled 1 open fake job(s)" in err
     assert "10 request(s) answered in batch" in err and "15 online" in err
+    assert err.count("answered in batch") == 1  # the online part runs, and reports, once
     batch_cost = sum(r.result.cost_usd for r in results if r.result.custom_id in kept)
     online_cost = sum(r.result.cost_usd for r in results if r.result.custom_id in sent)
     assert f"15 online (${online_cost:.6f} at online prices)" in err or f"${online_cost:,.4f}" in err
