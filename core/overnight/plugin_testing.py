@@ -78,7 +78,7 @@ from overnight.models import (
     evolve,
 )
 from overnight.plugins import PluginRegistry
-from overnight.providers import _SECRET_WORDS, Provider
+from overnight.providers import _CLIENT_HOOKS, _SECRET_WORDS, Provider
 
 #: Requests every provider should either express or refuse with a named field.
 SAMPLE_REQUESTS = (
@@ -124,8 +124,6 @@ OPTION_SAMPLES: Mapping[str, tuple[Any, ...]] = {
 }
 
 _REQUIRED = ("build_request", "submit", "check", "fetch")
-#: The hooks that call the provider: they receive what ``connect`` returned as ``client``.
-_CLIENT_HOOKS = ("submit", "check", "fetch", "cancel", "find_job", "list_jobs", "generate")
 _CAPABILITY_HOOKS = {"cancel": "cancel", "find_by_tag": "find_job", "list_jobs": "list_jobs", "online": "generate"}
 
 
