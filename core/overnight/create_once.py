@@ -25,6 +25,7 @@ import time
 from typing import Callable, Mapping, TypeVar
 
 from overnight.errors import ProviderError, QuotaExceeded, SubmissionRejected
+from overnight.retryafter import retry_after as read_retry_after
 
 log = logging.getLogger(__name__)
 
@@ -47,18 +48,13 @@ def ambiguous(status: int | None) -> bool:
 def retry_after(headers: Mapping[str, str] | None, attempt: int, *, initial: float = 0.5, ceiling: float = 8.0) -> float:
     """Seconds to wait before attempt ``attempt + 1``: the server's word when it gives a sane one.
 
-    ``retry-after-ms`` (OpenAI's, Anthropic's) then ``retry-after`` in seconds, when within
-    0 to :data:`MAX_RETRY_AFTER`; else exponential backoff from ``initial`` up to ``ceiling``.
-    (An HTTP date in Retry-After is not honoured: no provider sends one for a create.)
+    The headers are read as :func:`overnight.retryafter.retry_after` reads them
+    (``retry-after-ms``, then ``retry-after``); a wait within 0 to :data:`MAX_RETRY_AFTER`
+    is taken, else exponential backoff from ``initial`` up to ``ceiling``.
     """
-    for name, scale in (("retry-after-ms", 0.001), ("retry-after", 1.0)):
-        raw = (headers or {}).get(name)
-        try:
-            value = float(raw) * scale  # type: ignore[arg-type]  # None: TypeError, below
-        except (TypeError, ValueError):
-            continue
-        if 0 <= value <= MAX_RETRY_AFTER:
-            return value
+    wait = read_retry_after(headers)
+    if wait is not None and wait <= MAX_RETRY_AFTER:
+        return wait
     return min(ceiling, initial * 2**attempt)
 
 

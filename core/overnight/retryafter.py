@@ -1,6 +1,6 @@
 """Reading how long a provider asks a client to wait, from the headers of a 429 or 5xx.
 
-Shared by the plugins' ``generate`` hooks: each SDK exposes the response headers, the
+Shared by the plugins' ``generate`` hooks and the kit's ``create_once``: each SDK exposes the response headers, the
 spelling differs little (``retry-after-ms`` is OpenAI's and Anthropic's SDKs' own
 extension; ``Retry-After`` is RFC 9110: seconds or an HTTP date).
 """
