@@ -13,7 +13,9 @@ import cattrs
 from overnight import _json
 from overnight.models import Result, ResultStatus, Usage
 
-SCHEMA_VERSION = 5  # 2: runs.host, 3: online mode's tables, 4: result figures, 5: requests_to_submit (overnight.store.MIGRATIONS)
+#: 2: runs.host, 3: online mode's tables, 4: result figures, 5: requests_to_submit, 6: plan sums and
+#: job tokens (overnight.store.MIGRATIONS).
+SCHEMA_VERSION = 6
 
 T = TypeVar("T")
 

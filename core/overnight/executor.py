@@ -27,7 +27,8 @@ import contextlib
 import json
 import time
 import uuid
-from typing import Any, Iterable, Iterator, Mapping
+from concurrent.futures import Future, ThreadPoolExecutor
+from typing import Any, Callable, Iterable, Iterator, Mapping
 
 from overnight import _json, polling, progress, store as st
 from overnight._serialization import dumps
@@ -58,6 +59,7 @@ from overnight.models import (
     GenerationParams,
     JobRef,
     JobState,
+    JobStatus,
     PlannedRequest,
     Result,
     ResultStatus,
@@ -274,11 +276,12 @@ class BatchExecutor:
             # Duplicates first: before a check closes the job one mirrors, its successes count.
             self._cancel_duplicates()
             self._collect_duplicates()
-            for job in jobs:
-                if deadline is not None and time.monotonic() >= deadline:
-                    break
-                if job["ref"] is not None:
-                    self._check(job, deadline)
+            submitted = [job for job in jobs if job["ref"] is not None]
+            with self._statuses(submitted, deadline) as status_of:
+                for job in submitted:
+                    if deadline is not None and time.monotonic() >= deadline:
+                        break
+                    self._check(job, deadline, status_of)
             if self.policy.resubmit_lost:
                 released = self.store.release_lost(plan_id=self.plan_id)
                 if released:
@@ -454,11 +457,43 @@ class BatchExecutor:
             )
         return listed
 
-    def _check(self, job: st.JobRecord, deadline: float | None = None) -> None:
+    def _status(self, job: st.JobRecord, deadline: float | None = None) -> JobStatus:
+        return self.provider.check(job["ref"], self.options, timeout=_left(deadline))
+
+    @contextlib.contextmanager
+    def _statuses(self, jobs: list[st.JobRecord], deadline: float | None) -> Iterator[Callable[[st.JobRecord], JobStatus]]:
+        """A function giving each of ``jobs``' states, asked in order.
+
+        With ``Capabilities.check_while_fetching``, asking for a job's state first asks
+        for the next job's in a second thread: its answer comes while this job's results
+        are fetched and stored. An error of either call is raised where the call would
+        have been made (by ``_check``, inside its own guard).
+        """
+        if len(jobs) < 2 or not self.provider.info.capabilities.check_while_fetching:
+            yield lambda job: self._status(job, deadline)
+            return
+        following = {job["id"]: jobs[i + 1] for i, job in enumerate(jobs[:-1])}
+        ahead: dict[int, Future[JobStatus]] = {}
+        pool = ThreadPoolExecutor(1, thread_name_prefix="overnight-check")
+
+        def status_of(job: st.JobRecord) -> JobStatus:
+            upcoming = following.get(job["id"])
+            if upcoming is not None and upcoming["id"] not in ahead:
+                ahead[upcoming["id"]] = pool.submit(self._status, upcoming, deadline)
+            asked = ahead.pop(job["id"], None)
+            return asked.result() if asked is not None else self._status(job, deadline)
+
+        try:
+            yield status_of
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)  # no call outlives the pass
+
+    def _check(self, job: st.JobRecord, deadline: float | None = None,
+               status_of: Callable[[st.JobRecord], JobStatus] | None = None) -> None:
         ref = job["ref"]
         try:
             with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
-                status = self.provider.check(ref, self.options, timeout=_left(deadline))
+                status = status_of(job) if status_of is not None else self._status(job, deadline)
         except ResultsGone as exc:
             self._lose(job, str(exc))
             return
@@ -606,7 +641,7 @@ class BatchExecutor:
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
-            plan_id=self.plan_id, keys=keys, nbytes=nbytes,
+            plan_id=self.plan_id, keys=keys, nbytes=nbytes, tokens=ntokens,
         )
         self.online.note_submit()
         fault_point("after_intent")

@@ -199,6 +199,11 @@ class Capabilities:
     #: The plugin implements ``generate``: one request at a time through the provider's
     #: online API (``use_offline_batch_generation=False`` and the deadline fallback).
     online: bool = False
+    #: ``check`` may run in a second thread while ``fetch`` streams another job's results
+    #: (the client is thread-safe, as the official SDKs' are): with several jobs ending
+    #: together the core asks for the next job's state while it stores this one's results,
+    #: so a provider slow to answer a check (or to ready the results then) costs no wall time.
+    check_while_fetching: bool = False
 
 
 @frozen

@@ -20,7 +20,7 @@ from overnight._serialization import SCHEMA_VERSION
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import OvernightError, StoreError
 from overnight.faultpoints import fault_point
-from overnight.store import _SCHEMA, DB_NAME, SqlStore
+from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, QUEUED, SqlStore
 
 #: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints.
 PAGE_SIZE = 8192
@@ -59,6 +59,13 @@ class SqliteStore(SqlStore):
     #: Lines of a job in the table's own order: results come back in about the order
     #: sent, so storing them then touches each page of the requests table once.
     REQUEST_ORDER: ClassVar[str] = "r.rowid"
+    #: By rowid: the rows are then updated in table order, not in key order (one visit per
+    #: page instead of one per request: 1M requests, 5.8 s -> 3.1 s). Rowids are only
+    #: read and used inside this one statement, so a VACUUM that renumbers them is harmless.
+    QUEUE_MEMBERS: ClassVar[str] = (
+        f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE rowid IN "
+        "(SELECT r.rowid FROM job_requests m JOIN requests r ON r.key = m.key WHERE m.job_id = ?)"
+    )
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -70,6 +77,8 @@ class SqliteStore(SqlStore):
             except OSError as exc:
                 raise_on_disk(self.cache_dir, exc, done=self.activity())
         self._local = threading.local()
+        #: ``(job id, {key: rowid})`` of the job whose results are being stored.
+        self._rowids: tuple[int | None, dict[str, int]] = (None, {})
         self._migrate()
 
     @classmethod
@@ -212,7 +221,26 @@ class SqliteStore(SqlStore):
             if column not in have:
                 db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
 
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
+        """By rowid, in the order the lines were sent (job_lines), so the table is written
+        page after page instead of at random by key (1M results: 4.7 s -> 2.4 s). The
+        rowids of the job's queued requests are read once per job (by the job index, in
+        table order); a row the map misses or misplaces is settled by key, as elsewhere."""
+        if self._rowids[0] != job_id:
+            self._rowids = (job_id, dict(db.execute(
+                f"SELECT key, rowid FROM requests WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
+            ).fetchall()))
+        rowids = self._rowids[1]
+        updated = db.executemany(
+            f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+            f"WHERE rowid = ? AND key = ? AND job_id = ? AND state = '{QUEUED}'",
+            [(*row[:-2], rowids.get(row[-2], 0), row[-2], job_id) for row in succeeded],
+        ).rowcount
+        if updated < len(succeeded):  # not queued in this job (a duplicate, a late line), or moved
+            super()._settle_successes(db, job_id, succeeded)
+
     def close(self) -> None:
+        self._rowids = (None, {})
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

@@ -192,6 +192,13 @@ FIGURES = (
 _SET_FIGURES = ", ".join(f"{column} = ?" for column, _, _ in FIGURES)
 
 
+def _job_tokens(job_id: str) -> str:
+    """SQL for the estimated input tokens of the requests of the job whose id is ``job_id``
+    (a request planned before tokens were estimated counts a token per 4 bytes)."""
+    return ("SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) FROM job_requests m "
+            f"JOIN requests r ON r.key = m.key WHERE m.job_id = {job_id}")
+
+
 def _figures(result: Result | None) -> tuple[int | None, int | None, float | None, float | None]:
     """The FIGURES of one result, in order."""
     if result is None:
@@ -232,6 +239,17 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], str], ...]] = {
     # learns it from the few new requests instead of reading the plan. On the state, not
     # the key: its entries are a few bytes written in insertion order.
     5: (f"CREATE INDEX IF NOT EXISTS requests_to_submit ON requests (state) WHERE state = '{NEW}'",),
+    # Sums over a plan without a sort: the plan's keys in key order from an index on
+    # (plan, key), which also counts its repeated rows once, when written (plans.repeats:
+    # with none, the plan's rows are its distinct requests). Each job's estimated input
+    # tokens, set when it is cut, so the tokens in flight are a sum over the open jobs,
+    # not over every request they hold.
+    6: (
+        "CREATE INDEX IF NOT EXISTS plan_items_plan_key ON plan_items (plan_id, key)",
+        "DROP INDEX IF EXISTS plan_items_key",
+        "ALTER TABLE plans ADD COLUMN repeats BIGINT",
+        "ALTER TABLE jobs ADD COLUMN tokens BIGINT",
+    ),
 }
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
@@ -332,7 +350,7 @@ class Store(Protocol):
     def plan_results(self, plan_id: str) -> Iterator[tuple[int, int, str, str | None]]: ...
     # jobs
     def create_intent(self, *, tag: str, provider: str, model: str, step: str, plan_id: str,
-                      keys: Sequence[str], nbytes: int) -> int: ...
+                      keys: Sequence[str], nbytes: int, tokens: int | None = None) -> int: ...
     def job_lines(self, job_id: int) -> Iterator[str]: ...
     def confirm_job(self, job_id: int, ref: JobRef) -> None: ...
     def abandon_intent(self, job_id: int) -> None: ...
@@ -395,6 +413,10 @@ class SqlStore(Store):
 
     #: The order in which a job's lines are read (SQLite: the table's own order, for locality).
     REQUEST_ORDER: ClassVar[str] = "r.key"
+    #: Marks the members of job ``?`` (given twice) queued in it, just after they were written.
+    QUEUE_MEMBERS: ClassVar[str] = (
+        f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key IN (SELECT key FROM job_requests WHERE job_id = ?)"
+    )
 
     def __init__(self, cache_dir: Path, *, readonly: bool = False) -> None:
         self.cache_dir = cache_dir
@@ -583,8 +605,14 @@ class SqlStore(Store):
         if pending:
             flush()
         with self.transaction() as db:
-            db.execute("UPDATE plans SET size = ?, complete = 1 WHERE plan_id = ?", (position, plan_id))
             self._plan_written(db, position)
+            # Counted once (from the plan_items_plan_key index): most plans repeat no request,
+            # and their sums then read the plan's rows as they are, with no sort to dedupe.
+            distinct = db.execute(
+                "SELECT COUNT(DISTINCT key) AS n FROM plan_items WHERE plan_id = ?", (plan_id,)
+            ).fetchall()[0][0]
+            db.execute("UPDATE plans SET size = ?, repeats = ?, complete = 1 WHERE plan_id = ?",
+                       (position, position - int(distinct), plan_id))
         return position
 
     def drop_plan(self, plan_id: str) -> None:
@@ -593,10 +621,23 @@ class SqlStore(Store):
             db.execute("DELETE FROM plan_items WHERE plan_id = ?", (plan_id,))
             db.execute("DELETE FROM plans WHERE plan_id = ?", (plan_id,))
 
+    def _plan_keys(self, plan_id: str) -> str:
+        """SQL for the plan's distinct request keys, as a table ``p`` (one ``?``: the plan id).
+
+        A plan that repeats no request (``plans.repeats`` is 0, as for most) is its own
+        rows: no DISTINCT, whose sort of a million keys costs more than the sum it feeds.
+        """
+        try:
+            rows = self._query("SELECT repeats FROM plans WHERE plan_id = ?", (plan_id,))
+        except StoreError:  # a store made before repeats were counted, opened read-only
+            rows = []
+        distinct = "" if rows and rows[0]["repeats"] == 0 else "DISTINCT "
+        return f"(SELECT {distinct}key FROM plan_items WHERE plan_id = ?) p"
+
     def plan_counts(self, plan_id: str) -> dict[str, int]:
         """How many of the plan's distinct requests are in each state."""
         rows = self._query(
-            "SELECT r.state, COUNT(*) AS n FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p "
+            f"SELECT r.state, COUNT(*) AS n FROM {self._plan_keys(plan_id)} "
             "JOIN requests r ON r.key = p.key GROUP BY r.state",
             (plan_id,),
         )
@@ -605,7 +646,7 @@ class SqlStore(Store):
     def plan_retried(self, plan_id: str) -> int:
         """How many of the plan's distinct requests failed once and were (or are to be) sent again."""
         rows = self._query(
-            "SELECT COUNT(*) AS n FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p "
+            f"SELECT COUNT(*) AS n FROM {self._plan_keys(plan_id)} "
             f"JOIN requests r ON r.key = p.key WHERE r.attempts > 0 AND r.state != '{FAILED}'",
             (plan_id,),
         )
@@ -652,23 +693,22 @@ class SqlStore(Store):
     # -- jobs ------------------------------------------------------------------------------
 
     def create_intent(self, *, tag: str, provider: str, model: str, step: str, plan_id: str,
-                      keys: Sequence[str], nbytes: int) -> int:
-        """Commit the intent to submit ``keys`` as one job, before anything is sent."""
+                      keys: Sequence[str], nbytes: int, tokens: int | None = None) -> int:
+        """Commit the intent to submit ``keys`` as one job, before anything is sent
+        (``tokens``: their estimated input tokens; None: summed from the requests)."""
         now = time.time()
         with self.transaction() as db:
             cur = db.execute(
-                "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, state, requests, bytes, "
-                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
-                (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, now, now),
+                "INSERT INTO jobs (tag, provider, model, step, plan_id, run_id, state, requests, bytes, tokens, "
+                "created_at, updated_at) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
+                (tag, provider, model, step, plan_id, self.run_id, INTENT, len(keys), nbytes, tokens, now, now),
             )
             job_id = int(cur.fetchall()[0][0])
             self._insert_job_requests(db, job_id, keys)
             # One set-wise statement over the membership just written, not one per request.
-            db.execute(
-                f"UPDATE requests SET state = '{QUEUED}', job_id = ? "
-                "WHERE key IN (SELECT key FROM job_requests WHERE job_id = ?)",
-                (job_id, job_id),
-            )
+            db.execute(self.QUEUE_MEMBERS, (job_id, job_id))
+            if tokens is None:
+                db.execute(f"UPDATE jobs SET tokens = ({_job_tokens('jobs.id')}) WHERE id = ?", (job_id,))
             return job_id
 
     def job_lines(self, job_id: int) -> Iterator[str]:
@@ -911,23 +951,21 @@ class SqlStore(Store):
         """``(input tokens, requests)`` of the jobs of ``provider``/``model`` the provider may
         still be holding (submitted or being submitted, not yet terminal), whichever plan
         submitted them: the provider's queue limits are per account and model."""
+        # What each job held when it was cut (the provider counts a job whole until it
+        # ends); a job cut before jobs kept the figure is summed over its requests.
         rows = self._query(
-            "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens, COUNT(*) AS n "
-            "FROM jobs j JOIN requests r ON r.job_id = j.id "
-            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', '{JobPhase.RUNNING.value}') "
-            f"AND r.state = '{QUEUED}'",
+            f"SELECT COALESCE(SUM(COALESCE(j.tokens, ({_job_tokens('j.id')}))), 0) AS tokens, "
+            "COALESCE(SUM(j.requests), 0) AS n FROM jobs j "
+            f"WHERE j.provider = ? AND j.model = ? AND j.fetched = 0 AND j.state IN ('{INTENT}', '{JobPhase.RUNNING.value}')",
             (provider, model),
         )
         return int(rows[0]["tokens"]), int(rows[0]["n"])
 
     def job_tokens(self, job_id: int) -> int:
         """Estimated input tokens of a job's requests."""
-        rows = self._query(
-            "SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) AS tokens FROM job_requests j "
-            "JOIN requests r ON r.key = j.key WHERE j.job_id = ?",
-            (job_id,),
-        )
-        return int(rows[0]["tokens"])
+        rows = self._query(f"SELECT COALESCE(j.tokens, ({_job_tokens('j.id')})) AS tokens FROM jobs j WHERE j.id = ?",
+                           (job_id,))
+        return int(rows[0]["tokens"] or 0) if rows else 0
 
     def learned_quota(self, provider: str, model: str) -> tuple[int | None, int | None]:
         """The ``(max enqueued tokens, max queued requests)`` overnight learned for this model
@@ -994,7 +1032,7 @@ class SqlStore(Store):
             f"COALESCE(SUM({fig('used_out', 'r.')}), 0) AS used_out, "
             f"COALESCE(SUM({fig('cost_usd', 'r.')}), 0) AS cost, "
             f"COALESCE(SUM({fig('online_cost_usd', 'r.')}), 0) AS online "
-            "FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p JOIN requests r ON r.key = p.key "
+            f"FROM {self._plan_keys(plan_id)} JOIN requests r ON r.key = p.key "
             "GROUP BY r.state",
             (plan_id,),
         )
@@ -1260,10 +1298,12 @@ class SqlStore(Store):
 
     def plan_online_money(self, plan_id: str) -> dict[str, float]:
         """How many of the plan's distinct requests were answered online, and what they cost."""
+        # From the answers (none, in a batch run) to the plan, not from the plan to them.
         rows = self._query(
             "SELECT COUNT(*) AS n, COALESCE(SUM(a.cost_usd), 0) AS cost, SUM(CASE WHEN a.cost_usd IS NULL "
-            "THEN 1 ELSE 0 END) AS unpriced FROM (SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p "
-            f"JOIN online_answers a ON a.key = p.key JOIN requests r ON r.key = p.key WHERE r.state = '{DONE}'",
+            "THEN 1 ELSE 0 END) AS unpriced FROM online_answers a CROSS JOIN requests r "
+            f"WHERE r.key = a.key AND r.state = '{DONE}' "
+            "AND EXISTS (SELECT 1 FROM plan_items p WHERE p.plan_id = ? AND p.key = a.key)",
             (plan_id,),
         )
         r = rows[0]

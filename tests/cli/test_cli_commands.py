@@ -101,7 +101,8 @@ def test_plugins_json(fake, capsys):
     [provider] = plugin["providers"]
     assert provider["name"] == "fake"
     assert provider["limits"] == {"max_requests": 100, "max_bytes": 1_000_000, "max_line_bytes": 2_000, "completion_window": 86400}
-    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False, "online": False}
+    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False, "online": False,
+                                        "check_while_fetching": False}
     assert provider["extra_params"] == ["fake_option"] and provider["unsupported_params"] == ["seed"]
     assert data["failures"] == []
 

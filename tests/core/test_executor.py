@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from fakeprovider import reply_to
+from fakeprovider import FakeProvider, reply_to
 from overnight import (
+    Capabilities,
     ChatRequest,
     Message,
     OfflineBatchGenerationNotFinished,
@@ -15,6 +16,7 @@ from overnight import (
     ValidationError,
     Limits,
     MissingCredentials,
+    hookimpl,
 )
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
@@ -340,3 +342,79 @@ def test_chunks_hand_plugins_the_stored_jsonl_bytes_and_the_decoded_lines_alike(
     # A chunk made without encoded lines (a third party's) encodes its lines() on demand.
     plain = Chunk(tag="t", model="m", count=1, bytes=0, lines=lambda: iter([{"a": "é"}]))
     assert b"".join(plain.jsonl()) == '{"a":"é"}\n'.encode()
+
+
+class CheckingAhead(FakeProvider):
+    """The fake provider, in jobs of 10, logging each check and the end of each fetch."""
+
+    def __init__(self, state_dir, *, check_while_fetching):
+        super().__init__(state_dir, limits=Limits(max_requests=10, max_bytes=1_000_000, max_line_bytes=2_000))
+        self.capabilities = Capabilities(cancel=True, find_by_tag=True, check_while_fetching=check_while_fetching)
+        self.log: list[tuple[str, str]] = []
+        self.failing_check: str | None = None
+
+    @hookimpl
+    def check(self, provider, job, options):
+        self.log.append(("check", job.remote_id))
+        if job.remote_id == self.failing_check:
+            raise ConnectionError("the provider did not answer")
+        return super().check(provider, job, options)
+
+    @hookimpl
+    def fetch(self, provider, job, options):
+        yield from super().fetch(provider, job, options)
+        self.log.append(("fetched", job.remote_id))
+
+
+@pytest.fixture
+def logged(tmp_path, monkeypatch, registry):
+    """Registers a CheckingAhead as the fake provider: ``logged(check_while_fetching=...)``."""
+    monkeypatch.setenv("FAKE_API_KEY", "fk-test-secret-0000")
+
+    def register(check_while_fetching=True):
+        provider = CheckingAhead(tmp_path / "fake-provider", check_while_fetching=check_while_fetching)
+        registry.register(provider, name="fake")
+        return provider
+
+    return register
+
+
+def three_ended_jobs(provider):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS)
+    provider.advance()
+    provider.log.clear()
+    return [j["id"] for j in provider.jobs()]
+
+
+def test_the_next_job_is_checked_while_this_ones_results_are_fetched(logged):
+    ahead = logged()
+    first, second, third = three_ended_jobs(ahead)
+    results = generate(PROMPTS)
+    assert [r.result.text for r in results] == [f"echo: {p}" for p in PROMPTS]
+    # Each job's state was asked (in either order with the one before) before the previous
+    # job's results were all in.
+    assert sorted(ahead.log[:2]) == [("check", first), ("check", second)]
+    assert ahead.log[2:] == [("fetched", first), ("check", third), ("fetched", second), ("fetched", third)]
+
+
+def test_a_check_asked_ahead_that_fails_fails_as_its_own_check_and_keeps_what_came(logged):
+    ahead = logged()
+    _, second, _ = three_ended_jobs(ahead)
+    ahead.failing_check = second
+    with pytest.raises(ProviderError, match=f"checking the fake job {second} failed"):
+        generate(PROMPTS)
+    ahead.failing_check = None
+    store = Store.open()
+    try:
+        assert store.plan_counts("plan-1") == {"done": 10, "queued": 15}  # the first job's results are saved
+    finally:
+        store.close()
+    assert [r.result.text for r in generate(PROMPTS)] == [f"echo: {p}" for p in PROMPTS]
+
+
+def test_without_the_capability_checks_are_asked_one_at_a_time(logged):
+    plain = logged(check_while_fetching=False)
+    jobs = three_ended_jobs(plain)
+    generate(PROMPTS)
+    assert plain.log == [(what, job) for job in jobs for what in ("check", "fetched")]

@@ -301,6 +301,10 @@ def test_a_store_at_schema_1_is_migrated_forward(store):
         for column, _, _ in FIGURES:
             db.execute(f"ALTER TABLE requests DROP COLUMN {column}")
         db.execute("DROP INDEX requests_to_submit")
+        db.execute("ALTER TABLE plans DROP COLUMN repeats")
+        db.execute("ALTER TABLE jobs DROP COLUMN tokens")
+        db.execute("DROP INDEX plan_items_plan_key")
+        db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.close()
     with Store.open() as again:

@@ -66,7 +66,9 @@ def provider_info(limits: Limits = LIMITS) -> ProviderInfo:
     return ProviderInfo(
         name=PROVIDER,
         limits=limits,
-        capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+        capabilities=Capabilities(
+            cancel=True, find_by_tag=True, list_jobs=True, online=True, check_while_fetching=True,
+        ),
         online_limits=online.LIMITS,
         extra_params=EXTRA_PARAMS,
         unsupported_params=UNSUPPORTED_PARAMS,

@@ -142,7 +142,9 @@ class GeminiPlugin:
             ProviderInfo(
                 name=self.name,
                 limits=self.limits,
-                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+                capabilities=Capabilities(
+                    cancel=True, find_by_tag=True, list_jobs=True, online=True, check_while_fetching=True,
+                ),
                 online_limits=online.LIMITS,
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=translate.UNSUPPORTED_PARAMS,

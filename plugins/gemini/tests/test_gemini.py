@@ -658,7 +658,8 @@ def test_plugins_json_lists_gemini_with_limits_and_capabilities(capsys):
     assert provider["name"] == "gemini"
     assert provider["limits"] == {"max_requests": 100_000, "max_bytes": 2048 * 1024 * 1024,
                                   "max_line_bytes": 20 * 1024 * 1024, "completion_window": 48 * 3600}
-    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True, "online": True}
+    assert provider["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True, "online": True,
+                                        "check_while_fetching": True}
     assert "thinking_config" in provider["extra_params"]
     assert not [f for f in data["failures"] if f["name"] == "gemini"]
 

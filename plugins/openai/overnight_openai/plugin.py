@@ -89,7 +89,9 @@ class OpenAIPlugin:
             ProviderInfo(
                 name=NAME,
                 limits=self.limits or limits_from_env(),
-                capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=True, online=True),
+                capabilities=Capabilities(
+                    cancel=True, find_by_tag=True, list_jobs=True, online=True, check_while_fetching=True,
+                ),
                 online_limits=online.OPENAI_LIMITS,
                 extra_params=translate.EXTRA_PARAMS,
                 unsupported_params=frozenset(),  # chat completions take every standard option

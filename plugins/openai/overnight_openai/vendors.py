@@ -83,7 +83,9 @@ class Vendor:
         return ProviderInfo(
             name=self.name,
             limits=limits or self.limits,
-            capabilities=Capabilities(cancel=True, find_by_tag=True, list_jobs=self.list_jobs, online=True),
+            capabilities=Capabilities(
+                cancel=True, find_by_tag=True, list_jobs=self.list_jobs, online=True, check_while_fetching=True,
+            ),
             online_limits=VENDOR_LIMITS.get(self.name, OnlineLimits()),
             extra_params=self.extra_params,
             unsupported_params=frozenset(),

@@ -198,6 +198,7 @@ def test_overnight_plugins_json_lists_groq_with_limits_and_capabilities():
     providers = {p["name"]: p for plugin in json.loads(out)["plugins"] for p in plugin["providers"]}
     groq = providers["groq"]
     assert groq["limits"]["max_requests"] == 50_000 and groq["limits"]["max_bytes"] == 100_000_000
-    assert groq["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True, "online": True}
+    assert groq["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": True, "online": True,
+                                        "check_while_fetching": True}
     assert groq["batch_discount"] == 0.25
     assert "logprobs" not in groq["extra_params"] and "frequency_penalty" in groq["extra_params"]

@@ -177,5 +177,6 @@ def test_overnight_plugins_json_lists_together_with_limits_and_capabilities():
     providers = {p["name"]: p for plugin in json.loads(out)["plugins"] for p in plugin["providers"]}
     info = providers["together"]
     assert info["limits"]["max_requests"] == 50_000 and info["limits"]["max_bytes"] == 100_000_000
-    assert info["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False, "online": True}
+    assert info["capabilities"] == {"cancel": True, "find_by_tag": True, "list_jobs": False, "online": True,
+                                    "check_while_fetching": True}
     assert info["batch_discount"] == 0.5 and "top_k" in info["extra_params"]
