@@ -50,7 +50,7 @@ from overnight.errors import (
 )
 from overnight.faultpoints import fault_point
 from overnight.gcthresholds import fewer_collections
-from overnight.identity import request_key
+from overnight.identity import content_key
 from overnight.online import OnlinePart, release_stale
 from overnight.models import (
     STANDARD_PARAMS,
@@ -137,8 +137,13 @@ class BatchExecutor:
         step: str,
         plan_id: str,
         policy: RunPolicy = RunPolicy(),
+        model: str | None = None,
+        params: GenerationParams | None = None,
     ) -> None:
         self.store = store
+        #: The model and options every planned request gets (the LLM's); None: each request's own.
+        self.model = model
+        self.params = params
         self.provider = provider
         self.options = options
         self.step = step
@@ -213,14 +218,15 @@ class BatchExecutor:
             last_params, params_json = None, ""
             limits = self.provider.info.limits
             for p in planned:
-                req = p.request
-                if req.params is not last_params:  # serialise each distinct options object once
-                    last_params, params_json = req.params, dumps(req.params)
+                messages, model, params = p.request.messages, self.model or p.request.model, \
+                    self.params or p.request.params
+                if params is not last_params:  # serialise each distinct options object once
+                    last_params, params_json = params, dumps(params)
                     if params_json not in checked:
                         checked.add(params_json)
-                        option_problems.update(dict.fromkeys(check_params(self.provider, req.params)))
-                key = request_key(self.provider.name, req, p.sample, params_json=params_json)
-                req = ChatRequest(key, req.model, req.messages, req.params)  # attrs.evolve is 3x slower
+                        option_problems.update(dict.fromkeys(check_params(self.provider, params)))
+                key = content_key(self.provider.name, model, messages, p.sample, params_json)
+                req = ChatRequest(key, model, messages, params)
                 try:
                     encoded = _json.dumps(self.provider.build_request(req))
                 except InvalidRequest as exc:

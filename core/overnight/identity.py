@@ -12,13 +12,13 @@ import inspect
 import json
 import os
 import types
-from typing import Any
+from typing import Any, Sequence
 
 import attrs
 
 from overnight import _json
 from overnight._serialization import dumps
-from overnight.models import ChatRequest
+from overnight.models import ChatRequest, Message
 
 
 def canonical(value: Any) -> Any:
@@ -104,14 +104,19 @@ def request_key(provider: str, request: ChatRequest, sample: int, *, params_json
     ``params_json`` is ``dumps(request.params)``, for callers that computed it already
     (the options are usually the same object for a whole plan).
     """
-    pairs = [[m.role, m.content] for m in request.messages]
-    if all(type(m.role) is str and type(m.content) is str for m in request.messages):
+    params = params_json if params_json is not None else dumps(request.params)
+    return content_key(provider, request.model, request.messages, sample, params)
+
+
+def content_key(provider: str, model: str, messages: Sequence[Message], sample: int, params_json: str) -> str:
+    """:func:`request_key` from the request's parts (the plan's hot path builds no request first)."""
+    pairs = [[m.role, m.content] for m in messages]
+    if all(type(m.role) is str and type(m.content) is str for m in messages):
         # orjson writes strings exactly as json.dumps(ensure_ascii=False) does (every code
         # point checked; lone surrogates fall back to json), 5x faster: same keys.
-        messages = _json.dumps(pairs).decode()
+        text = _json.dumps(pairs).decode()
     else:
-        messages = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
-    params = params_json if params_json is not None else dumps(request.params)
-    digest = hashlib.sha256(f"{provider}\0{request.model}\0{messages}\0{params}\0{sample}".encode())
+        text = json.dumps(pairs, ensure_ascii=False, separators=(",", ":"))
+    digest = hashlib.sha256(f"{provider}\0{model}\0{text}\0{params_json}\0{sample}".encode())
     key = digest.hexdigest()[:40]
     return key if sample == 0 else f"{key}{sample:02x}"

@@ -19,7 +19,7 @@ from overnight.errors import (
 )
 from overnight.executor import BatchExecutor
 from overnight.models import (
-    STANDARD_PARAMS, ChatRequest, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems,
+    STANDARD_PARAMS, GenerationParams, PlannedRequest, RowResult, evolve, standard_param_problems,
 )
 from overnight.policy import RunPolicy
 from overnight.polling import Backoff
@@ -186,15 +186,10 @@ class LLM:
                         online=not self.use_offline_batch_generation, online_concurrency=self.online_concurrency,
                         requests_per_minute=self.requests_per_minute, tokens_per_minute=self.tokens_per_minute,
                         online_fallback_after=self.online_fallback_after, deadline=self.deadline)
-        executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy)
-        params = self.params()
-        requests = (
-            PlannedRequest(p.row, p.sample, ChatRequest(p.request.custom_id, self.model_name, p.request.messages, params),
-                           p.source)
-            for p in planned
-        )
+        executor = BatchExecutor(store, provider, self.client_options, step=step, plan_id=plan_id, policy=policy,
+                                 model=self.model_name, params=self.params())
         try:
-            results = executor.run(requests)
+            results = executor.run(planned)
         except OfflineBatchGenerationNotFinished as exc:
             self.jobs_ids = exc.jobs_ids
             raise

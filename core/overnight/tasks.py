@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import copy
-from typing import TYPE_CHECKING, Any, Iterator
+from operator import itemgetter
+from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
 
 import attrs
 from attrs import define, field
@@ -291,6 +292,9 @@ class TextGeneration(Step):
     def _assemble(self, rows: "Rows", results: Iterator[RowResult]) -> Iterator[dict[str, Any]]:
         """Match results (in plan order) to input rows; a gap is an error, never a dropped row."""
         out = self.output_column
+        # One sample: its value; more: the list of them, in sample order.
+        pick: Callable[[Sequence[Any]], Any] = itemgetter(0) if self.num_generations == 1 else list
+        model = self.llm.model
         for index, row in enumerate(rows):
             samples: list[Result] = []
             for sample in range(self.num_generations):
@@ -303,30 +307,23 @@ class TextGeneration(Step):
                         "and paid_results='reuse'."
                     )
                 samples.append(got.result)
-            texts = [r.text if r.ok else None for r in samples]
-            errors = [None if r.ok else (r.error or f"request {r.status.value}") for r in samples]
-            raws = texts
+            # Six columns (text, error, usage, finish reason, raw reason, cost), each by sample.
+            raws, errors, usages, reasons, raw_reasons, costs = zip(*map(_sample_columns, samples))
+            texts: Sequence[Any] = raws
+            problems: Sequence[Any] = errors
             if self.response_format is not None:
-                texts, errors = self._parsed(texts, errors, [r.error for r in samples])
-            usage = [
-                {"input_tokens": r.usage.input_tokens, "output_tokens": r.usage.output_tokens} if r.usage else None
-                for r in samples
-            ]
-            raw_reasons = [r.finish_reason for r in samples]
-            reasons = [normalise_finish_reason(r) for r in raw_reasons]
-            costs = [r.cost_usd for r in samples]
-            one = self.num_generations == 1
-            structured = {} if self.response_format is None else {f"{out}_raw": raws[0] if one else raws}
+                texts, problems = self._parsed(list(raws), list(errors), [r.error for r in samples])
+            structured = {} if self.response_format is None else {f"{out}_raw": pick(raws)}
             yield {
                 **row,
-                out: texts[0] if one else texts,
+                out: pick(texts),
                 **structured,
-                f"{out}_error": errors[0] if one else errors,
-                f"{out}_usage": usage[0] if one else usage,
-                f"{out}_finish_reason": reasons[0] if one else reasons,
-                f"{out}_finish_reason_raw": raw_reasons[0] if one else raw_reasons,
-                f"{out}_cost_usd": costs[0] if one else costs,
-                "model_name": self.llm.model,
+                f"{out}_error": pick(problems),
+                f"{out}_usage": pick(usages),
+                f"{out}_finish_reason": pick(reasons),
+                f"{out}_finish_reason_raw": pick(raw_reasons),
+                f"{out}_cost_usd": pick(costs),
+                "model_name": model,
             }
         if next(results, None) is not None:
             raise OvernightError(
@@ -351,3 +348,17 @@ class TextGeneration(Step):
             values.append(schema.to_json(value) if problem is None else None)
             problems.append(problem)
         return values, problems
+
+
+def _sample_columns(result: Result) -> tuple[Any, Any, Any, Any, Any, Any]:
+    """One sample's text, error, usage, normalised and raw finish reason, and cost."""
+    usage = result.usage
+    ok = result.ok
+    return (
+        result.text if ok else None,
+        None if ok else (result.error or f"request {result.status.value}"),
+        None if usage is None else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
+        normalise_finish_reason(result.finish_reason),
+        result.finish_reason,
+        result.cost_usd,
+    )
