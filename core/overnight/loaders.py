@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import json
 import os
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Iterator, cast
@@ -11,6 +10,7 @@ from typing import TYPE_CHECKING, Any, ClassVar, Iterator, cast
 import attrs
 from attrs import define, field
 
+from overnight import _json
 from overnight.errors import ConfigurationError
 from overnight.filedigests import content_digest
 from overnight.identity import canonical, digest
@@ -121,8 +121,8 @@ class LoadDataFromJSONL(FileLoader):
                 if not line.strip():
                     continue
                 try:
-                    value = json.loads(line)
-                except json.JSONDecodeError as exc:
+                    value = _json.loads(line)
+                except _json.JSONDecodeError as exc:
                     raise self.bad_row(row, None, f"line {lineno} of {self.path} is not valid JSON ({exc.msg})") from None
                 if not isinstance(value, dict):
                     kind = type(value).__name__
