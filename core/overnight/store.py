@@ -351,21 +351,7 @@ class Store(Protocol):
     # jobs
     def create_intent(self, *, tag: str, provider: str, model: str, step: str, plan_id: str,
                       keys: Sequence[str], nbytes: int, tokens: int | None = None) -> int: ...
-    def job_lines(self, job_id: int) -> Iterator[str]:
-        """The provider lines of a job's requests, streamed in a stable order.
-
-        Read by the job index, not through the membership: the intent set every member's
-        ``job_id``, and no member of a job being sent is queued in another one (it is
-        queued in this one), so the two are the same set, without a lookup per key.
-        The order is the requests' order in the store (plan order for a new plan): results
-        come back in about the order sent, so storing them then touches each page of the
-        requests table once instead of once per result.
-        """
-        cursor = self._stream(f"SELECT r.line FROM requests r WHERE r.job_id = ? ORDER BY {self.REQUEST_ORDER}",
-                              (job_id,))
-        for row in cursor:
-            yield row["line"]
-
+    def job_lines(self, job_id: int) -> Iterator[str]: ...
     def confirm_job(self, job_id: int, ref: JobRef) -> None: ...
     def abandon_intent(self, job_id: int) -> None: ...
     def open_jobs(self, plan_id: str) -> list[JobRecord]: ...
@@ -728,15 +714,15 @@ class SqlStore(Store):
     def job_lines(self, job_id: int) -> Iterator[str]:
         """The provider lines of a job's requests, streamed in a stable order.
 
+        Read by the job index, not through the membership: the intent set every member's
+        ``job_id``, and no member of a job being sent is queued in another one (it is
+        queued in this one), so the two are the same set, without a lookup per key.
         The order is the requests' order in the store (plan order for a new plan): results
         come back in about the order sent, so storing them then touches each page of the
         requests table once instead of once per result.
         """
-        cursor = self._stream(
-            "SELECT r.line FROM job_requests j JOIN requests r ON r.key = j.key WHERE j.job_id = ? "
-            f"ORDER BY {self.REQUEST_ORDER}",
-            (job_id,),
-        )
+        cursor = self._stream(f"SELECT r.line FROM requests r WHERE r.job_id = ? ORDER BY {self.REQUEST_ORDER}",
+                              (job_id,))
         for row in cursor:
             yield row["line"]
 

@@ -11,7 +11,7 @@ from attrs import define, field
 
 from overnight.errors import ConfigurationError, OvernightError, RowProblem, ValidationError
 from overnight.finish import normalise_finish_reason
-from overnight.models import ChatRequest, Message, PlannedRequest, Result, RowResult
+from overnight.models import ChatRequest, GenerationParams, Message, PlannedRequest, Result, RowResult
 from overnight.step import RUNTIME, Step, StepContext
 from overnight.structured import OutputSchema, output_schema
 from overnight.suggest import did_you_mean
@@ -267,7 +267,7 @@ class TextGeneration(Step):
             if prompt is None:  # the input changed since validate(): refuse rather than guess
                 raise ConfigurationError(f"step {self.name!r}: row {index} changed while the step ran; run again")
             # The messages only: the LLM sets each request's model and options (generate_offline).
-            request = ChatRequest(custom_id="", model="", messages=self.messages(prompt))
+            request = ChatRequest("", "", self.messages(prompt), _LLM_SETS)
             for sample in range(self.num_generations):
                 yield PlannedRequest(row=index, sample=sample, request=request, source=source)
 
@@ -348,6 +348,10 @@ class TextGeneration(Step):
             values.append(schema.to_json(value) if problem is None else None)
             problems.append(problem)
         return values, problems
+
+
+#: The options of a planned request before the LLM sets its own (one value, not one per row).
+_LLM_SETS = GenerationParams()
 
 
 def _sample_columns(result: Result) -> tuple[Any, Any, Any, Any, Any, Any]:
