@@ -218,8 +218,8 @@ class BatchExecutor:
             last_params, params_json = None, ""
             limits = self.provider.info.limits
             for p in planned:
-                messages, model, params = p.request.messages, self.model or p.request.model, \
-                    self.params or p.request.params
+                messages = p.request.messages
+                model, params = self.model or p.request.model, self.params or p.request.params
                 if params is not last_params:  # serialise each distinct options object once
                     last_params, params_json = params, dumps(params)
                     if params_json not in checked:
@@ -494,12 +494,12 @@ class BatchExecutor:
         finally:
             pool.shutdown(wait=True, cancel_futures=True)  # no call outlives the pass
 
-    def _check(self, job: st.JobRecord, deadline: float | None = None,
-               status_of: Callable[[st.JobRecord], JobStatus] | None = None) -> None:
+    def _check(self, job: st.JobRecord, deadline: float | None,
+               status_of: Callable[[st.JobRecord], JobStatus]) -> None:
         ref = job["ref"]
         try:
             with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
-                status = status_of(job) if status_of is not None else self._status(job, deadline)
+                status = status_of(job)
         except ResultsGone as exc:
             self._lose(job, str(exc))
             return

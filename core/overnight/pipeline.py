@@ -441,6 +441,8 @@ def _store_moved_on(store: Any, plan_id: str, policy: RunPolicy) -> bool:
     # From the few unsettled requests (new ones by their index, queued and lost ones by their
     # jobs), not by counting the plan's: the re-run of a finished 1M-request step reads little.
     return store.has_new(plan_id) or bool(store.open_jobs(plan_id)) or bool(store.lost_jobs(plan_id))
+
+
 def _error_rows(dataset: Dataset) -> int:
     """Rows holding an error: a generation step's ``<output>_error`` column set (any sample)."""
     count = 0
