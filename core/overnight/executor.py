@@ -282,7 +282,7 @@ class BatchExecutor:
             # Duplicates first: before a check closes the job one mirrors, its successes count.
             self._cancel_duplicates()
             self._collect_duplicates()
-            submitted = [job for job in jobs if job["ref"] is not None]
+            submitted = [job for job in jobs if job.ref is not None]
             with self._statuses(submitted, deadline) as status_of:
                 for job in submitted:
                     if deadline is not None and time.monotonic() >= deadline:
@@ -301,22 +301,22 @@ class BatchExecutor:
         """An intent without a remote id: the job may or may not exist at the provider."""
         if self.provider.info.capabilities.find_by_tag:
             try:
-                with self._provider_errors(f"looking up the {self.provider.name} job tagged {job['tag']}"):
-                    ref = self.provider.find_job(job["tag"], self.options, timeout=_left(deadline))
+                with self._provider_errors(f"looking up the {self.provider.name} job tagged {job.tag}"):
+                    ref = self.provider.find_job(job.tag, self.options, timeout=_left(deadline))
             except Exception:
                 if not self.policy.resubmit_unconfirmed:
                     raise
                 ref = None  # the user chose to resubmit what cannot be confirmed
             if ref is not None:
-                self.store.confirm_job(job["id"], ref)
+                self.store.confirm_job(job.id, ref)
                 polling.report(f"{self.step}: found job {ref.remote_id} of an interrupted or unanswered submit; "
                                "not submitting again")
                 return ref
             return self._settled_resubmit(job)
         elif self.policy.resubmit_unconfirmed:
-            self.store.abandon_intent(job["id"])
+            self.store.abandon_intent(job.id)
         else:
-            raise UnconfirmedSubmission(self.provider.name, [job["tag"]])
+            raise UnconfirmedSubmission(self.provider.name, [job.tag])
         return None
 
     def _settled_resubmit(self, job: st.JobRecord) -> JobRef | None:
@@ -327,22 +327,22 @@ class BatchExecutor:
         waits ``create_settle_seconds``. After that it is submitted again under the same
         tag, so a create that lands later still is recognised as a duplicate and cancelled.
         """
-        since = self.store.ambiguous_since(job["id"]) or job["updated_at"]
+        since = self.store.ambiguous_since(job.id) or job.updated_at
         settles = since + self.policy.settle_seconds
         if time.time() < settles and not self.policy.resubmit_unconfirmed:
             polling.report(
-                f"{self.step}: no {self.provider.name} job tagged {job['tag']} yet, but its create may still "
+                f"{self.step}: no {self.provider.name} job tagged {job.tag} yet, but its create may still "
                 f"land; nothing is submitted again for {settles - time.time():.0f}s more (create_settle_seconds)"
             )
             return None
-        polling.report(f"{self.step}: no {self.provider.name} job tagged {job['tag']} after the settle window; "
+        polling.report(f"{self.step}: no {self.provider.name} job tagged {job.tag} after the settle window; "
                        "submitting it again under the same tag")
         chunk = Chunk(
-            tag=job["tag"], model=job["model"], count=job["requests"], bytes=job["bytes"],
-            lines=lambda: (json.loads(line) for line in self.store.job_lines(job["id"])),
+            tag=job.tag, model=job.model, count=job.requests, bytes=job.bytes,
+            lines=lambda: (json.loads(line) for line in self.store.job_lines(job.id)),
         )
         try:
-            return self._send(job["id"], chunk)
+            return self._send(job.id, chunk)
         except QuotaExceeded as exc:
             self.accounting.quota_refused(job, str(exc), failed=False)
             return None
@@ -363,10 +363,10 @@ class BatchExecutor:
         with self._provider_errors(f"listing recent {self.provider.name} jobs to look for duplicates"):
             listed = self.provider.list_jobs(
                 self.options, horizon=self.policy.settle_seconds + 24 * 3600.0, limit=DUPLICATE_LIMIT,
-                skip=self.store.known_remote_ids(self.provider.name), tags=frozenset(j["tag"] for j in ours),
+                skip=self.store.known_remote_ids(self.provider.name), tags=frozenset(j.tag for j in ours),
             )
         known = self.store.known_remote_ids(self.provider.name)
-        by_tag = {j["tag"]: j for j in ours}
+        by_tag = {j.tag: j for j in ours}
         for remote in listed:
             if remote.ref.remote_id in known or remote.state is JobState.FAILED:
                 continue  # ours, or refused as a whole (nothing billed)
@@ -375,7 +375,7 @@ class BatchExecutor:
             twin = by_tag.get(remote.ref.tag)
             if twin is None:
                 continue
-            billed = len(remote.custom_ids) if remote.custom_ids is not None else twin["requests"]
+            billed = len(remote.custom_ids) if remote.custom_ids is not None else twin.requests
             if not remote.state.terminal and self.provider.info.capabilities.cancel:
                 with self._provider_errors(f"cancelling the duplicate {self.provider.name} job {remote.ref.remote_id}"):
                     self.provider.cancel(remote.ref, self.options)
@@ -384,7 +384,7 @@ class BatchExecutor:
                 what = f"it had already {remote.state.value}"
             self.store.record_duplicate(twin, remote.ref, billed, remote.state.value)
             polling.report(
-                f"{self.step}: two {self.provider.name} jobs hold the same chunk: {twin['remote_id']} (kept) and "
+                f"{self.step}: two {self.provider.name} jobs hold the same chunk: {twin.remote_id} (kept) and "
                 f"{remote.ref.remote_id} (a create that landed late); {what}. Up to {billed} request(s) were "
                 "billed twice; each request's result is counted once."
             )
@@ -396,10 +396,11 @@ class BatchExecutor:
         request is answered once: whichever job delivers it first.
         """
         for dup in self.store.open_duplicates(self.plan_id):
-            ref = dup["ref"]
+            ref, of_job = dup.ref, dup.of_job
+            assert ref is not None and of_job is not None  # a duplicate is recorded with both
             with self._provider_errors(f"checking the duplicate {self.provider.name} job {ref.remote_id}"):
                 status = self.provider.check(ref, self.options)
-            self.store.update_job(dup["id"], status)
+            self.store.update_job(dup.id, status)
             if not status.state.terminal:
                 continue
             taken = 0
@@ -408,10 +409,10 @@ class BatchExecutor:
                 for result in self._fetched(ref):
                     batch.append(result)
                     if len(batch) >= FETCH_BATCH_MAX:
-                        taken += self.store.record_duplicate_results(dup["of_job"], batch)
+                        taken += self.store.record_duplicate_results(of_job, batch)
                         batch = []
-                taken += self.store.record_duplicate_results(dup["of_job"], batch)
-            self.store.close_duplicate(dup["id"])
+                taken += self.store.record_duplicate_results(of_job, batch)
+            self.store.close_duplicate(dup.id)
             if taken:
                 polling.report(f"{self.step}: kept {taken} result(s) of the duplicate {self.provider.name} job "
                                f"{ref.remote_id} (each request counted once)")
@@ -464,7 +465,8 @@ class BatchExecutor:
         return listed
 
     def _status(self, job: st.JobRecord, deadline: float | None = None) -> JobStatus:
-        return self.provider.check(job["ref"], self.options, timeout=_left(deadline))
+        assert job.ref is not None  # only submitted jobs are checked
+        return self.provider.check(job.ref, self.options, timeout=_left(deadline))
 
     @contextlib.contextmanager
     def _statuses(self, jobs: list[st.JobRecord], deadline: float | None) -> Iterator[Callable[[st.JobRecord], JobStatus]]:
@@ -478,15 +480,15 @@ class BatchExecutor:
         if len(jobs) < 2 or not self.provider.info.capabilities.check_while_fetching:
             yield lambda job: self._status(job, deadline)
             return
-        following = {job["id"]: jobs[i + 1] for i, job in enumerate(jobs[:-1])}
+        following = {job.id: jobs[i + 1] for i, job in enumerate(jobs[:-1])}
         ahead: dict[int, Future[JobStatus]] = {}
         pool = ThreadPoolExecutor(1, thread_name_prefix="overnight-check")
 
         def status_of(job: st.JobRecord) -> JobStatus:
-            upcoming = following.get(job["id"])
+            upcoming = following.get(job.id)
             if upcoming is not None and upcoming["id"] not in ahead:
                 ahead[upcoming["id"]] = pool.submit(self._status, upcoming, deadline)
-            asked = ahead.pop(job["id"], None)
+            asked = ahead.pop(job.id, None)
             return asked.result() if asked is not None else self._status(job, deadline)
 
         try:
@@ -496,14 +498,15 @@ class BatchExecutor:
 
     def _check(self, job: st.JobRecord, deadline: float | None,
                status_of: Callable[[st.JobRecord], JobStatus]) -> None:
-        ref = job["ref"]
+        ref = job.ref
+        assert ref is not None  # only submitted jobs are checked
         try:
             with self._provider_errors(f"checking the {self.provider.name} job {ref.remote_id}"):
                 status = status_of(job)
         except ResultsGone as exc:
             self._lose(job, str(exc))
             return
-        self.store.update_job(job["id"], status)
+        self.store.update_job(job.id, status)
         if not status.state.terminal:
             return
         if status.state is JobState.FAILED and status.quota:
@@ -512,7 +515,7 @@ class BatchExecutor:
             return
         if status.state is JobState.FAILED:
             reason = status.message or f"the {self.provider.name} job {ref.remote_id} failed"
-            self.store.close_job(job["id"], self.policy.retries, failure=reason)
+            self.store.close_job(job.id, self.policy.retries, failure=reason)
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
@@ -520,21 +523,21 @@ class BatchExecutor:
             for result in self._fetched(ref, deadline):
                 batch.append(result)
                 if len(batch) >= size:
-                    self._record(job["id"], batch)
+                    self._record(job.id, batch)
                     batch, size = [], min(size * 2, FETCH_BATCH_MAX)
                     fault_point("mid_fetch")
         except ResultsGone as exc:
-            self._record(job["id"], batch)  # what did arrive is paid for: keep it
+            self._record(job.id, batch)  # what did arrive is paid for: keep it
             self._lose(job, str(exc))
             return
-        self._record(job["id"], batch)
-        self.store.close_job(job["id"], self.policy.retries)
+        self._record(job.id, batch)
+        self.store.close_job(job.id, self.policy.retries)
 
     def _lose(self, job: st.JobRecord, reason: str) -> None:
         """The provider says the job or its results are gone: end it, keep what is stored."""
-        lost = self.store.lose_job(job["id"], reason)
+        lost = self.store.lose_job(job.id, reason)
         polling.report(
-            f"{self.step}: the {self.provider.name} job {job['ref'].remote_id} lost its results ({reason}); "
+            f"{self.step}: the {self.provider.name} job {job.remote_id} lost its results ({reason}); "
             f"{lost} request(s) without a result wait for your consent to be paid for again"
         )
 
@@ -544,7 +547,7 @@ class BatchExecutor:
         if lost:
             raise LostResults(
                 self.provider.name,
-                [(j["remote_id"] or j["tag"], j["lost"], j["message"] or "gone") for j in lost],
+                [(j.remote_id or j.tag, j.lost or 0, j.message or "gone") for j in lost],
                 step=self.step,
             )
 
@@ -581,7 +584,7 @@ class BatchExecutor:
     def _job_model(self, job_id: int) -> str:
         if job_id not in self._models:
             job = self.store.get_job(job_id)
-            self._models[job_id] = str(job["model"]) if job else ""
+            self._models[job_id] = str(job.model) if job else ""
         return self._models[job_id]
 
     def _submit_pending(self) -> None:
@@ -734,7 +737,7 @@ class BatchExecutor:
         jobs = self.store.open_jobs(self.plan_id)
         counts = self.store.plan_counts(self.plan_id)
         return OfflineBatchGenerationNotFinished(
-            [j["remote_id"] or j["tag"] for j in jobs],
+            [j.remote_id or j.tag for j in jobs],
             provider=self.provider.name,
             counts={
                 "done": counts.get(st.DONE, 0),
