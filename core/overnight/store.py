@@ -44,14 +44,22 @@ STORE_ENV = "OVERNIGHT_STORE"
 #: Environment variable overriding the host name recorded with each run (default: the machine's).
 HOST_ENV = "OVERNIGHT_HOST"
 
-# Request states.
-NEW = "new"  # to be submitted (first time, or again after an error or an expiry)
-QUEUED = "queued"  # in a job that has not been fetched yet
-DONE = "done"  # succeeded; the result is stored
-FAILED = "failed"  # errored on every allowed attempt; the last error is stored
-LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
-ONLINE = "online"  # claimed by a process sending it through the provider's online API (online_claims)
+class RequestState(str, enum.Enum):
+    """Every state a request row can be in. Stored as its value."""
 
+    NEW = "new"  # to be submitted (first time, or again after an error or an expiry)
+    QUEUED = "queued"  # in a job that has not been fetched yet
+    DONE = "done"  # succeeded; the result is stored
+    FAILED = "failed"  # errored on every allowed attempt; the last error is stored
+    LOST = "lost"  # its job ended but the provider lost the results; waits for the user's consent
+    ONLINE = "online"  # claimed by a process sending it through the provider's online API (online_claims)
+
+    def __str__(self) -> str:
+        return self.value
+
+
+# The request states as the words the SQL compares with and the counts are keyed by.
+NEW, QUEUED, DONE, FAILED, LOST, ONLINE = (state.value for state in RequestState)
 
 
 class JobPhase(str, enum.Enum):
