@@ -62,7 +62,7 @@ import attrs
 import pytest
 from attrs import field, frozen
 
-from overnight.errors import InvalidRequest
+from overnight.errors import InvalidRequest, OfflineBatchGenerationNotFinished
 from overnight.models import (
     STANDARD_PARAMS,
     ChatRequest,
@@ -72,9 +72,11 @@ from overnight.models import (
     JobState,
     JobStatus,
     Message,
+    PlannedRequest,
     ProviderInfo,
     Result,
     ResultStatus,
+    RowResult,
     evolve,
 )
 from overnight.plugins import PluginRegistry
@@ -526,6 +528,39 @@ def overnight_home(tmp_path: Any, monkeypatch: pytest.MonkeyPatch) -> Any:
     monkeypatch.delenv("OVERNIGHT_STORE", raising=False)  # never a shared store from the environment
     monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
     return home
+
+
+# --- running a batch step from a plugin's own tests ----------------------------------------
+
+
+def planned(prompts: list[str], samples: int = 1, system: str | None = None) -> list[PlannedRequest]:
+    """One planned request per prompt and sample (a system message first, when given), as a
+    TextGeneration plans them: the LLM sets the model and the options."""
+    head = [Message("system", system)] if system else []
+    return [
+        PlannedRequest(row=i, sample=s, request=ChatRequest("", "m", [*head, Message("user", p)]))
+        for i, p in enumerate(prompts)
+        for s in range(samples)
+    ]
+
+
+def generate(llm: Any, plan: list[PlannedRequest], *, plan_id: str = "plan-1") -> list[RowResult]:
+    """Run ``plan`` through ``llm``'s batch step once, on the store of ``OVERNIGHT_HOME``;
+    its results in plan order (or OfflineBatchGenerationNotFinished while jobs run)."""
+    from overnight.store import Store
+
+    store = Store.open()
+    try:
+        return list(llm.generate_offline(plan, store=store, step="gen", plan_id=plan_id))
+    finally:
+        store.close()
+
+
+def pending(llm: Any, plan: list[PlannedRequest], *, plan_id: str = "plan-1") -> OfflineBatchGenerationNotFinished:
+    """:func:`generate`, which must stop because jobs are still running: what it raised."""
+    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
+        generate(llm, plan, plan_id=plan_id)
+    return exc.value
 
 
 class PluginConformance:

@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 import overnight_gemini
+from overnight.plugin_testing import generate, pending, planned
 from overnight import (
     LLM,
     ChatRequest,
@@ -257,29 +258,6 @@ def gemini_connection(sb, _kept={}):  # noqa: B006  (one connection per sandbox,
     return _kept.setdefault(sb.gemini_base_url, opts.connect(options(sb)))
 
 
-def planned(prompts, *, samples=1, system=None):
-    head = [Message("system", system)] if system else []
-    return [
-        PlannedRequest(row=i, sample=s, request=ChatRequest("", "m", head + [Message("user", p)]))
-        for i, p in enumerate(prompts)
-        for s in range(samples)
-    ]
-
-
-def generate(model: LLM, plan, *, plan_id="plan"):
-    store = Store.open()
-    try:
-        return list(model.generate_offline(plan, store=store, step="gen", plan_id=plan_id))
-    finally:
-        store.close()
-
-
-def pending(model: LLM, plan, **kwargs) -> OfflineBatchGenerationNotFinished:
-    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
-        generate(model, plan, **kwargs)
-    return exc.value
-
-
 def answer(prompt, **options):
     return expected_reply([{"role": "user", "content": prompt}], **options)
 
@@ -453,7 +431,7 @@ CRASHING_RUN = textwrap.dedent(
     set_registry(PluginRegistry([overnight_gemini], entrypoints=False))
     llm = LLM("gemini/%s", api_key=sys.argv[1], base_url=sys.argv[2], inline_threshold=0)
     plan = [PlannedRequest(i, 0, ChatRequest("", "m", [Message("user", p)])) for i, p in enumerate(sys.argv[3:])]
-    list(llm.generate_offline(plan, store=Store.open(), step="gen", plan_id="plan"))
+    list(llm.generate_offline(plan, store=Store.open(), step="gen", plan_id="plan-1"))
     """
     % MODEL
 )

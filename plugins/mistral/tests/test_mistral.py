@@ -12,6 +12,7 @@ import textwrap
 import pytest
 
 import overnight_mistral
+from overnight.plugin_testing import generate, pending, planned
 from overnight import (
     LLM,
     ChatRequest,
@@ -289,29 +290,6 @@ def llm(sb, **kwargs) -> LLM:
     return LLM(f"mistral/{MODEL}", base_url=sb.mistral_base_url, **kwargs)
 
 
-def planned(prompts, *, samples=1, system=None):
-    head = [Message("system", system)] if system else []
-    return [
-        PlannedRequest(row=i, sample=s, request=ChatRequest("", "m", head + [Message("user", p)]))
-        for i, p in enumerate(prompts)
-        for s in range(samples)
-    ]
-
-
-def generate(model: LLM, plan, *, plan_id="plan"):
-    store = Store.open()
-    try:
-        return list(model.generate_offline(plan, store=store, step="gen", plan_id=plan_id))
-    finally:
-        store.close()
-
-
-def pending(model: LLM, plan, **kwargs) -> OfflineBatchGenerationNotFinished:
-    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
-        generate(model, plan, **kwargs)
-    return exc.value
-
-
 def answer(prompt, **options):
     return expected_reply([{"role": "user", "content": prompt}], **options)
 
@@ -458,7 +436,7 @@ CRASHING_RUN = textwrap.dedent(
     set_registry(PluginRegistry([overnight_mistral], entrypoints=False))
     llm = LLM("mistral/%s", api_key=sys.argv[1], base_url=sys.argv[2], inline_threshold=0)
     plan = [PlannedRequest(i, 0, ChatRequest("", "m", [Message("user", p)])) for i, p in enumerate(sys.argv[3:])]
-    list(llm.generate_offline(plan, store=Store.open(), step="gen", plan_id="plan"))
+    list(llm.generate_offline(plan, store=Store.open(), step="gen", plan_id="plan-1"))
     """
     % MODEL
 )

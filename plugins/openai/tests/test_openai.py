@@ -21,6 +21,7 @@ import openai
 import pytest
 
 import overnight_openai
+from overnight.plugin_testing import generate, pending, planned
 from overnight import (
     LLM,
     ChatRequest,
@@ -124,29 +125,6 @@ def make_llm(sb: Lane, **kwargs: Any) -> LLM:
     return LLM(f"openai/{sb.model}", **options)
 
 
-def plan(prompts, samples=1, system=None):
-    head = [Message("system", system)] if system else []
-    return [
-        PlannedRequest(row=i, sample=s, request=ChatRequest("", "m", [*head, Message("user", p)]))
-        for i, p in enumerate(prompts)
-        for s in range(samples)
-    ]
-
-
-def generate(llm, planned, *, plan_id="plan-1"):
-    store = Store.open()
-    try:
-        return list(llm.generate_offline(planned, store=store, step="gen", plan_id=plan_id))
-    finally:
-        store.close()
-
-
-def pending(llm, planned, *, plan_id="plan-1"):
-    with pytest.raises(OfflineBatchGenerationNotFinished) as exc:
-        generate(llm, planned, plan_id=plan_id)
-    return exc.value
-
-
 def sdk(sb: Lane) -> openai.OpenAI:
     return sb.client
 
@@ -174,16 +152,16 @@ def reply(prompt: str, system: str | None = None, **options: Any) -> str:
 
 def test_submit_not_finished_resume_then_results_in_order(sb, openai_plugin):
     llm = make_llm(sb)
-    first = pending(llm, plan(PROMPTS))
+    first = pending(llm, planned(PROMPTS))
     assert first.counts["pending"] == 25 and len(first.jobs_ids) == 1
     assert counters(sb)["jobs"] == 1 and counters(sb)["files"] == 1
 
     sb.advance(20)  # in progress: the run checks and stops again, submitting nothing
-    second = pending(llm, plan(PROMPTS))
+    second = pending(llm, planned(PROMPTS))
     assert second.jobs_ids == first.jobs_ids
 
     sb.advance(DONE)
-    results = generate(llm, plan(PROMPTS))
+    results = generate(llm, planned(PROMPTS))
     assert [r.row for r in results] == list(range(25))
     assert [r.result.text for r in results] == [reply(p) for p in PROMPTS]
     assert all(r.result.finish_reason == "stop" for r in results)
@@ -238,12 +216,12 @@ def test_the_installed_distribution_declares_its_entry_point():
 def test_request_errors_are_retried_then_reported_per_row(sb, openai_plugin):
     sb.set_faults(error_rate=1.0, error_status=500)  # every request, every job
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:4]))
+    pending(llm, planned(PROMPTS[:4]))
     for _ in range(2):
         sb.advance(DONE)
-        pending(llm, plan(PROMPTS[:4]))
+        pending(llm, planned(PROMPTS[:4]))
     sb.advance(DONE)
-    results = generate(llm, plan(PROMPTS[:4]))
+    results = generate(llm, planned(PROMPTS[:4]))
     assert counters(sb)["jobs"] == 3  # max_attempts=3
     assert [r.row for r in results] == [0, 1, 2, 3]
     assert all(r.result.status is ResultStatus.ERRORED for r in results)
@@ -256,35 +234,35 @@ def test_request_errors_are_retried_then_reported_per_row(sb, openai_plugin):
 def test_failed_rows_alone_go_into_the_retry_job(sb, openai_plugin):
     sb.set_faults(error_rate=0.4, times=1)  # the first job only
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     sb.advance(DONE)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     first, retry = batches(sb)
     assert 0 < first.request_counts.failed < 25
     assert len(input_lines(sb, retry)) == first.request_counts.failed
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
 
 
 def test_expired_job_keeps_finished_rows_and_resubmits_the_rest_once(sb, openai_plugin):
     sb.set_faults(expire_after_fraction=0.4, times=1)
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     sb.advance(DONE)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     expired, again = batches(sb)
     assert expired.status == "expired"
     done = {line["custom_id"] for line in input_lines(sb, expired)[:10]}  # 40% of 25, in input order
     resent = {line["custom_id"] for line in input_lines(sb, again)}
     assert len(resent) == 15 and not done & resent
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
     assert counters(sb)["jobs"] == 2 and counters(sb)["requests"] == 40
 
 
 def test_cancel_keeps_finished_rows_and_marks_the_rest_unfinished(sb, openai_plugin):
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     provider = openai_plugin.provider("openai")
     store = Store.open()
     try:
@@ -304,25 +282,25 @@ def test_cancel_keeps_finished_rows_and_marks_the_rest_unfinished(sb, openai_plu
     assert all("batch_cancelled" in r.error for r in results if r.status is ResultStatus.UNFINISHED)
     provider.cancel(ref, llm.client_options)  # cancelling a job that is over is a quiet no-op
 
-    pending(llm, plan(PROMPTS))  # the 15 unfinished rows go out again
+    pending(llm, planned(PROMPTS))  # the 15 unfinished rows go out again
     assert len(input_lines(sb, batches(sb)[-1])) == 15
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
 
 
 def test_a_batch_rejected_as_a_whole_is_failed_with_the_reason(sb, openai_plugin):
     sb.set_faults(fail_validation=True, times=1)
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:3]))
+    pending(llm, planned(PROMPTS[:3]))
     sb.advance(DONE)
     provider = openai_plugin.provider("openai")
     batch = batches(sb)[0]
     ref = jobs.job_ref("openai", batch, batch.metadata["overnight_tag"])
     status = provider.check(ref, llm.client_options)
     assert status.state is JobState.FAILED and status.message.startswith(f"OpenAI rejected batch {batch.id}")
-    pending(llm, plan(PROMPTS[:3]))  # the chunk goes out again
+    pending(llm, planned(PROMPTS[:3]))  # the chunk goes out again
     sb.advance(DONE)
-    assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:3])))
+    assert all(r.result.ok for r in generate(llm, planned(PROMPTS[:3])))
 
 
 # --- crash recovery by tag ----------------------------------------------------------------
@@ -357,11 +335,11 @@ def test_crash_after_create_finds_the_batch_by_tag(sb, openai_plugin):
     crash_at("after_create", sb, PROMPTS)
     assert counters(sb)["jobs"] == 1
     llm = make_llm(sb)
-    found = pending(llm, plan(PROMPTS))  # finds the batch by its tag; does not submit again
+    found = pending(llm, planned(PROMPTS))  # finds the batch by its tag; does not submit again
     assert found.jobs_ids == (batches(sb)[0].id,)
     assert counters(sb)["jobs"] == 1
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
     assert counters(sb)["jobs"] == 1
 
 
@@ -371,11 +349,11 @@ def test_crash_after_upload_submits_once_the_tag_is_not_found(sb, openai_plugin)
     assert (counters(sb)["files"], counters(sb)["jobs"]) == (1, 0)
     [orphan] = [f for f in sdk(sb).files.list() if f.id not in before]
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:5]))
+    pending(llm, planned(PROMPTS[:5]))
     assert (counters(sb)["files"], counters(sb)["jobs"]) == (2, 1)
     assert orphan.id not in {f.id for f in sdk(sb).files.list()}  # the interrupted upload is cleaned up
     sb.advance(DONE)
-    assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:5])))
+    assert all(r.result.ok for r in generate(llm, planned(PROMPTS[:5])))
 
 
 class DropFirstBatchResponse(httpx2.BaseTransport):
@@ -397,11 +375,11 @@ class DropFirstBatchResponse(httpx2.BaseTransport):
 def test_a_lost_create_response_never_creates_a_second_batch(sb, openai_plugin):
     transport = DropFirstBatchResponse()
     llm = make_llm(sb, http_client=openai.DefaultHttpxClient(transport=transport))
-    pending(llm, plan(PROMPTS[:5]))
+    pending(llm, planned(PROMPTS[:5]))
     assert transport.dropped == 1
     assert counters(sb)["jobs"] == 1  # the SDK alone would have retried the create
     sb.advance(DONE)
-    assert all(r.result.ok for r in generate(llm, plan(PROMPTS[:5])))
+    assert all(r.result.ok for r in generate(llm, planned(PROMPTS[:5])))
 
 
 def test_a_5xx_on_create_is_never_retried_on_one_lookup(sb, openai_plugin, monkeypatch):
@@ -409,15 +387,15 @@ def test_a_5xx_on_create_is_never_retried_on_one_lookup(sb, openai_plugin, monke
     sb.set_faults(http_status=503, http_method="POST", http_path="/batches$", times=1, retry_after=0.01)
     llm = make_llm(sb)
     with pytest.raises(ProviderError, match="intent is saved under tag"):
-        generate(llm, plan(PROMPTS[:5]))
+        generate(llm, planned(PROMPTS[:5]))
     assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
     # Within the settle window "not found" is no proof: nothing is submitted.
     monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "300")
-    pending(llm, plan(PROMPTS[:5]))
+    pending(llm, planned(PROMPTS[:5]))
     assert counters(sb)["http"]["POST /batches"] == 1 and counters(sb)["jobs"] == 0
     # After it, submitted again under the same tag (and the same uploaded file name), once.
     monkeypatch.setenv("OVERNIGHT_CREATE_SETTLE_SECONDS", "0")
-    pending(llm, plan(PROMPTS[:5]))
+    pending(llm, planned(PROMPTS[:5]))
     assert counters(sb)["http"]["POST /batches"] == 2 and counters(sb)["jobs"] == 1
     [batch] = batches(sb)
     store = Store.open()
@@ -431,7 +409,7 @@ def test_a_5xx_on_create_is_never_retried_on_one_lookup(sb, openai_plugin, monke
 def test_a_rejected_create_deletes_the_uploaded_file(sb, openai_plugin):
     sb.set_faults(http_status=400, http_method="POST", http_path="/batches$", times=3)
     before = {f.id for f in sdk(sb).files.list()}
-    results = generate(make_llm(sb), plan(PROMPTS[:5]))  # refused on each of the 3 attempts
+    results = generate(make_llm(sb), planned(PROMPTS[:5]))  # refused on each of the 3 attempts
     assert all(not r.result.ok and "refused to create the batch" in r.result.error for r in results)
     assert counters(sb)["files"] == 3 and counters(sb)["jobs"] == 0
     assert {f.id for f in sdk(sb).files.list()} == before  # every uploaded input file is gone
@@ -440,15 +418,15 @@ def test_a_rejected_create_deletes_the_uploaded_file(sb, openai_plugin):
 def test_a_create_refused_once_is_retried_at_once(sb, openai_plugin):
     sb.set_faults(http_status=400, http_method="POST", http_path="/batches$", times=1)
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:5]))
+    pending(llm, planned(PROMPTS[:5]))
     assert counters(sb)["files"] == 2 and counters(sb)["jobs"] == 1
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS[:5]))] == [reply(p) for p in PROMPTS[:5]]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS[:5]))] == [reply(p) for p in PROMPTS[:5]]
 
 
 def test_find_job_returns_none_for_an_unknown_tag(sb, openai_plugin):
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:2]))
+    pending(llm, planned(PROMPTS[:2]))
     provider = openai_plugin.provider("openai")
     assert provider.find_job("ovn-never-submitted", llm.client_options) is None
     tag = batches(sb)[0].metadata["overnight_tag"]
@@ -461,17 +439,17 @@ def test_find_job_returns_none_for_an_unknown_tag(sb, openai_plugin):
 def test_a_dataset_over_the_request_limit_is_split_into_several_jobs(sb, registry):
     use_plugin(OpenAIPlugin(limits=Limits(max_requests=10, max_bytes=1_000_000)))
     llm = make_llm(sb)
-    assert len(pending(llm, plan(PROMPTS)).jobs_ids) == 3
+    assert len(pending(llm, planned(PROMPTS)).jobs_ids) == 3
     assert [len(input_lines(sb, b)) for b in batches(sb)] == [10, 10, 5]
     sb.advance(DONE)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
 
 
 @pytest.mark.parametrize("env, value", [("OVERNIGHT_OPENAI_MAX_REQUESTS", 12), ("OVERNIGHT_OPENAI_MAX_BYTES", 1000)])
 def test_limits_lowered_through_the_environment(sb, registry, monkeypatch, env, value):
     monkeypatch.setenv(env, str(value))
     use_plugin(overnight_openai)
-    pending(make_llm(sb), plan(PROMPTS))
+    pending(make_llm(sb), planned(PROMPTS))
     sizes = [len(input_lines(sb, b)) for b in batches(sb)]
     assert sum(sizes) == 25
     if env.endswith("REQUESTS"):
@@ -503,14 +481,14 @@ def test_every_request_option_reaches_the_batch_and_shapes_the_answer(sb, openai
         "presence_penalty": 0.5,
     }
     llm = make_llm(sb, generation_kwargs=options)
-    planned = plan(["tell me"], samples=3, system="You are terse.")
-    planned.append(  # a multi-turn conversation as one more row
+    rows = planned(["tell me"], samples=3, system="You are terse.")
+    rows.append(  # a multi-turn conversation as one more row
         PlannedRequest(row=1, sample=0, request=ChatRequest("", "m", [
             Message("system", "You are terse."), Message("user", "hi"),
             Message("assistant", "hello"), Message("user", "and now?"),
         ]))
     )
-    pending(llm, planned)
+    pending(llm, rows)
     lines = input_lines(sb, batches(sb)[0])
     assert len({line["custom_id"] for line in lines}) == 4  # num_generations: distinct requests
     single = [line["body"] for line in lines if len(line["body"]["messages"]) == 2]
@@ -530,17 +508,17 @@ def test_every_request_option_reaches_the_batch_and_shapes_the_answer(sb, openai
     assert results[0].result.usage.output_tokens == 4
 
     stop = make_llm(sb, generation_kwargs={"stop": ["answer"]})
-    pending(stop, plan(["cut me"]), plan_id="stop")
+    pending(stop, planned(["cut me"]), plan_id="stop")
     sb.advance(DONE)
-    (cut,) = generate(stop, plan(["cut me"]), plan_id="stop")
+    (cut,) = generate(stop, planned(["cut me"]), plan_id="stop")
     assert cut.result.text == reply("cut me", stop=["answer"]) == "Sandbox "
 
     fmt = {"type": "json_schema", "json_schema": {"name": "reply", "schema": schema, "strict": True}}
     structured = make_llm(sb, generation_kwargs={"response_format": fmt})
-    pending(structured, plan(["give json"]), plan_id="json")
+    pending(structured, planned(["give json"]), plan_id="json")
     assert input_lines(sb, batches(sb)[-1])[0]["body"]["response_format"] == fmt
     sb.advance(DONE)
-    (answer,) = generate(structured, plan(["give json"]), plan_id="json")
+    (answer,) = generate(structured, planned(["give json"]), plan_id="json")
     assert set(json.loads(answer.result.text)) == {"answer"}
 
 
@@ -558,7 +536,7 @@ def test_every_request_option_reaches_the_batch_and_shapes_the_answer(sb, openai
 )
 def test_requests_openai_would_refuse_cost_nothing(sb, openai_plugin, kwargs, field):
     with pytest.raises(ValidationError) as exc:
-        generate(make_llm(sb, generation_kwargs=kwargs), plan(PROMPTS[:3]))
+        generate(make_llm(sb, generation_kwargs=kwargs), planned(PROMPTS[:3]))
     assert any(p.field == field for p in exc.value.problems)
     assert counters(sb)["http"] == {}
 
@@ -589,7 +567,7 @@ def test_a_schema_without_a_name_gets_one():
 def test_missing_key_is_reported_before_any_request(sb, openai_plugin):
     llm = LLM(f"openai/{sb.model}", base_url=sb.openai_base_url)
     with pytest.raises(MissingCredentials, match="OPENAI_API_KEY"):
-        generate(llm, plan(PROMPTS))
+        generate(llm, planned(PROMPTS))
     assert counters(sb)["http"] == {} and counters(sb)["files"] == 0
 
 
@@ -597,7 +575,7 @@ def test_key_and_base_url_come_from_the_environment(sb, openai_plugin, monkeypat
     monkeypatch.setenv("OPENAI_API_KEY", KEY)
     monkeypatch.setenv("OPENAI_BASE_URL", sb.openai_base_url)
     llm = LLM(f"openai/{sb.model}")
-    pending(llm, plan(PROMPTS[:2]))
+    pending(llm, planned(PROMPTS[:2]))
     assert counters(sb)["jobs"] == 1
 
 
@@ -615,22 +593,22 @@ def test_key_and_base_url_come_from_the_environment(sb, openai_plugin, monkeypat
 def test_bad_client_options_are_configuration_errors(sb, openai_plugin, options, match):
     llm = LLM(f"openai/{sb.model}", api_key=KEY, **options)
     with pytest.raises(ConfigurationError, match=match) as exc:
-        generate(llm, plan(PROMPTS[:2]))
+        generate(llm, planned(PROMPTS[:2]))
     assert KEY not in str(exc.value)
     assert counters(sb)["http"] == {}
 
 
 def test_user_metadata_labels_every_batch(sb, openai_plugin):
-    pending(make_llm(sb, metadata={"team": "research"}), plan(PROMPTS[:2]))
+    pending(make_llm(sb, metadata={"team": "research"}), planned(PROMPTS[:2]))
     (batch,) = batches(sb)
     assert batch.metadata["team"] == "research" and batch.metadata["overnight_requests"] == "2"
 
 
 def test_the_key_never_reaches_the_store_or_the_batch(sb, openai_plugin, overnight_home):
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     sb.advance(DONE)
-    generate(llm, plan(PROMPTS))
+    generate(llm, planned(PROMPTS))
     for path in overnight_home.rglob("*"):
         if path.is_file():
             assert KEY.encode() not in path.read_bytes(), path
@@ -654,28 +632,28 @@ def test_connect_builds_the_client_once_and_on_first_use(sb):
 @pytest.mark.parametrize("mode", ["short", "abort"])
 def test_a_cut_download_is_fetched_again_on_the_next_run(sb, openai_plugin, mode):
     llm = make_llm(sb, max_retries=0)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     sb.advance(DONE)
     sb.set_faults(download_truncate=0.5, download_truncate_mode=mode, times=1)
     with pytest.raises(Exception) as exc:
-        generate(llm, plan(PROMPTS))
+        generate(llm, planned(PROMPTS))
     assert not isinstance(exc.value, OfflineBatchGenerationNotFinished)
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
     assert counters(sb)["jobs"] == 1
 
 
 def test_a_download_cut_between_two_lines_is_not_taken_for_the_whole_file(sb, openai_plugin):
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS))
+    pending(llm, planned(PROMPTS))
     sb.advance(DONE)
     (batch,) = batches(sb)
     content = sdk(sb).files.content(batch.output_file_id).content
     cut = [i for i, byte in enumerate(content) if byte == ord("\n")][9] + 1  # 10 whole lines
     sb.set_faults(download_truncate=(cut + 0.5) / len(content), download_truncate_mode="short", times=1)
     with pytest.raises(ProviderError, match=f"stopped after {cut:,} of {len(content):,} bytes"):
-        generate(llm, plan(PROMPTS))
+        generate(llm, planned(PROMPTS))
     # Had the 15 missing rows been taken for unfinished, they would be paid for again.
-    assert [r.result.text for r in generate(llm, plan(PROMPTS))] == [reply(p) for p in PROMPTS]
+    assert [r.result.text for r in generate(llm, planned(PROMPTS))] == [reply(p) for p in PROMPTS]
     assert counters(sb)["jobs"] == 1 and counters(sb)["requests"] == 25
 
 
@@ -746,7 +724,7 @@ def _store_keys() -> set[str]:
 
 def test_list_jobs_reads_each_tagged_batch_input_unless_skipped(sb, openai_plugin):
     llm = make_llm(sb)
-    pending(llm, plan(PROMPTS[:3]))
+    pending(llm, planned(PROMPTS[:3]))
     provider = openai_plugin.provider("openai")
     [batch] = batches(sb)
     everything = provider.list_jobs(llm.client_options, horizon=3600, limit=100, skip=frozenset())
