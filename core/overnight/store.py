@@ -1324,21 +1324,19 @@ class SqlStore(Store):
 
     def note_batch_start(self, plan_id: str) -> None:
         """The plan's batch part submits (the first time counts; later calls change nothing)."""
-        with self.transaction() as db:
-            db.execute(
-                "INSERT INTO batch_deadlines (plan_id, started_at) VALUES (?, ?) "
-                "ON CONFLICT (plan_id) DO UPDATE SET started_at = COALESCE(batch_deadlines.started_at, "
-                "excluded.started_at)",
-                (plan_id, time.time()),
-            )
+        self._note_first(plan_id, "started_at")
 
     def note_fallback(self, plan_id: str) -> None:
         """The plan's batch part passed its deadline: its jobs were cancelled, the rest goes online."""
+        self._note_first(plan_id, "fell_back_at")
+
+    def _note_first(self, plan_id: str, column: str) -> None:
+        """Set the plan's ``batch_deadlines.<column>`` to now, unless it is set already."""
         with self.transaction() as db:
             db.execute(
-                "INSERT INTO batch_deadlines (plan_id, fell_back_at) VALUES (?, ?) "
-                "ON CONFLICT (plan_id) DO UPDATE SET fell_back_at = COALESCE(batch_deadlines.fell_back_at, "
-                "excluded.fell_back_at)",
+                f"INSERT INTO batch_deadlines (plan_id, {column}) VALUES (?, ?) "
+                f"ON CONFLICT (plan_id) DO UPDATE SET {column} = COALESCE(batch_deadlines.{column}, "
+                f"excluded.{column})",
                 (plan_id, time.time()),
             )
 
