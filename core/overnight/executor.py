@@ -177,9 +177,10 @@ class BatchExecutor:
                 retried = self.store.retry_failed(self.plan_id)
                 if retried:
                     polling.report(f"{self.step}: retrying {retried} failed request(s), as asked (retry_failed)")
-        if not self.policy.reuse_paid and self.store.paid_count(self.plan_id):
+        paid = 0 if self.policy.reuse_paid else self.store.paid_count(self.plan_id)
+        if paid:
             raise StaleCache(
-                f"step {self.step!r}: {self.store.paid_count(self.plan_id)} request(s) were "
+                f"step {self.step!r}: {paid} request(s) were "
                 "already paid for by a previous run, and the cache is disabled. Choose: "
                 "run(..., paid_results='reuse') to use them, or change the requests "
                 "(e.g. LLM(..., generation_kwargs={'seed': ...})) to pay again."
