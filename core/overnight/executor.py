@@ -758,6 +758,11 @@ class BatchExecutor:
             yield from self._assembled()
 
     def _assembled(self) -> Iterator[RowResult]:
+        # What the plan cost, summed from the results on the way: the run's last line then
+        # needs no second pass over every request (seconds at a million). Only a plan that
+        # repeats no request: else a repeated request would be counted once per row.
+        summed = self.policy.budget is not None and self.store.plan_repeats(self.plan_id) == 0
+        cost = online = 0.0
         for row, sample, state, text in self.store.plan_results(self.plan_id):
             result = result_from_json(text)
             if state not in (st.DONE, st.FAILED) or result is None:
@@ -767,8 +772,14 @@ class BatchExecutor:
                 )
             if state == st.FAILED and result.status is not ResultStatus.ERRORED:
                 result = evolve(result, status=ResultStatus.ERRORED)
+            if summed:
+                cost += result.cost_usd or 0.0
+                online += result.online_cost_usd or 0.0
             fault_point("during_assembly")
             yield RowResult(row=row, sample=sample, result=result)
+        if summed:
+            assert self.policy.budget is not None
+            self.policy.budget.assembled(self.plan_id, cost, online)
 
     # -- one run per step at a time --------------------------------------------------------
 

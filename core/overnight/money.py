@@ -57,6 +57,8 @@ class Budget:
         self._committed: dict[str, float] = {}
         #: Plan ids of the batch steps this run went through, in order.
         self.plans: list[str] = []
+        #: ``(cost, online cost)`` of the plans whose every result was handed back.
+        self.totals: dict[str, tuple[float, float]] = {}
 
     @property
     def limited(self) -> bool:
@@ -65,6 +67,10 @@ class Budget:
     def joined(self, plan_id: str) -> None:
         if plan_id not in self.plans:
             self.plans.append(plan_id)
+
+    def assembled(self, plan_id: str, cost_usd: float, online_cost_usd: float) -> None:
+        """Every result of ``plan_id`` was handed back; together they cost this."""
+        self.totals[plan_id] = (cost_usd, online_cost_usd)
 
     def room(self, plan_id: str) -> float:
         """What the step of ``plan_id`` may commit in all (billed, in flight, to submit)."""

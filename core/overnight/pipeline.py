@@ -496,9 +496,13 @@ def _cost_line(store: Any, ledger: Any) -> str | None:
 
     cost = online = 0.0
     for plan_id in ledger.plans:
-        for values in store.plan_money(plan_id).values():
-            cost += values["cost"]
-            online += values["online"]
+        if plan_id in ledger.totals:  # summed while its results were handed back
+            plan_cost, plan_online = ledger.totals[plan_id]
+        else:
+            money = store.plan_money(plan_id).values()
+            plan_cost, plan_online = sum(v["cost"] for v in money), sum(v["online"] for v in money)
+        cost += plan_cost
+        online += plan_online
     from overnight.online import cost_parts
 
     sent = cost_parts(store, ledger.plans)  # requests answered online (online mode, the deadline fallback)

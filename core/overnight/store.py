@@ -347,6 +347,7 @@ class Store(Protocol):
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]: ...
     # plans
     def plan_complete(self, plan_id: str) -> bool: ...
+    def plan_repeats(self, plan_id: str) -> int | None: ...
     def write_plan(self, plan_id: str, provider: str, step: str, items: Iterable[tuple[Any, ...]],
                    batch: int = 50_000) -> int: ...
     def drop_plan(self, plan_id: str) -> None: ...
@@ -421,6 +422,10 @@ class SqlStore(Store):
 
     #: The order in which a job's lines are read (SQLite: the table's own order, for locality).
     REQUEST_ORDER: ClassVar[str] = "r.key"
+    #: How a plan's rows are read for a sum over its requests (no repeats: no DISTINCT).
+    #: SQLite: in plan order, so that the requests, written in about that order, are read
+    #: page after page rather than in key order (200k done requests: 0.7 s -> 0.4 s).
+    PLAN_ORDER: ClassVar[str] = ""
     #: Marks the members of job ``?`` (given twice) queued in it, just after they were written.
     QUEUE_MEMBERS: ClassVar[str] = (
         f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key IN (SELECT key FROM job_requests WHERE job_id = ?)"
@@ -629,18 +634,23 @@ class SqlStore(Store):
             db.execute("DELETE FROM plan_items WHERE plan_id = ?", (plan_id,))
             db.execute("DELETE FROM plans WHERE plan_id = ?", (plan_id,))
 
+    def plan_repeats(self, plan_id: str) -> int | None:
+        """How many of the plan's rows repeat a request of an earlier row (None: unknown)."""
+        try:
+            rows = self._query("SELECT repeats FROM plans WHERE plan_id = ?", (plan_id,))
+        except StoreError:  # a store made before repeats were counted, opened read-only
+            return None
+        return rows[0]["repeats"] if rows else None
+
     def _plan_keys(self, plan_id: str) -> str:
         """SQL for the plan's distinct request keys, as a table ``p`` (one ``?``: the plan id).
 
         A plan that repeats no request (``plans.repeats`` is 0, as for most) is its own
         rows: no DISTINCT, whose sort of a million keys costs more than the sum it feeds.
         """
-        try:
-            rows = self._query("SELECT repeats FROM plans WHERE plan_id = ?", (plan_id,))
-        except StoreError:  # a store made before repeats were counted, opened read-only
-            rows = []
-        distinct = "" if rows and rows[0]["repeats"] == 0 else "DISTINCT "
-        return f"(SELECT {distinct}key FROM plan_items WHERE plan_id = ?) p"
+        if self.plan_repeats(plan_id) == 0:
+            return f"(SELECT key FROM plan_items WHERE plan_id = ?{self.PLAN_ORDER}) p"
+        return "(SELECT DISTINCT key FROM plan_items WHERE plan_id = ?) p"
 
     def plan_counts(self, plan_id: str) -> dict[str, int]:
         """How many of the plan's distinct requests are in each state."""

@@ -277,6 +277,18 @@ def test_billed_cost_per_row_and_in_total_match_a_hand_computation(provider, san
     assert line and line[-1] == f"cost {usd(total)} at batch prices, {usd(total)} saved against online"
 
 
+def test_the_cost_line_bills_a_request_repeated_by_several_rows_once(sandbox, tmp_path, caplog):
+    caplog.set_level("INFO", logger="overnight")
+    data = rows(10)
+    p = pipeline("twice", data + data[:4], llm(sandbox, "openai", prices=PRICES, poll_interval=0.001,
+                                                 offline_batch_generation_block_until_done=60), tmp_path)
+    out = list(p.run())
+    assert len(out) == 14 and [r["generation"] for r in out[10:]] == [r["generation"] for r in out[:4]]
+    total = sum(r["generation_cost_usd"] for r in out[:10])  # the 4 repeated rows share their 4 requests
+    line = [r.message for r in caplog.records if r.message.startswith("cost $")]
+    assert line and line[-1] == f"cost {usd(total)} at batch prices, {usd(total)} saved against online"
+
+
 def test_prices_come_from_the_price_library_with_batch_prices(sandbox, tmp_path):
     p = pipeline("lib", rows(5), llm(sandbox, "openai", "gpt-4o-mini", poll_interval=0.001,
                                      offline_batch_generation_block_until_done=60), tmp_path)
