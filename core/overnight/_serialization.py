@@ -14,8 +14,8 @@ from overnight import _json
 from overnight.models import Result, ResultStatus, Usage
 
 #: 2: runs.host, 3: online mode's tables, 4: result figures, 5: requests_to_submit, 6: plan sums and
-#: job tokens (overnight.store.MIGRATIONS).
-SCHEMA_VERSION = 6
+#: job tokens, 7: a result's text kept once, inside its raw answer (overnight.store.MIGRATIONS).
+SCHEMA_VERSION = 7
 
 T = TypeVar("T")
 
@@ -38,14 +38,44 @@ def loads(text: str | bytes, cls: type[T]) -> T:
     return converter.structure(_json.loads(text), cls)
 
 
+#: Where the providers' raw answers hold the whole text, tried in order. A stored result
+#: whose text is found at one of them keeps it there only, with ``text_at`` (the index
+#: here): the answer is then stored once, not twice. Append only: stores keep the index.
+TEXT_PATHS: tuple[tuple[str | int, ...], ...] = (
+    ("choices", 0, "message", "content"),  # OpenAI-style chat bodies (OpenAI, Mistral, gateways)
+    ("result", "message", "content", 0, "text"),  # an Anthropic results line, one text block
+    ("candidates", 0, "content", "parts", 0, "text"),  # a Gemini response, one part
+)
+
+
+def _at(raw: Any, path: tuple[str | int, ...]) -> Any:
+    try:
+        for step in path:
+            raw = raw[step]
+    except (KeyError, IndexError, TypeError):
+        return None
+    return raw
+
+
+def _text_at(raw: Any, text: str) -> int | None:
+    """The index of the TEXT_PATHS entry where ``raw`` holds ``text``, if any."""
+    if isinstance(raw, dict):
+        for index, path in enumerate(TEXT_PATHS):
+            if path[0] in raw and _at(raw, path) == text:
+                return index
+    return None
+
+
 def dump_result(result: Result) -> str:
     """``dumps(result)`` for a :class:`~overnight.models.Result`, written out by hand.
 
     One is stored per request (millions in a big run): building the dict directly
-    instead of through cattrs is faster and gives the same text.
+    instead of through cattrs is faster and gives the same text. A text that the raw
+    answer holds already is not written a second time (``text_at``, see TEXT_PATHS).
     """
     usage = result.usage
-    return _json.dumps({
+    text = result.text
+    data = {
         "cost_usd": result.cost_usd,
         "custom_id": result.custom_id,
         "error": result.error,
@@ -53,9 +83,14 @@ def dump_result(result: Result) -> str:
         "online_cost_usd": result.online_cost_usd,
         "raw": result.raw,
         "status": result.status.value,
-        "text": result.text,
+        "text": text,
         "usage": None if usage is None else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
-    }, sort_keys=True).decode()
+    }
+    if text:
+        at = _text_at(result.raw, text)
+        if at is not None:
+            data["text"], data["text_at"] = None, at
+    return _json.dumps(data, sort_keys=True).decode()
 
 
 _STATUS = {status.value: status for status in ResultStatus}
@@ -67,8 +102,10 @@ def load_result(text: str | bytes) -> Result:
     data = _json.loads(text)
     usage, raw = data.get("usage"), data.get("raw")
     get = data.get
+    at = get("text_at")
     return Result(
-        str(data["custom_id"]), _STATUS[data["status"]], get("text"), get("error"),
+        str(data["custom_id"]), _STATUS[data["status"]], get("text") if at is None else _at(raw, TEXT_PATHS[at]),
+        get("error"),
         None if usage is None else Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
         get("finish_reason"), raw, get("cost_usd"), get("online_cost_usd"),
     )

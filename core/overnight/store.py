@@ -258,6 +258,10 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], str], ...]] = {
         "ALTER TABLE plans ADD COLUMN repeats BIGINT",
         "ALTER TABLE jobs ADD COLUMN tokens BIGINT",
     ),
+    # No change to the tables: a stored result may now keep its text only inside its raw
+    # answer (overnight._serialization.TEXT_PATHS), which an older overnight would read as
+    # no text. The version makes it refuse the store instead.
+    7: (),
 }
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has

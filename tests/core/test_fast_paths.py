@@ -31,6 +31,31 @@ def test_stored_result_text_and_value_are_the_converters(result: Result) -> None
     assert load_result(dumps(result)) == loads(dumps(result), Result) == result
 
 
+ANSWER = "A long answer, " * 40
+IN_RAW = [
+    {"id": "chatcmpl-1", "choices": [{"index": 0, "message": {"role": "assistant", "content": ANSWER}}]},
+    {"custom_id": "k", "result": {"type": "succeeded", "message": {"content": [{"type": "text", "text": ANSWER}]}}},
+    {"candidates": [{"content": {"parts": [{"text": ANSWER}], "role": "model"}}]},
+]
+
+
+@pytest.mark.parametrize("raw", IN_RAW, ids=["openai-style", "anthropic", "gemini"])
+def test_a_text_that_the_raw_answer_holds_is_stored_once_and_read_back_whole(raw) -> None:
+    result = Result("k", ResultStatus.SUCCEEDED, ANSWER, None, Usage(3, 4), "stop", raw, 1e-6, 2e-6)
+    stored = dump_result(result)
+    assert stored.count("A long answer") == 40 and len(dumps(result)) - len(stored) > len(ANSWER) - 20
+    assert load_result(stored) == result
+
+
+@pytest.mark.parametrize("text", ["other", ANSWER[:-1], ""])
+def test_a_text_the_raw_answer_does_not_hold_as_it_is_is_stored_itself(text) -> None:
+    raw = {"content": [{"type": "text", "text": "A "}, {"type": "text", "text": "B"}],
+           "choices": [{"message": {"content": ANSWER}}]}
+    result = Result("k", ResultStatus.SUCCEEDED, text, raw=raw)
+    assert dump_result(result) == dumps(result)
+    assert load_result(dump_result(result)) == result
+
+
 def _sum_by_piece(text: str) -> int:
     """The estimate as a plain loop over the pieces, nothing remembered."""
     return math.ceil(sum((tokens._piece_tokens(p) for p in tokens._PIECES.findall(text)), 0.0))
