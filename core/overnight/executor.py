@@ -520,18 +520,21 @@ class BatchExecutor:
             return
         batch: list[Result] = []
         size = FETCH_BATCH_FIRST
-        try:
-            for result in self._fetched(ref, deadline):
-                batch.append(result)
-                if len(batch) >= size:
-                    self._record(job.id, batch)
-                    batch, size = [], min(size * 2, FETCH_BATCH_MAX)
-                    fault_point("mid_fetch")
-        except ResultsGone as exc:
-            self._record(job.id, batch)  # what did arrive is paid for: keep it
-            self._lose(job, str(exc))
-            return
-        self._record(job.id, batch)
+        more = False  # whether a full batch was stored before this one
+        # Each batch commits while the next one is downloaded and parsed.
+        with self.store.commits_behind():
+            try:
+                for result in self._fetched(ref, deadline):
+                    batch.append(result)
+                    if len(batch) >= size:
+                        self._record(job.id, batch, more)
+                        batch, size, more = [], min(size * 2, FETCH_BATCH_MAX), True
+            except ResultsGone as exc:
+                self._record(job.id, batch, more)  # what did arrive is paid for: keep it
+                self.store.wait_for_commit()
+                self._lose(job, str(exc))
+                return
+            self._record(job.id, batch, more)
         self.store.close_job(job.id, self.policy.retries)
 
     def _lose(self, job: st.JobRecord, reason: str) -> None:
@@ -577,7 +580,12 @@ class BatchExecutor:
         except Exception as exc:
             raise ProviderError(f"step {self.step!r}: {action} failed ({type(exc).__name__}: {exc}). {then}") from exc
 
-    def _record(self, job_id: int, results: list[Result]) -> None:
+    def _record(self, job_id: int, results: list[Result], more: bool) -> None:
+        """Store a batch of a job's results; ``more``: a batch of it was stored before
+        this one (it is committed now, and a crash from here on keeps it)."""
+        if more:
+            self.store.wait_for_commit()
+            fault_point("mid_fetch")
         model = self._job_model(job_id)
         results = [self.accounting.priced(r, model) for r in results]
         self.store.record_results(job_id, results, self.policy.retries)

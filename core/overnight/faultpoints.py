@@ -76,8 +76,7 @@ def fault_point(name: str, path: "str | os.PathLike[str] | None" = None) -> None
 def armed(name: str) -> bool:
     """Whether the environment names the point ``name`` now. A loop over millions of rows
     asks once, then reaches the point only if so (the lookup costs a second per million)."""
-    wanted = os.environ.get(ENV)
-    return bool(wanted) and wanted.partition(":")[0] == name
+    return (os.environ.get(ENV) or "").partition(":")[0] == name
 
 
 def _fill() -> None:

@@ -12,8 +12,9 @@ import os
 import sqlite3
 import threading
 import time
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, ClassVar, Iterator, Sequence
+from typing import Any, ClassVar, Iterator, NoReturn, Sequence
 
 from overnight import polling
 from overnight._serialization import SCHEMA_VERSION
@@ -91,6 +92,7 @@ class SqliteStore(SqlStore):
 
     @property
     def _db(self) -> sqlite3.Connection:
+        self.wait_for_commit()
         conn = getattr(self._local, "conn", None)
         if conn is None and self.readonly:
             try:
@@ -99,7 +101,9 @@ class SqliteStore(SqlStore):
                 raise self._unusable(exc) from None
         if conn is None:
             try:
-                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None)
+                # Not only this thread's: a commit may be finished by commits_behind's thread.
+                conn = sqlite3.connect(self.path, timeout=BUSY_TIMEOUT, isolation_level=None,
+                                       check_same_thread=False)
                 conn.row_factory = sqlite3.Row
                 # Sized for plans of millions of requests: bigger pages (a no-op on an existing
                 # file), a 64 MB page cache instead of 2 MB (the hot indexes stay in memory
@@ -164,15 +168,59 @@ class SqliteStore(SqlStore):
             raise self._unusable(exc) from None
         try:
             yield db
+        except BaseException as exc:
+            self._rolled_back(db, exc)
+        behind = getattr(self._local, "behind", None)
+        if behind is None:
+            self._commit(db)
+        else:
+            self._local.commit = behind.submit(self._commit, db)
+
+    def _commit(self, db: sqlite3.Connection) -> None:
+        try:
             db.execute("COMMIT")
         except BaseException as exc:
-            with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
-                db.execute("ROLLBACK")
-            if isinstance(exc, sqlite3.DatabaseError):
-                # Found while reading or writing a page (e.g. "database disk image is malformed",
-                # "database or disk is full").
-                raise self._unusable(exc) from None
-            raise
+            self._rolled_back(db, exc)
+
+    def _rolled_back(self, db: sqlite3.Connection, exc: BaseException) -> NoReturn:
+        with contextlib.suppress(sqlite3.DatabaseError):  # a corrupt file may refuse this too
+            db.execute("ROLLBACK")
+        if isinstance(exc, sqlite3.DatabaseError):
+            # Found while reading or writing a page (e.g. "database disk image is malformed",
+            # "database or disk is full").
+            raise self._unusable(exc) from None
+        raise exc
+
+    @contextlib.contextmanager
+    def commits_behind(self) -> Iterator[None]:
+        """Within it, this thread's transactions commit in a second thread while the caller
+        goes on; its next use of the store waits for the commit (and raises its error).
+
+        Writing the pages to the WAL and syncing it is most of a big transaction's time,
+        and SQLite does it without the GIL: the next batch of results is read and parsed
+        meanwhile, on another core. Leaving waits for the last commit.
+        """
+        if getattr(self._local, "behind", None) is not None:  # already within one
+            yield
+            return
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="overnight-commit") as pool:
+            self._local.behind = pool
+            try:
+                yield
+            except BaseException:
+                pending, self._local.commit = getattr(self._local, "commit", None), None
+                if pending is not None:
+                    pending.exception()  # finished, not cut; the error leaving is the one to report
+                raise
+            finally:
+                self._local.behind = None
+            self.wait_for_commit()
+
+    def wait_for_commit(self) -> None:
+        pending = getattr(self._local, "commit", None)
+        if pending is not None:
+            self._local.commit = None
+            pending.result()
 
     def _query(self, sql: str, params: Sequence[Any] = ()) -> list[sqlite3.Row]:
         try:
@@ -242,6 +290,7 @@ class SqliteStore(SqlStore):
             super()._settle_successes(db, job_id, succeeded)
 
     def close(self) -> None:
+        self.wait_for_commit()
         self._rowids = (None, {})
         conn = getattr(self._local, "conn", None)
         if conn is not None:

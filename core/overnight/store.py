@@ -350,6 +350,8 @@ class Store(Protocol):
     def finish_run(self, run_id: int, state: str) -> None: ...
     def list_runs(self, limit: int = 20) -> list[dict[str, Any]]: ...
     # plans
+    def commits_behind(self) -> contextlib.AbstractContextManager[None]: ...
+    def wait_for_commit(self) -> None: ...
     def plan_complete(self, plan_id: str) -> bool: ...
     def plan_repeats(self, plan_id: str) -> int | None: ...
     def write_plan(self, plan_id: str, provider: str, step: str, items: Iterable[tuple[Any, ...]],
@@ -609,18 +611,19 @@ class SqlStore(Store):
         pending: list[tuple[Any, ...]] = []
 
         def flush() -> None:
-            nonlocal position
+            nonlocal position, pending
             with self.transaction() as db:
                 self._insert_plan_items(db, plan_id, provider, position, pending)
             position += len(pending)
-            pending.clear()
+            pending = []  # a new list: the last one may still be committing
 
-        for item in items:
-            pending.append(item)
-            if len(pending) >= batch:
+        with self.commits_behind():  # the next items are built and checked while a part commits
+            for item in items:
+                pending.append(item)
+                if len(pending) >= batch:
+                    flush()
+            if pending:
                 flush()
-        if pending:
-            flush()
         with self.transaction() as db:
             self._plan_written(db, position)
             # Counted once (from the plan_items_plan_key index): most plans repeat no request,
@@ -637,6 +640,14 @@ class SqlStore(Store):
         with self.transaction() as db:
             db.execute("DELETE FROM plan_items WHERE plan_id = ?", (plan_id,))
             db.execute("DELETE FROM plans WHERE plan_id = ?", (plan_id,))
+
+    def commits_behind(self) -> contextlib.AbstractContextManager[None]:
+        """Within it, a backend may finish this thread's commits in a second thread while
+        the caller goes on (SQLite); its next use of the store waits for them. Here: no."""
+        return contextlib.nullcontext()
+
+    def wait_for_commit(self) -> None:
+        """Wait for a commit still under way (commits_behind), raising its error."""
 
     def plan_repeats(self, plan_id: str) -> int | None:
         """How many of the plan's rows repeat a request of an earlier row (None: unknown)."""

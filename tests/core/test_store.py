@@ -16,7 +16,7 @@ import pytest
 from fakeprovider import reply_to  # noqa: F401  (the fake provider's replies, used through `fake`)
 from overnight import ChatRequest, Message, OfflineBatchGenerationNotFinished
 from overnight._serialization import SCHEMA_VERSION
-from overnight.errors import ConfigurationError, StoreError
+from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
@@ -459,3 +459,55 @@ def test_pipeline_store_argument_selects_postgres_and_no_table_holds_the_passwor
             assert PASSWORD not in text, table
     with pytest.raises(ConfigurationError, match="postgresql:// URL"):
         Pipeline(name="x", store=42)  # type: ignore[arg-type]
+
+
+# --- commits behind (SQLite: a transaction's commit finished in a second thread) -----------
+
+
+def test_within_commits_behind_a_plan_is_written_whole_and_each_part_commits_in_a_second_thread(
+        store, backend, monkeypatch):
+    threads: list[str] = []
+    if backend == "sqlite":
+        commit = type(store)._commit
+        monkeypatch.setattr(type(store), "_commit",
+                            lambda self, db: (threads.append(threading.current_thread().name), commit(self, db)))
+    assert store.write_plan("p", "fake", "s", items(25), batch=10) == 25
+    assert [r for r, _, _, _ in store.plan_results("p")] == list(range(25))
+    if backend == "sqlite":  # the three parts; then the plan marked complete, in this thread
+        assert len(threads) >= 4 and all(t.startswith("overnight-commit") for t in threads[-4:-1])
+        assert threads[-1] == threading.current_thread().name
+
+
+def test_leaving_commits_behind_with_an_error_keeps_the_commit_under_way_and_that_error(store):
+    store.write_plan("p", "fake", "s", items(4))
+    job = store.create_intent(tag="t", provider="fake", model="m", step="s", plan_id="p",
+                              keys=["k0", "k1", "k2", "k3"], nbytes=10)
+    with pytest.raises(KeyboardInterrupt):
+        with store.commits_behind():
+            store.record_results(job, [ok("k0"), ok("k1")], R)
+            raise KeyboardInterrupt
+    other = Store.open()
+    try:
+        assert other.plan_counts("p") == {DONE: 2, QUEUED: 2}
+    finally:
+        other.close()
+
+
+def test_a_commit_that_fails_behind_is_raised_at_the_next_use_of_the_store(store, backend, monkeypatch):
+    if backend != "sqlite":
+        pytest.skip("only SQLite commits behind")
+    import sqlite3
+
+    def full(self, db):
+        self._rolled_back(db, sqlite3.OperationalError("database or disk is full"))
+
+    store.write_plan("p", "fake", "s", items(2))
+    job = store.create_intent(tag="t", provider="fake", model="m", step="s", plan_id="p", keys=["k0", "k1"],
+                              nbytes=10)
+    monkeypatch.setattr(type(store), "_commit", full)
+    with pytest.raises(DiskError, match="the disk is full"):
+        with store.commits_behind():
+            store.record_results(job, [ok("k0")], R)
+            store.plan_counts("p")  # waits for the commit, and raises its error
+    monkeypatch.undo()
+    assert store.plan_counts("p") == {QUEUED: 2}  # rolled back: nothing half-stored
