@@ -15,7 +15,8 @@ import re
 import secrets
 import string
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import attrs
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from overnight.structured import strict_mode_problem
 
-from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl, parse_line
 from .responder import (ForwardError, Generation, content_text, conversation, current_variant, embedding,
                         generate, json_spec, count_tokens)
 from .quota import body_tokens, context_error, max_tokens
@@ -214,9 +215,8 @@ def _finish(generation: Generation) -> str:
     return "length" if generation.finish == "length" else "stop"
 
 
-def _usage(g: Generation) -> dict[str, Any]:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
@@ -249,7 +249,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
                                             "annotations": []},
                     "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
         output = sum(c.completion_tokens for c in gens)
-        usage = _usage(attrs.evolve(g, completion_tokens=output))
+        usage = _usage(g.prompt_tokens, output)
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
                  "choices": choices, "usage": usage, "service_tier": "default",
                  "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, output)
@@ -258,7 +258,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         g = _generate(engine, conversation(prompt), model, _limit(body, "max_tokens"), body.get("stop"), None)
         return ({"id": "cmpl-" + rid[:29], "object": "text_completion", "created": created, "model": model,
                  "choices": [{"text": g.text, "index": 0, "logprobs": None, "finish_reason": _finish(g)}],
-                 "usage": _usage(g)}, g.prompt_tokens, g.completion_tokens)
+                 "usage": _usage(g.prompt_tokens, g.completion_tokens)}, g.prompt_tokens, g.completion_tokens)
     # /v1/responses
     raw = body["input"]
     conv = conversation(raw if isinstance(raw, str) else [m for m in raw if isinstance(m, Mapping)],
@@ -294,7 +294,7 @@ class OpenAIDialect:
         self.profile = profile
         self.name = profile.name
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
         return iter_by_custom_id(path)
 
     def scan(self, path: Path, endpoint: str, max_requests: int) -> Scan:
@@ -312,7 +312,7 @@ class OpenAIDialect:
 
         for number, raw in iter_jsonl(path):
             try:
-                obj = json.loads(raw)
+                obj, _ = parse_line(raw)
             except ValueError:
                 problem("invalid_json_line", number, f"Line {number} is not valid JSON.")
                 continue

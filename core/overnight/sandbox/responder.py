@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import contextvars
 import functools
 import hashlib
@@ -35,7 +34,8 @@ import math
 import re
 import urllib.error
 import urllib.request
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import attrs
 
@@ -165,16 +165,23 @@ def current_variant() -> int:
     return _ANSWER.get()[0]
 
 
-@contextlib.contextmanager
-def answering(variant: int = 0, schema_violation: str | None = None) -> Iterator[None]:
+class answering:  # noqa: N801 (used as a function)
     """Within this block, :func:`generate` answers sample ``variant`` (unless told otherwise)
     and breaks its JSON schema as ``schema_violation`` says (``"malformed"`` or
     ``"missing_field"``)."""
-    token = _ANSWER.set((variant, schema_violation))
-    try:
-        yield
-    finally:
-        _ANSWER.reset(token)
+
+    # A class, not a @contextmanager: the engine enters one per request it answers, and a
+    # generator-based one costs several times more.
+    __slots__ = ("_value", "_token")
+
+    def __init__(self, variant: int = 0, schema_violation: str | None = None) -> None:
+        self._value = (variant, schema_violation)
+
+    def __enter__(self) -> None:
+        self._token = _ANSWER.set(self._value)
+
+    def __exit__(self, *_exc: object) -> None:
+        _ANSWER.reset(self._token)
 
 
 def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
