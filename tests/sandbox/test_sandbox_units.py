@@ -194,3 +194,38 @@ def test_a_line_json_read_beyond_json_is_written_by_json() -> None:
     assert dump_line(value, exact) == b'{"n":NaN,"i":Infinity}\n'
     with pytest.raises(UnicodeEncodeError):  # as json.dumps(...).encode() fails on a lone surrogate
         dump_line(parse_line(b'{"s": "\\ud800"}')[0])
+
+
+def _openai_results(state: Path, lines: list[dict], forget_counts: bool) -> bytes:
+    from overnight.sandbox import openai_api
+    from overnight.sandbox.engine import Engine
+
+    engine = Engine(state)
+    engine.clock = Clock(1_700_000_000.0)
+    openai_api.routes(engine)
+    source = state / "input.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = engine.link_input("batch_same", [source])
+    scan = engine.dialects["openai"].scan(path, "/v1/chat/completions", 100)
+    engine.create_job("openai", "batch_same", scan, model=scan.model, metadata=None, endpoint="/v1/chat/completions",
+                      extra={"input_file_id": "file-x", "output_expires_after": None})
+    if forget_counts:  # as a job created before the counts were kept
+        (state / "jobs" / "batch_same" / "prompt_tokens.i64").unlink()
+    engine.advance(3600)
+    result = engine.get_job("openai", "batch_same").result
+    data = b"".join(engine.file_path(result[key]).read_bytes() for key in ("output_file_id", "error_file_id")
+                    if result[key])
+    engine.close()
+    return data
+
+
+def test_results_bill_the_prompt_tokens_counted_at_validation_as_they_would_count_them(tmp_path: Path) -> None:
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini", "n": 1 + i % 2, "max_tokens": 3 if i == 2 else None,
+                       "messages": [{"role": "system", "content": "Be brief, 日本語 OK."},
+                                    {"role": "user", "content": [{"type": "text", "text": f"question {i} " * i}]}]}}
+             for i in range(6)]
+    lines.append({**lines[0], "custom_id": "too-long", "body": {**lines[0]["body"], "max_tokens": 10**9}})
+    kept = _openai_results(tmp_path / "kept", lines, forget_counts=False)
+    assert kept == _openai_results(tmp_path / "recounted", lines, forget_counts=True)
+    assert b"context_length_exceeded" in kept and kept.count(b'"prompt_tokens"') == 6

@@ -164,7 +164,7 @@ class AnthropicDialect:
         return iter_by_custom_id(path)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate == "expired":
             return ResultLine("output", {"custom_id": custom_id, "result": {"type": "expired"}})
         if fate == "cancelled":

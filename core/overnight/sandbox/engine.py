@@ -18,8 +18,9 @@ import shutil
 import threading
 import time
 import uuid
-from pathlib import Path
+from array import array
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from pathlib import Path
 from typing import Any, Literal, Protocol
 
 import attrs
@@ -62,6 +63,10 @@ class Scan:
     problems: Sequence[Mapping[str, Any]] = ()          # job-level validation errors
     invalid: Mapping[int, RequestError] = attrs.field(factory=dict)  # per-request errors known upfront
     tokens: int = 0                                     # prompt tokens of the whole job (queue limits)
+    #: Per request, the prompt tokens its answer bills, when validating counted them as the
+    #: responder does (None: not counted). The job keeps them, so computing its results does
+    #: not count every prompt again.
+    prompt_tokens: Sequence[int] | None = None
 
     @property
     def total(self) -> int:
@@ -89,8 +94,8 @@ class Dialect(Protocol):
         (``exact``: as :func:`parse_line` says)."""
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any],
-               fate: Fate, error: RequestError | None) -> ResultLine:
-        """Render the result of one request."""
+               fate: Fate, error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
+        """Render the result of one request (``prompt_tokens``: its count from :attr:`Scan.prompt_tokens`)."""
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         """Turn the written sink files into provider objects; return fields for ``job['result']``."""
@@ -292,6 +297,17 @@ class Engine:
     def job_input_path(self, job_id: str) -> Path:
         return self.store.job_dir(job_id) / "input.jsonl"
 
+    def _prompt_tokens_path(self, job_id: str) -> Path:
+        return self.store.job_dir(job_id) / "prompt_tokens.i64"
+
+    def _counted_prompt_tokens(self, job: Mapping[str, Any]) -> Sequence[int] | None:
+        """The job's :attr:`Scan.prompt_tokens`, if it was created with them."""
+        path = self._prompt_tokens_path(job["id"])
+        if not path.exists():
+            return None
+        counts = array("q", path.read_bytes())
+        return counts if len(counts) == job["total"] else None
+
     def link_input(self, job_id: str, sources: Sequence[Path]) -> Path:
         """Give a job its own copy of its input: a hard link when possible (free)."""
         target = self.job_input_path(job_id)
@@ -359,6 +375,8 @@ class Engine:
                 # A create that lands late: invisible to the API until then (see faults.py).
                 "visible_at": now + faults.visible_after, "hidden_lookups": faults.invisible_lookups,
             }
+            if scan.prompt_tokens is not None and not problems:
+                self._prompt_tokens_path(job_id).write_bytes(array("q", scan.prompt_tokens).tobytes())
             self.store.insert("jobs", job_id, provider, doc)
             self.count(provider, "jobs")
             self.count(provider, "requests", scan.total)
@@ -495,10 +513,12 @@ class Engine:
         injected = RequestError(faults.error_status, "The request failed (sandbox fault injection).")
         sinks: dict[str, SinkFile] = {"output": SinkFile(self.store.tmp_path()),
                                        "error": SinkFile(self.store.tmp_path())}
-        handles = {name: open(sink.path, "wb") for name, sink in sinks.items()}
+        # Lines are written one by one, so a big buffer (a write call per MB, not per 8 KB).
+        handles = {name: open(sink.path, "wb", buffering=1 << 20) for name, sink in sinks.items()}
         to_skip = faults.result_missing_count
         first_ok: dict[str, Any] | None = None
         first_exact = True
+        counted = self._counted_prompt_tokens(job)
 
         def write(name: Sink, line: Mapping[str, Any], exact: bool) -> None:
             data = dump_line(line, exact)
@@ -517,7 +537,8 @@ class Engine:
                 else:
                     fate = "ok"
                 with answering(sample_variant(custom_id), faults.schema_violation(custom_id)):
-                    item = dialect.result(job, custom_id, request, fate, error)
+                    item = dialect.result(job, custom_id, request, fate, error,
+                                          None if counted is None else counted[i])
                 if item.ok:
                     result["succeeded"] += 1
                     result["input_tokens"] += item.input_tokens

@@ -254,7 +254,7 @@ class GeminiDialect:
         return Scan(ids, None, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate in ("expired", "cancelled"):
             return ResultLine(None, None)  # never run: no line, and nothing billed
         inline = job["extra"]["inline"]

@@ -156,7 +156,7 @@ class MistralDialect:
         return Scan(ids, first_model, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate in ("expired", "cancelled"):
             return ResultLine(None, None)
         rid = hashlib.sha256(f"{job['id']}\x1f{custom_id}".encode()).hexdigest()

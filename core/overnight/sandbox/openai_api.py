@@ -223,9 +223,9 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 
 
 def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int,
-            variant: int | None = None) -> tuple[dict[str, Any], int, int]:
+            variant: int | None = None, prompt: int | None = None) -> tuple[dict[str, Any], int, int]:
     """The synchronous endpoint's response body, with (input, output) tokens (``variant``: see
-    responder.base_reply; chat completions only)."""
+    responder.base_reply; ``prompt``: the prompt's tokens, counted already; chat completions only)."""
     model = str(body["model"])
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -240,11 +240,11 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         conv = conversation(body["messages"])
         limit, stop, spec = _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"), \
             json_spec(body.get("response_format"))
-        g = _generate(engine, conv, model, limit, stop, spec, variant)
+        g = _generate(engine, conv, model, limit, stop, spec, variant, prompt)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
         # n choices are n samples: each its own answer (as a model's would differ), billed each.
         first = current_variant() if variant is None else variant
-        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, variant=first + i) for i in range(1, n)]
+        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, first + i, prompt) for i in range(1, n)]
         choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None,
                                             "annotations": []},
                     "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
@@ -278,10 +278,10 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
 
 
 def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
-              variant: int | None = None) -> Generation:
+              variant: int | None = None, prompt: int | None = None) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant, prompt=prompt)
 
 
 # --- the dialect -------------------------------------------------------------------------------
@@ -305,6 +305,9 @@ class OpenAIDialect:
         invalid: dict[int, RequestError] = {}
         model = None
         total_tokens = 0
+        # Per request, its prompt tokens: for chat, what the responder bills (both count the
+        # conversation of its messages); the other endpoints' answers count their own way.
+        counted: list[int] | None = [] if endpoint == "/v1/chat/completions" else None
 
         def problem(code: str, line: int | None, message: str, param: str | None = None) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -356,6 +359,7 @@ class OpenAIDialect:
                 continue
             seen.add(custom_id)
             error = check_body(endpoint, body, self.profile)
+            tokens = 0
             if error is None:
                 tokens = body_tokens(body)
                 total_tokens += tokens
@@ -364,15 +368,17 @@ class OpenAIDialect:
             if error is not None:
                 invalid[len(ids)] = error
             ids.append(custom_id)
+            if counted is not None:
+                counted.append(tokens)
         if not ids and not problems:
             problem("empty_file", None, "The batch input file is empty.")
         if len(ids) > max_requests:
             problem("too_many_tasks", None,
                     f"The batch has {len(ids)} requests; the maximum is {max_requests}.")
-        return Scan(ids, model, problems, invalid, tokens=total_tokens)
+        return Scan(ids, model, problems, invalid, tokens=total_tokens, prompt_tokens=counted)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         rid = _hid(job["id"], custom_id)
         line_id, request_id = "batch_req_" + rid[:32], "req_" + rid[32:64]
         if fate == "expired":
@@ -385,7 +391,7 @@ class OpenAIDialect:
         if fate == "ok":
             try:
                 body, tokens_in, tokens_out = respond(self.engine, job["endpoint"], request["body"], rid,
-                                                      int(job["ended_at"]))
+                                                      int(job["ended_at"]), prompt=prompt_tokens)
             except ForwardError as exc:
                 error = RequestError(502, str(exc), "server_error")
             else:

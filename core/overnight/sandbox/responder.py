@@ -39,6 +39,8 @@ from typing import Any, Literal
 
 import attrs
 
+from overnight.tokens import text_tokens
+
 Finish = Literal["stop", "length", "stop_sequence"]
 JsonSpec = Mapping[str, Any] | bool | None   # None: text; True: any JSON object; a dict: a JSON schema
 
@@ -108,8 +110,6 @@ def count_tokens(text: str) -> int:
 
 
 def prompt_tokens(conv: Sequence[tuple[str, str]]) -> int:
-    from overnight.tokens import text_tokens
-
     return sum(text_tokens(text) + PROMPT_OVERHEAD for _, text in conv)
 
 
@@ -338,16 +338,17 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
 
 def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
-    json_format: JsonSpec = None, variant: int | None = None,
+    json_format: JsonSpec = None, variant: int | None = None, prompt: int | None = None,
 ) -> Generation:
-    """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set)."""
+    """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set);
+    ``prompt``: :func:`prompt_tokens` of ``conv`` when the caller counted them already."""
     current, violation = _ANSWER.get()
     variant = current if variant is None else variant
     reply = base_reply(conv, variant)
     if json_format:
         reply = _as_json(reply, json_format, variant, violation)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)
-    return Generation(text, finish, prompt_tokens(conv), count_tokens(text), matched)
+    return Generation(text, finish, prompt_tokens(conv) if prompt is None else prompt, count_tokens(text), matched)
 
 
 def expected_reply(
