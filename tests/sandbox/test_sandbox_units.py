@@ -184,7 +184,10 @@ def test_lines_are_read_as_json_reads_them(raw: bytes) -> None:
 def test_lines_are_written_as_json_writes_them(value: dict) -> None:
     from overnight.sandbox.engine import dump_line
 
-    assert dump_line(value) == (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    expected = (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    assert dump_line(value) == expected
+    if "f" not in value:  # no float: the caller may say so
+        assert dump_line(value, floats=False) == expected
 
 
 def test_a_line_json_read_beyond_json_is_written_by_json() -> None:

@@ -170,9 +170,11 @@ class MistralDialect:
             except ForwardError as exc:
                 error = RequestError(500, str(exc), "api_error")
             else:
+                # Of the bodies respond() builds, only embeddings hold floats.
                 return ResultLine("output", {"id": line_id, "custom_id": custom_id,
                                              "response": {"status_code": 200, "body": response}, "error": None},
-                                  ok=True, input_tokens=tokens_in, output_tokens=tokens_out)
+                                  ok=True, input_tokens=tokens_in, output_tokens=tokens_out,
+                                  floats=job["endpoint"] == "/v1/embeddings")
         assert error is not None
         return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": {
             "status_code": error.status, "body": {"object": "error", "message": error.message,

@@ -384,10 +384,12 @@ class OpenAIDialect:
         if fate == "expired":
             return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
                 "code": "batch_expired",
-                "message": "This request could not be executed before the completion window expired."}})
+                "message": "This request could not be executed before the completion window expired."}},
+                floats=False)
         if fate == "cancelled":
             return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
-                "code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}})
+                "code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}},
+                floats=False)
         if fate == "ok":
             try:
                 body, tokens_in, tokens_out = respond(self.engine, job["endpoint"], request["body"], rid,
@@ -395,14 +397,18 @@ class OpenAIDialect:
             except ForwardError as exc:
                 error = RequestError(502, str(exc), "server_error")
             else:
+                # Of the bodies respond() builds, only embeddings hold floats (the rest: strings,
+                # integers, booleans, None; the request's own values are not echoed).
                 return ResultLine("output", {"id": line_id, "custom_id": custom_id, "response": {
                     "status_code": 200, "request_id": request_id, "body": body}, "error": None},
-                    ok=True, input_tokens=tokens_in, output_tokens=tokens_out)
+                    ok=True, input_tokens=tokens_in, output_tokens=tokens_out,
+                    floats=job["endpoint"] == "/v1/embeddings")
         assert error is not None
         return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": {
             "status_code": error.status, "request_id": request_id, "body": {"error": {
                 "message": error.message, "type": error.type or _error_type(error.status),
-                "param": error.param, "code": error.code}}}, "error": None})
+                "param": error.param, "code": error.code}}}, "error": None},
+            floats=not isinstance(error.status, int))  # a fault's error_status is whatever its rule says
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         ids: dict[str, Any] = {"output_file_id": None, "error_file_id": None}

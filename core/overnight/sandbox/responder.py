@@ -47,7 +47,7 @@ JsonSpec = Mapping[str, Any] | bool | None   # None: text; True: any JSON object
 PROMPT_OVERHEAD = 4  # tokens per message, like the real chat templates add
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is built per answer, and frozen attrs classes cost twice as much to build
 class Generation:
     """One generated answer with its token accounting."""
 
