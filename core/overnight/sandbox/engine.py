@@ -345,8 +345,10 @@ class Engine:
         with self._lock:
             now = self.now()
             faults, fault_ids = self._job_faults(provider, model, metadata)
-            error_idx = sorted(set(scan.invalid) | {
-                i for i, cid in enumerate(scan.custom_ids) if faults.request_fails(cid)})
+            # Without a rule failing requests, request_fails() is False for every one: not asked.
+            failed = ({i for i, cid in enumerate(scan.custom_ids) if faults.request_fails(cid)}
+                      if faults.error_ids or faults.error_rate > 0 else set())
+            error_idx = sorted(set(scan.invalid) | failed)
             problems = list(scan.problems)
             if faults.fail_validation and not problems:
                 problems.append(dict(INJECTED_PROBLEM))

@@ -145,14 +145,17 @@ FLAVOR = Flavor(
 
 # --- request bodies -> responses --------------------------------------------------------------
 
+_REQUIRED_FIELD = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/responses": "input",
+                   "/v1/embeddings": "input"}
+
+
 def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> RequestError | None:
     """Errors the real endpoint would answer with a 400, found while validating."""
     if not isinstance(body, Mapping):
         return RequestError(400, "The request body must be a JSON object.", "invalid_request_error")
     if not body.get("model"):
         return RequestError(400, "You must provide a model parameter.", "invalid_request_error", param="model")
-    required = {"/v1/chat/completions": "messages", "/v1/completions": "prompt",
-                "/v1/responses": "input", "/v1/embeddings": "input"}[endpoint]
+    required = _REQUIRED_FIELD[endpoint]
     value = body.get(required)
     if value is None or (required == "messages" and not isinstance(value, list)):
         return RequestError(400, f"Missing required parameter: '{required}'.", "invalid_request_error",
@@ -223,9 +226,9 @@ def _usage(prompt: int, completion: int) -> dict[str, Any]:
 
 
 def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int,
-            variant: int | None = None, prompt: int | None = None) -> tuple[dict[str, Any], int, int]:
+            variant: int | None = None, counted: int | None = None) -> tuple[dict[str, Any], int, int]:
     """The synchronous endpoint's response body, with (input, output) tokens (``variant``: see
-    responder.base_reply; ``prompt``: the prompt's tokens, counted already; chat completions only)."""
+    responder.base_reply; ``counted``: the prompt's tokens, counted already; chat completions only)."""
     model = str(body["model"])
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -240,15 +243,17 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         conv = conversation(body["messages"])
         limit, stop, spec = _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"), \
             json_spec(body.get("response_format"))
-        g = _generate(engine, conv, model, limit, stop, spec, variant, prompt)
+        g = _generate(engine, conv, model, limit, stop, spec, variant, counted)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
         # n choices are n samples: each its own answer (as a model's would differ), billed each.
-        first = current_variant() if variant is None else variant
-        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, first + i, prompt) for i in range(1, n)]
+        gens = [g]
+        if n > 1:
+            first = current_variant() if variant is None else variant
+            gens += [_generate(engine, conv, model, limit, stop, spec, first + i, counted) for i in range(1, n)]
         choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None,
                                             "annotations": []},
                     "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
-        output = sum(c.completion_tokens for c in gens)
+        output = sum(c.completion_tokens for c in gens) if n > 1 else g.completion_tokens
         usage = _usage(g.prompt_tokens, output)
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
                  "choices": choices, "usage": usage, "service_tier": "default",
@@ -278,10 +283,10 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
 
 
 def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
-              variant: int | None = None, prompt: int | None = None) -> Generation:
+              variant: int | None = None, counted: int | None = None) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant, prompt=prompt)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant, counted=counted)
 
 
 # --- the dialect -------------------------------------------------------------------------------
@@ -308,6 +313,7 @@ class OpenAIDialect:
         # Per request, its prompt tokens: for chat, what the responder bills (both count the
         # conversation of its messages); the other endpoints' answers count their own way.
         counted: list[int] | None = [] if endpoint == "/v1/chat/completions" else None
+        line_fields = frozenset(self.profile.line_fields)
 
         def problem(code: str, line: int | None, message: str, param: str | None = None) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -322,7 +328,7 @@ class OpenAIDialect:
             if not isinstance(obj, dict):
                 problem("invalid_json_line", number, f"Line {number} is not a JSON object.")
                 continue
-            missing = [k for k in self.profile.line_fields if k not in obj]
+            missing = [] if obj.keys() >= line_fields else [k for k in self.profile.line_fields if k not in obj]
             if missing:
                 problem("missing_required_parameter", number,
                         f"Missing required parameter '{missing[0]}' on line {number}.", missing[0])
@@ -393,7 +399,7 @@ class OpenAIDialect:
         if fate == "ok":
             try:
                 body, tokens_in, tokens_out = respond(self.engine, job["endpoint"], request["body"], rid,
-                                                      int(job["ended_at"]), prompt=prompt_tokens)
+                                                      int(job["ended_at"]), counted=prompt_tokens)
             except ForwardError as exc:
                 error = RequestError(502, str(exc), "server_error")
             else:

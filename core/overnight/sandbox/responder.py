@@ -338,17 +338,17 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
 
 def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
-    json_format: JsonSpec = None, variant: int | None = None, prompt: int | None = None,
+    json_format: JsonSpec = None, variant: int | None = None, counted: int | None = None,
 ) -> Generation:
     """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set);
-    ``prompt``: :func:`prompt_tokens` of ``conv`` when the caller counted them already."""
+    ``counted``: :func:`prompt_tokens` of ``conv`` when the caller counted them already."""
     current, violation = _ANSWER.get()
     variant = current if variant is None else variant
     reply = base_reply(conv, variant)
     if json_format:
         reply = _as_json(reply, json_format, variant, violation)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)
-    return Generation(text, finish, prompt_tokens(conv) if prompt is None else prompt, count_tokens(text), matched)
+    return Generation(text, finish, prompt_tokens(conv) if counted is None else counted, count_tokens(text), matched)
 
 
 def expected_reply(
