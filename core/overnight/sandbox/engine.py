@@ -530,47 +530,47 @@ class Engine:
             sinks[name].lines += 1
             sinks[name].bytes += len(data)
 
-        try:
-            for i, (custom_id, request, exact) in enumerate(dialect.iter_input(self.job_input_path(job["id"]))):
-                error = None
-                if i >= snap.processed:
-                    fate: Fate = "expired" if snap.phase == "expired" else "cancelled"
-                elif i in errors:
-                    fate = "error"
-                    error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
-                else:
-                    fate = "ok"
-                with answering(sample_variant(custom_id), faults.schema_violation(custom_id)):
-                    item = dialect.result(job, custom_id, request, fate, error,
-                                          None if counted is None else counted[i])
-                if item.ok:
-                    result["succeeded"] += 1
-                    result["input_tokens"] += item.input_tokens
-                    result["output_tokens"] += item.output_tokens
-                elif fate in ("expired", "cancelled"):
-                    result["dropped"] += 1
-                else:
-                    result["errored"] += 1
-                if item.sink is None or item.line is None:
-                    continue
-                if item.ok:  # result-file corruption only touches successful lines
-                    if custom_id in faults.result_missing_ids:
+        with answering() as answer:
+            try:
+                for i, (custom_id, request, exact) in enumerate(dialect.iter_input(self.job_input_path(job["id"]))):
+                    error = None
+                    if i >= snap.processed:
+                        fate: Fate = "expired" if snap.phase == "expired" else "cancelled"
+                    elif i in errors:
+                        fate = "error"
+                        error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
+                    else:
+                        fate = "ok"
+                    answer.switch(sample_variant(custom_id), faults.schema_violation(custom_id))
+                    item = dialect.result(job, custom_id, request, fate, error, None if counted is None else counted[i])
+                    if item.ok:
+                        result["succeeded"] += 1
+                        result["input_tokens"] += item.input_tokens
+                        result["output_tokens"] += item.output_tokens
+                    elif fate in ("expired", "cancelled"):
+                        result["dropped"] += 1
+                    else:
+                        result["errored"] += 1
+                    if item.sink is None or item.line is None:
                         continue
-                    if to_skip > 0:
-                        to_skip -= 1
-                        continue
-                    if first_ok is None:
-                        first_ok, first_exact, first_floats = dict(item.line), exact, item.floats
-                write(item.sink, item.line, exact, item.floats)
-            if first_ok is not None:
-                ok_sink: Sink = "output"
-                if faults.result_duplicate:
-                    write(ok_sink, first_ok, first_exact, first_floats)
-                if faults.result_unknown_id:
-                    write(ok_sink, {**first_ok, "custom_id": f"sandbox-unknown-{job['id']}"}, first_exact, first_floats)
-        finally:
-            for handle in handles.values():
-                handle.close()
+                    if item.ok:  # result-file corruption only touches successful lines
+                        if custom_id in faults.result_missing_ids:
+                            continue
+                        if to_skip > 0:
+                            to_skip -= 1
+                            continue
+                        if first_ok is None:
+                            first_ok, first_exact, first_floats = dict(item.line), exact, item.floats
+                    write(item.sink, item.line, exact, item.floats)
+                if first_ok is not None:
+                    ok_sink: Sink = "output"
+                    if faults.result_duplicate:
+                        write(ok_sink, first_ok, first_exact, first_floats)
+                    if faults.result_unknown_id:
+                        write(ok_sink, {**first_ok, "custom_id": f"sandbox-unknown-{job['id']}"}, first_exact, first_floats)
+            finally:
+                for handle in handles.values():
+                    handle.close()
         result.update(dialect.publish(self, job, sinks))
         for sink in sinks.values():
             sink.path.unlink(missing_ok=True)

@@ -177,11 +177,20 @@ class answering:  # noqa: N801 (used as a function)
     def __init__(self, variant: int = 0, schema_violation: str | None = None) -> None:
         self._value = (variant, schema_violation)
 
-    def __enter__(self) -> None:
+    def __enter__(self) -> answering:
         self._token = _ANSWER.set(self._value)
+        return self
 
     def __exit__(self, *_exc: object) -> None:
-        _ANSWER.reset(self._token)
+        _ANSWER.reset(self._token)  # the value before the block, whatever switch() set since
+
+    def switch(self, variant: int = 0, schema_violation: str | None = None) -> None:
+        """Answer as ``answering(variant, schema_violation)`` from now on, within this block
+        (cheaper than a block per request: most requests answer like the one before)."""
+        value = (variant, schema_violation)
+        if value != self._value:
+            _ANSWER.set(value)
+            self._value = value
 
 
 def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
@@ -319,6 +328,8 @@ def _first_words(n: int) -> re.Pattern[str]:
 
 def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish, str | None]:
     """Apply stop sequences, then the token budget, to a full reply."""
+    if not stop and max_tokens is None:  # the usual request: nothing to apply
+        return text, "stop", None
     finish: Finish = "stop"
     matched = None
     hits = [(text.find(s), s) for s in _stops(stop) if s in text]
