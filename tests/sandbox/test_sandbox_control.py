@@ -65,7 +65,8 @@ def test_raw_control_routes(sandbox: Sandbox) -> None:
     rule = http.post(base + "/faults", json={"provider": "mistral", "http_status": 503}).json()["id"]
     assert http.get(base + "/faults").json()["data"][0]["id"] == rule
     assert http.delete(base + "/faults").json() == {"cleared": True}
-    assert set(http.get(base + "/counters").json()) == {"openai", "anthropic", "mistral", "gemini", "groq", "together", "deepinfra", "nebius"}
+    assert set(http.get(base + "/counters").json()) == {"openai", "anthropic", "mistral", "gemini", "groq", "together",
+                                                        "deepinfra", "nebius"}
     assert http.get(sandbox.url + "/nowhere").status_code == 404
 
 

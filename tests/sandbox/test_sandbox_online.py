@@ -8,7 +8,6 @@ import anthropic
 import httpx
 import openai
 import pytest
-from mistralai.client import Mistral
 
 from overnight.sandbox import Fault, SandboxControl, expected_reply
 from overnight.sandbox.faults import hash_fraction

@@ -156,3 +156,79 @@ def test_forwarding_failure_is_a_request_error(tmp_path: Path) -> None:
         sb.advance(60)
         batch = client.batches.retrieve(batch.id)
         assert batch.request_counts.failed == 1 and batch.output_file_id is None
+
+
+# orjson reads and writes the result files' lines; these are the values where it differs from json.
+ODD_LINES = [b'{"n": 18446744073709551616}', b'{"n": -9223372036854775809}', b'{"n": 1234567890123456789012}',
+             b'{"n": NaN, "m": -Infinity}', b'{"n": 1e400}', b'{"s": "\\ud800"}', b'\xef\xbb\xbf{"a": 1}',
+             '{"a": "é"}'.encode("utf-16"), b'{"a": 1, "b": 2, "a": 3}', b'{"f": 1e-05, "g": 0.00001234, "h": 1e16}',
+             b'{"s": "\\u2028\\u0000\x7f\xc3\xa9 \\"/", "n": -0.0}']
+
+
+@pytest.mark.parametrize("raw", ODD_LINES)
+def test_lines_are_read_as_json_reads_them(raw: bytes) -> None:
+    from overnight.sandbox.engine import parse_line
+
+    value, exact = parse_line(raw)
+    expected = json.loads(raw)
+    assert json.dumps(value) == json.dumps(expected) and list(value) == list(expected)
+    assert all(type(value[k]) is type(expected[k]) for k in expected)
+    if "NaN" in json.dumps(expected) or "Infinity" in json.dumps(expected):
+        assert not exact
+
+
+@pytest.mark.parametrize("value", [
+    {"f": [1e-05, 1e-09, 5e-324, 0.0001, 9.99e-05, 1e16, 1.5e300, -0.0, 0.1]},
+    {"n": 2**64, "m": -(2**63) - 1}, {1: "int key", "s": "\u2028\x00\x7f\x1fé😀"},
+])
+def test_lines_are_written_as_json_writes_them(value: dict) -> None:
+    from overnight.sandbox.engine import dump_line
+
+    expected = (json.dumps(value, ensure_ascii=False, separators=(",", ":")) + "\n").encode()
+    assert dump_line(value) == expected
+    if "f" not in value:  # no float: the caller may say so
+        assert dump_line(value, floats=False) == expected
+
+
+def test_a_line_json_read_beyond_json_is_written_by_json() -> None:
+    from overnight.sandbox.engine import dump_line, parse_line
+
+    value, exact = parse_line(b'{"n": NaN, "i": Infinity}')
+    assert dump_line(value, exact) == b'{"n":NaN,"i":Infinity}\n'
+    with pytest.raises(UnicodeEncodeError):  # as json.dumps(...).encode() fails on a lone surrogate
+        dump_line(parse_line(b'{"s": "\\ud800"}')[0])
+
+
+def _openai_results(state: Path, lines: list[dict], forget_counts: bool) -> bytes:
+    from overnight.sandbox import openai_api
+    from overnight.sandbox.engine import Engine
+
+    engine = Engine(state)
+    engine.clock = Clock(1_700_000_000.0)
+    openai_api.routes(engine)
+    source = state / "input.jsonl"
+    source.write_text("".join(json.dumps(line) + "\n" for line in lines))
+    path = engine.link_input("batch_same", [source])
+    scan = engine.dialects["openai"].scan(path, "/v1/chat/completions", 100)
+    engine.create_job("openai", "batch_same", scan, model=scan.model, metadata=None, endpoint="/v1/chat/completions",
+                      extra={"input_file_id": "file-x", "output_expires_after": None})
+    if forget_counts:  # as a job created before the counts were kept
+        (state / "jobs" / "batch_same" / "prompt_tokens.i64").unlink()
+    engine.advance(3600)
+    result = engine.get_job("openai", "batch_same").result
+    data = b"".join(engine.file_path(result[key]).read_bytes() for key in ("output_file_id", "error_file_id")
+                    if result[key])
+    engine.close()
+    return data
+
+
+def test_results_bill_the_prompt_tokens_counted_at_validation_as_they_would_count_them(tmp_path: Path) -> None:
+    lines = [{"custom_id": f"r{i}", "method": "POST", "url": "/v1/chat/completions",
+              "body": {"model": "gpt-4o-mini", "n": 1 + i % 2, "max_tokens": 3 if i == 2 else None,
+                       "messages": [{"role": "system", "content": "Be brief, 日本語 OK."},
+                                    {"role": "user", "content": [{"type": "text", "text": f"question {i} " * i}]}]}}
+             for i in range(6)]
+    lines.append({**lines[0], "custom_id": "too-long", "body": {**lines[0]["body"], "max_tokens": 10**9}})
+    kept = _openai_results(tmp_path / "kept", lines, forget_counts=False)
+    assert kept == _openai_results(tmp_path / "recounted", lines, forget_counts=True)
+    assert b"context_length_exceeded" in kept and kept.count(b'"prompt_tokens"') == 6

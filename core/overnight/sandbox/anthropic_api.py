@@ -17,7 +17,8 @@ import shutil
 import string
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping, Sequence
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
 
 from starlette.routing import Route
 
@@ -159,11 +160,11 @@ class AnthropicDialect:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
         return iter_by_custom_id(path)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate == "expired":
             return ResultLine("output", {"custom_id": custom_id, "result": {"type": "expired"}})
         if fate == "cancelled":

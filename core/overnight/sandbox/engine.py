@@ -18,10 +18,13 @@ import shutil
 import threading
 import time
 import uuid
+from array import array
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, Callable, Iterator, Literal, Mapping, Protocol, Sequence
+from typing import Any, Literal, Protocol
 
 import attrs
+import orjson
 
 from .clock import Clock
 from .config import PROVIDERS, SandboxConfig
@@ -60,13 +63,17 @@ class Scan:
     problems: Sequence[Mapping[str, Any]] = ()          # job-level validation errors
     invalid: Mapping[int, RequestError] = attrs.field(factory=dict)  # per-request errors known upfront
     tokens: int = 0                                     # prompt tokens of the whole job (queue limits)
+    #: Per request, the prompt tokens its answer bills, when validating counted them as the
+    #: responder does (None: not counted). The job keeps them, so computing its results does
+    #: not count every prompt again.
+    prompt_tokens: Sequence[int] | None = None
 
     @property
     def total(self) -> int:
         return len(self.custom_ids)
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is built per request, and frozen attrs classes cost twice as much to build
 class ResultLine:
     """One line of results as a dialect renders it."""
 
@@ -75,6 +82,8 @@ class ResultLine:
     ok: bool = False
     input_tokens: int = 0
     output_tokens: int = 0
+    #: False: the dialect knows the line holds no float (see :func:`dump_line`).
+    floats: bool = True
 
 
 class Dialect(Protocol):
@@ -82,12 +91,13 @@ class Dialect(Protocol):
 
     name: str
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-        """Yield ``(custom_id, request line)`` for each non-blank input line."""
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+        """Yield ``(custom_id, request line, exact)`` for each non-blank input line
+        (``exact``: as :func:`parse_line` says)."""
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any],
-               fate: Fate, error: RequestError | None) -> ResultLine:
-        """Render the result of one request."""
+               fate: Fate, error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
+        """Render the result of one request (``prompt_tokens``: its count from :attr:`Scan.prompt_tokens`)."""
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         """Turn the written sink files into provider objects; return fields for ``job['result']``."""
@@ -289,6 +299,17 @@ class Engine:
     def job_input_path(self, job_id: str) -> Path:
         return self.store.job_dir(job_id) / "input.jsonl"
 
+    def _prompt_tokens_path(self, job_id: str) -> Path:
+        return self.store.job_dir(job_id) / "prompt_tokens.i64"
+
+    def _counted_prompt_tokens(self, job: Mapping[str, Any]) -> Sequence[int] | None:
+        """The job's :attr:`Scan.prompt_tokens`, if it was created with them."""
+        path = self._prompt_tokens_path(job["id"])
+        if not path.exists():
+            return None
+        counts = array("q", path.read_bytes())
+        return counts if len(counts) == job["total"] else None
+
     def link_input(self, job_id: str, sources: Sequence[Path]) -> Path:
         """Give a job its own copy of its input: a hard link when possible (free)."""
         target = self.job_input_path(job_id)
@@ -324,8 +345,10 @@ class Engine:
         with self._lock:
             now = self.now()
             faults, fault_ids = self._job_faults(provider, model, metadata)
-            error_idx = sorted(set(scan.invalid) | {
-                i for i, cid in enumerate(scan.custom_ids) if faults.request_fails(cid)})
+            # Without a rule failing requests, request_fails() is False for every one: not asked.
+            failed = ({i for i, cid in enumerate(scan.custom_ids) if faults.request_fails(cid)}
+                      if faults.error_ids or faults.error_rate > 0 else set())
+            error_idx = sorted(set(scan.invalid) | failed)
             problems = list(scan.problems)
             if faults.fail_validation and not problems:
                 problems.append(dict(INJECTED_PROBLEM))
@@ -356,6 +379,8 @@ class Engine:
                 # A create that lands late: invisible to the API until then (see faults.py).
                 "visible_at": now + faults.visible_after, "hidden_lookups": faults.invisible_lookups,
             }
+            if scan.prompt_tokens is not None and not problems:
+                self._prompt_tokens_path(job_id).write_bytes(array("q", scan.prompt_tokens).tobytes())
             self.store.insert("jobs", job_id, provider, doc)
             self.count(provider, "jobs")
             self.count(provider, "requests", scan.total)
@@ -492,56 +517,60 @@ class Engine:
         injected = RequestError(faults.error_status, "The request failed (sandbox fault injection).")
         sinks: dict[str, SinkFile] = {"output": SinkFile(self.store.tmp_path()),
                                        "error": SinkFile(self.store.tmp_path())}
-        handles = {name: open(sink.path, "wb") for name, sink in sinks.items()}
+        # Lines are written one by one, so a big buffer (a write call per MB, not per 8 KB).
+        handles = {name: open(sink.path, "wb", buffering=1 << 20) for name, sink in sinks.items()}
         to_skip = faults.result_missing_count
         first_ok: dict[str, Any] | None = None
+        first_exact = first_floats = True
+        counted = self._counted_prompt_tokens(job)
 
-        def write(name: Sink, line: Mapping[str, Any]) -> None:
-            data = (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")
+        def write(name: Sink, line: Mapping[str, Any], exact: bool, floats: bool) -> None:
+            data = dump_line(line, exact, floats)
             handles[name].write(data)
             sinks[name].lines += 1
             sinks[name].bytes += len(data)
 
-        try:
-            for i, (custom_id, request) in enumerate(dialect.iter_input(self.job_input_path(job["id"]))):
-                error = None
-                if i >= snap.processed:
-                    fate: Fate = "expired" if snap.phase == "expired" else "cancelled"
-                elif i in errors:
-                    fate = "error"
-                    error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
-                else:
-                    fate = "ok"
-                with answering(sample_variant(custom_id), faults.schema_violation(custom_id)):
-                    item = dialect.result(job, custom_id, request, fate, error)
-                if item.ok:
-                    result["succeeded"] += 1
-                    result["input_tokens"] += item.input_tokens
-                    result["output_tokens"] += item.output_tokens
-                elif fate in ("expired", "cancelled"):
-                    result["dropped"] += 1
-                else:
-                    result["errored"] += 1
-                if item.sink is None or item.line is None:
-                    continue
-                if item.ok:  # result-file corruption only touches successful lines
-                    if custom_id in faults.result_missing_ids:
+        with answering() as answer:
+            try:
+                for i, (custom_id, request, exact) in enumerate(dialect.iter_input(self.job_input_path(job["id"]))):
+                    error = None
+                    if i >= snap.processed:
+                        fate: Fate = "expired" if snap.phase == "expired" else "cancelled"
+                    elif i in errors:
+                        fate = "error"
+                        error = RequestError(**invalid[str(i)]) if str(i) in invalid else injected
+                    else:
+                        fate = "ok"
+                    answer.switch(sample_variant(custom_id), faults.schema_violation(custom_id))
+                    item = dialect.result(job, custom_id, request, fate, error, None if counted is None else counted[i])
+                    if item.ok:
+                        result["succeeded"] += 1
+                        result["input_tokens"] += item.input_tokens
+                        result["output_tokens"] += item.output_tokens
+                    elif fate in ("expired", "cancelled"):
+                        result["dropped"] += 1
+                    else:
+                        result["errored"] += 1
+                    if item.sink is None or item.line is None:
                         continue
-                    if to_skip > 0:
-                        to_skip -= 1
-                        continue
-                    if first_ok is None:
-                        first_ok = dict(item.line)
-                write(item.sink, item.line)
-            if first_ok is not None:
-                ok_sink: Sink = "output"
-                if faults.result_duplicate:
-                    write(ok_sink, first_ok)
-                if faults.result_unknown_id:
-                    write(ok_sink, {**first_ok, "custom_id": f"sandbox-unknown-{job['id']}"})
-        finally:
-            for handle in handles.values():
-                handle.close()
+                    if item.ok:  # result-file corruption only touches successful lines
+                        if custom_id in faults.result_missing_ids:
+                            continue
+                        if to_skip > 0:
+                            to_skip -= 1
+                            continue
+                        if first_ok is None:
+                            first_ok, first_exact, first_floats = dict(item.line), exact, item.floats
+                    write(item.sink, item.line, exact, item.floats)
+                if first_ok is not None:
+                    ok_sink: Sink = "output"
+                    if faults.result_duplicate:
+                        write(ok_sink, first_ok, first_exact, first_floats)
+                    if faults.result_unknown_id:
+                        write(ok_sink, {**first_ok, "custom_id": f"sandbox-unknown-{job['id']}"}, first_exact, first_floats)
+            finally:
+                for handle in handles.values():
+                    handle.close()
         result.update(dialect.publish(self, job, sinks))
         for sink in sinks.values():
             sink.path.unlink(missing_ok=True)
@@ -563,8 +592,51 @@ def iter_jsonl(path: Path) -> Iterator[tuple[int, bytes]]:
                 yield number, line
 
 
-def iter_by_custom_id(path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """``(custom_id, request line)`` for each line of an input whose lines all carry one."""
+def iter_by_custom_id(path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
+    """``(custom_id, request line, exact)`` for each line of an input whose lines all carry one."""
     for _, line in iter_jsonl(path):
-        obj = json.loads(line)
-        yield obj["custom_id"], obj
+        obj, exact = parse_line(line)
+        yield obj["custom_id"], obj, exact
+
+
+#: orjson reads an integer past 64 bits as a float (json keeps it exact), so a line with a
+#: run of 19 digits or more is left to json; the run is found by mapping every digit to "0"
+#: and every other byte to " " (several times faster than a regular expression).
+_DIGITS_AS_ZEROS = bytes(0x30 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))
+_LONG_DIGITS = b"0" * 19
+
+
+def parse_line(raw: bytes) -> tuple[Any, bool]:
+    """``json.loads(raw)`` (the same value), and whether orjson read it.
+
+    orjson is several times faster and, on what it accepts, gives json's values; it
+    refuses what json takes beyond JSON (NaN, infinities, lone surrogates, UTF-16), which
+    json then reads. A line orjson read holds nothing :func:`dump_line` writes otherwise
+    than json (``exact``).
+    """
+    if _LONG_DIGITS not in raw.translate(_DIGITS_AS_ZEROS):
+        try:
+            return orjson.loads(raw), True
+        except orjson.JSONDecodeError:
+            pass
+    return json.loads(raw), False
+
+
+def dump_line(line: Any, exact: bool = True, floats: bool = True) -> bytes:
+    """``json.dumps(line, ensure_ascii=False, separators=(",", ":"))`` in UTF-8 plus a newline.
+
+    orjson writes the same bytes, but for NaN and infinities (null; ``exact`` False says
+    the line may hold them) and floats under 1e-4 (``0.00001`` and ``1e-9`` for json's
+    ``1e-05`` and ``1e-09``: any such float leaves ``e-`` or ``0.0000`` in its text), so
+    those lines are written by json. ``floats`` False (the caller knows the line holds no
+    float) spares the look at the text, which costs more than orjson's writing it.
+    """
+    if exact or not floats:
+        try:
+            data = orjson.dumps(line, option=orjson.OPT_APPEND_NEWLINE)
+        except TypeError:  # integers past 64 bits, keys that are not strings, ...: json decides
+            pass
+        else:
+            if not floats or (b"e-" not in data and b"0.0000" not in data):
+                return data
+    return (json.dumps(line, ensure_ascii=False, separators=(",", ":")) + "\n").encode("utf-8")

@@ -37,7 +37,8 @@ import string
 import threading
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import attrs
 from starlette.concurrency import run_in_threadpool
@@ -45,7 +46,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl, parse_line
 from .gemini_openai_lines import is_openai_line, is_openai_output, native_request, openai_error, openai_output
 from .lifecycle import Schedule, snapshot
 from .quota import context_error
@@ -208,10 +209,10 @@ class GeminiDialect:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
         for index, (_, line) in enumerate(iter_jsonl(path)):
-            obj = json.loads(line)
-            yield _line_key(obj, index), obj
+            obj, exact = parse_line(line)
+            yield _line_key(obj, index), obj, exact
 
     def scan(self, path: Path, model: str | None = None) -> Scan:
         problems: list[dict[str, Any]] = []
@@ -226,7 +227,7 @@ class GeminiDialect:
 
         for number, raw in iter_jsonl(path):
             try:
-                obj = json.loads(raw)
+                obj, _ = parse_line(raw)
             except ValueError:
                 problem(number, f"Line {number}: invalid JSON")
                 continue
@@ -253,7 +254,7 @@ class GeminiDialect:
         return Scan(ids, None, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate in ("expired", "cancelled"):
             return ResultLine(None, None)  # never run: no line, and nothing billed
         inline = job["extra"]["inline"]

@@ -14,7 +14,8 @@ native request.
 
 from __future__ import annotations
 
-from typing import Any, Mapping
+from collections.abc import Mapping
+from typing import Any
 
 from .responder import Generation, content_text
 

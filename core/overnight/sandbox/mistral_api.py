@@ -15,13 +15,14 @@ import json
 import uuid
 from datetime import datetime, timezone
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 from starlette.concurrency import run_in_threadpool
 from starlette.requests import Request
 from starlette.routing import Route
 
-from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_jsonl, parse_line
 from .responder import ForwardError, Generation, conversation, count_tokens, embedding, generate, json_spec
 from .quota import body_tokens, context_error, max_tokens
 from .web import Api, ApiError, Call, Flavor, created, download, receive_upload
@@ -106,11 +107,11 @@ class MistralDialect:
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
         for index, (_, line) in enumerate(iter_jsonl(path)):
-            obj = json.loads(line)
+            obj, exact = parse_line(line)
             custom_id = obj.get("custom_id")
-            yield (str(custom_id) if custom_id not in (None, "") else str(index)), obj
+            yield (str(custom_id) if custom_id not in (None, "") else str(index)), obj, exact
 
     def scan(self, path: Path, endpoint: str, model: str | None) -> Scan:
         problems: list[dict[str, Any]] = []
@@ -126,7 +127,7 @@ class MistralDialect:
 
         for number, raw in iter_jsonl(path):
             try:
-                obj = json.loads(raw)
+                obj, _ = parse_line(raw)
             except ValueError:
                 problem(number, f"Line {number}: invalid JSON")
                 continue
@@ -155,7 +156,7 @@ class MistralDialect:
         return Scan(ids, first_model, problems, invalid, tokens=total_tokens)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         if fate in ("expired", "cancelled"):
             return ResultLine(None, None)
         rid = hashlib.sha256(f"{job['id']}\x1f{custom_id}".encode()).hexdigest()
@@ -169,9 +170,11 @@ class MistralDialect:
             except ForwardError as exc:
                 error = RequestError(500, str(exc), "api_error")
             else:
+                # Of the bodies respond() builds, only embeddings hold floats.
                 return ResultLine("output", {"id": line_id, "custom_id": custom_id,
                                              "response": {"status_code": 200, "body": response}, "error": None},
-                                  ok=True, input_tokens=tokens_in, output_tokens=tokens_out)
+                                  ok=True, input_tokens=tokens_in, output_tokens=tokens_out,
+                                  floats=job["endpoint"] == "/v1/embeddings")
         assert error is not None
         return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": {
             "status_code": error.status, "body": {"object": "error", "message": error.message,

@@ -15,7 +15,8 @@ import re
 import secrets
 import string
 from pathlib import Path
-from typing import Any, Iterator, Mapping
+from collections.abc import Iterator, Mapping
+from typing import Any
 
 import attrs
 from starlette.concurrency import run_in_threadpool
@@ -24,7 +25,7 @@ from starlette.routing import Route
 
 from overnight.structured import strict_mode_problem
 
-from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl
+from .engine import Engine, Fate, JobView, RequestError, ResultLine, Scan, SinkFile, iter_by_custom_id, iter_jsonl, parse_line
 from .responder import (ForwardError, Generation, content_text, conversation, current_variant, embedding,
                         generate, json_spec, count_tokens)
 from .quota import body_tokens, context_error, max_tokens
@@ -144,14 +145,17 @@ FLAVOR = Flavor(
 
 # --- request bodies -> responses --------------------------------------------------------------
 
+_REQUIRED_FIELD = {"/v1/chat/completions": "messages", "/v1/completions": "prompt", "/v1/responses": "input",
+                   "/v1/embeddings": "input"}
+
+
 def check_body(endpoint: str, body: Any, profile: VendorProfile = OPENAI) -> RequestError | None:
     """Errors the real endpoint would answer with a 400, found while validating."""
     if not isinstance(body, Mapping):
         return RequestError(400, "The request body must be a JSON object.", "invalid_request_error")
     if not body.get("model"):
         return RequestError(400, "You must provide a model parameter.", "invalid_request_error", param="model")
-    required = {"/v1/chat/completions": "messages", "/v1/completions": "prompt",
-                "/v1/responses": "input", "/v1/embeddings": "input"}[endpoint]
+    required = _REQUIRED_FIELD[endpoint]
     value = body.get(required)
     if value is None or (required == "messages" and not isinstance(value, list)):
         return RequestError(400, f"Missing required parameter: '{required}'.", "invalid_request_error",
@@ -214,18 +218,17 @@ def _finish(generation: Generation) -> str:
     return "length" if generation.finish == "length" else "stop"
 
 
-def _usage(g: Generation) -> dict[str, Any]:
-    return {"prompt_tokens": g.prompt_tokens, "completion_tokens": g.completion_tokens,
-            "total_tokens": g.prompt_tokens + g.completion_tokens,
+def _usage(prompt: int, completion: int) -> dict[str, Any]:
+    return {"prompt_tokens": prompt, "completion_tokens": completion, "total_tokens": prompt + completion,
             "prompt_tokens_details": {"cached_tokens": 0, "audio_tokens": 0},
             "completion_tokens_details": {"reasoning_tokens": 0, "audio_tokens": 0,
                                           "accepted_prediction_tokens": 0, "rejected_prediction_tokens": 0}}
 
 
 def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, created: int,
-            variant: int | None = None) -> tuple[dict[str, Any], int, int]:
+            variant: int | None = None, counted: int | None = None) -> tuple[dict[str, Any], int, int]:
     """The synchronous endpoint's response body, with (input, output) tokens (``variant``: see
-    responder.base_reply; chat completions only)."""
+    responder.base_reply; ``counted``: the prompt's tokens, counted already; chat completions only)."""
     model = str(body["model"])
     if endpoint == "/v1/embeddings":
         inputs = body["input"] if isinstance(body["input"], list) else [body["input"]]
@@ -240,16 +243,18 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         conv = conversation(body["messages"])
         limit, stop, spec = _limit(body, "max_completion_tokens", "max_tokens"), body.get("stop"), \
             json_spec(body.get("response_format"))
-        g = _generate(engine, conv, model, limit, stop, spec, variant)
+        g = _generate(engine, conv, model, limit, stop, spec, variant, counted)
         n = body["n"] if isinstance(body.get("n"), int) and body["n"] > 0 else 1
         # n choices are n samples: each its own answer (as a model's would differ), billed each.
-        first = current_variant() if variant is None else variant
-        gens = [g] + [_generate(engine, conv, model, limit, stop, spec, variant=first + i) for i in range(1, n)]
+        gens = [g]
+        if n > 1:
+            first = current_variant() if variant is None else variant
+            gens += [_generate(engine, conv, model, limit, stop, spec, first + i, counted) for i in range(1, n)]
         choices: list[dict[str, Any]] = [{"index": i, "message": {"role": "assistant", "content": c.text, "refusal": None,
                                             "annotations": []},
                     "logprobs": None, "finish_reason": _finish(c)} for i, c in enumerate(gens)]
-        output = sum(c.completion_tokens for c in gens)
-        usage = _usage(attrs.evolve(g, completion_tokens=output))
+        output = sum(c.completion_tokens for c in gens) if n > 1 else g.completion_tokens
+        usage = _usage(g.prompt_tokens, output)
         return ({"id": "chatcmpl-" + rid[:29], "object": "chat.completion", "created": created, "model": model,
                  "choices": choices, "usage": usage, "service_tier": "default",
                  "system_fingerprint": "fp_sandbox"}, g.prompt_tokens, output)
@@ -258,7 +263,7 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
         g = _generate(engine, conversation(prompt), model, _limit(body, "max_tokens"), body.get("stop"), None)
         return ({"id": "cmpl-" + rid[:29], "object": "text_completion", "created": created, "model": model,
                  "choices": [{"text": g.text, "index": 0, "logprobs": None, "finish_reason": _finish(g)}],
-                 "usage": _usage(g)}, g.prompt_tokens, g.completion_tokens)
+                 "usage": _usage(g.prompt_tokens, g.completion_tokens)}, g.prompt_tokens, g.completion_tokens)
     # /v1/responses
     raw = body["input"]
     conv = conversation(raw if isinstance(raw, str) else [m for m in raw if isinstance(m, Mapping)],
@@ -278,10 +283,10 @@ def respond(engine: Engine, endpoint: str, body: Mapping[str, Any], rid: str, cr
 
 
 def _generate(engine: Engine, conv: Any, model: str, max_tokens: int | None, stop: Any, spec: Any,
-              variant: int | None = None) -> Generation:
+              variant: int | None = None, counted: int | None = None) -> Generation:
     if engine.forwarder is not None:
         return engine.forwarder.chat(conv, model=model, max_tokens=max_tokens, stop=stop, json_format=spec)
-    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant)
+    return generate(conv, max_tokens=max_tokens, stop=stop, json_format=spec, variant=variant, counted=counted)
 
 
 # --- the dialect -------------------------------------------------------------------------------
@@ -294,7 +299,7 @@ class OpenAIDialect:
         self.profile = profile
         self.name = profile.name
 
-    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any]]]:
+    def iter_input(self, path: Path) -> Iterator[tuple[str, Mapping[str, Any], bool]]:
         return iter_by_custom_id(path)
 
     def scan(self, path: Path, endpoint: str, max_requests: int) -> Scan:
@@ -305,6 +310,10 @@ class OpenAIDialect:
         invalid: dict[int, RequestError] = {}
         model = None
         total_tokens = 0
+        # Per request, its prompt tokens: for chat, what the responder bills (both count the
+        # conversation of its messages); the other endpoints' answers count their own way.
+        counted: list[int] | None = [] if endpoint == "/v1/chat/completions" else None
+        line_fields = frozenset(self.profile.line_fields)
 
         def problem(code: str, line: int | None, message: str, param: str | None = None) -> None:
             if len(problems) < MAX_PROBLEMS:
@@ -312,14 +321,14 @@ class OpenAIDialect:
 
         for number, raw in iter_jsonl(path):
             try:
-                obj = json.loads(raw)
+                obj, _ = parse_line(raw)
             except ValueError:
                 problem("invalid_json_line", number, f"Line {number} is not valid JSON.")
                 continue
             if not isinstance(obj, dict):
                 problem("invalid_json_line", number, f"Line {number} is not a JSON object.")
                 continue
-            missing = [k for k in self.profile.line_fields if k not in obj]
+            missing = [] if obj.keys() >= line_fields else [k for k in self.profile.line_fields if k not in obj]
             if missing:
                 problem("missing_required_parameter", number,
                         f"Missing required parameter '{missing[0]}' on line {number}.", missing[0])
@@ -356,6 +365,7 @@ class OpenAIDialect:
                 continue
             seen.add(custom_id)
             error = check_body(endpoint, body, self.profile)
+            tokens = 0
             if error is None:
                 tokens = body_tokens(body)
                 total_tokens += tokens
@@ -364,39 +374,47 @@ class OpenAIDialect:
             if error is not None:
                 invalid[len(ids)] = error
             ids.append(custom_id)
+            if counted is not None:
+                counted.append(tokens)
         if not ids and not problems:
             problem("empty_file", None, "The batch input file is empty.")
         if len(ids) > max_requests:
             problem("too_many_tasks", None,
                     f"The batch has {len(ids)} requests; the maximum is {max_requests}.")
-        return Scan(ids, model, problems, invalid, tokens=total_tokens)
+        return Scan(ids, model, problems, invalid, tokens=total_tokens, prompt_tokens=counted)
 
     def result(self, job: Mapping[str, Any], custom_id: str, request: Mapping[str, Any], fate: Fate,
-               error: RequestError | None) -> ResultLine:
+               error: RequestError | None, prompt_tokens: int | None = None) -> ResultLine:
         rid = _hid(job["id"], custom_id)
         line_id, request_id = "batch_req_" + rid[:32], "req_" + rid[32:64]
         if fate == "expired":
             return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
                 "code": "batch_expired",
-                "message": "This request could not be executed before the completion window expired."}})
+                "message": "This request could not be executed before the completion window expired."}},
+                floats=False)
         if fate == "cancelled":
             return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": None, "error": {
-                "code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}})
+                "code": "batch_cancelled", "message": "This request was not executed because the batch was cancelled."}},
+                floats=False)
         if fate == "ok":
             try:
                 body, tokens_in, tokens_out = respond(self.engine, job["endpoint"], request["body"], rid,
-                                                      int(job["ended_at"]))
+                                                      int(job["ended_at"]), counted=prompt_tokens)
             except ForwardError as exc:
                 error = RequestError(502, str(exc), "server_error")
             else:
+                # Of the bodies respond() builds, only embeddings hold floats (the rest: strings,
+                # integers, booleans, None; the request's own values are not echoed).
                 return ResultLine("output", {"id": line_id, "custom_id": custom_id, "response": {
                     "status_code": 200, "request_id": request_id, "body": body}, "error": None},
-                    ok=True, input_tokens=tokens_in, output_tokens=tokens_out)
+                    ok=True, input_tokens=tokens_in, output_tokens=tokens_out,
+                    floats=job["endpoint"] == "/v1/embeddings")
         assert error is not None
         return ResultLine("error", {"id": line_id, "custom_id": custom_id, "response": {
             "status_code": error.status, "request_id": request_id, "body": {"error": {
                 "message": error.message, "type": error.type or _error_type(error.status),
-                "param": error.param, "code": error.code}}}, "error": None})
+                "param": error.param, "code": error.code}}}, "error": None},
+            floats=not isinstance(error.status, int))  # a fault's error_status is whatever its rule says
 
     def publish(self, engine: Engine, job: Mapping[str, Any], sinks: Mapping[str, SinkFile]) -> dict[str, Any]:
         ids: dict[str, Any] = {"output_file_id": None, "error_file_id": None}

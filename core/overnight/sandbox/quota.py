@@ -18,7 +18,9 @@
 
 from __future__ import annotations
 
-from typing import Any, Iterable, Mapping
+import functools
+from collections.abc import Iterable, Mapping
+from typing import Any
 
 from .engine import RequestError
 from .responder import content_text, conversation, prompt_tokens
@@ -38,6 +40,7 @@ CONTEXT_WINDOWS: Mapping[str, tuple[tuple[str, int], ...]] = {
 DEFAULT_WINDOW = 128_000
 
 
+@functools.lru_cache(maxsize=1024)  # a pure function of the table; asked once per request
 def window(provider: str, model: str | None) -> int:
     best, size = "", DEFAULT_WINDOW
     for prefix, tokens in CONTEXT_WINDOWS.get(provider, ()):

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import contextlib
 import contextvars
 import functools
 import hashlib
@@ -35,9 +34,12 @@ import math
 import re
 import urllib.error
 import urllib.request
-from typing import Any, Iterable, Iterator, Literal, Mapping, Sequence
+from collections.abc import Iterable, Mapping, Sequence
+from typing import Any, Literal
 
 import attrs
+
+from overnight.tokens import text_tokens
 
 Finish = Literal["stop", "length", "stop_sequence"]
 JsonSpec = Mapping[str, Any] | bool | None   # None: text; True: any JSON object; a dict: a JSON schema
@@ -45,7 +47,7 @@ JsonSpec = Mapping[str, Any] | bool | None   # None: text; True: any JSON object
 PROMPT_OVERHEAD = 4  # tokens per message, like the real chat templates add
 
 
-@attrs.frozen
+@attrs.define  # not frozen: one is built per answer, and frozen attrs classes cost twice as much to build
 class Generation:
     """One generated answer with its token accounting."""
 
@@ -108,8 +110,6 @@ def count_tokens(text: str) -> int:
 
 
 def prompt_tokens(conv: Sequence[tuple[str, str]]) -> int:
-    from overnight.tokens import text_tokens
-
     return sum(text_tokens(text) + PROMPT_OVERHEAD for _, text in conv)
 
 
@@ -165,16 +165,32 @@ def current_variant() -> int:
     return _ANSWER.get()[0]
 
 
-@contextlib.contextmanager
-def answering(variant: int = 0, schema_violation: str | None = None) -> Iterator[None]:
+class answering:  # noqa: N801 (used as a function)
     """Within this block, :func:`generate` answers sample ``variant`` (unless told otherwise)
     and breaks its JSON schema as ``schema_violation`` says (``"malformed"`` or
     ``"missing_field"``)."""
-    token = _ANSWER.set((variant, schema_violation))
-    try:
-        yield
-    finally:
-        _ANSWER.reset(token)
+
+    # A class, not a @contextmanager: the engine enters one per request it answers, and a
+    # generator-based one costs several times more.
+    __slots__ = ("_value", "_token")
+
+    def __init__(self, variant: int = 0, schema_violation: str | None = None) -> None:
+        self._value = (variant, schema_violation)
+
+    def __enter__(self) -> answering:
+        self._token = _ANSWER.set(self._value)
+        return self
+
+    def __exit__(self, *_exc: object) -> None:
+        _ANSWER.reset(self._token)  # the value before the block, whatever switch() set since
+
+    def switch(self, variant: int = 0, schema_violation: str | None = None) -> None:
+        """Answer as ``answering(variant, schema_violation)`` from now on, within this block
+        (cheaper than a block per request: most requests answer like the one before)."""
+        value = (variant, schema_violation)
+        if value != self._value:
+            _ANSWER.set(value)
+            self._value = value
 
 
 def json_spec(response_format: Mapping[str, Any] | None) -> JsonSpec:
@@ -312,6 +328,8 @@ def _first_words(n: int) -> re.Pattern[str]:
 
 def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish, str | None]:
     """Apply stop sequences, then the token budget, to a full reply."""
+    if not stop and max_tokens is None:  # the usual request: nothing to apply
+        return text, "stop", None
     finish: Finish = "stop"
     matched = None
     hits = [(text.find(s), s) for s in _stops(stop) if s in text]
@@ -331,16 +349,17 @@ def shape(text: str, *, max_tokens: int | None, stop: Any) -> tuple[str, Finish,
 
 def generate(
     conv: Sequence[tuple[str, str]], *, max_tokens: int | None = None, stop: Any = None,
-    json_format: JsonSpec = None, variant: int | None = None,
+    json_format: JsonSpec = None, variant: int | None = None, counted: int | None = None,
 ) -> Generation:
-    """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set)."""
+    """The answer to ``conv``; ``variant`` is the sample (by default the one :func:`answering` set);
+    ``counted``: :func:`prompt_tokens` of ``conv`` when the caller counted them already."""
     current, violation = _ANSWER.get()
     variant = current if variant is None else variant
     reply = base_reply(conv, variant)
     if json_format:
         reply = _as_json(reply, json_format, variant, violation)
     text, finish, matched = shape(reply, max_tokens=max_tokens, stop=stop)
-    return Generation(text, finish, prompt_tokens(conv), count_tokens(text), matched)
+    return Generation(text, finish, prompt_tokens(conv) if counted is None else counted, count_tokens(text), matched)
 
 
 def expected_reply(

@@ -419,5 +419,9 @@ def created(engine: Engine, state: Any, view: Any) -> Any:
 
 def download(path: Path, media_type: str, fault: Fault | None) -> Response:
     if fault is None:
-        return FileResponse(path, media_type=media_type)
+        response = FileResponse(path, media_type=media_type)
+        # Each chunk is a read in a worker thread and a send: 1 MB ones, not Starlette's 64 KB,
+        # for result files of tens of MB.
+        response.chunk_size = 1 << 20
+        return response
     return FaultyDownload(path, media_type, fault)
