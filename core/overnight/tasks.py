@@ -151,6 +151,10 @@ class TextGeneration(Step):
 
     def prompt(self, row: dict[str, Any], index: int, problems: list[RowProblem]) -> str | None:
         """The row's user prompt, or ``None`` after recording why it cannot be sent."""
+        if self.template is None and type(row) is dict:  # the usual row, checked with no detour
+            text = row.get(self.input_column)
+            if type(text) is str and text.strip():
+                return text
 
         def problem(field_: str | None, message: str) -> None:
             problems.append(RowProblem(self.name or "", index, field_, message))
