@@ -299,6 +299,9 @@ class TextGeneration(Step):
         # One sample: its value; more: the list of them, in sample order.
         pick: Callable[[Sequence[Any]], Any] = itemgetter(0) if self.num_generations == 1 else list
         model = self.llm.model
+        raw_column, error_column, usage_column, reason_column, raw_reason_column, cost_column = (
+            f"{out}_{suffix}" for suffix in ("raw", "error", "usage", "finish_reason", "finish_reason_raw", "cost_usd")
+        )
         for index, row in enumerate(rows):
             samples: list[Result] = []
             for sample in range(self.num_generations):
@@ -317,16 +320,16 @@ class TextGeneration(Step):
             problems: Sequence[Any] = errors
             if self.response_format is not None:
                 texts, problems = self._parsed(list(raws), list(errors), [r.error for r in samples])
-            structured = {} if self.response_format is None else {f"{out}_raw": pick(raws)}
+            structured = {} if self.response_format is None else {raw_column: pick(raws)}
             yield {
                 **row,
                 out: pick(texts),
                 **structured,
-                f"{out}_error": pick(problems),
-                f"{out}_usage": pick(usages),
-                f"{out}_finish_reason": pick(reasons),
-                f"{out}_finish_reason_raw": pick(raw_reasons),
-                f"{out}_cost_usd": pick(costs),
+                error_column: pick(problems),
+                usage_column: pick(usages),
+                reason_column: pick(reasons),
+                raw_reason_column: pick(raw_reasons),
+                cost_column: pick(costs),
                 "model_name": model,
             }
         if next(results, None) is not None:
