@@ -23,10 +23,12 @@ from overnight.errors import OvernightError, StoreError
 from overnight.faultpoints import fault_point
 from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, QUEUED, SqlStore
 
-#: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints.
-PAGE_SIZE = 8192
+#: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints
+#: (32 MB). 16 KB pages: the store's indexes are keyed by random hashes, and bigger pages
+#: split less often (1M requests, the store's own SQL: 36.6 s -> 34.2 s; 4 KB: slower still).
+PAGE_SIZE = 16384
 CACHE_KB = 64 * 1024
-WAL_CHECKPOINT_PAGES = 4096
+WAL_CHECKPOINT_PAGES = 2048
 
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
