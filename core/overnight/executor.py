@@ -531,8 +531,7 @@ class BatchExecutor:
                         batch, size, more = [], min(size * 2, FETCH_BATCH_MAX), True
             except ResultsGone as exc:
                 self._record(job.id, batch, more)  # what did arrive is paid for: keep it
-                self.store.wait_for_commit()
-                self._lose(job, str(exc))
+                self._lose(job, str(exc))  # (its store write waits for that commit first)
                 return
             self._record(job.id, batch, more)
         self.store.close_job(job.id, self.policy.retries)
