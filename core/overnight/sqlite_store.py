@@ -16,7 +16,7 @@ from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, ClassVar, Iterator, NoReturn, Sequence
 
-from overnight import polling
+from overnight import _json, polling
 from overnight._serialization import SCHEMA_VERSION
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import OvernightError, StoreError
@@ -272,6 +272,12 @@ class SqliteStore(SqlStore):
         for column in ("tokens", "max_output"):
             if column not in have:
                 db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
+
+    def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
+        """The keys as one JSON array that SQLite unpacks itself: binding a row per key from
+        Python costs twice as much (1M keys: 3.6 s -> 1.9 s CPU)."""
+        db.execute("INSERT INTO job_requests (job_id, key) SELECT ?, value FROM json_each(?)",
+                   (job_id, _json.dumps(list(keys)).decode()))
 
     def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
         """By rowid, in the order the lines were sent (job_lines), so the table is written

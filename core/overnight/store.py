@@ -161,7 +161,7 @@ CREATE TABLE IF NOT EXISTS requests (
     unfinished BIGINT NOT NULL DEFAULT 0, job_id BIGINT, result TEXT,
     tokens BIGINT, max_output BIGINT
 );
-CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id);
+CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id) WHERE job_id IS NOT NULL;
 CREATE TABLE IF NOT EXISTS jobs (
     id {id}, tag TEXT NOT NULL UNIQUE, provider TEXT NOT NULL,
     model TEXT NOT NULL, step TEXT NOT NULL, plan_id TEXT NOT NULL,
@@ -262,6 +262,13 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], str], ...]] = {
     # answer (overnight._serialization.TEXT_PATHS), which an older overnight would read as
     # no text. The version makes it refuse the store instead.
     7: (),
+    # The job index holds only requests that are in a job: a request planned and not yet
+    # sent adds no entry, and being queued adds one instead of moving one (1M requests:
+    # about 2 us less per request). Every query by job names a job_id, so it still uses it.
+    8: (
+        "DROP INDEX IF EXISTS requests_job",
+        "CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id) WHERE job_id IS NOT NULL",
+    ),
 }
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has
@@ -1172,7 +1179,7 @@ class SqlStore(Store):
                      now, now),
                 )
                 job_id = int(cur.fetchall()[0][0])
-                db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
+                self._insert_job_requests(db, job_id, keys)
                 db.executemany(
                     f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?", [(job_id, k) for k in keys]
                 )

@@ -305,12 +305,23 @@ def test_a_store_at_schema_1_is_migrated_forward(store):
         db.execute("ALTER TABLE jobs DROP COLUMN tokens")
         db.execute("DROP INDEX plan_items_plan_key")
         db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
+        db.execute("DROP INDEX requests_job")
+        db.execute("CREATE INDEX requests_job ON requests (job_id)")
         db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
     store.close()
     with Store.open() as again:
         assert again._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
+        assert "job_id IS NOT NULL" in _index_sql(again, "requests_job")  # only requests in a job
         again.start_run("new")
         assert [r["host"] is None for r in again.list_runs()] == [False, True]
+
+
+def _index_sql(store, name: str) -> str:
+    """How the store's engine describes one of its indexes."""
+    if hasattr(store, "path"):  # SQLite
+        return store._query("SELECT sql FROM sqlite_master WHERE name = ?", (name,))[0][0]
+    return store._query("SELECT indexdef FROM pg_indexes WHERE indexname = ? AND schemaname = current_schema()",
+                        (name,))[0][0]
 
 
 def test_the_store_lock_keeps_a_second_process_out(store):
