@@ -582,11 +582,11 @@ class BatchExecutor:
     def _record(self, job_id: int, results: list[Result], more: bool) -> None:
         """Store a batch of a job's results; ``more``: a batch of it was stored before
         this one (it is committed now, and a crash from here on keeps it)."""
-        model = self._job_model(job_id)
-        results = [self.accounting.priced(r, model) for r in results]  # while the batch before is written
         if more:
             self.store.wait_for_commit()
             fault_point("mid_fetch")
+        model = self._job_model(job_id)
+        results = [self.accounting.priced(r, model) for r in results]
         self.store.record_results(job_id, results, self.policy.retries)
 
     def _job_model(self, job_id: int) -> str:

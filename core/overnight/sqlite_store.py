@@ -21,7 +21,7 @@ from overnight._serialization import SCHEMA_VERSION
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import OvernightError, StoreError
 from overnight.faultpoints import fault_point
-from overnight.store import _SCHEMA, DB_NAME, DONE, FIGURES, NEW, QUEUED, SqlStore
+from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, NEW, QUEUED, SqlStore
 
 #: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints
 #: (32 MB). 16 KB pages: the store's indexes are keyed by random hashes, and bigger pages
@@ -89,6 +89,8 @@ class SqliteStore(SqlStore):
             except OSError as exc:
                 raise_on_disk(self.cache_dir, exc, done=self.activity())
         self._local = threading.local()
+        #: ``(job id, {key: rowid})`` of the job whose results are being stored.
+        self._rowids: tuple[int | None, dict[str, int]] = (None, {})
         self._migrate()
 
     @classmethod
@@ -330,28 +332,27 @@ class SqliteStore(SqlStore):
         db.execute("INSERT INTO job_requests (job_id, key) SELECT ?, value FROM json_each(?)",
                    (job_id, _json.dumps(list(keys)).decode()))
 
-    def _successes_part(self, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> Callable[[Any], None]:
-        """As one JSON array per statement, like :meth:`_plan_part`, so that a batch of results
-        is stored in the commit thread while the next one is downloaded and parsed. SQLite
-        reads a JSON number to 15 significant digits: the costs, billed to 10 decimals,
-        come through as they were (the result's own JSON keeps every figure exactly)."""
-        parts = [_json.dumps(succeeded[start:start + JSON_ROWS]).decode()
-                 for start in range(0, len(succeeded), JSON_ROWS)]
-
-        def write(db: Any) -> None:
-            for rows in parts:
-                db.execute(
-                    f"UPDATE requests SET state = '{DONE}', result = {_at(0)}, "
-                    + ", ".join(f"{column} = {_at(i)}" for i, (column, _, _) in enumerate(FIGURES, start=1))
-                    + f" FROM json_each(?) j WHERE requests.key = {_at(len(FIGURES) + 1)} "
-                    f"AND +requests.job_id = ? AND requests.state = '{QUEUED}'",
-                    (rows, job_id),
-                )
-
-        return write
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
+        """By rowid, in the order the lines were sent (job_lines), so the table is written
+        page after page instead of at random by key (500k results: 3.0 s -> 2.5 s CPU). The
+        rowids of the job's queued requests are read once per job (by the job index, in
+        table order); a row the map misses or misplaces is settled by key, as elsewhere."""
+        if self._rowids[0] != job_id:
+            self._rowids = (job_id, dict(db.execute(
+                f"SELECT key, rowid FROM requests WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
+            ).fetchall()))
+        rowids = self._rowids[1]
+        updated = db.executemany(
+            f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+            f"WHERE rowid = ? AND key = ? AND job_id = ? AND state = '{QUEUED}'",
+            [(*row[:-2], rowids.get(row[-2], 0), row[-2], job_id) for row in succeeded],
+        ).rowcount
+        if updated < len(succeeded):  # not queued in this job (a duplicate, a late line), or moved
+            super()._settle_successes(db, job_id, succeeded)
 
     def close(self) -> None:
         self.wait_for_commit()
+        self._rowids = (None, {})
         conn = getattr(self._local, "conn", None)
         if conn is not None:
             conn.close()

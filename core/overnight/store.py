@@ -518,17 +518,13 @@ class SqlStore(Store):
         """Write a job's membership (the intent's requests)."""
         db.executemany("INSERT INTO job_requests (job_id, key) VALUES (?, ?)", [(job_id, k) for k in keys])
 
-    def _successes_part(self, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> Callable[[Any], None]:
-        """What stores ``(result JSON, *FIGURES, key, job_id)`` successes for requests still
-        queued in this job, given a connection (:meth:`_write` may run it later)."""
-        def write(db: Any) -> None:
-            db.executemany(
-                f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
-                f"WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
-                succeeded,
-            )
-
-        return write
+    def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
+        """Store ``(result JSON, *FIGURES, key, job_id)`` successes for requests still queued in this job."""
+        db.executemany(
+            f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+            f"WHERE key = ? AND +job_id = ? AND state = '{QUEUED}'",
+            succeeded,
+        )
 
     # -- shared: errors, schema ------------------------------------------------------------
 
@@ -854,12 +850,8 @@ class SqlStore(Store):
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
         succeeded = [(dump_result(r), *_figures(r), key, job_id)
                      for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
-        settle = self._successes_part(job_id, succeeded)
-        if len(succeeded) == len(first):  # nearly every batch: nothing to read, it may be written behind
-            self._write(settle)
-            return
         with self.transaction() as db:
-            settle(db)
+            self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]
             queued = []
             for i in range(0, len(keys), 500):  # SQLite caps the number of parameters
