@@ -14,14 +14,14 @@ import threading
 import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from typing import Any, Callable, ClassVar, Iterator, NoReturn, Sequence
+from typing import Any, ClassVar, Iterator, NoReturn, Sequence
 
 from overnight import _json, polling
 from overnight._serialization import SCHEMA_VERSION
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import OvernightError, StoreError
 from overnight.faultpoints import fault_point
-from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, NEW, QUEUED, SqlStore
+from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, QUEUED, SqlStore
 
 #: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints
 #: (32 MB). 16 KB pages: the store's indexes are keyed by random hashes, and bigger pages
@@ -29,8 +29,6 @@ from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, NEW, QUEUED, S
 PAGE_SIZE = 16384
 CACHE_KB = 64 * 1024
 WAL_CHECKPOINT_PAGES = 2048
-#: Rows per JSON array handed to SQLite in one statement (its memory grows faster than the array).
-JSON_ROWS = 5000
 
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
@@ -56,11 +54,6 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             if "locked" not in str(exc) or time.monotonic() > deadline:
                 raise
             time.sleep(0.01)
-
-
-def _at(index: int) -> str:
-    """SQL for element ``index`` of the array ``j.value`` (a json_each row)."""
-    return f"json_extract(j.value, '$[{index}]')"
 
 
 class SqliteStore(SqlStore):
@@ -171,7 +164,10 @@ class SqliteStore(SqlStore):
     def transaction(self) -> Iterator[sqlite3.Connection]:
         """One short write transaction (BEGIN IMMEDIATE takes the write lock up front)."""
         db = self._db
-        self._begin(db)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+        except sqlite3.DatabaseError as exc:
+            raise self._unusable(exc) from None
         try:
             yield db
         except BaseException as exc:
@@ -181,29 +177,6 @@ class SqliteStore(SqlStore):
             self._commit(db)
         else:
             self._local.commit = behind.submit(self._commit, db)
-
-    def _write(self, work: Callable[[Any], None]) -> None:
-        behind = getattr(self._local, "behind", None)
-        if behind is None:
-            super()._write(work)
-            return
-        db = self._db  # the last transaction behind is over: one at a time on a connection
-        self._local.commit = behind.submit(self._whole, db, work)
-
-    def _whole(self, db: sqlite3.Connection, work: Callable[[Any], None]) -> None:
-        """A transaction from BEGIN to COMMIT (in the commit thread: it has no connection of its own)."""
-        self._begin(db)
-        try:
-            work(db)
-        except BaseException as exc:
-            self._rolled_back(db, exc)
-        self._commit(db)
-
-    def _begin(self, db: sqlite3.Connection) -> None:
-        try:
-            db.execute("BEGIN IMMEDIATE")
-        except sqlite3.DatabaseError as exc:
-            raise self._unusable(exc) from None
 
     def _commit(self, db: sqlite3.Connection) -> None:
         try:
@@ -299,32 +272,6 @@ class SqliteStore(SqlStore):
         for column in ("tokens", "max_output"):
             if column not in have:
                 db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
-
-    def _plan_part(self, plan_id: str, provider: str, position: int,
-                   items: Sequence[tuple[Any, ...]]) -> Callable[[Any], None]:
-        """The batch as one JSON array, unpacked by SQLite: each statement is then a single
-        step, which runs without the GIL, so in the commit thread (write_plan) it overlaps
-        with the next batch being built. Bound row by row, it would take the GIL back once
-        per row. The array is built now, so the batch's tuples can go at once; an item
-        without tokens and max_output reads them as NULL (past the end of its array)."""
-        parts = [(start, _json.dumps(items[start:start + JSON_ROWS]).decode())
-                 for start in range(0, len(items), JSON_ROWS)]
-
-        def write(db: Any) -> None:
-            for start, rows in parts:
-                db.execute(
-                    "INSERT INTO plan_items (plan_id, position, row, sample, key) "
-                    f"SELECT ?, ? + j.key, {_at(0)}, {_at(1)}, {_at(2)} FROM json_each(?) j",
-                    (plan_id, position + start, rows),
-                )
-                db.execute(
-                    "INSERT INTO requests (key, provider, model, line, bytes, tokens, max_output, state) "
-                    f"SELECT {_at(2)}, ?, {_at(3)}, {_at(4)}, {_at(5)}, {_at(6)}, {_at(7)}, '{NEW}' "
-                    "FROM json_each(?) j WHERE true ON CONFLICT (key) DO NOTHING",  # WHERE: SQLite's upsert syntax
-                    (provider, rows),
-                )
-
-        return write
 
     def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
         """The keys as one JSON array that SQLite unpacks itself: binding a row per key from

@@ -24,7 +24,6 @@ from __future__ import annotations
 
 import contextlib
 import enum
-import functools
 import os
 import socket
 import time
@@ -505,12 +504,6 @@ class SqlStore(Store):
             [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in items],
         )
 
-    def _plan_part(self, plan_id: str, provider: str, position: int,
-                   items: Sequence[tuple[Any, ...]]) -> Callable[[Any], None]:
-        """What writes one batch of a plan, given a connection (:meth:`_write` may run it later)."""
-        return functools.partial(self._insert_plan_items, plan_id=plan_id, provider=provider,
-                                 position=position, items=items)
-
     def _plan_written(self, db: Any, size: int) -> None:
         """A plan of ``size`` items was just written (a backend may refresh its statistics)."""
 
@@ -626,9 +619,10 @@ class SqlStore(Store):
 
         def flush() -> None:
             nonlocal position, pending
-            self._write(self._plan_part(plan_id, provider, position, pending))
+            with self.transaction() as db:
+                self._insert_plan_items(db, plan_id, provider, position, pending)
             position += len(pending)
-            pending = []  # a new list: the last one may still be being written
+            pending = []  # a new list: the last one may still be committing
 
         with self.commits_behind():  # the next items are built and checked while a part commits
             for item in items:
@@ -658,13 +652,6 @@ class SqlStore(Store):
         """Within it, a backend may finish this thread's commits in a second thread while
         the caller goes on (SQLite); its next use of the store waits for them. Here: no."""
         return contextlib.nullcontext()
-
-    def _write(self, work: Callable[[Any], None]) -> None:
-        """One write transaction doing ``work(db)``. Within :meth:`commits_behind` a backend
-        may run all of it in the second thread (SQLite: ``work`` then gives SQLite the whole
-        batch in one statement, which runs without the GIL)."""
-        with self.transaction() as db:
-            work(db)
 
     def wait_for_commit(self) -> None:
         """Wait for a commit still under way (commits_behind), raising its error."""
