@@ -15,7 +15,6 @@ memory profile: the executor under 300 MB RSS at 1,000,000 requests.
 
 from __future__ import annotations
 
-import json
 import os
 import resource
 import sys

@@ -85,6 +85,21 @@ def test_runs_record_their_pipeline_state_and_host(store, monkeypatch):
 # -- plans ----------------------------------------------------------------------------------------
 
 
+def test_a_plan_keeps_every_line_byte_for_byte_and_no_tokens_as_unknown(store):
+    import json
+
+    texts = ['quote " and backslash \\ ', "caf\u00e9 \u6f22\u5b57 \U0001f600", "line\nbreak\ttab \u2028", "nul \u0000 end",
+             "[1, 2]", "null", "9223372036854775807"]
+    lines = [json.dumps({"custom_id": f"k{i}", "body": {"content": t}}, ensure_ascii=False) for i, t in enumerate(texts)]
+    planned = [(i, 0, f"k{i}", "m\u00fc", line, len(line.encode()) + 1) for i, line in enumerate(lines)]  # no tokens
+    store.write_plan("p", "fake", "g", planned, batch=3)
+    page = list(store.pending_lines("p"))
+    assert [(r["key"], r["model"], r["bytes"], r["tokens"], r["max_output"]) for r in page] == [
+        (f"k{i}", "m\u00fc", len(line.encode()) + 1, None, None) for i, line in enumerate(lines)]
+    job = submit(store, [f"k{i}" for i in range(len(lines))])
+    assert sorted(store.job_lines(job)) == sorted(lines)
+
+
 def test_a_plan_is_stored_in_batches_and_read_back_in_order(store):
     assert not store.plan_complete("p")
     count = store.write_plan("p", "fake", "g", items(7, repeat=(2,)), batch=3)
