@@ -1157,16 +1157,17 @@ class SqlStore(Store):
                 (provider,),
             ).fetchall()
             for cand in candidates:
-                keys = [r["key"] for r in db.execute(
+                held = db.execute(
                     "SELECT DISTINCT r.key, r.model FROM remote_job_keys k JOIN plan_items p ON p.key = k.key "
                     f"JOIN requests r ON r.key = k.key WHERE k.remote_id = ? AND p.plan_id = ? "
                     f"AND r.state = '{NEW}' AND r.job_id IS NULL AND r.attempts = 0 AND r.unfinished = 0",
                     (cand["remote_id"], plan_id),
-                )]
-                if not keys:
+                ).fetchall()
+                if not held:
                     continue
+                keys = [r["key"] for r in held]
                 ref = loads(cand["ref"], JobRef)
-                model = db.execute("SELECT model FROM requests WHERE key = ?", (keys[0],)).fetchone()["model"]
+                model = held[0]["model"]
                 now = time.time()
                 tag = ref.tag
                 if not tag or db.execute("SELECT 1 FROM jobs WHERE tag = ?", (tag,)).fetchone():
@@ -1180,9 +1181,7 @@ class SqlStore(Store):
                 )
                 job_id = int(cur.fetchall()[0][0])
                 self._insert_job_requests(db, job_id, keys)
-                db.executemany(
-                    f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE key = ?", [(job_id, k) for k in keys]
-                )
+                db.execute(self.QUEUE_MEMBERS, (job_id, job_id))  # as when an intent is cut
                 adopted.append((ref, len(keys)))
         return adopted
 

@@ -8,6 +8,7 @@ only a server has: credentials, lost connections, hosts sharing one database.
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 
@@ -86,8 +87,6 @@ def test_runs_record_their_pipeline_state_and_host(store, monkeypatch):
 
 
 def test_a_plan_keeps_every_line_byte_for_byte_and_no_tokens_as_unknown(store):
-    import json
-
     texts = ['quote " and backslash \\ ', "caf\u00e9 \u6f22\u5b57 \U0001f600", "line\nbreak\ttab \u2028", "nul \u0000 end",
              "[1, 2]", "null", "9223372036854775807"]
     lines = [json.dumps({"custom_id": f"k{i}", "body": {"content": t}}, ensure_ascii=False) for i, t in enumerate(texts)]
