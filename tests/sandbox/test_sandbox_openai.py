@@ -284,3 +284,40 @@ def test_stuck_job_expires_at_the_window_end(sandbox: Sandbox, oai: openai.OpenA
     assert batch.output_file_id is None
     rows = read_jsonl(oai.files.content(batch.error_file_id).text)
     assert {r["error"]["code"] for r in rows} == {"batch_expired"}
+
+
+def test_one_batch_is_answered_while_the_results_of_another_are_computed(
+        sandbox: Sandbox, oai: openai.OpenAI, monkeypatch: pytest.MonkeyPatch) -> None:
+    """A client downloading one batch's results while the next batch's are computed is not
+    kept waiting for them (a real provider answers calls about other batches meanwhile)."""
+    import threading
+
+    first = upload_openai_batch(oai, prompts(3))
+    second = upload_openai_batch(oai, {f"b{i}": f"other {i}" for i in range(3)})
+    sandbox.advance(3600)
+    assert oai.batches.retrieve(first.id).status == "completed"  # the first one's results: computed
+    dialect = sandbox.engine.dialects["openai"]
+    computing, release = threading.Event(), threading.Event()
+    original = dialect.result
+
+    def slow_result(job, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if job["id"] == second.id:
+            computing.set()
+            release.wait(30)
+        return original(job, *args, **kwargs)
+
+    monkeypatch.setattr(dialect, "result", slow_result)
+    other = threading.Thread(target=lambda: oai.batches.retrieve(second.id))
+    other.start()
+    try:
+        assert computing.wait(30)
+        done = oai.batches.retrieve(first.id)  # answered while the second batch's results are computed
+        assert done.status == "completed" and oai.files.content(done.output_file_id).text.count("\n") == 3
+        assert other.is_alive()
+    finally:
+        release.set()
+        other.join(30)
+    second_done = oai.batches.retrieve(second.id)
+    assert second_done.status == "completed"
+    assert sorted(r["custom_id"] for r in read_jsonl(oai.files.content(second_done.output_file_id).text)) == \
+        ["b0", "b1", "b2"]

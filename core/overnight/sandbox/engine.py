@@ -6,7 +6,10 @@ lines are written. Jobs are evaluated lazily: a job's phase is a pure function o
 schedule and the clock (see :mod:`.lifecycle`), and the first time a job is seen in a
 terminal phase its results are computed by streaming its input line by line, once.
 
-All state changes happen under one lock, so concurrent requests are safe.
+All state changes happen under one lock, so concurrent requests are safe. Computing a
+job's results (seconds for 50,000 requests) holds only that job's own lock: a real
+provider answers calls about other jobs meanwhile, and a client that downloads one
+job's results while the next job's are computed must not be made to wait for them.
 """
 
 from __future__ import annotations
@@ -149,6 +152,9 @@ class Engine:
         self.max_queued_requests: int | None = self.config.max_queued_requests
         self._lock = threading.RLock()
         self._fault_lock = threading.Lock()
+        #: Jobs whose results a call is computing outside the lock; _ended tells when one is done.
+        self._materializing: set[str] = set()
+        self._ended = threading.Condition(self._lock)
 
     def close(self) -> None:
         self.save_clock()
@@ -416,6 +422,7 @@ class Engine:
         return []
 
     def get_job(self, provider: str, job_id: str) -> JobView | None:
+        self._materialize_due(provider, job_id)
         with self._lock:
             doc = self.store.get("jobs", job_id, provider)
             return None if doc is None else self._refresh(doc)
@@ -431,6 +438,7 @@ class Engine:
         Each lookup that finds a hidden job uses up one of its ``invisible_lookups``.
         The control API (:meth:`get_job`, :meth:`list_jobs`) always sees every job.
         """
+        self._materialize_due(provider, job_id)  # outside the engine's lock
         with self._lock:
             state = self.get_job(provider, job_id)
             return state if state is not None and self._visible(state) else None
@@ -496,8 +504,39 @@ class Engine:
             self.store.mark_deleted("jobs", job_id)
             shutil.rmtree(self.store.root / "jobs" / job_id, ignore_errors=True)
 
+    def _materialize_due(self, provider: str, job_id: str) -> None:
+        """Compute the results of a job that has just ended without holding the engine's
+        lock (a caller that holds it keeps it, and nothing else runs meanwhile)."""
+        with self._lock:
+            doc = self.store.get("jobs", job_id, provider)
+            while doc is not None and doc["result"] is None and job_id in self._materializing:
+                self._ended.wait()
+                doc = self.store.get("jobs", job_id, provider)
+            if doc is None or doc["result"] is not None:
+                return
+            snap = snapshot(Schedule.from_dict(doc["schedule"]), self.now())
+            if not snap.terminal:
+                return
+            self._materializing.add(job_id)
+            doc["ended_at"] = snap.ended_at
+        result = None
+        try:
+            result = self._materialize(doc, snap)  # an ended job's schedule and input no longer change
+        finally:
+            with self._lock:
+                current = self.store.get("jobs", job_id, provider)  # with any change made meanwhile
+                if result is not None and current is not None and current["result"] is None:
+                    current["ended_at"], current["result"] = snap.ended_at, result
+                    self.store.update("jobs", job_id, current)
+                self._materializing.discard(job_id)
+                self._ended.notify_all()
+
     def _refresh(self, doc: dict[str, Any]) -> JobView:
         snap = snapshot(Schedule.from_dict(doc["schedule"]), self.now())
+        if snap.terminal and doc["result"] is None:
+            while doc["id"] in self._materializing:  # by another call, outside the lock: wait for it
+                self._ended.wait()
+                doc = self.store.get("jobs", doc["id"]) or doc
         if snap.terminal and doc["result"] is None:
             doc["ended_at"] = snap.ended_at
             doc["result"] = self._materialize(doc, snap)
