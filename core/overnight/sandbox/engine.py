@@ -7,9 +7,10 @@ schedule and the clock (see :mod:`.lifecycle`), and the first time a job is seen
 terminal phase its results are computed by streaming its input line by line, once.
 
 All state changes happen under one lock, so concurrent requests are safe. Computing a
-job's results (seconds for 50,000 requests) holds only that job's own lock: a real
-provider answers calls about other jobs meanwhile, and a client that downloads one
-job's results while the next job's are computed must not be made to wait for them.
+job's results (seconds for 50,000 requests) happens outside it, under a claim on that job
+alone (other calls about the job wait for the claim): a real provider answers calls about
+other jobs meanwhile, and a client that downloads one job's results while the next job's
+are computed must not be made to wait for them.
 """
 
 from __future__ import annotations
