@@ -423,10 +423,14 @@ class Engine:
         return []
 
     def get_job(self, provider: str, job_id: str) -> JobView | None:
-        self._materialize_due(provider, job_id)
+        self._materialize_due(provider, job_id)  # outside the engine's lock
         with self._lock:
-            doc = self.store.get("jobs", job_id, provider)
-            return None if doc is None else self._refresh(doc)
+            return self._current(provider, job_id)
+
+    def _current(self, provider: str, job_id: str) -> JobView | None:
+        """The job now (under the engine's lock)."""
+        doc = self.store.get("jobs", job_id, provider)
+        return None if doc is None else self._refresh(doc)
 
     def list_jobs(self, provider: str) -> list[JobView]:
         """Newest first."""
@@ -441,7 +445,7 @@ class Engine:
         """
         self._materialize_due(provider, job_id)  # outside the engine's lock
         with self._lock:
-            state = self.get_job(provider, job_id)
+            state = self._current(provider, job_id)
             return state if state is not None and self._visible(state) else None
 
     def lookup_jobs(self, provider: str) -> list[JobView]:
