@@ -153,7 +153,6 @@ CREATE TABLE IF NOT EXISTS plan_items (
     plan_id TEXT NOT NULL, position BIGINT NOT NULL, row BIGINT NOT NULL,
     sample BIGINT NOT NULL, key TEXT NOT NULL, PRIMARY KEY (plan_id, position)
 ){norowid};
-CREATE INDEX IF NOT EXISTS plan_items_key ON plan_items (key);
 CREATE TABLE IF NOT EXISTS requests (
     key TEXT PRIMARY KEY, provider TEXT NOT NULL, model TEXT NOT NULL,
     line TEXT NOT NULL, bytes BIGINT NOT NULL,
@@ -269,6 +268,10 @@ MIGRATIONS: dict[int, tuple[str | Callable[[Any], str], ...]] = {
         "DROP INDEX IF EXISTS requests_job",
         "CREATE INDEX IF NOT EXISTS requests_job ON requests (job_id) WHERE job_id IS NOT NULL",
     ),
+    # Version 6 dropped the index on plan_items.key, but a SQLite store re-created it each
+    # time it was opened (the version-1 schema named it): one more random-key index
+    # written per planned row. Dropped again; the schema no longer names it.
+    9: ("DROP INDEX IF EXISTS plan_items_key",),
 }
 
 #: Seconds a queue figure learned from a refusal is kept (a day: every job of the time has

@@ -330,6 +330,26 @@ def test_a_store_at_schema_1_is_migrated_forward(store):
         assert [r["host"] is None for r in again.list_runs()] == [False, True]
 
 
+def _index_names(store) -> set[str]:
+    if hasattr(store, "path"):  # SQLite
+        return {r[0] for r in store._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
+    return {r[0] for r in store._query("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+
+
+def test_reopening_a_store_brings_back_no_index_a_migration_dropped(store):
+    # Each extra index on plan_items is one more random-key B-tree written per planned row.
+    first = _index_names(store)
+    store.close()
+    with Store.open() as again:
+        assert _index_names(again) == first
+        assert "plan_items_key" not in first
+        with again.transaction() as db:  # as an earlier SQLite store was left: version 8, with it
+            db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
+            db.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
+    with Store.open() as migrated:
+        assert _index_names(migrated) == first
+
+
 def _index_sql(store, name: str) -> str:
     """How the store's engine describes one of its indexes."""
     if hasattr(store, "path"):  # SQLite
