@@ -15,8 +15,8 @@ from overnight.models import Result, ResultStatus, Usage
 
 #: 2: runs.host, 3: online mode's tables, 4: result figures, 5: requests_to_submit, 6: plan sums and
 #: job tokens, 7: a result's text kept once, inside its raw answer, 8: the job index only over requests
-#: in a job, 9: no plan_items_key index (overnight.store.MIGRATIONS).
-SCHEMA_VERSION = 9
+#: in a job, 9: no plan_items_key index, 10: requests referred to by number (overnight.store.MIGRATIONS).
+SCHEMA_VERSION = 10
 
 T = TypeVar("T")
 

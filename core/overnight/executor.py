@@ -606,8 +606,8 @@ class BatchExecutor:
         after = -1
         page_size = min(max(limits.max_requests, 1), PENDING_PAGE)
         while True:
-            keys: list[str] = []
-            taken: set[str] = set()
+            ids: list[int] = []
+            taken: set[int] = set()
             nbytes = 0
             model = None
             gate = None
@@ -616,32 +616,32 @@ class BatchExecutor:
             while not full:
                 page = list(self.store.pending_lines(self.plan_id, after=last, limit=page_size))
                 for row in page:
-                    if row["key"] in taken:  # a repeated row: its request is in this chunk already
+                    if row["id"] in taken:  # a repeated row: its request is in this chunk already
                         last = row["pos"]
                         continue
-                    if keys and row["model"] != model:
+                    if ids and row["model"] != model:
                         full = True
                         break
                     if gate is None:
                         gate = self.accounting.gate(row["model"])
-                    if keys and (len(keys) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
+                    if ids and (len(ids) >= limits.max_requests or nbytes + row["bytes"] > limits.max_bytes):
                         full = True
                         break
-                    if not gate.admits(row, first=not keys):
+                    if not gate.admits(row, first=not ids):
                         full = True
                         break
-                    keys.append(row["key"])
-                    taken.add(row["key"])
+                    ids.append(row["id"])
+                    taken.add(row["id"])
                     nbytes += row["bytes"]
                     model = row["model"]
                     last = row["pos"]
                 if len(page) < page_size:
                     break
-            if not keys or gate is None:
+            if not ids or gate is None:
                 if gate is not None and gate.over_budget:
                     self._over_budget = gate.over_budget
                 return
-            outcome = self._submit(keys, model or "", nbytes, gate.tokens)
+            outcome = self._submit(ids, model or "", nbytes, gate.tokens)
             if outcome != "retry" and (outcome == "stop" or gate.stopped):
                 if gate.over_budget:
                     self._over_budget = gate.over_budget
@@ -650,7 +650,7 @@ class BatchExecutor:
             # its requests may be pending again, so read the plan from the top; else read on.
             after = last if outcome == "submitted" else -1
 
-    def _submit(self, keys: list[str], model: str, nbytes: int, ntokens: int = 0) -> str:
+    def _submit(self, request_ids: list[int], model: str, nbytes: int, ntokens: int = 0) -> str:
         """Submit one chunk: "submitted"; "rejected" when the provider refused it as a whole;
         "stop" when it refused it for quota while other jobs are in flight (submit no more
         now); "retry" when refused for quota with nothing else in flight (submit a smaller
@@ -658,19 +658,19 @@ class BatchExecutor:
         tag = f"ovn-{uuid.uuid4().hex[:24]}"
         job_id = self.store.create_intent(
             tag=tag, provider=self.provider.name, model=model, step=self.step,
-            plan_id=self.plan_id, keys=keys, nbytes=nbytes, tokens=ntokens,
+            plan_id=self.plan_id, request_ids=request_ids, nbytes=nbytes, tokens=ntokens,
         )
         self.online.note_submit()
         fault_point("after_intent")
         chunk = Chunk(
-            tag=tag, model=model, count=len(keys), bytes=nbytes,
+            tag=tag, model=model, count=len(request_ids), bytes=nbytes,
             lines=lambda: (_json.loads(line) for line in self.store.job_lines(job_id)),
             encoded=lambda: ((line + "\n").encode() for line in self.store.job_lines(job_id)),
         )
         try:
             ref = self._send(job_id, chunk)
         except QuotaExceeded as exc:
-            job = {"id": job_id, "model": model, "requests": len(keys), "tokens": ntokens}
+            job = {"id": job_id, "model": model, "requests": len(request_ids), "tokens": ntokens}
             return "retry" if self.accounting.quota_refused(job, str(exc), failed=False) else "stop"
         return "submitted" if ref is not None else "rejected"
 

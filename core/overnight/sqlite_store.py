@@ -33,9 +33,11 @@ WAL_CHECKPOINT_PAGES = 2048
 #: Seconds a connection waits for another one's lock before the store is "locked".
 BUSY_TIMEOUT = 30.0
 
-#: The schema in SQLite's words: rowid tables keyed by an INTEGER PRIMARY KEY, and the
-#: tables read only by their primary key clustered on it.
-SCHEMA = _SCHEMA.format(id="INTEGER PRIMARY KEY", norowid=" WITHOUT ROWID")
+#: The schema in SQLite's words: rowid tables keyed by an INTEGER PRIMARY KEY (which a
+#: VACUUM keeps, so a request's number is its own), and the tables read only by their
+#: primary key clustered on it.
+SCHEMA_WORDS = {"id": "INTEGER PRIMARY KEY", "norowid": " WITHOUT ROWID"}
+SCHEMA = _SCHEMA.format(**SCHEMA_WORDS)
 
 
 def _enable_wal(conn: sqlite3.Connection) -> None:
@@ -56,21 +58,34 @@ def _enable_wal(conn: sqlite3.Connection) -> None:
             time.sleep(0.01)
 
 
+#: How a store made before requests had numbers (schema 10) is read without migrating it:
+#: temporary views, which SQLite reads before the file's tables of the same name.
+_NUMBERED_VIEWS = (
+    "CREATE TEMP VIEW requests AS SELECT rowid AS id, * FROM main.requests",
+    "CREATE TEMP VIEW plan_items AS SELECT p.plan_id, p.position, p.row, p.sample, r.rowid AS request "
+    "FROM main.plan_items p JOIN main.requests r ON r.key = p.key",
+    "CREATE TEMP VIEW job_requests AS SELECT m.job_id, r.rowid AS request "
+    "FROM main.job_requests m JOIN main.requests r ON r.key = m.key",
+)
+
+
+def _number_requests(conn: sqlite3.Connection) -> None:
+    """On a read-only connection to an older store: read it as if it were migrated."""
+    columns = {row[1] for row in conn.execute("PRAGMA main.table_info(requests)")}
+    if columns and "id" not in columns:
+        for view in _NUMBERED_VIEWS:
+            conn.execute(view)
+
+
 class SqliteStore(SqlStore):
     """The embedded SQLite store. One connection per thread; WAL; short transactions."""
 
     #: Lines of a job in the table's own order: results come back in about the order
     #: sent, so storing them then touches each page of the requests table once.
     REQUEST_ORDER: ClassVar[str] = "r.rowid"
-    #: The plan's own key order would read the requests table at random (see SqlStore).
+    #: The plan's own request order would read the requests table out of order (see SqlStore).
     PLAN_ORDER: ClassVar[str] = " ORDER BY position"
-    #: By rowid: the rows are then updated in table order, not in key order (one visit per
-    #: page instead of one per request: 1M requests, 5.8 s -> 3.1 s). Rowids are only
-    #: read and used inside this one statement, so a VACUUM that renumbers them is harmless.
-    QUEUE_MEMBERS: ClassVar[str] = (
-        f"UPDATE requests SET state = '{QUEUED}', job_id = ? WHERE rowid IN "
-        "(SELECT r.rowid FROM job_requests m JOIN requests r ON r.key = m.key WHERE m.job_id = ?)"
-    )
+    SCHEMA_WORDS: ClassVar[dict[str, str]] = SCHEMA_WORDS
 
     def __init__(self, path: str | os.PathLike[str], *, readonly: bool = False) -> None:
         self.path = Path(path)
@@ -147,6 +162,7 @@ class SqliteStore(SqlStore):
                 if Path(f"{self.path}-wal").exists():
                     raise
                 conn = sqlite3.connect(f"{uri}?mode=ro&immutable=1", uri=True, isolation_level=None)
+            _number_requests(conn)
         conn.row_factory = sqlite3.Row
         return conn
 
@@ -273,25 +289,25 @@ class SqliteStore(SqlStore):
             if column not in have:
                 db.execute(f"ALTER TABLE requests ADD COLUMN {column} INTEGER")
 
-    def _insert_job_requests(self, db: Any, job_id: int, keys: Sequence[str]) -> None:
-        """The keys as one JSON array that SQLite unpacks itself: binding a row per key from
-        Python costs twice as much (1M keys: 3.6 s -> 1.9 s CPU)."""
-        db.execute("INSERT INTO job_requests (job_id, key) SELECT ?, value FROM json_each(?)",
-                   (job_id, _json.dumps(list(keys)).decode()))
+    def _insert_job_requests(self, db: Any, job_id: int, request_ids: Sequence[int]) -> None:
+        """The numbers as one JSON array that SQLite unpacks itself: binding a row per
+        request from Python costs twice as much (1M requests: 3.6 s -> 1.9 s CPU)."""
+        db.execute("INSERT INTO job_requests (job_id, request) SELECT ?, value FROM json_each(?)",
+                   (job_id, _json.dumps(list(request_ids)).decode()))
 
     def _settle_successes(self, db: Any, job_id: int, succeeded: Sequence[tuple[Any, ...]]) -> None:
-        """By rowid, in the order the lines were sent (job_lines), so the table is written
+        """By number, in the order the lines were sent (job_lines), so the table is written
         page after page instead of at random by key (500k results: 3.0 s -> 2.5 s CPU). The
-        rowids of the job's queued requests are read once per job (by the job index, in
+        numbers of the job's queued requests are read once per job (by the job index, in
         table order); a row the map misses or misplaces is settled by key, as elsewhere."""
         if self._rowids[0] != job_id:
             self._rowids = (job_id, dict(db.execute(
-                f"SELECT key, rowid FROM requests WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
+                f"SELECT key, id FROM requests WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
             ).fetchall()))
         rowids = self._rowids[1]
         updated = db.executemany(
             f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
-            f"WHERE rowid = ? AND key = ? AND job_id = ? AND state = '{QUEUED}'",
+            f"WHERE id = ? AND key = ? AND job_id = ? AND state = '{QUEUED}'",
             [(*row[:-2], rowids.get(row[-2], 0), row[-2], job_id) for row in succeeded],
         ).rowcount
         if updated < len(succeeded):  # not queued in this job (a duplicate, a late line), or moved

@@ -16,13 +16,14 @@ import pytest
 
 from fakeprovider import reply_to  # noqa: F401  (the fake provider's replies, used through `fake`)
 from overnight import ChatRequest, Message, OfflineBatchGenerationNotFinished
-from overnight._serialization import SCHEMA_VERSION
+from overnight._serialization import SCHEMA_VERSION, dump_result, load_result
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
 from overnight.policy import Retries
-from overnight.store import DONE, FAILED, FIGURES, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
+from overnight.store import _SCHEMA, DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
+from storekeys import request_ids
 
 
 @pytest.fixture(params=["sqlite", "postgresql"])
@@ -60,7 +61,7 @@ def ok(key, text="fine", cost=0.5):
 
 
 def submit(store, keys, tag="t1", plan="p"):
-    job = store.create_intent(tag=tag, provider="fake", model="m", step="g", plan_id=plan, keys=keys,
+    job = store.create_intent(tag=tag, provider="fake", model="m", step="g", plan_id=plan, request_ids=request_ids(store, keys),
                               nbytes=10 * len(keys))
     store.confirm_job(job, JobRef("fake", f"remote-{tag}", tag))
     return job
@@ -134,7 +135,7 @@ def test_intent_then_confirm_then_results_settle_each_request_once(store):
     store.write_plan("p", "fake", "g", items(4))
     store.start_run("x")
     job = store.create_intent(tag="t1", provider="fake", model="m", step="g", plan_id="p",
-                              keys=["k0", "k1", "k2", "k3"], nbytes=46)
+                              request_ids=request_ids(store, ["k0", "k1", "k2", "k3"]), nbytes=46)
     assert store.plan_counts("p") == {QUEUED: 4}
     [intent] = store.open_jobs("p")
     assert intent["state"] == INTENT and intent["ref"] is None and intent["requests"] == 4
@@ -201,10 +202,12 @@ def test_the_executors_retry_rule_decides_when_an_unrun_request_ends_as_an_error
 
 def test_a_rejected_intent_counts_one_attempt_and_abandoned_ones_none(store):
     store.write_plan("p", "fake", "g", items(2))
-    job = store.create_intent(tag="t1", provider="fake", model="m", step="g", plan_id="p", keys=["k0"], nbytes=10)
+    job = store.create_intent(tag="t1", provider="fake", model="m", step="g", plan_id="p",
+                              request_ids=request_ids(store, ["k0"]), nbytes=10)
     store.reject_intent(job, "refused: too big", Retries(1, 5))
     assert store.get_job(job)["state"] == "rejected"
-    job2 = store.create_intent(tag="t2", provider="fake", model="m", step="g", plan_id="p", keys=["k1"], nbytes=10)
+    job2 = store.create_intent(tag="t2", provider="fake", model="m", step="g", plan_id="p",
+                               request_ids=request_ids(store, ["k1"]), nbytes=10)
     store.abandon_intent(job2)
     assert store.plan_counts("p") == {FAILED: 1, NEW: 1}
     assert [j["tag"] for j in store.list_jobs()] == ["t2", "t1"]
@@ -306,28 +309,55 @@ def test_a_newer_schema_is_refused_clearly(store):
         Store.open()
 
 
-def test_a_store_at_schema_1_is_migrated_forward(store):
-    store.start_run("old")
-    with store.transaction() as db:  # as overnight 0.1 left it: none of the migrations' changes, version 1
-        db.execute("ALTER TABLE runs DROP COLUMN host")
-        for table in ("online_claims", "online_answers", "batch_deadlines"):
+#: Every table of the store (the version-1 schema's and those migrations added).
+TABLES = ("meta", "runs", "plans", "plan_items", "requests", "jobs", "job_requests", "ambiguous_creates",
+          "duplicates", "remote_jobs", "remote_job_keys", "quotas", "online_claims", "online_answers",
+          "batch_deadlines")
+
+
+def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_results(store):
+    answered = dump_result(ok("k0", text="kept"))
+    with store.transaction() as db:  # as overnight 0.1 left it: the version-1 schema, with work in it
+        for table in TABLES:
             db.execute(f"DROP TABLE {table}")
-        for column, _, _ in FIGURES:
-            db.execute(f"ALTER TABLE requests DROP COLUMN {column}")
-        db.execute("DROP INDEX requests_to_submit")
-        db.execute("ALTER TABLE plans DROP COLUMN repeats")
-        db.execute("ALTER TABLE jobs DROP COLUMN tokens")
-        db.execute("DROP INDEX plan_items_plan_key")
-        db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
+        for statement in _SCHEMA.format(**type(store).SCHEMA_WORDS).split(";"):
+            if statement.strip():
+                db.execute(statement)
         db.execute("DROP INDEX requests_job")
         db.execute("CREATE INDEX requests_job ON requests (job_id)")
-        db.execute("UPDATE meta SET value = '1' WHERE key = 'schema_version'")
+        db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
+        db.execute("INSERT INTO meta (key, value) VALUES ('schema_version', '1')")
+        db.execute("INSERT INTO runs (pipeline, state, started_at) VALUES ('old', 'done', 1.0)")
+        db.execute("INSERT INTO plans (plan_id, provider, step, size, complete, created_at) VALUES ('p', 'fake', 'g', 3, 1, 1.0)")
+        db.execute("INSERT INTO requests (key, provider, model, line, bytes, state, job_id) "
+                   f"VALUES ('k1', 'fake', 'm', '{{}}', 2, '{QUEUED}', 1)")
+        db.execute("INSERT INTO requests (key, provider, model, line, bytes, state, attempts, result) "
+                   f"VALUES ('k0', 'fake', 'm', '{{}}', 2, '{DONE}', 0, ?)", (answered,))
+        for position, (row, key) in enumerate([(0, "k0"), (1, "k1"), (2, "k0")]):  # row 2 repeats row 0
+            db.execute("INSERT INTO plan_items (plan_id, position, row, sample, key) VALUES ('p', ?, ?, 0, ?)",
+                       (position, row, key))
+        db.execute("INSERT INTO jobs (tag, provider, model, step, plan_id, state, requests, bytes, created_at, "
+                   "updated_at, remote_id) VALUES ('t1', 'fake', 'm', 'g', 'p', 'running', 1, 2, 1.0, 1.0, 'remote-t1')")
+        db.execute("INSERT INTO job_requests (job_id, key) VALUES (1, 'k1')")
     store.close()
     with Store.open() as again:
         assert again._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
         assert "job_id IS NOT NULL" in _index_sql(again, "requests_job")  # only requests in a job
+        assert "plan_items_key" not in _index_names(again)
+        assert again.plan_counts("p") == {DONE: 1, QUEUED: 1}
+        assert [j.id for j in again.open_jobs("p")] == [1] and again.job_counts(1) == {QUEUED: 1}
+        assert again._query("SELECT cost_usd FROM requests WHERE key = 'k0'")[0][0] == 0.5  # figures filled
+        again.record_results(1, [ok("k1", text="late")], R)
+        again.close_job(1, R)
+        texts = [(row, load_result(text).text) for row, _, _, text in again.plan_results("p")]
+        assert texts == [(0, "kept"), (1, "late"), (2, "kept")]
         again.start_run("new")
         assert [r["host"] is None for r in again.list_runs()] == [False, True]
+        # New requests get numbers after the migrated ones, and plans point at them.
+        again.write_plan("q", "fake", "g", items(3))
+        assert [r["key"] for r in again.pending_lines("q")] == ["k2"]
+        numbered = [r[0] for r in again._query("SELECT key FROM requests ORDER BY id")]
+        assert sorted(numbered[:2]) == ["k0", "k1"] and numbered[2] == "k2"
 
 
 def _index_names(store) -> set[str]:
@@ -343,11 +373,6 @@ def test_reopening_a_store_brings_back_no_index_a_migration_dropped(store):
     with Store.open() as again:
         assert _index_names(again) == first
         assert "plan_items_key" not in first
-        with again.transaction() as db:  # as an earlier SQLite store was left: version 8, with it
-            db.execute("CREATE INDEX plan_items_key ON plan_items (key)")
-            db.execute("UPDATE meta SET value = '8' WHERE key = 'schema_version'")
-    with Store.open() as migrated:
-        assert _index_names(migrated) == first
 
 
 def _index_sql(store, name: str) -> str:
@@ -463,7 +488,8 @@ def test_a_lost_connection_is_a_clear_error_and_the_lock_is_never_retaken_silent
                 pid = store._query("SELECT pg_backend_pid()")[0][0]
                 with psycopg.connect(pg_server.url, autocommit=True) as admin:
                     admin.execute("SELECT pg_terminate_backend(%s)", (pid,))
-                store.create_intent(tag="t", provider="fake", model="m", step="g", plan_id="p", keys=["k0"], nbytes=1)
+                store.create_intent(tag="t", provider="fake", model="m", step="g", plan_id="p",
+                                    request_ids=request_ids(store, ["k0"]), nbytes=1)
         message = str(lost.value)
         assert "Nothing was lost" in message and "Run again" in message and PASSWORD not in message
         with pytest.raises(StoreError, match="connection .* was lost"):  # still inside a pass: no reconnect
@@ -526,7 +552,7 @@ def test_within_commits_behind_a_plan_is_written_whole_and_each_part_commits_in_
 def test_leaving_commits_behind_with_an_error_keeps_the_commit_under_way_and_that_error(store):
     store.write_plan("p", "fake", "s", items(4))
     job = store.create_intent(tag="t", provider="fake", model="m", step="s", plan_id="p",
-                              keys=["k0", "k1", "k2", "k3"], nbytes=10)
+                              request_ids=request_ids(store, ["k0", "k1", "k2", "k3"]), nbytes=10)
     with pytest.raises(KeyboardInterrupt):
         with store.commits_behind():
             store.record_results(job, [ok("k0"), ok("k1")], R)
@@ -547,7 +573,7 @@ def test_a_commit_that_fails_behind_is_raised_at_the_next_use_of_the_store(store
         self._rolled_back(db, sqlite3.OperationalError("database or disk is full"))
 
     store.write_plan("p", "fake", "s", items(2))
-    job = store.create_intent(tag="t", provider="fake", model="m", step="s", plan_id="p", keys=["k0", "k1"],
+    job = store.create_intent(tag="t", provider="fake", model="m", step="s", plan_id="p", request_ids=request_ids(store, ["k0", "k1"]),
                               nbytes=10)
     monkeypatch.setattr(type(store), "_commit", full)
     with pytest.raises(DiskError, match="the disk is full"):

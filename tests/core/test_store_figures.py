@@ -14,6 +14,7 @@ from overnight.models import Result, ResultStatus, Usage
 from overnight.policy import Retries
 from overnight.sqlite_store import SCHEMA, SqliteStore as Store
 from overnight.store import DONE
+from storekeys import request_ids
 
 
 def _old_store(path: Path) -> None:
@@ -58,7 +59,8 @@ def test_an_old_store_gains_the_columns_filled_from_its_results(tmp_path: Path) 
 def test_recorded_results_write_their_figures(tmp_path: Path) -> None:
     store = Store(tmp_path / "overnight.sqlite")
     store.write_plan("p", "openai", "s", [(0, 0, "a", "m", "{}", 2), (1, 0, "b", "m", "{}", 2)])
-    job = store.create_intent(tag="t", provider="openai", model="m", step="s", plan_id="p", keys=["a", "b"], nbytes=4)
+    job = store.create_intent(tag="t", provider="openai", model="m", step="s", plan_id="p",
+                              request_ids=request_ids(store, ["a", "b"]), nbytes=4)
     store.record_results(job, [Result("a", ResultStatus.SUCCEEDED, "x", usage=Usage(3, 4), cost_usd=1.0,
                                       online_cost_usd=2.0),
                                Result("b", ResultStatus.ERRORED, error="bad", usage=Usage(1, 0))],
