@@ -542,11 +542,21 @@ class SqlStore(Store):
                            items: Sequence[tuple[Any, ...]]) -> None:
         """Write one batch of a plan: its requests not yet known, then its items (which
         point at their requests' numbers)."""
-        db.executemany(
+        self._insert_requests(db, provider, items)
+        self._insert_items(db, plan_id, position, items)
+
+    @staticmethod
+    def _insert_requests(db: Any, provider: str, items: Sequence[tuple[Any, ...]]) -> int:
+        """Store the items' requests not yet known (by key); how many were added."""
+        return int(db.executemany(
             "INSERT INTO requests (key, provider, model, line, bytes, tokens, max_output, state) "
             f"VALUES (?, ?, ?, ?, ?, ?, ?, '{NEW}') ON CONFLICT (key) DO NOTHING",
             [(i[2], provider, i[3], i[4], i[5], *(tuple(i[6:8]) + (None, None))[:2]) for i in items],
-        )
+        ).rowcount)
+
+    @staticmethod
+    def _insert_items(db: Any, plan_id: str, position: int, items: Sequence[tuple[Any, ...]]) -> None:
+        """Store the items themselves (their requests are stored), each request found by key."""
         db.executemany(
             "INSERT INTO plan_items (plan_id, position, row, sample, request) "
             "VALUES (?, ?, ?, ?, (SELECT id FROM requests WHERE key = ?))",

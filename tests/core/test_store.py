@@ -61,8 +61,8 @@ def ok(key, text="fine", cost=0.5):
 
 
 def submit(store, keys, tag="t1", plan="p"):
-    job = store.create_intent(tag=tag, provider="fake", model="m", step="g", plan_id=plan, request_ids=request_ids(store, keys),
-                              nbytes=10 * len(keys))
+    job = store.create_intent(tag=tag, provider="fake", model="m", step="g", plan_id=plan,
+                              request_ids=request_ids(store, keys), nbytes=10 * len(keys))
     store.confirm_job(job, JobRef("fake", f"remote-{tag}", tag))
     return job
 
@@ -364,6 +364,23 @@ def _index_names(store) -> set[str]:
     if hasattr(store, "path"):  # SQLite
         return {r[0] for r in store._query("SELECT name FROM sqlite_master WHERE type = 'index'")}
     return {r[0] for r in store._query("SELECT indexname FROM pg_indexes WHERE schemaname = current_schema()")}
+
+
+def test_each_plan_item_points_at_its_own_request_new_known_or_repeated(store):
+    # Batches of 3: all new; then ones mixing requests known from plan p and repeats.
+    store.write_plan("p", "fake", "g", items(4), batch=3)
+    first = [(r["key"], r["pos"]) for r in store.pending_lines("p")]
+    assert first == [(f"k{i}", i) for i in range(4)]
+    plan = items(6, start=2, repeat=(3, 7))  # k2..k7, then k3 and k7 again
+    store.write_plan("q", "fake", "g", plan, batch=3)
+    assert [r["key"] for r in store.pending_lines("q")] == [key for _, _, key, *_ in plan]
+    assert store.plan_repeats("q") == 2
+    counted = store._query("SELECT COUNT(*) AS n, COUNT(DISTINCT id) AS numbers FROM requests")[0]
+    assert (counted["n"], counted["numbers"]) == (8, 8)
+    store.record_results(submit(store, ["k3", "k7"], tag="t", plan="q"),
+                         [ok("k3", text="three"), ok("k7", text="seven")], R)
+    answered = {(row, load_result(text).text) for row, _, _, text in store.plan_results("q") if text}
+    assert answered == {(3, "three"), (7, "seven"), (8, "three"), (9, "seven")}
 
 
 def test_reopening_a_store_brings_back_no_index_a_migration_dropped(store):
