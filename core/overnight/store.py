@@ -34,6 +34,7 @@ import platformdirs
 from attrs import fields as attrs_fields, frozen
 
 from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
+from overnight import polling
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
 from overnight.policy import Retries
@@ -601,6 +602,9 @@ class SqlStore(Store):
     def _apply_migrations(self, db: Any, version: int) -> int:
         """Run the migrations past ``version`` (in the caller's transaction); the new version.
         A statement may be a function of the store, for SQL that differs by engine."""
+        if version < SCHEMA_VERSION and db.execute("SELECT 1 FROM requests LIMIT 1").fetchall():  # say why this start is slow
+            polling.report(f"upgrading the store {self.location} from schema {version} to {SCHEMA_VERSION}, once "
+                           "(about half a minute per million requests it holds)")
         for target in sorted(MIGRATIONS):
             if target > version:
                 for statement in MIGRATIONS[target]:

@@ -315,7 +315,7 @@ TABLES = ("meta", "runs", "plans", "plan_items", "requests", "jobs", "job_reques
           "batch_deadlines")
 
 
-def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_results(store):
+def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_results(store, capsys):
     answered = dump_result(ok("k0", text="kept"))
     with store.transaction() as db:  # as overnight 0.1 left it: the version-1 schema, with work in it
         for table in TABLES:
@@ -341,6 +341,7 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_resu
         db.execute("INSERT INTO job_requests (job_id, key) VALUES (1, 'k1')")
     store.close()
     with Store.open() as again:
+        assert f"upgrading the store {again.location} from schema 1 to {SCHEMA_VERSION}, once" in capsys.readouterr().err
         assert again._query("SELECT value FROM meta WHERE key = 'schema_version'")[0][0] == str(SCHEMA_VERSION)
         assert "job_id IS NOT NULL" in _index_sql(again, "requests_job")  # only requests in a job
         assert "plan_items_key" not in _index_names(again)
