@@ -33,8 +33,8 @@ from typing import Any, Callable, ClassVar, Iterable, Iterator, Protocol, Sequen
 import platformdirs
 from attrs import fields as attrs_fields, frozen
 
-from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
 from overnight import polling
+from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
 from overnight.policy import Retries
