@@ -384,6 +384,30 @@ def test_each_plan_item_points_at_its_own_request_new_known_or_repeated(store):
     assert answered == {(3, "three"), (7, "seven"), (8, "three"), (9, "seven")}
 
 
+def test_a_result_is_settled_by_its_key_not_by_reading_its_whole_job(store, monkeypatch):
+    # PostgreSQL once took the partial job index for each result (its statistics, taken when
+    # the plan was written, said no request was in a job) and read every member per result.
+    if hasattr(store, "path"):
+        pytest.skip("SQLite settles by request number, with a statement of its own")
+    from overnight.postgres_store import ANALYZE_AFTER, _Connection
+
+    store.write_plan("p", "fake", "g", items(ANALYZE_AFTER))
+    job = submit(store, [f"k{i}" for i in range(ANALYZE_AFTER)])
+    sent = []
+    executemany = _Connection.executemany
+
+    def watched(self, sql, rows):
+        rows = list(rows)
+        sent.extend([(sql, rows[0])] if rows else [])
+        return executemany(self, sql, rows)
+
+    monkeypatch.setattr(_Connection, "executemany", watched)
+    store.record_results(job, [ok("k0")], R)
+    sql, params = next((sql, params) for sql, params in sent if sql.startswith("UPDATE requests"))
+    plan = "\n".join(row[0] for row in store._query(f"EXPLAIN {sql}", params))
+    assert "requests_job" not in plan, plan
+
+
 def test_reopening_a_store_brings_back_no_index_a_migration_dropped(store):
     # Each extra index on plan_items is one more random-key B-tree written per planned row.
     first = _index_names(store)
