@@ -478,8 +478,9 @@ class SqlStore(Store):
     A backend provides :meth:`transaction` (one short write transaction, yielding a
     connection whose ``execute``/``executemany`` take ``?`` placeholders and whose rows
     read by column name and position), :meth:`_query` and :meth:`_stream` (reads outside
-    a transaction; ``_stream`` without loading every row), :meth:`lock`, and the schema
-    bookkeeping. Where the engines' SQL differs, the fragments below say so.
+    a transaction; ``_stream`` without loading every row), :meth:`lock`, the schema
+    bookkeeping and :attr:`SCHEMA_WORDS`. Where the engines' SQL differs, the fragments
+    below say so.
     """
 
     #: The order in which a job's lines are read (SQLite: the table's own order, for locality).
