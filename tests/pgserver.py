@@ -12,6 +12,8 @@ starts one and prints its URL (for the benchmark).
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import glob
 import os
 import pwd
@@ -22,6 +24,7 @@ import subprocess
 import tempfile
 import uuid
 from pathlib import Path
+from typing import Iterator
 
 USER = "overnight"
 PASSWORD = "pg-secret-" + uuid.uuid4().hex[:12]  # the tests grep every output for it
@@ -65,6 +68,15 @@ def _as_user() -> tuple[list[str], int | None, int | None]:
     return runner, entry.pw_uid, entry.pw_gid
 
 
+@contextlib.contextmanager
+def _machine_setup() -> Iterator[None]:
+    """One test process at a time installs the package and adds its user (pytest-xdist
+    workers start their servers at once, and apt-get and useradd each take a lock)."""
+    with open(Path(tempfile.gettempdir()) / "overnight-pg-setup.lock", "w") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        yield
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
@@ -75,15 +87,16 @@ class Server:
     """One running server; :attr:`url` reaches its ``overnight`` database."""
 
     def __init__(self) -> None:
-        initdb = _find("initdb")
-        if initdb is None:
-            _install()
+        with _machine_setup():
             initdb = _find("initdb")
             if initdb is None:
-                raise Unavailable("initdb is still missing after installing postgresql")
+                _install()
+                initdb = _find("initdb")
+                if initdb is None:
+                    raise Unavailable("initdb is still missing after installing postgresql")
+            self.prefix, uid, gid = _as_user()
         pg_ctl = _find("pg_ctl") or str(Path(initdb).with_name("pg_ctl"))
         self.pg_ctl = pg_ctl
-        self.prefix, uid, gid = _as_user()
         self.root = Path(tempfile.mkdtemp(prefix="overnight-pg-"))
         self.data = self.root / "data"
         self.port = _free_port()
