@@ -67,21 +67,24 @@ def _text_at(raw: Any, text: str) -> int | None:
     return None
 
 
-def dump_result(result: Result) -> str:
+def dump_result(result: Result, costs: tuple[float | None, float | None] | None = None) -> str:
     """``dumps(result)`` for a :class:`~overnight.models.Result`, written out by hand.
 
     One is stored per request (millions in a big run): building the dict directly
     instead of through cattrs is faster and gives the same text. A text that the raw
     answer holds already is not written a second time (``text_at``, see TEXT_PATHS).
+    ``costs``: ``(cost_usd, online_cost_usd)`` to store instead of the result's own (the
+    price the core gives a result, without building a copy of it).
     """
     usage = result.usage
     text = result.text
+    cost, online = (result.cost_usd, result.online_cost_usd) if costs is None else costs
     data = {
-        "cost_usd": result.cost_usd,
+        "cost_usd": cost,
         "custom_id": result.custom_id,
         "error": result.error,
         "finish_reason": result.finish_reason,
-        "online_cost_usd": result.online_cost_usd,
+        "online_cost_usd": online,
         "raw": result.raw,
         "status": result.status.value,
         "text": text,

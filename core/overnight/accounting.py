@@ -17,7 +17,7 @@ from typing import Any, Mapping
 from overnight import polling, pricing, tokens
 from overnight.errors import BudgetExceeded, ConfigurationError
 from overnight.money import DEFAULT_EXPECTED_OUTPUT, StepEstimate, usd
-from overnight.models import ChatRequest, ModelSpec, Result
+from overnight.models import ChatRequest, ModelSpec
 from overnight.policy import RunPolicy
 from overnight.providers import Provider
 from overnight.store import DONE, NEW, QUEUED, JobPhase, JobRecord, Store
@@ -193,16 +193,6 @@ class Accounting:
         if model not in self._rates:
             self._rates[model] = pricing.rates(self.info, model, self.policy.prices)
         return self._rates[model]
-
-    def priced(self, result: Result, model: str) -> Result:
-        """The result with its billed cost (at batch prices) when it was paid for."""
-        rates = self.rates(model)
-        if rates is None or not result.ok or result.usage is None or result.cost_usd is not None:
-            return result
-        cost, online = rates.bill(result.usage)
-        # Built field by field: attrs.evolve introspects the class on every call (one per result).
-        return Result(result.custom_id, result.status, result.text, result.error, result.usage,
-                      result.finish_reason, result.raw, cost, online)
 
     def expected_output(self, money: Mapping[str, Mapping[str, Any]]) -> tuple[float, str]:
         done = money.get(DONE)

@@ -585,9 +585,9 @@ class BatchExecutor:
         if more:
             self.store.wait_for_commit()
             fault_point("mid_fetch")
-        model = self._job_model(job_id)
-        results = [self.accounting.priced(r, model) for r in results]
-        self.store.record_results(job_id, results, self.policy.retries)
+        rates = self.accounting.rates(self._job_model(job_id))
+        # Priced as they are stored, not copied one by one first (a Result per result).
+        self.store.record_results(job_id, results, self.policy.retries, bill=rates.bill if rates else None)
 
     def _job_model(self, job_id: int) -> str:
         if job_id not in self._models:

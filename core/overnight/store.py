@@ -36,7 +36,7 @@ from attrs import fields as attrs_fields, frozen
 from overnight import polling
 from overnight._serialization import SCHEMA_VERSION, dump_result, dumps, load_result, loads
 from overnight.errors import ConfigurationError, DiskError, StoreError
-from overnight.models import JobRef, JobStatus, Result, ResultStatus, evolve
+from overnight.models import JobRef, JobStatus, Result, ResultStatus, Usage, evolve
 from overnight.policy import Retries
 
 DB_NAME = "overnight.sqlite"
@@ -213,6 +213,10 @@ def _job_tokens(job_id: str) -> str:
     (a request planned before tokens were estimated counts a token per 4 bytes)."""
     return ("SELECT COALESCE(SUM(COALESCE(r.tokens, (r.bytes + 3) / 4)), 0) FROM job_requests m "
             f"JOIN requests r ON r.id = m.request WHERE m.job_id = {job_id}")
+
+
+#: Prices one request's usage: ``(batch cost, online cost)`` in US dollars.
+Bill = Callable[[Usage], "tuple[float | None, float | None]"]
 
 
 def _figures(result: Result | None) -> tuple[int | None, int | None, float | None, float | None]:
@@ -427,7 +431,8 @@ class Store(Protocol):
     def abandon_intent(self, job_id: int) -> None: ...
     def open_jobs(self, plan_id: str) -> list[JobRecord]: ...
     def update_job(self, job_id: int, status: JobStatus) -> None: ...
-    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None: ...
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries,
+                       bill: Bill | None = None) -> None: ...
     def close_job(self, job_id: int, retries: Retries, *, failure: str | None = None) -> None: ...
     def reject_intent(self, job_id: int, reason: str, retries: Retries) -> None: ...
     def lose_job(self, job_id: int, reason: str) -> int: ...
@@ -894,9 +899,12 @@ class SqlStore(Store):
                  status.failed, time.time(), job_id),
             )
 
-    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries) -> None:
+    def record_results(self, job_id: int, results: Sequence[Result], retries: Retries,
+                       bill: Bill | None = None) -> None:
         """Store one batch of a job's results, in one transaction; ``retries`` (the
-        executor's rule) says which requests that did not succeed go again.
+        executor's rule) says which requests that did not succeed go again; ``bill``
+        prices the usage of a success the provider did not price (``(batch, online)``
+        US dollars, :meth:`overnight.pricing.Rates.bill`).
 
         Only requests still queued in *this* job take a result, so unknown custom ids,
         duplicates (the first one wins) and late results of a superseded job are ignored.
@@ -906,8 +914,13 @@ class SqlStore(Store):
             first.setdefault(result.custom_id, result)
         # Successes (nearly every result) settle in one statement each, with no read first:
         # the WHERE clause is the "still queued in this job" test, so the rest are ignored.
-        succeeded = [(dump_result(r), *_figures(r), key, job_id)
-                     for key, r in first.items() if r.status is ResultStatus.SUCCEEDED]
+        succeeded = []
+        for key, r in first.items():
+            if r.status is ResultStatus.SUCCEEDED:
+                usage = r.usage
+                costs = bill(usage) if bill is not None and usage is not None and r.cost_usd is None \
+                    else (r.cost_usd, r.online_cost_usd)
+                succeeded.append((dump_result(r, costs), *_figures(r)[:2], *costs, key, job_id))
         with self.transaction() as db:
             self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]

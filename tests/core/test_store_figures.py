@@ -13,7 +13,7 @@ from overnight._serialization import dump_result
 from overnight.models import Result, ResultStatus, Usage
 from overnight.policy import Retries
 from overnight.sqlite_store import SCHEMA, SqliteStore as Store
-from overnight.store import DONE
+from overnight.store import DONE, result_from_json
 from storekeys import request_ids
 
 
@@ -68,3 +68,27 @@ def test_recorded_results_write_their_figures(tmp_path: Path) -> None:
     rows = store._query("SELECT key, state, used_in, used_out, cost_usd, online_cost_usd FROM requests ORDER BY key")
     assert [tuple(r) for r in rows] == [("a", "done", 3, 4, 1.0, 2.0), ("b", "failed", 1, 0, None, None)]
     assert store.money_totals()["cost_usd"] == 1.0
+
+
+def test_a_success_the_provider_did_not_price_is_billed_as_it_is_stored(tmp_path: Path) -> None:
+    store = Store(tmp_path / "overnight.sqlite")
+    keys = ["priced", "unpriced", "no-usage", "failed"]
+    store.write_plan("p", "openai", "s", [(i, 0, k, "m", "{}", 2) for i, k in enumerate(keys)])
+    job = store.create_intent(tag="t", provider="openai", model="m", step="s", plan_id="p",
+                              request_ids=request_ids(store, keys), nbytes=8)
+    store.record_results(job, [
+        Result("priced", ResultStatus.SUCCEEDED, "x", usage=Usage(3, 4), cost_usd=1.0, online_cost_usd=2.0),
+        Result("unpriced", ResultStatus.SUCCEEDED, "y", usage=Usage(3, 4)),
+        Result("no-usage", ResultStatus.SUCCEEDED, "z"),
+        Result("failed", ResultStatus.ERRORED, error="bad", usage=Usage(1, 0)),
+    ], Retries(max_attempts=1, max_unfinished=3), bill=lambda usage: (usage.output_tokens / 100, usage.output_tokens / 50))
+    rows = {r["key"]: (r["cost_usd"], r["online_cost_usd"], r["result"]) for r in
+            store._query("SELECT key, cost_usd, online_cost_usd, result FROM requests")}
+    assert rows["priced"][:2] == (1.0, 2.0)  # the provider's own price is kept
+    assert rows["unpriced"][:2] == (0.04, 0.08)
+    assert rows["no-usage"][:2] == (None, None) and rows["failed"][:2] == (None, None)
+    # The stored JSON says the same as the columns: a result read back carries its price.
+    answer = store.plan_results("p")
+    costs = {keys[row]: (result_from_json(text).cost_usd, result_from_json(text).online_cost_usd)
+             for row, _sample, _state, text in answer}
+    assert costs == {"priced": (1.0, 2.0), "unpriced": (0.04, 0.08), "no-usage": (None, None), "failed": (None, None)}
