@@ -219,14 +219,16 @@ def _job_tokens(job_id: str) -> str:
 Bill = Callable[[Usage], "tuple[float | None, float | None]"]
 
 
-def _figures(result: Result | None) -> tuple[int | None, int | None, float | None, float | None]:
-    """The FIGURES of one result, in order."""
+def _figures(result: Result | None, costs: tuple[float | None, float | None] | None = None,
+             ) -> tuple[int | None, int | None, float | None, float | None]:
+    """The FIGURES of one result, in order (``costs``: instead of its own, as dump_result)."""
     if result is None:
         return None, None, None, None
+    cost, online = (result.cost_usd, result.online_cost_usd) if costs is None else costs
     usage = result.usage
     if usage is None:
-        return None, None, result.cost_usd, result.online_cost_usd
-    return usage.input_tokens, usage.output_tokens, result.cost_usd, result.online_cost_usd
+        return None, None, cost, online
+    return usage.input_tokens, usage.output_tokens, cost, online
 
 
 def _in_engine_words(sql: str) -> Callable[[Any], str]:
@@ -920,7 +922,7 @@ class SqlStore(Store):
                 usage = r.usage
                 costs = bill(usage) if bill is not None and usage is not None and r.cost_usd is None \
                     else (r.cost_usd, r.online_cost_usd)
-                succeeded.append((dump_result(r, costs), *_figures(r)[:2], *costs, key, job_id))
+                succeeded.append((dump_result(r, costs), *_figures(r, costs), key, job_id))
         with self.transaction() as db:
             self._settle_successes(db, job_id, succeeded)
             keys = [key for key, r in first.items() if r.status is not ResultStatus.SUCCEEDED]

@@ -82,13 +82,11 @@ def test_a_success_the_provider_did_not_price_is_billed_as_it_is_stored(tmp_path
         Result("no-usage", ResultStatus.SUCCEEDED, "z"),
         Result("failed", ResultStatus.ERRORED, error="bad", usage=Usage(1, 0)),
     ], Retries(max_attempts=1, max_unfinished=3), bill=lambda usage: (usage.output_tokens / 100, usage.output_tokens / 50))
-    rows = {r["key"]: (r["cost_usd"], r["online_cost_usd"], r["result"]) for r in
-            store._query("SELECT key, cost_usd, online_cost_usd, result FROM requests")}
-    assert rows["priced"][:2] == (1.0, 2.0)  # the provider's own price is kept
-    assert rows["unpriced"][:2] == (0.04, 0.08)
-    assert rows["no-usage"][:2] == (None, None) and rows["failed"][:2] == (None, None)
+    expected = {"priced": (1.0, 2.0),  # the provider's own price is kept
+                "unpriced": (0.04, 0.08), "no-usage": (None, None), "failed": (None, None)}
+    columns = {r["key"]: (r["cost_usd"], r["online_cost_usd"])
+               for r in store._query("SELECT key, cost_usd, online_cost_usd FROM requests")}
+    assert columns == expected
     # The stored JSON says the same as the columns: a result read back carries its price.
-    answer = store.plan_results("p")
-    costs = {keys[row]: (result_from_json(text).cost_usd, result_from_json(text).online_cost_usd)
-             for row, _sample, _state, text in answer}
-    assert costs == {"priced": (1.0, 2.0), "unpriced": (0.04, 0.08), "no-usage": (None, None), "failed": (None, None)}
+    read_back = {keys[row]: result_from_json(text) for row, _sample, _state, text in store.plan_results("p")}
+    assert {k: (r.cost_usd, r.online_cost_usd) for k, r in read_back.items()} == expected
