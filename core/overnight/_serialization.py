@@ -15,8 +15,9 @@ from overnight.models import Result, ResultStatus, Usage
 
 #: 2: runs.host, 3: online mode's tables, 4: result figures, 5: requests_to_submit, 6: plan sums and
 #: job tokens, 7: a result's text kept once, inside its raw answer, 8: the job index only over requests
-#: in a job, 9: no plan_items_key index, 10: requests referred to by number (overnight.store.MIGRATIONS).
-SCHEMA_VERSION = 10
+#: in a job, 9: no plan_items_key index, 10: requests referred to by number, 11: results as columns
+#: (overnight.store.MIGRATIONS).
+SCHEMA_VERSION = 11
 
 T = TypeVar("T")
 
@@ -67,42 +68,51 @@ def _text_at(raw: Any, text: str) -> int | None:
     return None
 
 
-def dump_result(result: Result, costs: tuple[float | None, float | None] | None = None) -> str:
-    """``dumps(result)`` for a :class:`~overnight.models.Result`, written out by hand.
+def dump_raw(raw: dict[str, Any] | None, text: str | None) -> tuple[int | None, str | None]:
+    """A result's raw answer as stored beside its text: ``(text_at, JSON)``.
 
-    One is stored per request (millions in a big run): building the dict directly
-    instead of through cattrs is faster and gives the same text. A text that the raw
-    answer holds already is not written a second time (``text_at``, see TEXT_PATHS).
-    ``costs``: ``(cost_usd, online_cost_usd)`` to store instead of the result's own (the
-    price the core gives a result, without building a copy of it).
+    When the raw answer holds the text at ``TEXT_PATHS[text_at]``, that place is written
+    as null: the answer is stored once, in the text's own column, and reading a result
+    without its raw answer parses no JSON at all. The raw dict itself is left as it was.
     """
-    usage = result.usage
-    text = result.text
-    cost, online = (result.cost_usd, result.online_cost_usd) if costs is None else costs
-    data = {
-        "cost_usd": cost,
-        "custom_id": result.custom_id,
-        "error": result.error,
-        "finish_reason": result.finish_reason,
-        "online_cost_usd": online,
-        "raw": result.raw,
-        "status": result.status.value,
-        "text": text,
-        "usage": None if usage is None else {"input_tokens": usage.input_tokens, "output_tokens": usage.output_tokens},
-    }
-    if text:
-        at = _text_at(result.raw, text)
-        if at is not None:
-            data["text"], data["text_at"] = None, at
-    return _json.dumps(data, sort_keys=True).decode()
+    if raw is None:
+        return None, None
+    at = _text_at(raw, text) if text else None
+    if at is None:
+        return None, _json.dumps(raw).decode()
+    *path, last = TEXT_PATHS[at]
+    holder: Any = raw
+    for step in path:
+        holder = holder[step]
+    # Blanked in place for the one dumps call and put back, not copied along the path.
+    holder[last] = None
+    try:
+        return at, _json.dumps(raw).decode()
+    finally:
+        holder[last] = text
+
+
+def load_raw(stored: str | bytes | None, text_at: int | None, text: str | None) -> dict[str, Any] | None:
+    """The raw answer :func:`dump_raw` stored, with its text put back."""
+    if stored is None:
+        return None
+    raw: dict[str, Any] = _json.loads(stored)
+    if text_at is not None:
+        *path, last = TEXT_PATHS[text_at]
+        holder: Any = raw
+        for step in path:
+            holder = holder[step]
+        holder[last] = text
+    return raw
 
 
 _STATUS = {status.value: status for status in ResultStatus}
 
 
 def load_result(text: str | bytes) -> Result:
-    """``loads(text, Result)`` for what :func:`dump_result` wrote, without cattrs (one per row
-    read back). The store wrote every field with its type, so none is converted."""
+    """A result as stores before schema 11 kept it: ``dumps(result)``, with its text possibly
+    only inside its raw answer (``text_at``, see TEXT_PATHS). Without cattrs: the store
+    wrote every field with its type, so none is converted."""
     data = _json.loads(text)
     usage, raw = data.get("usage"), data.get("raw")
     get = data.get
@@ -113,3 +123,15 @@ def load_result(text: str | bytes) -> Result:
         None if usage is None else Usage(int(usage.get("input_tokens", 0)), int(usage.get("output_tokens", 0))),
         get("finish_reason"), raw, get("cost_usd"), get("online_cost_usd"),
     )
+
+
+def result_from_columns(key: str, legacy: str | None, status: str | None, text: str | None, error: str | None,
+                        finish_reason: str | None, text_at: int | None, raw: str | None, used_in: int | None,
+                        used_out: int | None, cost: float | None, online: float | None) -> Result | None:
+    """A request's result from the store's columns (overnight.store.ANSWER and FIGURES;
+    ``raw`` None when not read), else from its JSON (``legacy``: stored before schema 11,
+    :func:`load_result`), else None (no result yet)."""
+    if status is None:
+        return load_result(legacy) if legacy else None
+    return Result(key, _STATUS[status], text, error, None if used_in is None else Usage(used_in, used_out or 0),
+                  finish_reason, load_raw(raw, text_at, text), cost, online)

@@ -68,7 +68,7 @@ from overnight.models import (
 )
 from overnight.policy import RunPolicy
 from overnight.providers import Provider
-from overnight.store import Store, result_from_json
+from overnight.store import Store
 from overnight.suggest import did_you_mean
 
 #: Results are written to the store in transactions of growing size: small at first so an
@@ -139,11 +139,14 @@ class BatchExecutor:
         policy: RunPolicy = RunPolicy(),
         model: str | None = None,
         params: GenerationParams | None = None,
+        raw: bool = True,
     ) -> None:
         self.store = store
         #: The model and options every planned request gets (the LLM's); None: each request's own.
         self.model = model
         self.params = params
+        #: Whether results come back with the provider's raw answer (False: it is not read).
+        self.raw = raw
         self.provider = provider
         self.options = options
         self.step = step
@@ -771,8 +774,7 @@ class BatchExecutor:
         summed = self.policy.budget is not None and self.store.plan_repeats(self.plan_id) == 0
         cost = online = 0.0
         faulty = armed("during_assembly")
-        for row, sample, state, text in self.store.plan_results(self.plan_id):
-            result = result_from_json(text)
+        for row, sample, state, result in self.store.plan_results(self.plan_id, raw=self.raw):
             if state not in (st.DONE, st.FAILED) or result is None:
                 raise StoreError(
                     f"step {self.step!r}: row {row} has no result although no job is open "

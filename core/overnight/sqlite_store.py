@@ -21,7 +21,7 @@ from overnight._serialization import SCHEMA_VERSION
 from overnight.diskerrors import disk_error, raise_on_disk
 from overnight.errors import OvernightError, StoreError
 from overnight.faultpoints import fault_point
-from overnight.store import _SCHEMA, _SET_FIGURES, DB_NAME, DONE, QUEUED, SqlStore
+from overnight.store import _SCHEMA, _SET_RESULT, DB_NAME, DONE, QUEUED, SqlStore
 
 #: Page size of a new store file, page cache per connection (KiB), WAL pages between checkpoints
 #: (32 MB). 16 KB pages: the store's indexes are keyed by random hashes, and bigger pages
@@ -321,7 +321,7 @@ class SqliteStore(SqlStore):
             ).fetchall()))
         rowids = self._rowids[1]
         updated = db.executemany(
-            f"UPDATE requests SET state = '{DONE}', result = ?, {_SET_FIGURES} "
+            f"UPDATE requests SET state = '{DONE}', {_SET_RESULT} "
             f"WHERE id = ? AND key = ? AND job_id = ? AND state = '{QUEUED}'",
             [(*row[:-2], rowids.get(row[-2], 0), row[-2], job_id) for row in succeeded],
         ).rowcount

@@ -288,6 +288,7 @@ class TextGeneration(Step):
                 step=self.name or "",
                 plan_id=ctx.signature,
                 policy=ctx.policy,
+                raw=False,  # no column of the output holds the provider's raw answer
             )
         finally:
             self.llm.jobs_ids = llm.jobs_ids  # the user's LLM says what is pending, as without a schema

@@ -2,19 +2,23 @@
 
 Results are stored and read back once per request, and every prompt's tokens are
 estimated at plan time, so these paths avoid cattrs and per-piece Python work; what they
-produce must not differ from the general converter's or the plain per-piece sum.
+read back must be what was stored, and what they produce must not differ from the
+general converter's or the plain per-piece sum.
 """
 
 from __future__ import annotations
 
+import copy
 import math
 import random
 
 import pytest
 
 from overnight import tokens
-from overnight._serialization import dump_result, dumps, load_result, loads
-from overnight.models import Result, ResultStatus, Usage
+from overnight import _json
+from overnight._serialization import converter, dump_raw, dumps, load_result, loads, result_from_columns
+from overnight.models import Result, ResultStatus, Usage, evolve
+from overnight.store import _stored
 
 RESULTS = [
     Result("k1", ResultStatus.SUCCEEDED, "hi", None, Usage(3, 4), "stop",
@@ -26,9 +30,18 @@ RESULTS = [
 
 
 @pytest.mark.parametrize("result", RESULTS, ids=lambda r: r.custom_id)
-def test_stored_result_text_and_value_are_the_converters(result: Result) -> None:
-    assert dump_result(result) == dumps(result)
+def test_a_result_stored_as_columns_reads_back_as_it_was(result: Result) -> None:
+    stored = _stored(result)
+    assert result_from_columns(result.custom_id, None, *stored) == result
+    # Read without its raw answer (the column not read): the same result but for raw.
+    without_raw = result_from_columns(result.custom_id, None, *stored[:5], None, *stored[6:])
+    assert without_raw == evolve(result, raw=None)
+
+
+@pytest.mark.parametrize("result", RESULTS, ids=lambda r: r.custom_id)
+def test_a_result_stored_before_schema_11_reads_back_as_the_converter_reads_it(result: Result) -> None:
     assert load_result(dumps(result)) == loads(dumps(result), Result) == result
+    assert result_from_columns(result.custom_id, dumps(result), *(None,) * 10) == result
 
 
 ANSWER = "A long answer, " * 40
@@ -41,10 +54,26 @@ IN_RAW = [
 
 @pytest.mark.parametrize("raw", IN_RAW, ids=["openai-style", "anthropic", "gemini"])
 def test_a_text_that_the_raw_answer_holds_is_stored_once_and_read_back_whole(raw) -> None:
+    given = copy.deepcopy(raw)
     result = Result("k", ResultStatus.SUCCEEDED, ANSWER, None, Usage(3, 4), "stop", raw, 1e-6, 2e-6)
-    stored = dump_result(result)
-    assert stored.count("A long answer") == 40 and len(dumps(result)) - len(stored) > len(ANSWER) - 20
-    assert load_result(stored) == result
+    stored = _stored(result)
+    assert sum(str(value).count("A long answer") for value in stored) == 40  # the text column's only
+    assert raw == given  # the answer was left out of the stored JSON, not out of the result
+    assert result_from_columns("k", None, *stored) == result
+
+
+def test_a_text_left_out_of_a_raw_answer_that_cannot_be_stored_is_put_back() -> None:
+    raw = {"choices": [{"message": {"content": "hi"}}], "odd": object()}
+    with pytest.raises(TypeError):
+        dump_raw(raw, "hi")
+    assert raw["choices"][0]["message"]["content"] == "hi"
+
+
+@pytest.mark.parametrize("raw", IN_RAW[:2], ids=["openai-style", "anthropic"])
+def test_a_text_stored_inside_its_raw_answer_before_schema_11_is_read_back(raw) -> None:
+    result = Result("k", ResultStatus.SUCCEEDED, ANSWER, raw=raw)
+    legacy = {**converter.unstructure(result), "text": None, "text_at": IN_RAW.index(raw)}
+    assert load_result(_json.dumps(legacy)) == result
 
 
 @pytest.mark.parametrize("text", ["other", ANSWER[:-1], ""])
@@ -52,8 +81,9 @@ def test_a_text_the_raw_answer_does_not_hold_as_it_is_is_stored_itself(text) -> 
     raw = {"content": [{"type": "text", "text": "A "}, {"type": "text", "text": "B"}],
            "choices": [{"message": {"content": ANSWER}}]}
     result = Result("k", ResultStatus.SUCCEEDED, text, raw=raw)
-    assert dump_result(result) == dumps(result)
-    assert load_result(dump_result(result)) == result
+    stored = _stored(result)
+    assert stored[1] == text and stored[4] is None and _json.loads(stored[5]) == raw
+    assert result_from_columns("k", None, *stored) == result
 
 
 def _sum_by_piece(text: str) -> int:

@@ -16,7 +16,7 @@ import pytest
 
 from fakeprovider import reply_to  # noqa: F401  (the fake provider's replies, used through `fake`)
 from overnight import ChatRequest, Message, OfflineBatchGenerationNotFinished
-from overnight._serialization import SCHEMA_VERSION, dump_result, load_result
+from overnight._serialization import SCHEMA_VERSION, dumps
 from overnight.errors import ConfigurationError, DiskError, StoreError
 from overnight.executor import PlannedRequest
 from overnight.llm import LLM
@@ -156,8 +156,8 @@ def test_intent_then_confirm_then_results_settle_each_request_once(store):
     assert store.open_jobs("p") == []
     assert store.plan_counts("p") == {DONE: 1, NEW: 3}
     assert store.plan_retried("p") == 1  # k1 failed once
-    [(_, _, state, text)] = [r for r in store.plan_results("p") if r[0] == 0]
-    assert state == DONE and '"fine"' in text
+    [(_, _, state, result)] = [r for r in store.plan_results("p") if r[0] == 0]
+    assert state == DONE and result.text == "fine"
     got = store.get_job(job)
     assert got is not None and (got["completed"], got["failed"], got["fetched"]) == (2, 1, 1)
     assert store.get_job("t1")["id"] == job and store.get_job("batch_1")["id"] == job
@@ -196,8 +196,8 @@ def test_the_executors_retry_rule_decides_when_an_unrun_request_ends_as_an_error
         job = submit(store, ["k0"], tag=f"t{n}")
         store.close_job(job, rule)  # the job ended without running k0 (expired)
     assert store.plan_counts("p") == {FAILED: 1}
-    [(_, _, _, text)] = list(store.plan_results("p"))
-    assert "not run by the provider in 2 jobs" in text
+    [(_, _, _, result)] = list(store.plan_results("p"))
+    assert result.status is ResultStatus.ERRORED and "not run by the provider in 2 jobs" in result.error
 
 
 def test_a_rejected_intent_counts_one_attempt_and_abandoned_ones_none(store):
@@ -294,8 +294,8 @@ def test_duplicates_answer_each_request_once(store):
     assert taken == 1  # k0 was answered already; k2's error is the kept job's to report
     store.close_duplicate(dup)
     assert store.open_duplicates("p") == []
-    texts = {r[0]: r[3] for r in store.plan_results("p")}
-    assert "from the kept job" in texts[0] and "from the duplicate" in texts[1] and texts[2] is None
+    texts = {row: result and result.text for row, _, _, result in store.plan_results("p")}
+    assert texts == {0: "from the kept job", 1: "from the duplicate", 2: None}
 
 
 # -- schema and lock -------------------------------------------------------------------------------------
@@ -316,7 +316,7 @@ TABLES = ("meta", "runs", "plans", "plan_items", "requests", "jobs", "job_reques
 
 
 def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_results(store, capsys):
-    answered = dump_result(ok("k0", text="kept"))
+    answered = dumps(ok("k0", text="kept"))  # a result as stores before schema 11 kept it
     with store.transaction() as db:  # as overnight 0.1 left it: the version-1 schema, with work in it
         for table in TABLES:
             db.execute(f"DROP TABLE {table}")
@@ -350,7 +350,7 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_resu
         assert again._query("SELECT cost_usd FROM requests WHERE key = 'k0'")[0][0] == 0.5  # figures filled
         again.record_results(1, [ok("k1", text="late")], R)
         again.close_job(1, R)
-        texts = [(row, load_result(text).text) for row, _, _, text in again.plan_results("p")]
+        texts = [(row, result.text) for row, _, _, result in again.plan_results("p")]
         assert texts == [(0, "kept"), (1, "late"), (2, "kept")]
         again.start_run("new")
         assert [r["host"] is None for r in again.list_runs()] == [False, True]
@@ -380,7 +380,7 @@ def test_each_plan_item_points_at_its_own_request_new_known_or_repeated(store):
     assert (counted["n"], counted["numbers"]) == (8, 8)
     store.record_results(submit(store, ["k3", "k7"], tag="t", plan="q"),
                          [ok("k3", text="three"), ok("k7", text="seven")], R)
-    answered = {(row, load_result(text).text) for row, _, _, text in store.plan_results("q") if text}
+    answered = {(row, result.text) for row, _, _, result in store.plan_results("q") if result}
     assert answered == {(3, "three"), (7, "seven"), (8, "three"), (9, "seven")}
 
 

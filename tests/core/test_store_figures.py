@@ -1,4 +1,4 @@
-"""A result's usage and cost, kept as columns beside its JSON, agree with the JSON.
+"""A result's usage and cost, kept as columns of its request, agree with what it says.
 
 Money and progress sum the columns; a store made before them gains them, filled from
 the results it holds, and one opened read-only keeps reading the JSON.
@@ -9,11 +9,11 @@ from __future__ import annotations
 import sqlite3
 from pathlib import Path
 
-from overnight._serialization import dump_result
+from overnight._serialization import dumps
 from overnight.models import Result, ResultStatus, Usage
 from overnight.policy import Retries
 from overnight.sqlite_store import SCHEMA, SqliteStore as Store
-from overnight.store import DONE, result_from_json
+from overnight.store import DONE
 from storekeys import request_ids
 
 
@@ -28,7 +28,7 @@ def _old_store(path: Path) -> None:
                         online_cost_usd=None if cost is None else 2 * cost)
         db.execute("INSERT INTO plan_items VALUES ('p', ?, ?, 0, ?)", (i, i, f"k{i}"))
         db.execute("INSERT INTO requests (key, provider, model, line, bytes, state, result, tokens) "
-                   "VALUES (?, 'openai', 'm', '{}', 2, ?, ?, 7)", (f"k{i}", DONE, dump_result(result)))
+                   "VALUES (?, 'openai', 'm', '{}', 2, ?, ?, 7)", (f"k{i}", DONE, dumps(result)))
     db.commit()
     db.close()
 
@@ -87,6 +87,6 @@ def test_a_success_the_provider_did_not_price_is_billed_as_it_is_stored(tmp_path
     columns = {r["key"]: (r["cost_usd"], r["online_cost_usd"])
                for r in store._query("SELECT key, cost_usd, online_cost_usd FROM requests")}
     assert columns == expected
-    # The stored JSON says the same as the columns: a result read back carries its price.
-    read_back = {keys[row]: result_from_json(text) for row, _sample, _state, text in store.plan_results("p")}
+    # A result read back carries its price.
+    read_back = {keys[row]: result for row, _sample, _state, result in store.plan_results("p")}
     assert {k: (r.cost_usd, r.online_cost_usd) for k, r in read_back.items()} == expected
