@@ -19,6 +19,7 @@ from overnight import (
     hookimpl,
 )
 from overnight.executor import PlannedRequest
+from overnight.models import evolve
 from overnight.llm import LLM
 from overnight.policy import RunPolicy
 from overnight.store import Store
@@ -58,6 +59,17 @@ def test_submit_then_not_finished_then_done_in_order(fake):
     assert [r.result.text for r in results] == [f"echo: {p}" for p in PROMPTS]
     assert all(r.result.usage.output_tokens > 0 for r in results)
     assert len(fake.jobs()) == 1  # checked twice, submitted once
+
+
+def test_results_come_back_with_the_raw_answer_unless_the_caller_declines_it(fake):
+    with pytest.raises(OfflineBatchGenerationNotFinished):
+        generate(PROMPTS[:3])
+    fake.advance()
+    whole = generate(PROMPTS[:3])
+    assert [r.result.raw for r in whole] == [{"id": r.result.custom_id} for r in whole]
+    lean = generate(PROMPTS[:3], raw=False)
+    assert [r.result.raw for r in lean] == [None] * 3
+    assert [evolve(r.result, raw=None) for r in whole] == [r.result for r in lean]  # the rest is the same
 
 
 def test_llm_keeps_pending_job_ids(fake):

@@ -352,6 +352,10 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_resu
         again.close_job(1, R)
         texts = [(row, result.text) for row, _, _, result in again.plan_results("p")]
         assert texts == [(0, "kept"), (1, "late"), (2, "kept")]
+        # The result stored before the upgrade keeps its JSON; the one after is columns only.
+        stored = {r["key"]: (r["result"] is not None, r["status"], r["text"])
+                  for r in again._query("SELECT key, result, status, text FROM requests")}
+        assert stored == {"k0": (True, None, None), "k1": (False, "succeeded", "late")}
         again.start_run("new")
         assert [r["host"] is None for r in again.list_runs()] == [False, True]
         # New requests get numbers after the migrated ones, and plans point at them.

@@ -377,6 +377,8 @@ def test_submit_not_finished_resume_then_results_in_order(sb, plugin):
         assert r.result.finish_reason == "end_turn"
         assert r.result.usage.input_tokens > 0 and r.result.usage.output_tokens > 0
         assert r.result.raw["result"]["type"] == "succeeded"
+        # Stored once, in the text's column, and put back into the raw answer read back.
+        assert r.result.raw["result"]["message"]["content"][0]["text"] == r.result.text
     assert counters(sb)["jobs"] == 1 and counters(sb)["requests"] == 10
     # The batch went out with tagged wire ids, one per request, never the bare core keys.
     client = sdk(sb)  # held: a client collected mid-download closes the socket under the stream

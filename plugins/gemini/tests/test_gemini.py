@@ -289,6 +289,8 @@ def test_submit_not_finished_resume_then_results_in_order(sb, gemini, inline_thr
     assert [r.row for r in results] == list(range(10))
     assert [r.result.text for r in results] == [answer(p) for p in PROMPTS]
     assert all(r.result.finish_reason == "STOP" and r.result.usage.output_tokens > 0 for r in results)
+    # Stored once, in the text's column, and put back into the raw answer read back.
+    assert all(r.result.raw["candidates"][0]["content"]["parts"][0]["text"] == r.result.text for r in results)
     assert counts(sb)["jobs"] == 1 and counts(sb)["requests"] == 10
 
 

@@ -166,6 +166,8 @@ def test_submit_not_finished_resume_then_results_in_order(sb, openai_plugin):
     assert [r.result.text for r in results] == [reply(p) for p in PROMPTS]
     assert all(r.result.finish_reason == "stop" for r in results)
     assert all(r.result.usage.input_tokens > 0 and r.result.usage.output_tokens > 0 for r in results)
+    # Stored once, in the text's column, and put back into the raw answer read back.
+    assert all(r.result.raw["choices"][0]["message"]["content"] == r.result.text for r in results)
     assert counters(sb)["jobs"] == 1 and counters(sb)["requests"] == 25  # paid once
 
     (batch,) = batches(sb)
