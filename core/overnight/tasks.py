@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import copy
-from operator import itemgetter
-from typing import TYPE_CHECKING, Any, Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Iterator
 
 import attrs
 from attrs import define, field
@@ -297,15 +296,14 @@ class TextGeneration(Step):
     def _assemble(self, rows: "Rows", results: Iterator[RowResult]) -> Iterator[dict[str, Any]]:
         """Match results (in plan order) to input rows; a gap is an error, never a dropped row."""
         out = self.output_column
-        # One sample: its value; more: the list of them, in sample order.
-        pick: Callable[[Sequence[Any]], Any] = itemgetter(0) if self.num_generations == 1 else list
         model = self.llm.model
-        raw_column, error_column, usage_column, reason_column, raw_reason_column, cost_column = (
-            f"{out}_{suffix}" for suffix in ("raw", "error", "usage", "finish_reason", "finish_reason_raw", "cost_usd")
+        error_column, usage_column, reason_column, raw_reason_column, cost_column = (
+            f"{out}_{suffix}" for suffix in ("error", "usage", "finish_reason", "finish_reason_raw", "cost_usd")
         )
+        n, plain = self.num_generations, self.response_format is None
         for index, row in enumerate(rows):
             samples: list[Result] = []
-            for sample in range(self.num_generations):
+            for sample in range(n):
                 got = next(results, None)
                 if got is None or got.row != index or got.sample != sample:
                     raise OvernightError(
@@ -315,22 +313,18 @@ class TextGeneration(Step):
                         "and paid_results='reuse'."
                     )
                 samples.append(got.result)
-            # Six columns (text, error, usage, finish reason, raw reason, cost), each by sample.
-            raws, errors, usages, reasons, raw_reasons, costs = zip(*map(_sample_columns, samples))
-            texts: Sequence[Any] = raws
-            problems: Sequence[Any] = errors
-            if self.response_format is not None:
-                texts, problems = self._parsed(list(raws), list(errors), [r.error for r in samples])
-            structured = {} if self.response_format is None else {raw_column: pick(raws)}
+            # Six columns (text, error, usage, finish reason, raw reason, cost): one sample's
+            # values, or each a list by sample.
+            columns = _sample_columns(samples[0]) if n == 1 else tuple(map(list, zip(*map(_sample_columns, samples))))
+            raws, errors, usages, reasons, raw_reasons, costs = columns
+            generated = {out: raws, error_column: errors} if plain else self._structured(raws, errors, samples)
             yield {
                 **row,
-                out: pick(texts),
-                **structured,
-                error_column: pick(problems),
-                usage_column: pick(usages),
-                reason_column: pick(reasons),
-                raw_reason_column: pick(raw_reasons),
-                cost_column: pick(costs),
+                **generated,
+                usage_column: usages,
+                reason_column: reasons,
+                raw_reason_column: raw_reasons,
+                cost_column: costs,
                 "model_name": model,
             }
         if next(results, None) is not None:
@@ -338,6 +332,14 @@ class TextGeneration(Step):
                 f"step {self.name!r}: the store holds more results than this step has rows. "
                 "Run again with use_cache=False and paid_results='reuse'."
             )
+
+    def _structured(self, raws: Any, errors: Any, samples: list[Result]) -> dict[str, Any]:
+        """The output, raw and error columns of a step with ``response_format`` (one sample's
+        values, or lists by sample, as ``raws`` and ``errors`` are): each answer parsed."""
+        one = self.num_generations == 1
+        texts, problems = self._parsed([raws] if one else raws, [errors] if one else errors, [r.error for r in samples])
+        out = self.output_column
+        return {out: texts[0] if one else texts, f"{out}_raw": raws, f"{out}_error": problems[0] if one else problems}
 
     def _parsed(self, texts: list[Any], errors: list[Any], notes: list[Any]) -> tuple[list[Any], list[Any]]:
         """Each answered sample parsed and validated against ``response_format``: its JSON form,
