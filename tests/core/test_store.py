@@ -22,7 +22,7 @@ from overnight.executor import PlannedRequest
 from overnight.llm import LLM
 from overnight.models import JobRef, JobState, JobStatus, Result, ResultStatus, Usage
 from overnight.policy import Retries
-from overnight.store import _SCHEMA, DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
+from overnight.store import _SCHEMA, ANSWER, DONE, FAILED, INTENT, LOST, NEW, QUEUED, JobPhase, JobRecord, Store
 from storekeys import request_ids
 
 
@@ -363,6 +363,25 @@ def test_a_store_at_schema_1_is_migrated_forward_keeping_its_plans_jobs_and_resu
         assert [r["key"] for r in again.pending_lines("q")] == ["k2"]
         numbered = [r[0] for r in again._query("SELECT key FROM requests ORDER BY id")]
         assert sorted(numbered[:2]) == ["k0", "k1"] and numbered[2] == "k2"
+
+
+def test_a_store_at_schema_10_gains_result_columns_and_reads_its_results_from_their_json(store, capsys):
+    store.write_plan("p", "fake", "g", items(2))
+    job = submit(store, ["k0", "k1"])
+    with store.transaction() as db:  # k0 answered as overnight kept results before schema 11
+        for column, _ in ANSWER:
+            db.execute(f"ALTER TABLE requests DROP COLUMN {column}")
+        db.execute(f"UPDATE requests SET state = '{DONE}', result = ? WHERE key = 'k0'",
+                   (dumps(ok("k0", text="kept")),))
+        db.execute("UPDATE meta SET value = '10' WHERE key = 'schema_version'")
+    store.close()
+    with Store.open() as again:
+        told = capsys.readouterr().err
+        assert f"from schema 10 to {SCHEMA_VERSION}, once" in told and "half a minute" not in told  # columns only
+        again.record_results(job, [ok("k1", text="new")], R)
+        again.close_job(job, R)
+        results = [result for _, _, _, result in again.plan_results("p")]
+        assert [r.text for r in results] == ["kept", "new"] and results[0] == ok("k0", text="kept")
 
 
 def _index_names(store) -> set[str]:
