@@ -316,7 +316,9 @@ class SqliteStore(SqlStore):
         numbers of the job's queued requests are read once per job (by the job index, in
         table order); a row the map misses or misplaces is settled by key, as elsewhere."""
         if self._rowids[0] != job_id:
-            self._rowids = (job_id, dict(db.execute(
+            pairs = db.cursor()
+            pairs.row_factory = None  # plain tuples: a third cheaper than rows by name, 50,000 at a time
+            self._rowids = (job_id, dict(pairs.execute(
                 f"SELECT key, id FROM requests WHERE job_id = ? AND state = '{QUEUED}'", (job_id,)
             ).fetchall()))
         rowids = self._rowids[1]
