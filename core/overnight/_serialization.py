@@ -80,10 +80,7 @@ def dump_raw(raw: dict[str, Any] | None, text: str | None) -> tuple[int | None, 
     at = _text_at(raw, text) if text else None
     if at is None:
         return None, _json.dumps(raw).decode()
-    *path, last = TEXT_PATHS[at]
-    holder: Any = raw
-    for step in path:
-        holder = holder[step]
+    holder, last = _text_holder(raw, at)
     # Blanked in place for the one dumps call and put back, not copied along the path.
     holder[last] = None
     try:
@@ -98,12 +95,19 @@ def load_raw(stored: str | bytes | None, text_at: int | None, text: str | None) 
         return None
     raw: dict[str, Any] = _json.loads(stored)
     if text_at is not None:
-        *path, last = TEXT_PATHS[text_at]
-        holder: Any = raw
-        for step in path:
-            holder = holder[step]
+        holder, last = _text_holder(raw, text_at)
         holder[last] = text
     return raw
+
+
+def _text_holder(raw: dict[str, Any], at: int) -> tuple[Any, str | int]:
+    """The dict or list in ``raw`` that holds its text at ``TEXT_PATHS[at]``, and the text's
+    key or index in it (the path is known to be there)."""
+    *path, last = TEXT_PATHS[at]
+    holder: Any = raw
+    for step in path:
+        holder = holder[step]
+    return holder, last
 
 
 _STATUS = {status.value: status for status in ResultStatus}

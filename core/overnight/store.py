@@ -820,10 +820,12 @@ class SqlStore(Store):
         """``(row, sample, state, result)`` in plan order, streamed (``raw=False``: results
         come back without the provider's raw answer, which is then not read; those stored
         before schema 11 keep it)."""
+        # The columns in result_from_columns' order, as _stored wrote them; raw only if asked for.
+        stored = ", ".join(["r.key", "r.result", *(f"r.{c}" if raw or c != "raw" else "NULL" for c, _ in ANSWER),
+                            *(f"r.{c}" for c, _, _ in FIGURES)])
         cursor = self._stream(
-            "SELECT p.row, p.sample, r.state, r.key, r.result, r.status, r.text, r.error, r.finish_reason, "
-            f"r.text_at, {'r.raw' if raw else 'NULL'}, r.used_in, r.used_out, r.cost_usd, r.online_cost_usd "
-            "FROM plan_items p JOIN requests r ON r.id = p.request WHERE p.plan_id = ? ORDER BY p.position",
+            f"SELECT p.row, p.sample, r.state, {stored} FROM plan_items p JOIN requests r ON r.id = p.request "
+            "WHERE p.plan_id = ? ORDER BY p.position",
             (plan_id,),
         )
         for row, sample, state, *stored in cursor:

@@ -297,8 +297,8 @@ class TextGeneration(Step):
         """Match results (in plan order) to input rows; a gap is an error, never a dropped row."""
         out = self.output_column
         model = self.llm.model
-        error_column, usage_column, reason_column, raw_reason_column, cost_column = (
-            f"{out}_{suffix}" for suffix in ("error", "usage", "finish_reason", "finish_reason_raw", "cost_usd")
+        raw_column, error_column, usage_column, reason_column, raw_reason_column, cost_column = (
+            f"{out}_{suffix}" for suffix in ("raw", "error", "usage", "finish_reason", "finish_reason_raw", "cost_usd")
         )
         n, plain = self.num_generations, self.response_format is None
         for index, row in enumerate(rows):
@@ -317,7 +317,11 @@ class TextGeneration(Step):
             # values, or each a list by sample.
             columns = _sample_columns(samples[0]) if n == 1 else tuple(map(list, zip(*map(_sample_columns, samples))))
             raws, errors, usages, reasons, raw_reasons, costs = columns
-            generated = {out: raws, error_column: errors} if plain else self._structured(raws, errors, samples)
+            if plain:
+                generated = {out: raws, error_column: errors}
+            else:
+                parsed, problems = self._structured(raws, errors, samples)
+                generated = {out: parsed, raw_column: raws, error_column: problems}
             yield {
                 **row,
                 **generated,
@@ -333,13 +337,13 @@ class TextGeneration(Step):
                 "Run again with use_cache=False and paid_results='reuse'."
             )
 
-    def _structured(self, raws: Any, errors: Any, samples: list[Result]) -> dict[str, Any]:
-        """The output, raw and error columns of a step with ``response_format`` (one sample's
-        values, or lists by sample, as ``raws`` and ``errors`` are): each answer parsed."""
-        one = self.num_generations == 1
-        texts, problems = self._parsed([raws] if one else raws, [errors] if one else errors, [r.error for r in samples])
-        out = self.output_column
-        return {out: texts[0] if one else texts, f"{out}_raw": raws, f"{out}_error": problems[0] if one else problems}
+    def _structured(self, raws: Any, errors: Any, samples: list[Result]) -> tuple[Any, Any]:
+        """The output and error values of a step with ``response_format``, each answer parsed
+        (:meth:`_parsed`): one sample's values, or lists by sample, as ``raws`` and ``errors`` are."""
+        if self.num_generations > 1:
+            return self._parsed(raws, errors, [r.error for r in samples])
+        (parsed,), (problem,) = self._parsed([raws], [errors], [samples[0].error])
+        return parsed, problem
 
     def _parsed(self, texts: list[Any], errors: list[Any], notes: list[Any]) -> tuple[list[Any], list[Any]]:
         """Each answered sample parsed and validated against ``response_format``: its JSON form,
